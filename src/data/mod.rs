@@ -1,0 +1,10 @@
+//! Data: CIFAR-10 in the official binary layout, preprocessing and batch augmentation.
+
+pub mod augment;
+pub mod batches;
+pub mod cifar;
+pub mod prepare;
+pub mod sample;
+
+pub use cifar::{Cifar10, DataSource};
+pub use prepare::{EvalSet, Normalization, Prepared};

@@ -1,0 +1,9 @@
+//! Experiments: a TOML file naming the runs, the presets (schedule lengths) and what the paper
+//! says should come out; planned into run configurations, run locally, aggregated into a report.
+
+pub mod aggregate;
+pub mod plan;
+pub mod runner;
+pub mod spec;
+
+pub use spec::Experiment;

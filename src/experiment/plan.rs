@@ -1,0 +1,111 @@
+//! From an experiment and a preset to one run configuration per run.
+
+use super::spec::Experiment;
+use crate::data::DataSource;
+use crate::model::ModelSpec;
+use crate::train::config::{DataConfig, OptimConfig, RunConfig, ScheduleConfig};
+use crate::train::Preset;
+use anyhow::{bail, Result};
+
+/// What the command line adds to an experiment's preset.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data: Option<DataSource>,
+    pub iters: Option<usize>,
+    pub eval_every: Option<usize>,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// Directory name inside the experiment's output folder.
+    pub name: String,
+    pub config: RunConfig,
+}
+
+pub fn plan(
+    experiment: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+) -> Result<Vec<PlannedRun>> {
+    let spec = experiment.preset(preset)?;
+    let Some(source) = overrides.data.clone().or_else(|| spec.data.clone()) else {
+        bail!(
+            "preset '{}' of experiment '{}' needs the full CIFAR-10: give --data PATH \
+             (cifar-10-batches-bin/, its parent, or cifar-10-binary.tar.gz)",
+            preset.name(),
+            experiment.name
+        );
+    };
+    let iters = overrides.iters.unwrap_or(spec.iters);
+    let eval_every = overrides.eval_every.unwrap_or(spec.eval_every).min(iters);
+    let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
+    if let (Some(steps), None) = (&spec.lr_steps, overrides.iters) {
+        schedule.lr_steps = steps.clone();
+    }
+    let mut data = DataConfig::new(source);
+    if let Some(eval_set) = spec.eval_set {
+        data.eval_set = eval_set;
+    }
+    let optim = OptimConfig {
+        batch_size: spec.batch_size.unwrap_or(OptimConfig::default().batch_size),
+        ..OptimConfig::default()
+    };
+    experiment
+        .runs
+        .iter()
+        .map(|run| {
+            let mut model: ModelSpec = run.model.parse()?;
+            if let Some(shortcut) = run.shortcut {
+                model = model.with_shortcut(shortcut);
+            }
+            let config = RunConfig {
+                model,
+                data: data.clone(),
+                optim: optim.clone(),
+                schedule: schedule.clone(),
+                seed: overrides.seed,
+                threads: overrides.threads,
+            };
+            config.validate()?;
+            Ok(PlannedRun {
+                name: run.run_name(),
+                config,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fig1_demo_plans_two_plain_runs_on_the_embedded_sample() {
+        let experiment = Experiment::load("fig1").unwrap();
+        let runs = plan(&experiment, Preset::Demo, &Overrides::default()).unwrap();
+        let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["plain-20", "plain-56"]);
+        assert_eq!(runs[0].config.data.source, DataSource::Embedded);
+        let s = &runs[1].config.schedule;
+        assert_eq!(s.lr_steps, vec![s.iters / 2, s.iters * 3 / 4]);
+    }
+
+    #[test]
+    fn the_paper_preset_needs_data_and_keeps_the_papers_schedule() {
+        let experiment = Experiment::load("fig1").unwrap();
+        let err = plan(&experiment, Preset::Paper, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--data"), "{err}");
+        let overrides = Overrides {
+            data: Some(DataSource::Path("x".into())),
+            ..Default::default()
+        };
+        let runs = plan(&experiment, Preset::Paper, &overrides).unwrap();
+        assert_eq!(runs[0].config.schedule.iters, 64_000);
+        assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);
+        assert_eq!(runs[0].config.optim, OptimConfig::default());
+    }
+}

@@ -1,0 +1,88 @@
+//! Runs an experiment's runs one after another on this machine and writes its report.
+
+use super::aggregate::{check, error_chart, CheckOutcome, RunResult};
+use super::plan::{plan, Overrides};
+use super::spec::Experiment;
+use crate::report::{chart, table};
+use crate::train::{train, Preset};
+use crate::util::fs::write_file;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What a finished experiment produced.
+pub struct ExperimentReport {
+    pub results: Vec<RunResult>,
+    pub checks: Vec<CheckOutcome>,
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(
+    experiment: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+    out: &Path,
+) -> Result<ExperimentReport> {
+    let runs = plan(experiment, preset, overrides)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating output directory {}", out.display()))?;
+    let header = format!(
+        "# reslab {}: this experiment was run with --preset {} (seed {}).\n",
+        env!("CARGO_PKG_VERSION"),
+        preset.name(),
+        overrides.seed
+    );
+    let text = toml::to_string(experiment).expect("an experiment always serialises");
+    write_file(&out.join("experiment.toml"), (header + &text).as_bytes())?;
+
+    let mut failures = Vec::new();
+    for run in &runs {
+        if let Err(e) = train(&run.config, &out.join(&run.name), &run.name) {
+            eprintln!("error: {}: {e:#}", run.name);
+            failures.push(run.name.clone());
+        }
+    }
+    let results = runs
+        .iter()
+        .filter(|run| !failures.contains(&run.name))
+        .map(|run| RunResult::load(&run.name, &out.join(&run.name)))
+        .collect::<Result<Vec<_>>>()?;
+    let report = write_report(experiment, results, out)?;
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed ({}); the report in {} shows the others",
+            failures.len(),
+            runs.len(),
+            failures.join(", "),
+            out.display()
+        );
+    }
+    Ok(report)
+}
+
+/// The chart (PNG and SVG) and the summary table (CSV and Markdown) of `results`.
+pub fn write_report(
+    experiment: &Experiment,
+    results: Vec<RunResult>,
+    out: &Path,
+) -> Result<ExperimentReport> {
+    let checks: Vec<CheckOutcome> = experiment
+        .expect
+        .iter()
+        .filter_map(|e| check(e, &results))
+        .collect();
+    let png = out.join(format!("{}.png", experiment.name));
+    let svg = out.join(format!("{}.svg", experiment.name));
+    chart::render(&error_chart(experiment, &results), &png, &svg)?;
+    let csv = out.join("summary.csv");
+    let md = out.join("summary.md");
+    write_file(&csv, table::summary_csv(&results)?.as_bytes())?;
+    write_file(
+        &md,
+        table::summary_markdown(experiment, &results, &checks).as_bytes(),
+    )?;
+    Ok(ExperimentReport {
+        results,
+        checks,
+        files: vec![png, svg, csv, md],
+    })
+}

@@ -1,0 +1,168 @@
+//! The experiment file format (see `experiments/*.toml`).
+
+use crate::data::{DataSource, EvalSet};
+use crate::model::Shortcut;
+use crate::train::config::one_line;
+use crate::train::Preset;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
+pub const BUILTIN: [(&str, &str); 1] = [("fig1", include_str!("../../experiments/fig1.toml"))];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Names the outputs: `<name>.png`, `<name>.svg`.
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub runs: Vec<RunEntry>,
+    pub presets: BTreeMap<String, PresetSpec>,
+    /// What the paper's result predicts; checked and reported after the runs.
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+/// One network to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEntry {
+    /// `plain-N` or `resnet-N`.
+    pub model: String,
+    #[serde(default)]
+    pub shortcut: Option<Shortcut>,
+}
+
+/// A schedule length and the data it runs on. The learning-rate steps default to the paper's
+/// shape (1/2 and 3/4 of `iters`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSpec {
+    /// `embedded` or a path; without it, `--data` must be given.
+    #[serde(default)]
+    pub data: Option<DataSource>,
+    pub iters: usize,
+    pub eval_every: usize,
+    #[serde(default)]
+    pub lr_steps: Option<Vec<usize>>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub eval_set: Option<EvalSet>,
+}
+
+/// `worse` ends with a higher training error than `better`, at the end and on average over the
+/// run (the paper's degradation problem, Figure 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub higher_train_error: String,
+    pub than: String,
+}
+
+impl Experiment {
+    /// A built-in experiment by name, or an experiment file by path.
+    pub fn load(name_or_path: &str) -> Result<Experiment> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(name, _)| *name == name_or_path) {
+            return Self::parse(text, &format!("built-in experiment '{name_or_path}'"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.is_file() {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown experiment '{name_or_path}': expected a built-in name ({}) or the path of an experiment file",
+                names.join(", ")
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading experiment file {}", path.display()))?;
+        Self::parse(&text, &format!("experiment file {}", path.display()))
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Experiment> {
+        let experiment: Experiment = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", one_line(&e.to_string())))?;
+        experiment.validate().with_context(|| origin.to_string())?;
+        Ok(experiment)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.runs.is_empty() {
+            bail!("no [[runs]]; expected at least one model to train");
+        }
+        for run in &self.runs {
+            run.model.parse::<crate::model::ModelSpec>()?;
+        }
+        let run_names: Vec<String> = self.runs.iter().map(RunEntry::run_name).collect();
+        for expectation in &self.expect {
+            for name in [&expectation.higher_train_error, &expectation.than] {
+                if !run_names.contains(name) {
+                    bail!(
+                        "[[expect]] names '{name}', which is not one of the runs ({})",
+                        run_names.join(", ")
+                    );
+                }
+            }
+        }
+        for (name, preset) in &self.presets {
+            if preset.iters == 0 || preset.eval_every == 0 {
+                bail!("preset '{name}': iters and eval_every must be positive");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn preset(&self, preset: Preset) -> Result<&PresetSpec> {
+        self.presets.get(preset.name()).with_context(|| {
+            let known: Vec<&String> = self.presets.keys().collect();
+            format!(
+                "experiment '{}' has no preset '{}' (it has {known:?})",
+                self.name,
+                preset.name()
+            )
+        })
+    }
+}
+
+impl RunEntry {
+    /// The run's directory name: the model, with the shortcut option when one is given.
+    pub fn run_name(&self) -> String {
+        match self.shortcut {
+            Some(shortcut) => format!("{}-{shortcut}", self.model),
+            None => self.model.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_experiments_parse() {
+        for (name, _) in BUILTIN {
+            let experiment = Experiment::load(name).unwrap();
+            assert_eq!(experiment.name, name);
+            for preset in [Preset::Demo, Preset::Quick, Preset::Paper] {
+                experiment.preset(preset).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn bad_files_name_the_origin_and_the_problem() {
+        let err = Experiment::parse("name = 1", "experiment file x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("experiment file x.toml:"), "{err}");
+        let text = include_str!("../../experiments/fig1.toml").replace("plain-56", "plain-57");
+        let err = format!("{:#}", Experiment::parse(&text, "f.toml").unwrap_err());
+        assert!(err.contains("plain-57") && err.contains("6n+2"), "{err}");
+        let err = format!("{:#}", Experiment::load("fig9").unwrap_err());
+        assert!(err.contains("unknown experiment 'fig9'"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! reslab: plain and residual networks side by side, reproducing He et al. (2015),
+//! "Deep Residual Learning for Image Recognition", on tch-rs (libtorch).
+//!
+//! The data flows one way, one module per stage:
+//! experiment file -> run specs ([`experiment`]) -> data ([`data`]) and model ([`model`]) ->
+//! trainer ([`train`]) -> run directory (CSV, weights) -> aggregation -> charts and tables
+//! ([`report`]).
+
+pub mod data;
+pub mod experiment;
+pub mod model;
+pub mod report;
+pub mod train;
+pub mod util;

@@ -1,0 +1,215 @@
+//! Building blocks: the two-layer basic block and the shortcuts that make it residual.
+
+use super::layers::{batch_norm, conv1x1, conv3x3, conv_macs};
+use super::zoo::Shortcut;
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// How a residual block's input reaches the addition.
+#[derive(Debug)]
+pub enum ShortcutPath {
+    /// Shapes match: the input itself (options A and B).
+    Identity,
+    /// Option A where the shape changes: subsample by `stride`, then zero channels added
+    /// `pad_before` in front of and `pad_after` behind the input's channels. No parameters.
+    ZeroPad {
+        stride: i64,
+        pad_before: i64,
+        pad_after: i64,
+    },
+    /// Options B (where the shape changes) and C (everywhere): 1x1 convolution + BN.
+    Projection { conv: nn::Conv2D, bn: Box<nn::BatchNorm> },
+}
+
+impl ShortcutPath {
+    /// The shortcut of `option` from `c_in` to `c_out` channels at `stride`; a projection's
+    /// variables are named `p/0` (conv) and `p/1` (BN), as in PyTorch's `nn.Sequential`.
+    pub fn new(p: nn::Path, option: Shortcut, c_in: i64, c_out: i64, stride: i64) -> ShortcutPath {
+        let shape_changes = stride != 1 || c_in != c_out;
+        match option {
+            Shortcut::C => Self::projection(p, c_in, c_out, stride),
+            Shortcut::B if shape_changes => Self::projection(p, c_in, c_out, stride),
+            Shortcut::A if shape_changes => {
+                let pad_before = (c_out - c_in) / 2;
+                ShortcutPath::ZeroPad {
+                    stride,
+                    pad_before,
+                    pad_after: c_out - c_in - pad_before,
+                }
+            }
+            Shortcut::A | Shortcut::B => ShortcutPath::Identity,
+        }
+    }
+
+    fn projection(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> ShortcutPath {
+        ShortcutPath::Projection {
+            conv: conv1x1(&p / "0", c_in, c_out, stride),
+            bn: Box::new(batch_norm(&p / "1", c_out)),
+        }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            ShortcutPath::Identity => x.shallow_clone(),
+            ShortcutPath::ZeroPad {
+                stride,
+                pad_before,
+                pad_after,
+            } => {
+                let subsampled = x.slice(2, 0, None, *stride).slice(3, 0, None, *stride);
+                // constant_pad_nd pads the last dimension first: (W, W, H, H, C, C).
+                subsampled.constant_pad_nd([0, 0, 0, 0, *pad_before, *pad_after])
+            }
+            ShortcutPath::Projection { conv, bn } => x.apply(conv).apply_t(bn.as_ref(), train),
+        }
+    }
+
+    fn macs(&self, c_in: i64, c_out: i64, h_out: i64, w_out: i64) -> u64 {
+        match self {
+            ShortcutPath::Projection { .. } => conv_macs(c_in, c_out, 1, h_out, w_out),
+            _ => 0,
+        }
+    }
+}
+
+/// Two 3x3 conv+BN layers; with a shortcut, the input is added before the second ReLU.
+/// Without one (`shortcut: None`) it is the plain net's pair of layers.
+#[derive(Debug)]
+pub struct BasicBlock {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    pub shortcut: Option<ShortcutPath>,
+    c_in: i64,
+    c_out: i64,
+    stride: i64,
+}
+
+impl BasicBlock {
+    /// `shortcut` is `None` for a plain block; `shortcut_name` is the sub-path a projection's
+    /// variables live under (`shortcut` in the CIFAR reproductions, `downsample` in torchvision).
+    pub fn new(
+        p: nn::Path,
+        c_in: i64,
+        c_out: i64,
+        stride: i64,
+        shortcut: Option<Shortcut>,
+        shortcut_name: &str,
+    ) -> BasicBlock {
+        BasicBlock {
+            conv1: conv3x3(&p / "conv1", c_in, c_out, stride),
+            bn1: batch_norm(&p / "bn1", c_out),
+            conv2: conv3x3(&p / "conv2", c_out, c_out, 1),
+            bn2: batch_norm(&p / "bn2", c_out),
+            shortcut: shortcut
+                .map(|s| ShortcutPath::new(&p / shortcut_name, s, c_in, c_out, stride)),
+            c_in,
+            c_out,
+            stride,
+        }
+    }
+
+    /// Multiply-accumulates for an `h`x`w` input.
+    pub fn macs(&self, h: i64, w: i64) -> u64 {
+        let (h_out, w_out) = (h / self.stride, w / self.stride);
+        let convs = conv_macs(self.c_in, self.c_out, 3, h_out, w_out)
+            + conv_macs(self.c_out, self.c_out, 3, h_out, w_out);
+        let shortcut = self
+            .shortcut
+            .as_ref()
+            .map_or(0, |s| s.macs(self.c_in, self.c_out, h_out, w_out));
+        convs + shortcut
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = x
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.bn2, train);
+        match &self.shortcut {
+            Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
+            None => out.relu(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn option_a_subsamples_and_pads_zero_channels_equally_around_the_input() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shortcut = ShortcutPath::new(vs.root(), Shortcut::A, 16, 32, 2);
+        assert!(vs.variables().is_empty(), "option A has no parameters");
+        let x = Tensor::randn([2, 16, 8, 8], (Kind::Float, Device::Cpu));
+        let y = shortcut.forward_t(&x, true);
+        assert_eq!(y.size(), vec![2, 32, 4, 4]);
+        let subsampled = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
+        assert!(
+            y.narrow(1, 8, 16).equal(&subsampled),
+            "the input sits in channels 8..24"
+        );
+        assert_eq!(
+            y.narrow(1, 0, 8).abs().sum(Kind::Float).double_value(&[]),
+            0.0
+        );
+        assert_eq!(
+            y.narrow(1, 24, 8).abs().sum(Kind::Float).double_value(&[]),
+            0.0
+        );
+    }
+
+    #[test]
+    fn identity_where_the_shape_is_kept_projection_where_the_option_asks() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let x = Tensor::randn([1, 16, 4, 4], (Kind::Float, Device::Cpu));
+        for option in [Shortcut::A, Shortcut::B] {
+            let s = ShortcutPath::new(vs.root(), option, 16, 16, 1);
+            assert!(matches!(s, ShortcutPath::Identity));
+            assert!(s.forward_t(&x, false).equal(&x));
+        }
+        assert!(matches!(
+            ShortcutPath::new(vs.root(), Shortcut::B, 16, 32, 2),
+            ShortcutPath::Projection { .. }
+        ));
+        assert!(matches!(
+            ShortcutPath::new(vs.root() / "c", Shortcut::C, 16, 16, 1),
+            ShortcutPath::Projection { .. }
+        ));
+    }
+
+    #[test]
+    fn a_plain_block_has_no_shortcut_and_a_residual_block_adds_its_input() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let plain = BasicBlock::new(vs.root() / "p", 16, 16, 1, None, "shortcut");
+        let residual = BasicBlock::new(vs.root() / "r", 16, 16, 1, Some(Shortcut::A), "shortcut");
+        assert!(plain.shortcut.is_none());
+        // With the second BN's weight at zero the residual branch is zero: out = relu(x).
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.ends_with("bn2.weight") || name.ends_with("bn2.bias") {
+                    let _ = t.zero_();
+                }
+            }
+        });
+        let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
+        assert!(residual
+            .forward_t(&x, false)
+            .allclose(&x.relu(), 1e-6, 1e-6, false));
+        assert_eq!(
+            plain
+                .forward_t(&x, false)
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+    }
+}

@@ -1,0 +1,787 @@
+//! Error-vs-iteration charts in the style of He et al. 2015, Fig. 1: one colour per
+//! model, training error dashed, test error solid.
+//!
+//! Each chart is written as PNG and SVG. Text is drawn with a bundled DejaVu Sans font
+//! through plotters' `ab_glyph` feature, so rendering needs no system fonts or fontconfig.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::element::{DashedPathElement, DynElement, IntoDynElement};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+/// (x, y) in data units.
+type Point = (f64, f64);
+
+/// Output size in pixels (PNG) and user units (SVG).
+pub const CHART_SIZE: (u32, u32) = (960, 640);
+
+/// One line on the chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// Legend label, e.g. "plain-20 train".
+    pub label: String,
+    /// Colour index: one colour per series (e.g. per depth/model).
+    pub series: usize,
+    /// Training error dashed, test error solid (as in He et al. 2015 Fig. 1).
+    pub dashed: bool,
+    /// (iteration, error %). Non-finite points are skipped.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A whole figure: title, axis labels and curves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorChart {
+    pub title: String,
+    /// E.g. "iteration".
+    pub x_label: String,
+    /// E.g. "error (%)".
+    pub y_label: String,
+    pub curves: Vec<Curve>,
+    /// None: 0..max(err)*1.05 capped at 100.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// Font family name we register the bundled font under; every text style below uses it.
+const FONT: &str = "sans-serif";
+/// Embedded so the binary renders text on machines without any fonts installed.
+const FONT_BYTES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/fonts/DejaVuSans.ttf"
+));
+
+/// Tableau-10 colours: orange and blue first, like the paper's figures.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(255, 127, 14),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+const LINE_WIDTH: u32 = 2;
+/// Dash and gap lengths in pixels for training curves.
+const DASH: u32 = 9;
+const GAP: u32 = 5;
+/// Length of the line sample drawn in front of each legend label.
+const LEGEND_SAMPLE: u32 = 28;
+
+const TITLE_SIZE: u32 = 26;
+const AXIS_DESC_SIZE: u32 = 20;
+const TICK_SIZE: u32 = 16;
+const LEGEND_SIZE: u32 = 16;
+
+/// Writes the same chart as PNG and SVG. Creates nothing else. Writes each file to a temporary
+/// name in the same directory and renames it into place, so a failure never leaves a half chart.
+pub fn render(chart: &ErrorChart, png: &Path, svg: &Path) -> Result<()> {
+    let plan = Plan::new(chart)?;
+    ensure_font()?;
+
+    let png_tmp = temp_sibling(png, "png");
+    let svg_tmp = temp_sibling(svg, "svg");
+    // Both temporaries are complete before either rename, so a drawing failure leaves
+    // both old files untouched.
+    let writing = |path: &Path| format!("writing chart {}", path.display());
+    let result = render_png(chart, &plan, &png_tmp)
+        .with_context(|| writing(png))
+        .and_then(|()| render_svg(chart, &plan, &svg_tmp).with_context(|| writing(svg)))
+        .and_then(|()| commit(&png_tmp, png))
+        .and_then(|()| commit(&svg_tmp, svg));
+    if result.is_err() {
+        // Best effort: the temporaries may not exist, and the original error matters more.
+        let _ = std::fs::remove_file(&png_tmp);
+        let _ = std::fs::remove_file(&svg_tmp);
+    }
+    result
+}
+
+/// Registers the bundled font once per process. plotters keeps fonts in a global table,
+/// and a font registered under "sans-serif" serves every style through its fallback.
+fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            register_font(FONT, FontStyle::Normal, FONT_BYTES)
+                .map_err(|_| "bundled DejaVuSans.ttf is not a valid font".to_string())
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// Finite data and axis ranges, computed before any file is touched.
+struct Plan {
+    curves: Vec<Vec<Point>>,
+    x: Range<f64>,
+    y: Range<f64>,
+}
+
+impl Plan {
+    fn new(chart: &ErrorChart) -> Result<Self> {
+        let curves: Vec<Vec<Point>> = chart
+            .curves
+            .iter()
+            .map(|c| {
+                let finite = |&&(x, y): &&Point| x.is_finite() && y.is_finite();
+                c.points.iter().filter(finite).copied().collect()
+            })
+            .collect();
+        let all = || curves.iter().flatten();
+        if all().next().is_none() {
+            bail!("chart '{}' has no data", chart.title);
+        }
+        let max_x = all().map(|p| p.0).fold(f64::MIN, f64::max);
+        let min_x = all().map(|p| p.0).fold(f64::MAX, f64::min);
+        let max_y = all().map(|p| p.1).fold(f64::MIN, f64::max);
+        let min_y = all().map(|p| p.1).fold(f64::MAX, f64::min);
+        let x = non_empty(min_x.min(0.0), max_x);
+        let y = match chart.y_range {
+            Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => lo..hi,
+            Some((lo, hi)) => bail!("chart '{}' has invalid y_range {lo}..{hi}", chart.title),
+            None => non_empty(min_y.min(0.0), (max_y * 1.05).min(100.0)),
+        };
+        Ok(Plan { curves, x, y })
+    }
+}
+
+/// plotters needs a non-degenerate range, e.g. when all data sits at x = 0.
+fn non_empty(lo: f64, hi: f64) -> Range<f64> {
+    if hi > lo {
+        lo..hi
+    } else {
+        lo..lo + 1.0
+    }
+}
+
+/// How one output is drawn.
+#[derive(Clone, Copy)]
+struct Target {
+    /// Scale of every pixel size (fonts, margins, lines, dashes).
+    k: u32,
+    /// Stroke each segment separately with round joins (see `draw_runs`).
+    round_joins: bool,
+}
+
+/// The bitmap backend draws lines without anti-aliasing, so the PNG is drawn at twice the
+/// size and box-filtered down: smooth lines and text at little cost.
+const PNG_TARGET: Target = Target {
+    k: 2,
+    round_joins: true,
+};
+const SVG_TARGET: Target = Target {
+    k: 1,
+    round_joins: false,
+};
+
+fn render_png(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
+    let k = PNG_TARGET.k;
+    let big_size = (CHART_SIZE.0 * k, CHART_SIZE.1 * k);
+    let mut big = vec![0u8; 3 * (big_size.0 * big_size.1) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut big, big_size).into_drawing_area();
+        draw(&root, chart, plan, PNG_TARGET)?;
+        root.present().map_err(plot_err)?;
+    }
+    let small = downsample(&big, CHART_SIZE, k);
+    let mut out = BitMapBackend::new(path, CHART_SIZE);
+    out.blit_bitmap((0, 0), CHART_SIZE, &small)
+        .map_err(plot_err)?;
+    out.present().map_err(plot_err)
+}
+
+/// Averages each `k` x `k` block of an RGB image `k` times the size of `(w, h)`.
+fn downsample(big: &[u8], (w, h): (u32, u32), k: u32) -> Vec<u8> {
+    let (w, h, k) = (w as usize, h as usize, k as usize);
+    let mut small = vec![0u8; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let sum: usize = (0..k * k)
+                    .map(|i| {
+                        let (bx, by) = (x * k + i % k, y * k + i / k);
+                        big[3 * (by * w * k + bx) + c] as usize
+                    })
+                    .sum();
+                small[3 * (y * w + x) + c] = ((sum + k * k / 2) / (k * k)) as u8;
+            }
+        }
+    }
+    small
+}
+
+fn render_svg(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, CHART_SIZE).into_drawing_area();
+    draw(&root, chart, plan, SVG_TARGET)?;
+    root.present().map_err(plot_err)
+}
+
+/// plotters' errors are not Send + Sync in every version, so keep only their message.
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+/// Draws the whole figure.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &ErrorChart,
+    plan: &Plan,
+    t: Target,
+) -> Result<()> {
+    let k = t.k;
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut ctx = ChartBuilder::on(root)
+        .caption(&chart.title, (FONT, TITLE_SIZE * k).into_font())
+        .margin(18 * k)
+        .margin_right(32 * k)
+        .x_label_area_size(56 * k)
+        .y_label_area_size(72 * k)
+        .build_cartesian_2d(plan.x.clone(), plan.y.clone())
+        .map_err(plot_err)?;
+
+    draw_axes(&mut ctx, chart, plan, k)?;
+    for (curve, points) in chart.curves.iter().zip(&plan.curves) {
+        draw_curve(&mut ctx, curve, points, plan, t)?;
+    }
+
+    draw_legend(&mut ctx, chart, plan, k)
+}
+
+/// Grid, ticks, axis descriptions and a closed frame.
+fn draw_axes<'a, DB: DrawingBackend + 'a>(
+    ctx: &mut Ctx<'a, DB>,
+    chart: &ErrorChart,
+    plan: &Plan,
+    k: u32,
+) -> Result<()> {
+    let thousands = plan.x.end > 10_000.0;
+    let x_fmt = |v: &f64| format_x(*v, thousands);
+    let y_fmt = |v: &f64| format_number(*v);
+    let grid = BLACK.mix(0.12).stroke_width(k);
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .x_labels(9)
+        .y_labels(11)
+        .axis_desc_style((FONT, AXIS_DESC_SIZE * k))
+        .label_style((FONT, TICK_SIZE * k))
+        .axis_style(BLACK.mix(0.8).stroke_width(k))
+        .set_all_tick_mark_size(5 * k)
+        .bold_line_style(grid)
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .map_err(plot_err)?;
+
+    // plotters only draws the left and bottom axes; close the frame like matplotlib does.
+    let (x, y) = (&plan.x, &plan.y);
+    let frame = [(x.start, y.end), (x.end, y.end), (x.end, y.start)];
+    ctx.draw_series(std::iter::once(PathElement::new(
+        frame,
+        BLACK.mix(0.8).stroke_width(k),
+    )))
+    .map_err(plot_err)?;
+    Ok(())
+}
+
+/// Legend in the upper right. plotters' own `UpperRight` sits a fixed 5 px from the frame,
+/// which looks cramped, so the box is placed by hand with a gap that scales with `k`.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    ctx: &mut Ctx<'a, DB>,
+    chart: &ErrorChart,
+    plan: &Plan,
+    k: u32,
+) -> Result<()> {
+    let font: TextStyle = (FONT, LEGEND_SIZE * k).into_font().into();
+    let (padding, sample_area, inset) = (10 * k, (LEGEND_SAMPLE + 10) * k, 12 * k);
+    let area = ctx.plotting_area();
+    let mut widest = 0;
+    // Only curves with data are in the legend (see `draw_curve`).
+    for (curve, points) in chart.curves.iter().zip(&plan.curves) {
+        if !points.is_empty() {
+            let (w, _) = area
+                .estimate_text_size(&curve.label, &font)
+                .map_err(plot_err)?;
+            widest = widest.max(w);
+        }
+    }
+    let box_width = widest + sample_area + 2 * padding;
+    let x = area.dim_in_pixel().0.saturating_sub(box_width + inset);
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::Coordinate(x as i32, inset as i32))
+        .margin(padding)
+        .legend_area_size(sample_area)
+        .label_font(font)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4).stroke_width(k))
+        .draw()
+        .map_err(plot_err)
+}
+
+/// Pixel position; plotters uses this type but does not re-export its name.
+type BackendCoord = (i32, i32);
+
+type Ctx<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn draw_curve<'a, DB: DrawingBackend + 'a>(
+    ctx: &mut Ctx<'a, DB>,
+    curve: &Curve,
+    points: &[Point],
+    plan: &Plan,
+    t: Target,
+) -> Result<()> {
+    // A curve without data gets no legend entry: a label next to nothing would mislead.
+    if points.is_empty() {
+        return Ok(());
+    }
+    let colour = PALETTE[curve.series % PALETTE.len()];
+    let style = colour.stroke_width(LINE_WIDTH * t.k);
+    let (dash, gap) = (DASH * t.k, GAP * t.k);
+
+    // plotters clamps out-of-range points onto the frame, which would draw flat lines
+    // along it when `y_range` is set; cut the curve at the frame instead.
+    let mut runs = clip_y(points, &plan.y);
+    if curve.dashed {
+        let (w, h) = ctx.plotting_area().dim_in_pixel();
+        let px_per_unit = (
+            f64::from(w) / (plan.x.end - plan.x.start),
+            f64::from(h) / (plan.y.end - plan.y.start),
+        );
+        let (dash, gap) = (f64::from(dash), f64::from(gap));
+        runs = runs
+            .iter()
+            .flat_map(|run| dashes(run, dash, gap, px_per_unit))
+            .collect();
+    }
+    draw_runs(ctx, &runs, style, t)?;
+
+    // The legend entry gets its own empty series, so it exists even if every run is clipped.
+    let dashed = curve.dashed.then_some((dash as i32, gap as i32));
+    let len = (LEGEND_SAMPLE * t.k) as i32;
+    ctx.draw_series(std::iter::empty::<PathElement<Point>>())
+        .map_err(plot_err)?
+        .label(&curve.label)
+        .legend(move |pos| legend_sample::<DB>(pos, len, style, dashed));
+
+    // A line through one point draws nothing; mark it so the value is still visible.
+    if let [p] = points {
+        if in_range(p.1, &plan.y) {
+            let marker = Circle::new(*p, 3 * t.k, colour.filled());
+            ctx.draw_series(std::iter::once(marker)).map_err(plot_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws polylines. plotters' bitmap backend turns a thick polyline into one polygon whose
+/// inner corner at a sharp turn shoots far out, so noisy curves get long spikes. For
+/// bitmaps each segment is therefore a separate straight stroke, with a dot on every
+/// vertex as a round join. SVG viewers join lines properly and get plain polylines.
+fn draw_runs<'a, DB: DrawingBackend + 'a>(
+    ctx: &mut Ctx<'a, DB>,
+    runs: &[Vec<Point>],
+    style: ShapeStyle,
+    t: Target,
+) -> Result<()> {
+    if !t.round_joins {
+        let lines = runs.iter().map(|run| PathElement::new(run.clone(), style));
+        ctx.draw_series(lines).map_err(plot_err)?;
+        return Ok(());
+    }
+    let segments = runs
+        .iter()
+        .flat_map(|run| run.windows(2))
+        .map(|seg| PathElement::new(seg.to_vec(), style));
+    ctx.draw_series(segments).map_err(plot_err)?;
+    let joins = runs
+        .iter()
+        .filter(|run| run.len() > 2)
+        .flat_map(|run| &run[1..run.len() - 1])
+        .map(|p| Circle::new(*p, style.stroke_width / 2, style.filled()));
+    ctx.draw_series(joins).map_err(plot_err)?;
+    Ok(())
+}
+
+fn in_range(y: f64, range: &Range<f64>) -> bool {
+    range.start <= y && y <= range.end
+}
+
+/// Splits a polyline into the runs that lie inside the horizontal band `range`, cutting
+/// segments exactly where they cross it.
+fn clip_y(points: &[Point], range: &Range<f64>) -> Vec<Vec<Point>> {
+    if let [p] = points {
+        return if in_range(p.1, range) {
+            vec![vec![*p]]
+        } else {
+            vec![]
+        };
+    }
+    let mut runs = vec![];
+    let mut run: Vec<Point> = vec![];
+    for seg in points.windows(2) {
+        match clip_segment(seg[0], seg[1], range) {
+            Some((a, b)) => {
+                // A run continues only while segments join at the same point.
+                if run.last() != Some(&a) {
+                    push_run(&mut runs, &mut run);
+                    run.push(a);
+                }
+                run.push(b);
+            }
+            None => push_run(&mut runs, &mut run),
+        }
+    }
+    push_run(&mut runs, &mut run);
+    runs
+}
+
+fn push_run(runs: &mut Vec<Vec<Point>>, run: &mut Vec<Point>) {
+    if run.len() > 1 {
+        runs.push(std::mem::take(run));
+    }
+    run.clear();
+}
+
+/// The part of segment `p`-`q` inside the band, if any. Unclipped ends are returned
+/// unchanged (not recomputed), so consecutive segments still meet exactly.
+fn clip_segment(p: Point, q: Point, range: &Range<f64>) -> Option<(Point, Point)> {
+    let dy = q.1 - p.1;
+    let (mut t0, mut t1) = (0.0, 1.0);
+    if dy == 0.0 {
+        if !in_range(p.1, range) {
+            return None;
+        }
+    } else {
+        let (ta, tb) = ((range.start - p.1) / dy, (range.end - p.1) / dy);
+        t0 = f64::max(t0, ta.min(tb));
+        t1 = f64::min(t1, ta.max(tb));
+        if t0 > t1 {
+            return None;
+        }
+    }
+    let at = |t: f64| {
+        if t <= 0.0 {
+            p
+        } else if t >= 1.0 {
+            q
+        } else {
+            (p.0 + t * (q.0 - p.0), p.1 + t * dy)
+        }
+    };
+    Some((at(t0), at(t1)))
+}
+
+/// Cuts a polyline into dashes of `on` pixels separated by `off` pixels, measuring lengths
+/// on screen (`px_per_unit` for x and y) so dashes look the same at any slope.
+fn dashes(run: &[Point], on: f64, off: f64, px_per_unit: (f64, f64)) -> Vec<Vec<Point>> {
+    debug_assert!(
+        on > 0.0 && off > 0.0,
+        "zero dash or gap would never advance"
+    );
+    let mut out = vec![];
+    let Some(&first) = run.first() else {
+        return out;
+    };
+    let mut dash = vec![first];
+    let (mut drawing, mut left) = (true, on);
+    for seg in run.windows(2) {
+        let (mut a, b) = (seg[0], seg[1]);
+        let mut len = f64::hypot((b.0 - a.0) * px_per_unit.0, (b.1 - a.1) * px_per_unit.1);
+        // Each pass ends the current dash or gap inside this segment.
+        while len > left {
+            let t = left / len;
+            let cut = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+            if drawing {
+                dash.push(cut);
+                out.push(std::mem::take(&mut dash));
+            } else {
+                dash = vec![cut];
+            }
+            (a, len) = (cut, len - left);
+            drawing = !drawing;
+            left = if drawing { on } else { off };
+        }
+        left -= len;
+        if drawing {
+            dash.push(b);
+        }
+    }
+    if drawing && dash.len() > 1 {
+        out.push(dash);
+    }
+    out
+}
+
+/// The short line in front of a legend label, dashed like the curve it names.
+fn legend_sample<DB: DrawingBackend>(
+    (x, y): BackendCoord,
+    len: i32,
+    style: ShapeStyle,
+    dashed: Option<(i32, i32)>,
+) -> DynElement<'static, DB, BackendCoord> {
+    let pts = vec![(x, y), (x + len, y)];
+    match dashed {
+        Some((dash, gap)) => DashedPathElement::new(pts, dash, gap, style).into_dyn(),
+        None => PathElement::new(pts, style).into_dyn(),
+    }
+}
+
+/// Iteration ticks: "32k" when the axis goes past 10,000, plain numbers otherwise.
+fn format_x(v: f64, thousands: bool) -> String {
+    if thousands && v != 0.0 {
+        format!("{}k", format_number(v / 1000.0))
+    } else {
+        format_number(v)
+    }
+}
+
+/// Integers without a decimal point; otherwise at most two decimals, trailing zeros cut.
+fn format_number(v: f64) -> String {
+    let rounded = v.round();
+    if (v - rounded).abs() < 1e-9 * v.abs().max(1.0) {
+        // `+ 0.0` turns -0 into 0.
+        format!("{}", rounded + 0.0)
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A hidden name next to `target` that keeps the extension plotters uses to pick the
+/// encoder, e.g. "fig1.png" -> ".fig1.tmp-<pid>-<n>.png". Unique per process and call so
+/// concurrent renders never share a temporary.
+fn temp_sibling(target: &Path, ext: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chart".to_string());
+    let name = format!(".{stem}.tmp-{}-{n}.{ext}", std::process::id());
+    target.with_file_name(name)
+}
+
+fn commit(tmp: &Path, target: &Path) -> Result<()> {
+    std::fs::rename(tmp, target).with_context(|| format!("writing chart {}", target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory per test; removed at the end of a passing test.
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("reslab-chart-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Roughly the shape of a training run: error decaying over 64k iterations.
+    fn decay(start: f64, end: f64, offset: f64) -> Vec<(f64, f64)> {
+        (0..=640)
+            .map(|i| {
+                let x = i as f64 * 100.0;
+                let y = end + (start - end) * (-x / 9000.0).exp() + offset;
+                (x, y)
+            })
+            .collect()
+    }
+
+    fn two_series() -> ErrorChart {
+        let curve = |label: &str, series, dashed, offset| Curve {
+            label: label.to_string(),
+            series,
+            dashed,
+            points: decay(90.0, 8.0 + 3.0 * series as f64, offset),
+        };
+        ErrorChart {
+            title: "CIFAR-10, plain networks".to_string(),
+            x_label: "iteration".to_string(),
+            y_label: "error (%)".to_string(),
+            curves: vec![
+                curve("plain-20 train", 0, true, -4.0),
+                curve("plain-20 test", 0, false, 0.0),
+                curve("plain-56 train", 1, true, -4.0),
+                curve("plain-56 test", 1, false, 0.0),
+            ],
+            y_range: None,
+        }
+    }
+
+    /// Width and height from the IHDR chunk, which must directly follow the signature.
+    fn png_size(bytes: &[u8]) -> (u32, u32) {
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+        assert_eq!(&bytes[12..16], b"IHDR", "IHDR chunk first");
+        let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+        (be(&bytes[16..20]), be(&bytes[20..24]))
+    }
+
+    #[test]
+    fn renders_png_and_svg() {
+        let dir = scratch_dir("both");
+        let (png, svg) = (dir.join("fig1.png"), dir.join("fig1.svg"));
+        render(&two_series(), &png, &svg).unwrap();
+
+        let bytes = std::fs::read(&png).unwrap();
+        assert_eq!(png_size(&bytes), CHART_SIZE);
+        assert!(bytes.len() > 10_000, "PNG only {} bytes", bytes.len());
+
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<svg") || text.starts_with("<?xml"));
+        assert!(text.contains("<text"));
+        assert!(text.contains("plain-20 train"), "legend label in SVG");
+        assert!(text.contains("30k"), "thousands tick label in SVG");
+
+        // Nothing but the two charts: the temporaries were renamed away.
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["fig1.png", "fig1.svg"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn no_data_is_an_error() {
+        let dir = scratch_dir("empty");
+        let mut chart = two_series();
+        chart.title = "nothing".to_string();
+        for c in &mut chart.curves {
+            c.points = vec![(f64::NAN, 1.0), (2.0, f64::INFINITY)];
+        }
+        let err = render(&chart, &dir.join("a.png"), &dir.join("a.svg")).unwrap_err();
+        assert_eq!(err.to_string(), "chart 'nothing' has no data");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn nan_points_are_skipped() {
+        let mut chart = two_series();
+        chart.curves[0].points.push((f64::NAN, 5.0));
+        chart.curves[1].points.insert(3, (1.0, f64::NEG_INFINITY));
+        let plan = Plan::new(&chart).unwrap();
+        assert_eq!(plan.curves[0].len(), chart.curves[0].points.len() - 1);
+        assert_eq!(plan.curves[1].len(), chart.curves[1].points.len() - 1);
+        assert!(plan
+            .curves
+            .iter()
+            .flatten()
+            .all(|p| p.0.is_finite() && p.1.is_finite()));
+        assert_eq!(plan.x, 0.0..64_000.0);
+
+        let dir = scratch_dir("nan");
+        render(&chart, &dir.join("n.png"), &dir.join("n.svg")).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn empty_and_single_point_curves_render() {
+        let mut chart = two_series();
+        chart.curves[0].points.clear();
+        chart.curves[1].points = vec![(0.0, 50.0)];
+        chart.curves.truncate(2);
+        let plan = Plan::new(&chart).unwrap();
+        // All data at x = 0 still gives a usable axis.
+        assert_eq!(plan.x, 0.0..1.0);
+        assert_eq!(plan.y, 0.0..52.5);
+
+        let dir = scratch_dir("sparse");
+        render(&chart, &dir.join("s.png"), &dir.join("s.svg")).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_directory_names_the_file() {
+        let dir = std::env::temp_dir().join("reslab-chart-test-no-such-dir/x");
+        let png = dir.join("y.png");
+        let err = render(&two_series(), &png, &dir.join("y.svg")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!("writing chart {}", png.display())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn failure_leaves_no_partial_files() {
+        let dir = scratch_dir("atomic");
+        std::fs::write(dir.join("old.png"), b"old").unwrap();
+        let svg = dir.join("missing/old.svg");
+        let err = render(&two_series(), &dir.join("old.png"), &svg).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!("writing chart {}", svg.display())),
+            "{msg}"
+        );
+        // The old PNG is untouched and no temporary is left behind.
+        assert_eq!(std::fs::read(dir.join("old.png")).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn y_range_defaults_and_validation() {
+        let mut chart = two_series();
+        assert_eq!(Plan::new(&chart).unwrap().y.end, 90.0 * 1.05);
+        chart.curves[1].points.push((100.0, 99.0));
+        assert_eq!(Plan::new(&chart).unwrap().y.end, 100.0, "capped at 100");
+        chart.y_range = Some((0.0, 20.0));
+        assert_eq!(Plan::new(&chart).unwrap().y, 0.0..20.0);
+        chart.y_range = Some((20.0, 20.0));
+        assert!(Plan::new(&chart).is_err());
+    }
+
+    #[test]
+    fn clipping_cuts_at_the_frame() {
+        let pts = [(0.0, 10.0), (1.0, 30.0), (2.0, 10.0), (3.0, 12.0)];
+        let runs = clip_y(&pts, &(0.0..20.0));
+        assert_eq!(
+            runs,
+            vec![
+                vec![(0.0, 10.0), (0.5, 20.0)],
+                vec![(1.5, 20.0), (2.0, 10.0), (3.0, 12.0)],
+            ]
+        );
+        assert!(clip_y(&[(0.0, 50.0), (1.0, 60.0)], &(0.0..20.0)).is_empty());
+        assert_eq!(clip_y(&[(1.0, 5.0)], &(0.0..20.0)), vec![vec![(1.0, 5.0)]]);
+    }
+
+    #[test]
+    fn dashes_follow_screen_length() {
+        // 100 px long at 2 px per unit: dashes at 0-10, 15-25, ..., 90-100.
+        let line = [(0.0, 0.0), (10.0, 0.0), (50.0, 0.0)];
+        let d = dashes(&line, 10.0, 5.0, (2.0, 1.0));
+        assert_eq!(d.len(), 7);
+        assert_eq!(d[0], vec![(0.0, 0.0), (5.0, 0.0)]);
+        // The dash across the vertex at x = 10 keeps the vertex.
+        assert_eq!(d[1], vec![(7.5, 0.0), (10.0, 0.0), (12.5, 0.0)]);
+        assert_eq!(d[6], vec![(45.0, 0.0), (50.0, 0.0)]);
+        assert!(dashes(&[(1.0, 1.0)], 10.0, 5.0, (1.0, 1.0)).is_empty());
+    }
+
+    #[test]
+    fn tick_labels() {
+        assert_eq!(format_x(32_000.0, true), "32k");
+        assert_eq!(format_x(2_500.0, true), "2.5k");
+        assert_eq!(format_x(0.0, true), "0");
+        assert_eq!(format_x(3_000.0, false), "3000");
+        assert_eq!(format_number(12.5), "12.5");
+        assert_eq!(format_number(-0.0), "0");
+        assert_eq!(format_number(0.126), "0.13");
+        assert_eq!(format_number(1.1), "1.1");
+    }
+}

@@ -1,0 +1,4 @@
+//! Reports: charts (plotters) and tables.
+
+pub mod chart;
+pub mod table;

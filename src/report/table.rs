@@ -1,0 +1,71 @@
+//! The summary table of an experiment: one row per run.
+
+use crate::experiment::aggregate::{CheckOutcome, RunResult};
+use crate::experiment::Experiment;
+use anyhow::Result;
+
+const COLUMNS: [&str; 11] = [
+    "run",
+    "model",
+    "params",
+    "macs",
+    "iters",
+    "final_train_err",
+    "final_test_err",
+    "mean_train_err",
+    "mean_test_err",
+    "img_per_s",
+    "wall_s",
+];
+
+fn cells(result: &RunResult) -> [String; 11] {
+    let s = &result.summary;
+    [
+        result.name.clone(),
+        s.model.clone(),
+        s.params.to_string(),
+        s.macs.to_string(),
+        s.iters_done.to_string(),
+        format!("{:.2}", s.final_train_err),
+        format!("{:.2}", s.final_test_err),
+        format!("{:.2}", s.mean_train_err),
+        format!("{:.2}", s.mean_test_err),
+        format!("{:.1}", s.mean_img_per_s),
+        format!("{:.1}", s.wall_s),
+    ]
+}
+
+pub fn summary_csv(results: &[RunResult]) -> Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(COLUMNS)?;
+    for result in results {
+        writer.write_record(cells(result))?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+pub fn summary_markdown(
+    experiment: &Experiment,
+    results: &[RunResult],
+    checks: &[CheckOutcome],
+) -> String {
+    let mut md = format!(
+        "# {}\n\n{}\n\nErrors in percent.\n\n",
+        experiment.title, experiment.description
+    );
+    md += &format!(
+        "| {} |\n|{}\n",
+        COLUMNS.join(" | "),
+        "---|".repeat(COLUMNS.len())
+    );
+    for result in results {
+        md += &format!("| {} |\n", cells(result).join(" | "));
+    }
+    if !checks.is_empty() {
+        md += "\n";
+        for check in checks {
+            md += &format!("- {}\n", check.text);
+        }
+    }
+    md
+}

@@ -1,0 +1,10 @@
+//! Training: the run configuration, SGD, the learning-rate schedule, the loop and its outputs.
+
+pub mod config;
+pub mod metrics;
+pub mod schedule;
+pub mod sgd;
+pub mod trainer;
+
+pub use config::{Preset, RunConfig};
+pub use trainer::{evaluate, train, RunSummary};

@@ -1,0 +1,32 @@
+//! The learning rate as a pure function of the iteration.
+
+use super::config::{OptimConfig, ScheduleConfig};
+
+/// The learning rate for iteration `iter` (0-based): the base rate times `lr_decay` for every
+/// step already passed.
+pub fn learning_rate(optim: &OptimConfig, schedule: &ScheduleConfig, iter: usize) -> f64 {
+    let steps_passed = schedule
+        .lr_steps
+        .iter()
+        .filter(|&&step| iter >= step)
+        .count();
+    optim.lr * schedule.lr_decay.powi(steps_passed as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divides_by_ten_at_each_step() {
+        let optim = OptimConfig::default();
+        let schedule = ScheduleConfig::paper_shape(64_000, 1000);
+        let lr = |i| learning_rate(&optim, &schedule, i);
+        assert_eq!(lr(0), 0.1);
+        assert_eq!(lr(31_999), 0.1);
+        assert!((lr(32_000) - 0.01).abs() < 1e-12);
+        assert!((lr(47_999) - 0.01).abs() < 1e-12);
+        assert!((lr(48_000) - 0.001).abs() < 1e-12);
+        assert!((lr(63_999) - 0.001).abs() < 1e-12);
+    }
+}

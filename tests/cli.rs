@@ -1,0 +1,311 @@
+//! The command line end to end: the model zoo, bad input, training, and Figure 1's report.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+#[test]
+fn models_lists_the_zoo_as_csv() {
+    let output = reslab(&["models", "--format", "csv"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("family,kind,depth,shortcut,params,macs"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.contains(&"cifar,resnet,20,A,269722,40551040"), "{out}");
+    assert!(rows.contains(&"cifar,plain,56,-,853018,125485696"), "{out}");
+    assert!(
+        rows.contains(&"cifar,resnet,1202,A,19421274,2829238912"),
+        "{out}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("cifar,resnet,56,C,900858,")),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let output = reslab(&[
+        "train",
+        "--model",
+        "plain-20",
+        "--data",
+        missing.to_str().unwrap(),
+        "--iters",
+        "1",
+    ]);
+    assert_clean_error(
+        &output,
+        &["no-such-data", "does not exist", "cifar-10-batches-bin"],
+    );
+
+    // A folder whose first batch is truncated by one byte.
+    let folder = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut record = vec![1u8; 3073];
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
+        std::fs::write(folder.join(name), &record).unwrap();
+    }
+    record.pop();
+    std::fs::write(folder.join("data_batch_1.bin"), &record).unwrap();
+    let output = reslab(&[
+        "eval",
+        "--model",
+        "resnet-20",
+        "--weights",
+        "/nonexistent.safetensors",
+        "--data",
+        folder.to_str().unwrap(),
+    ]);
+    assert_clean_error(&output, &["/nonexistent.safetensors", "does not exist"]);
+    let out = dir.path().join("run");
+    let output = reslab(&[
+        "train",
+        "--model",
+        "plain-8",
+        "--data",
+        folder.to_str().unwrap(),
+        "--iters",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_error(
+        &output,
+        &["data_batch_1.bin", "3072 bytes", "multiple of 3,073"],
+    );
+
+    // A label byte above 9.
+    std::fs::write(
+        folder.join("data_batch_1.bin"),
+        [vec![12u8], vec![0u8; 3072]].concat(),
+    )
+    .unwrap();
+    let output = reslab(&[
+        "train",
+        "--model",
+        "plain-8",
+        "--data",
+        folder.to_str().unwrap(),
+        "--iters",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_error(&output, &["data_batch_1.bin", "label 12", "expected 0-9"]);
+
+    // Unknown experiment; an experiment file with a bad model.
+    assert_clean_error(
+        &reslab(&["reproduce", "fig7x"]),
+        &["unknown experiment 'fig7x'"],
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\ntitle = \"x\"\n[[runs]]\nmodel = \"resnet-21\"\n[presets.demo]\niters = 1\neval_every = 1\n").unwrap();
+    assert_clean_error(
+        &reslab(&["reproduce", bad.to_str().unwrap()]),
+        &["bad.toml", "resnet-21", "6n+2"],
+    );
+}
+
+#[test]
+fn an_unknown_model_is_refused_by_the_argument_parser() {
+    let output = reslab(&["train", "--model", "resnet-21"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.lines().next().unwrap().contains("resnet-21") && err.contains("6n+2"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn read_rows(dir: &Path) -> Vec<csv::StringRecord> {
+    let mut reader = csv::Reader::from_path(dir.join("metrics.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(
+        header.iter().collect::<Vec<_>>(),
+        [
+            "iter",
+            "epoch",
+            "lr",
+            "train_loss",
+            "train_err",
+            "test_err",
+            "img_per_s",
+            "wall_s"
+        ]
+    );
+    reader.records().map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plain-8");
+    let archive = cifar_archive();
+    let args = [
+        "train",
+        "--model",
+        "plain-8",
+        "--data",
+        archive.to_str().unwrap(),
+        "--iters",
+        "60",
+        "--eval-every",
+        "20",
+        "--batch-size",
+        "64",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = reslab(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 3);
+    let loss = |row: &csv::StringRecord| row[3].parse::<f64>().unwrap();
+    assert!(
+        loss(&rows[2]) < loss(&rows[0]) - 0.05,
+        "loss should fall: {rows:?}"
+    );
+    assert_eq!(&rows[2][0], "60");
+    assert!(rows
+        .iter()
+        .all(|r| (0.0..=100.0).contains(&r[5].parse::<f64>().unwrap())));
+    for file in ["config.toml", "model.safetensors", "summary.toml"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
+    assert!(summary.contains("status = \"complete\""), "{summary}");
+
+    // The saved weights evaluate to the last row's test error.
+    let weights = out.join("model.safetensors");
+    let output = reslab(&[
+        "eval",
+        "--model",
+        "plain-8",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&format!(
+            "test error {:.2}%",
+            rows[2][5].parse::<f64>().unwrap()
+        )),
+        "{}",
+        stdout(&output)
+    );
+
+    // Running the same command again finds the complete run and does not train again.
+    let again = reslab(&args);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("already holds this run"),
+        "{}",
+        stderr(&again)
+    );
+    // The saved config re-runs the same training.
+    let rerun = dir.path().join("rerun");
+    let output = reslab(&[
+        "train",
+        "--config",
+        out.join("config.toml").to_str().unwrap(),
+        "--out",
+        rerun.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let strip = |rows: Vec<csv::StringRecord>| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| r.iter().take(6).map(str::to_string).collect())
+            .collect()
+    };
+    assert_eq!(
+        strip(read_rows(&rerun)),
+        strip(read_rows(&out)),
+        "same config, same seed, same numbers"
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("diverged");
+    let output = reslab(&[
+        "train",
+        "--model",
+        "plain-8",
+        "--iters",
+        "50",
+        "--eval-every",
+        "1",
+        "--lr",
+        "1e12",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_error(&output, &["diverged at iteration", "metrics.csv"]);
+    assert!(out.join("metrics.csv").is_file());
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "no final weights for a diverged run"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
+    assert!(summary.contains("status = \"diverged\""), "{summary}");
+}
+
+#[test]
+fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fig1");
+    let output = reslab(&[
+        "reproduce",
+        "fig1",
+        "--iters",
+        "4",
+        "--eval-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for run in ["plain-20", "plain-56"] {
+        assert_eq!(read_rows(&out.join(run)).len(), 2);
+    }
+    let png = std::fs::read(out.join("fig1.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (960, 640));
+    let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("plain-56 train"));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(
+        summary.starts_with("run,model,params,macs,iters,final_train_err"),
+        "{summary}"
+    );
+    assert_eq!(summary.lines().count(), 3);
+    assert!(
+        stdout(&output).contains("higher training error than plain-20"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(out.join("experiment.toml").is_file());
+}

@@ -1,0 +1,61 @@
+//! Helpers for the end-to-end tests: the built binary and the shared data beside the project.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// `../shared/data` (or `$RESLAB_SHARED_DATA`): the full CIFAR-10 archive and pretrained weights.
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("RESLAB_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("cifar-10-binary.tar.gz").is_file(),
+        "these tests need the shared CIFAR-10 archive at {} (set RESLAB_SHARED_DATA)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn cifar_archive() -> PathBuf {
+    shared_data().join("cifar-10-binary.tar.gz")
+}
+
+pub fn reslab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(args)
+        .output()
+        .expect("running reslab")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A user error: non-zero exit, one `error:` line on stderr naming what was wrong, no panic.
+pub fn assert_clean_error(output: &Output, must_mention: &[&str]) -> String {
+    let err = stderr(output);
+    assert!(
+        !output.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert_eq!(output.status.code(), Some(1), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    for needle in must_mention {
+        assert!(
+            err.contains(needle),
+            "error should mention {needle:?}: {err}"
+        );
+    }
+    err
+}
