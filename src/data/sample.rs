@@ -27,8 +27,6 @@ pub fn write_archive(train: &Records, test: &Records, out: &Path) -> Result<()> 
     write_atomically(out, |tmp| {
         let file = std::fs::File::create(tmp)?;
         let mut archive = tar::Builder::new(GzEncoder::new(file, flate2::Compression::best()));
-        let per_file = train.len().div_ceil(TRAIN_FILES.len());
-        let indices: Vec<usize> = (0..train.len()).collect();
         let mut add = |name: &str, bytes: &[u8]| -> Result<()> {
             let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
@@ -38,8 +36,11 @@ pub fn write_archive(train: &Records, test: &Records, out: &Path) -> Result<()> 
             archive.append_data(&mut header, format!("{FOLDER}/{name}"), bytes)?;
             Ok(())
         };
-        for (name, chunk) in TRAIN_FILES.iter().zip(indices.chunks(per_file)) {
-            add(name, &train.select(chunk).to_bytes())?;
+        let files = TRAIN_FILES.len();
+        for (i, name) in TRAIN_FILES.iter().enumerate() {
+            let part: Vec<usize> =
+                (i * train.len() / files..(i + 1) * train.len() / files).collect();
+            add(name, &train.select(&part).to_bytes())?;
         }
         add(TEST_FILE, &test.to_bytes())?;
         add("batches.meta.txt", CLASS_NAMES.as_bytes())?;

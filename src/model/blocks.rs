@@ -18,7 +18,10 @@ pub enum ShortcutPath {
         pad_after: i64,
     },
     /// Options B (where the shape changes) and C (everywhere): 1x1 convolution + BN.
-    Projection { conv: nn::Conv2D, bn: Box<nn::BatchNorm> },
+    Projection {
+        conv: nn::Conv2D,
+        bn: Box<nn::BatchNorm>,
+    },
 }
 
 impl ShortcutPath {
