@@ -11,7 +11,7 @@ python="${PYTHON:-python3}"
 
 have_torch() {
   "$venv/bin/python" - <<'PY' 2>/dev/null
-import torch, torchvision
+import torch, torchvision, safetensors
 assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
 PY
 }
@@ -26,7 +26,7 @@ if ! have_torch; then
   fi
   echo "setup: installing torch==2.13.0 into $venv (about 4.7 GB, once)" >&2
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0 torchvision==0.28.0 numpy
+  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0 torchvision==0.28.0 numpy safetensors
   have_torch || { echo "setup: torch 2.13.0 did not install into $venv" >&2; exit 1; }
 fi
 

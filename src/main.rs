@@ -2,23 +2,20 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::sample::make_sample;
-use reslab::data::{Cifar10, DataSource, EvalSet, Normalization, Prepared};
+use reslab::data::{Cifar10, DataConfig, DataSource, Dataset, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::{runner, Experiment};
-use reslab::model::{weights, Model, ModelSpec, Shortcut};
-use reslab::train::config::{DataConfig, OptimConfig, RunConfig, ScheduleConfig};
-use reslab::train::trainer::set_threads;
-use reslab::train::{evaluate, train, Preset};
+use reslab::model::{weights, BottleneckStride, Model, ModelSpec, Shortcut};
+use reslab::train::config::{OptimConfig, RunConfig, ScheduleConfig};
+use reslab::train::trainer::{model_for_data, set_threads, CONFIG_FILE, WEIGHTS_FILE};
+use reslab::train::{train, Preset};
 use std::path::PathBuf;
 use tch::Device;
 
 #[derive(Parser)]
-#[command(
-    name = "reslab",
-    version,
-    about = "Plain vs residual networks: He et al. (2015) on tch-rs"
-)]
+#[command(name = "reslab", version, about = "Plain vs residual networks: He et al. (2015) on tch-rs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +29,8 @@ enum Command {
     Train(TrainArgs),
     /// Print the test error of a model's weights (safetensors).
     Eval(EvalArgs),
+    /// Write a model's weights as safetensors with PyTorch's names (fresh from a seed, or a run's).
+    Export(ExportArgs),
     /// List the model zoo with parameter counts and multiply-accumulates.
     Models {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -50,10 +49,14 @@ enum Format {
 
 #[derive(clap::Args)]
 struct ReproduceArgs {
-    /// A built-in experiment (fig1) or the path of an experiment file (TOML).
+    /// A built-in experiment (fig1, abc, abc-imagenet) or the path of an experiment file (TOML).
     experiment: String,
-    #[arg(long, value_enum, default_value_t = Preset::Demo)]
-    preset: Preset,
+    /// Schedule length; default the experiment's shortest (demo for fig1, quick for abc).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Only the runs at these depths (e.g. --depths 20).
+    #[arg(long, value_delimiter = ',')]
+    depths: Option<Vec<i64>>,
     /// CIFAR-10 binary version (folder or .tar.gz); default: the preset's (the embedded sample for demo).
     #[arg(long)]
     data: Option<DataSource>,
@@ -72,19 +75,80 @@ struct ReproduceArgs {
     threads: usize,
 }
 
+/// Which network: shared by train, eval and export.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// plain-N or resnet-N: N = 6n+2 for CIFAR (20, 56, 110, ...), 18/34/50/101/152 for ImageNet
+    /// (prefix cifar- or imagenet- to choose the family explicitly, e.g. cifar-resnet-50).
+    #[arg(long)]
+    model: Option<ModelSpec>,
+    /// Shortcut option of a residual net; default A for CIFAR, B for ImageNet.
+    #[arg(long, value_enum)]
+    shortcut: Option<Shortcut>,
+    /// Bottleneck nets: stride on the first 1x1 conv (`reduce`, the paper's) or on the 3x3 (`spatial`, torchvision's v1.5).
+    #[arg(long, value_enum)]
+    bottleneck_stride: Option<BottleneckStride>,
+}
+
+impl ModelArgs {
+    fn spec(&self) -> Result<ModelSpec> {
+        let mut spec = self.model.clone().context("--model is required")?;
+        if let Some(shortcut) = self.shortcut {
+            spec.shortcut = shortcut;
+        }
+        if let Some(stride) = self.bottleneck_stride {
+            spec.bottleneck_stride = stride;
+        }
+        Ok(spec)
+    }
+}
+
+/// Which data and how it is prepared: shared by train and eval.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// CIFAR-10's binary version (cifar-10-batches-bin/, its parent, or the .tar.gz), `embedded`
+    /// for the built-in sample, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/<class>/...).
+    #[arg(long, default_value = "embedded")]
+    data: DataSource,
+    /// `pixel-mean` (the paper's) or `imagenet` (torchvision's; the public pretrained CIFAR ResNets').
+    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
+    normalization: Normalization,
+    /// `holdout`: the paper's 45k/5k split (evaluate on the last tenth of the training set).
+    #[arg(long, value_enum, default_value_t = EvalSet::Test)]
+    eval_set: EvalSet,
+    /// Image folders: network input size in pixels (the paper's 224; 64 or 32 train on a CPU).
+    #[arg(long, default_value_t = 224)]
+    input_size: u32,
+    /// Image folders: `skip` unreadable files (counted in a warning) or stop with an `error`.
+    #[arg(long, value_enum, default_value_t = BadImages::Skip)]
+    bad_images: BadImages,
+    /// Image folders: `center` crop, or the paper's `ten-crop` testing.
+    #[arg(long, value_enum, default_value_t = TestCrops::Center)]
+    test_crops: TestCrops,
+}
+
+impl DataArgs {
+    fn config(&self) -> DataConfig {
+        DataConfig {
+            normalization: self.normalization,
+            eval_set: self.eval_set,
+            input_size: self.input_size,
+            bad_images: self.bad_images,
+            test_crops: self.test_crops,
+            ..DataConfig::new(self.data.clone())
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Re-run the configuration of an earlier run (its config.toml); other training options are then not allowed.
-    #[arg(long, conflicts_with_all = ["model", "shortcut", "data", "iters", "lr", "lr_steps", "batch_size", "eval_every", "seed", "threads", "normalization", "eval_set", "no_augment"])]
+    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "data", "iters", "lr", "lr_steps", "batch_size", "eval_every", "seed", "threads", "normalization", "eval_set", "input_size", "bad_images", "test_crops", "no_augment", "contiguous"])]
     config: Option<PathBuf>,
-    /// plain-N or resnet-N, N = 6n+2.
-    #[arg(long, required_unless_present = "config")]
-    model: Option<ModelSpec>,
-    #[arg(long, value_enum)]
-    shortcut: Option<Shortcut>,
-    /// CIFAR-10 binary version (folder or .tar.gz), or `embedded` for the built-in sample.
-    #[arg(long, default_value = "embedded")]
-    data: DataSource,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
     /// Iterations (mini-batches); the paper's 64k by default.
     #[arg(long, default_value_t = 64_000)]
     iters: usize,
@@ -103,14 +167,12 @@ struct TrainArgs {
     /// CPU threads; 0: one per core.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
-    normalization: Normalization,
-    /// `holdout`: the paper's 45k/5k split (evaluate on the last tenth of the training set).
-    #[arg(long, value_enum, default_value_t = EvalSet::Test)]
-    eval_set: EvalSet,
-    /// Train without padding, cropping and flipping.
+    /// Train without augmentation.
     #[arg(long)]
     no_augment: bool,
+    /// Keep tensors in the default NCHW layout instead of channels-last.
+    #[arg(long)]
+    contiguous: bool,
     /// Run directory; default results/train-<model>.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -118,22 +180,33 @@ struct TrainArgs {
 
 #[derive(clap::Args)]
 struct EvalArgs {
-    #[arg(long)]
-    model: ModelSpec,
-    #[arg(long, value_enum)]
-    shortcut: Option<Shortcut>,
-    /// safetensors file with PyTorch-style names (a run's model.safetensors, or the CIFAR reproductions').
+    #[command(flatten)]
+    model: ModelArgs,
+    /// safetensors file with PyTorch-style names (a run's model.safetensors, the CIFAR reproductions', torchvision's).
     #[arg(long)]
     weights: PathBuf,
-    #[arg(long, default_value = "embedded")]
-    data: DataSource,
-    /// `imagenet` for the public pretrained CIFAR ResNets.
-    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
-    normalization: Normalization,
-    #[arg(long, value_enum, default_value_t = EvalSet::Test)]
-    eval_set: EvalSet,
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Outputs of the classifier (default 10 for CIFAR nets, 1000 for ImageNet nets).
+    #[arg(long)]
+    classes: Option<i64>,
+    /// Fresh weights initialised from this seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Export a run's final weights instead (its config.toml says which model).
+    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "classes", "seed"])]
+    run: Option<PathBuf>,
+    /// The safetensors file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -161,9 +234,7 @@ fn main() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
         let first_line = message.lines().next().unwrap_or_default();
-        eprintln!(
-            "error: internal error: {first_line} (this is a bug in reslab; please report it)"
-        );
+        eprintln!("error: internal error: {first_line} (this is a bug in reslab; please report it)");
     }));
     let cli = Cli::parse();
     match std::panic::catch_unwind(|| run(cli)) {
@@ -181,13 +252,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(args) => reproduce(args),
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval(args),
+        Command::Export(args) => export(args),
         Command::Models { format } => models(format),
-        Command::Data(DataCommand::Sample {
-            from,
-            out,
-            train_per_class,
-            test_per_class,
-        }) => {
+        Command::Data(DataCommand::Sample { from, out, train_per_class, test_per_class }) => {
             let data = Cifar10::from_path(&from)?;
             make_sample(&data, train_per_class, test_per_class, &out)?;
             println!("wrote {}", out.display());
@@ -198,32 +265,25 @@ fn run(cli: Cli) -> Result<()> {
 
 fn reproduce(args: ReproduceArgs) -> Result<()> {
     let experiment = Experiment::load(&args.experiment)?;
-    let out = args.out.unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "results/{}-{}",
-            experiment.name,
-            args.preset.name()
-        ))
-    });
+    let preset = match args.preset {
+        Some(preset) => preset,
+        None => experiment.default_preset()?,
+    };
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("results/{}-{}", experiment.name, preset.name())));
     let overrides = Overrides {
         data: args.data,
         iters: args.iters,
         eval_every: args.eval_every,
         seed: args.seed,
         threads: args.threads,
+        depths: args.depths,
     };
-    let report = runner::run(&experiment, args.preset, &overrides, &out)?;
+    let report = runner::run(&experiment, preset, &overrides, &out)?;
     println!("\n{}: {}", experiment.name, experiment.title);
-    println!(
-        "{:<12} {:>16} {:>16} {:>16}",
-        "run", "final train err", "final test err", "mean train err"
-    );
+    println!("{:<12} {:>16} {:>16} {:>16}", "run", "final train err", "final test err", "mean train err");
     for r in &report.results {
         let s = &r.summary;
-        println!(
-            "{:<12} {:>15.2}% {:>15.2}% {:>15.2}%",
-            r.name, s.final_train_err, s.final_test_err, s.mean_train_err
-        );
+        println!("{:<12} {:>15.2}% {:>15.2}% {:>15.2}%", r.name, s.final_train_err, s.final_test_err, s.mean_train_err);
     }
     for check in &report.checks {
         println!("{}", check.text);
@@ -238,42 +298,23 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let config = match &args.config {
         Some(path) => RunConfig::load(path)?,
         None => {
-            let mut model = args.model.clone().context("--model is required")?;
-            if let Some(shortcut) = args.shortcut {
-                model = model.with_shortcut(shortcut);
-            }
-            let eval_every = args
-                .eval_every
-                .unwrap_or(args.iters.div_ceil(64))
-                .min(args.iters.max(1));
+            let eval_every = args.eval_every.unwrap_or(args.iters.div_ceil(64)).min(args.iters.max(1));
             let mut schedule = ScheduleConfig::paper_shape(args.iters, eval_every);
             if let Some(steps) = args.lr_steps.clone() {
                 schedule.lr_steps = steps;
             }
-            let data = DataConfig {
-                normalization: args.normalization,
-                eval_set: args.eval_set,
-                augment: !args.no_augment,
-                ..DataConfig::new(args.data.clone())
-            };
-            let optim = OptimConfig {
-                lr: args.lr,
-                batch_size: args.batch_size,
-                ..OptimConfig::default()
-            };
             RunConfig {
-                model,
-                data,
-                optim,
+                model: args.model.spec()?,
+                data: DataConfig { augment: !args.no_augment, ..args.data.config() },
+                optim: OptimConfig { lr: args.lr, batch_size: args.batch_size, ..OptimConfig::default() },
                 schedule,
                 seed: args.seed,
                 threads: args.threads,
+                channels_last: !args.contiguous,
             }
         }
     };
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
     let summary = train(&config, &out, &config.model.name())?;
     println!(
         "{}: {} iterations, final train error {:.2}%, test error {:.2}%, {:.0} img/s; wrote {}",
@@ -289,22 +330,44 @@ fn train_command(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     set_threads(args.threads);
-    let spec = match args.shortcut {
-        Some(shortcut) => args.model.with_shortcut(shortcut),
-        None => args.model,
-    };
     let device = Device::cuda_if_available();
+    let data_config = args.data.config();
+    let data = Dataset::open(&data_config, device)?;
+    let spec = model_for_data(&args.model.spec()?, &data)?;
     let mut model = Model::new(&spec, device)?;
     weights::load(&mut model.vs, &args.weights)?;
-    let data = Cifar10::load(&args.data)?;
-    let prepared = Prepared::new(&data, args.normalization, args.eval_set, device)?;
-    let error = evaluate(&model, &prepared.eval_images, &prepared.eval_labels);
-    let n = prepared.eval_labels.size()[0];
+    model.use_channels_last();
+    let error = data.evaluate(&model, data_config.test_crops);
     println!(
-        "{spec}: test error {error:.2}% on {n} images of {} ({})",
-        args.data,
+        "{spec}: test error {error:.2}% on {} images of {} ({})",
+        data.num_eval(),
+        args.data.data,
         args.weights.display()
     );
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let model = match &args.run {
+        Some(run) => {
+            let config = RunConfig::load(&run.join(CONFIG_FILE))?;
+            let mut spec = config.model.clone();
+            if spec.num_classes.is_none() {
+                spec.num_classes = Some(weights::classes_in(&run.join(WEIGHTS_FILE))?);
+            }
+            let mut model = Model::new(&spec, Device::Cpu)?;
+            weights::load(&mut model.vs, &run.join(WEIGHTS_FILE))?;
+            model
+        }
+        None => {
+            let mut spec = args.model.spec()?;
+            spec.num_classes = args.classes.or(spec.num_classes);
+            tch::manual_seed(args.seed as i64);
+            Model::new(&spec, Device::Cpu)?
+        }
+    };
+    weights::save(&model.vs, 0, &args.out)?;
+    println!("{}: wrote {} ({} parameters)", model.spec, args.out.display(), model.num_params());
     Ok(())
 }
 
@@ -343,10 +406,7 @@ fn models(format: Format) -> Result<()> {
                 header[0], header[1], header[2], header[3], header[4], header[5]
             );
             for r in &rows {
-                println!(
-                    "{:<8} {:<7} {:>6} {:>9} {:>12} {:>15}",
-                    r[0], r[1], r[2], r[3], r[4], r[5]
-                );
+                println!("{:<8} {:<7} {:>6} {:>9} {:>12} {:>15}", r[0], r[1], r[2], r[3], r[4], r[5]);
             }
         }
     }

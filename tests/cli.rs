@@ -14,34 +14,16 @@ fn models_lists_the_zoo_as_csv() {
     let rows: Vec<&str> = lines.collect();
     assert!(rows.contains(&"cifar,resnet,20,A,269722,40551040"), "{out}");
     assert!(rows.contains(&"cifar,plain,56,-,853018,125485696"), "{out}");
-    assert!(
-        rows.contains(&"cifar,resnet,1202,A,19421274,2829238912"),
-        "{out}"
-    );
-    assert!(
-        rows.iter()
-            .any(|r| r.starts_with("cifar,resnet,56,C,900858,")),
-        "{out}"
-    );
+    assert!(rows.contains(&"cifar,resnet,1202,A,19421274,2829238912"), "{out}");
+    assert!(rows.iter().any(|r| r.starts_with("cifar,resnet,56,C,900858,")), "{out}");
 }
 
 #[test]
 fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-data");
-    let output = reslab(&[
-        "train",
-        "--model",
-        "plain-20",
-        "--data",
-        missing.to_str().unwrap(),
-        "--iters",
-        "1",
-    ]);
-    assert_clean_error(
-        &output,
-        &["no-such-data", "does not exist", "cifar-10-batches-bin"],
-    );
+    let output = reslab(&["train", "--model", "plain-20", "--data", missing.to_str().unwrap(), "--iters", "1"]);
+    assert_clean_error(&output, &["no-such-data", "does not exist", "cifar-10-batches-bin"]);
 
     // A folder whose first batch is truncated by one byte.
     let folder = dir.path().join("cifar-10-batches-bin");
@@ -81,17 +63,10 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_clean_error(
-        &output,
-        &["data_batch_1.bin", "3072 bytes", "multiple of 3,073"],
-    );
+    assert_clean_error(&output, &["data_batch_1.bin", "3072 bytes", "multiple of 3,073"]);
 
     // A label byte above 9.
-    std::fs::write(
-        folder.join("data_batch_1.bin"),
-        [vec![12u8], vec![0u8; 3072]].concat(),
-    )
-    .unwrap();
+    std::fs::write(folder.join("data_batch_1.bin"), [vec![12u8], vec![0u8; 3072]].concat()).unwrap();
     let output = reslab(&[
         "train",
         "--model",
@@ -106,16 +81,14 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     assert_clean_error(&output, &["data_batch_1.bin", "label 12", "expected 0-9"]);
 
     // Unknown experiment; an experiment file with a bad model.
-    assert_clean_error(
-        &reslab(&["reproduce", "fig7x"]),
-        &["unknown experiment 'fig7x'"],
-    );
+    assert_clean_error(&reslab(&["reproduce", "fig7x"]), &["unknown experiment 'fig7x'"]);
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "name = \"x\"\ntitle = \"x\"\n[[runs]]\nmodel = \"resnet-21\"\n[presets.demo]\niters = 1\neval_every = 1\n").unwrap();
-    assert_clean_error(
-        &reslab(&["reproduce", bad.to_str().unwrap()]),
-        &["bad.toml", "resnet-21", "6n+2"],
-    );
+    std::fs::write(
+        &bad,
+        "name = \"x\"\ntitle = \"x\"\n[[runs]]\nmodel = \"resnet-21\"\n[presets.demo]\niters = 1\neval_every = 1\n",
+    )
+    .unwrap();
+    assert_clean_error(&reslab(&["reproduce", bad.to_str().unwrap()]), &["bad.toml", "resnet-21", "6n+2"]);
 }
 
 #[test]
@@ -123,10 +96,7 @@ fn an_unknown_model_is_refused_by_the_argument_parser() {
     let output = reslab(&["train", "--model", "resnet-21"]);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(
-        err.lines().next().unwrap().contains("resnet-21") && err.contains("6n+2"),
-        "{err}"
-    );
+    assert!(err.lines().next().unwrap().contains("resnet-21") && err.contains("6n+2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -135,16 +105,7 @@ fn read_rows(dir: &Path) -> Vec<csv::StringRecord> {
     let header = reader.headers().unwrap().clone();
     assert_eq!(
         header.iter().collect::<Vec<_>>(),
-        [
-            "iter",
-            "epoch",
-            "lr",
-            "train_loss",
-            "train_err",
-            "test_err",
-            "img_per_s",
-            "wall_s"
-        ]
+        ["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"]
     );
     reader.records().map(|r| r.unwrap()).collect()
 }
@@ -176,14 +137,9 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
     let rows = read_rows(&out);
     assert_eq!(rows.len(), 3);
     let loss = |row: &csv::StringRecord| row[3].parse::<f64>().unwrap();
-    assert!(
-        loss(&rows[2]) < loss(&rows[0]) - 0.05,
-        "loss should fall: {rows:?}"
-    );
+    assert!(loss(&rows[2]) < loss(&rows[0]) - 0.05, "loss should fall: {rows:?}");
     assert_eq!(&rows[2][0], "60");
-    assert!(rows
-        .iter()
-        .all(|r| (0.0..=100.0).contains(&r[5].parse::<f64>().unwrap())));
+    assert!(rows.iter().all(|r| (0.0..=100.0).contains(&r[5].parse::<f64>().unwrap())));
     for file in ["config.toml", "model.safetensors", "summary.toml"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
@@ -203,10 +159,7 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stdout(&output).contains(&format!(
-            "test error {:.2}%",
-            rows[2][5].parse::<f64>().unwrap()
-        )),
+        stdout(&output).contains(&format!("test error {:.2}%", rows[2][5].parse::<f64>().unwrap())),
         "{}",
         stdout(&output)
     );
@@ -214,31 +167,16 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
     // Running the same command again finds the complete run and does not train again.
     let again = reslab(&args);
     assert!(again.status.success());
-    assert!(
-        stderr(&again).contains("already holds this run"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("already holds this run"), "{}", stderr(&again));
     // The saved config re-runs the same training.
     let rerun = dir.path().join("rerun");
-    let output = reslab(&[
-        "train",
-        "--config",
-        out.join("config.toml").to_str().unwrap(),
-        "--out",
-        rerun.to_str().unwrap(),
-    ]);
+    let output =
+        reslab(&["train", "--config", out.join("config.toml").to_str().unwrap(), "--out", rerun.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let strip = |rows: Vec<csv::StringRecord>| -> Vec<Vec<String>> {
-        rows.iter()
-            .map(|r| r.iter().take(6).map(str::to_string).collect())
-            .collect()
+        rows.iter().map(|r| r.iter().take(6).map(str::to_string).collect()).collect()
     };
-    assert_eq!(
-        strip(read_rows(&rerun)),
-        strip(read_rows(&out)),
-        "same config, same seed, same numbers"
-    );
+    assert_eq!(strip(read_rows(&rerun)), strip(read_rows(&out)), "same config, same seed, same numbers");
 }
 
 #[test]
@@ -262,10 +200,7 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
     ]);
     assert_clean_error(&output, &["diverged at iteration", "metrics.csv"]);
     assert!(out.join("metrics.csv").is_file());
-    assert!(
-        !out.join("model.safetensors").exists(),
-        "no final weights for a diverged run"
-    );
+    assert!(!out.join("model.safetensors").exists(), "no final weights for a diverged run");
     let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
     assert!(summary.contains("status = \"diverged\""), "{summary}");
 }
@@ -274,16 +209,7 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
 fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fig1");
-    let output = reslab(&[
-        "reproduce",
-        "fig1",
-        "--iters",
-        "4",
-        "--eval-every",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = reslab(&["reproduce", "fig1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     for run in ["plain-20", "plain-56"] {
         assert_eq!(read_rows(&out.join(run)).len(), 2);
@@ -297,15 +223,40 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("plain-56 train"));
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(
-        summary.starts_with("run,model,params,macs,iters,final_train_err"),
-        "{summary}"
-    );
+    assert!(summary.starts_with("run,model,params,macs,iters,final_train_err"), "{summary}");
     assert_eq!(summary.lines().count(), 3);
-    assert!(
-        stdout(&output).contains("higher training error than plain-20"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("higher training error than plain-20"), "{}", stdout(&output));
     assert!(out.join("experiment.toml").is_file());
+}
+
+#[test]
+fn reproduce_abc_writes_the_ablation_table_for_the_chosen_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("abc");
+    let output = reslab(&[
+        "reproduce",
+        "abc",
+        "--data",
+        "embedded",
+        "--depths",
+        "20",
+        "--iters",
+        "2",
+        "--eval-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = std::fs::read_to_string(out.join("table_abc.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    assert!(rows[1].starts_with("plain-20,plain-20,plain,269722,"), "{table}");
+    assert!(rows[2].starts_with("resnet-20-A,resnet-20 (A),A,269722,"), "{table}");
+    assert!(rows[3].starts_with("resnet-20-B,resnet-20 (B),B,272474,"), "{table}");
+    assert!(rows[4].starts_with("resnet-20-C,resnet-20 (C),C,283962,"), "{table}");
+    assert!(rows[2].contains(",8.75,"), "the paper's Table 6 number beside option A: {table}");
+    let md = std::fs::read_to_string(out.join("table_abc.md")).unwrap();
+    assert!(md.contains("| resnet-20-C |") && md.contains("lie within 3 points"), "{md}");
+    assert!(out.join("abc.png").is_file() && out.join("abc.svg").is_file());
 }

@@ -11,13 +11,7 @@ fn the_shared_archive_loads_with_the_official_layout_and_counts() {
     assert_eq!(data.test.len(), 10_000);
     assert_eq!(data.train.images.len(), 50_000 * 3072);
     for class in 0..10u8 {
-        assert_eq!(
-            data.train.labels.iter().filter(|&&l| l == class).count(),
-            5000
-        );
-        assert_eq!(
-            data.test.labels.iter().filter(|&&l| l == class).count(),
-            1000
-        );
+        assert_eq!(data.train.labels.iter().filter(|&&l| l == class).count(), 5000);
+        assert_eq!(data.test.labels.iter().filter(|&&l| l == class).count(), 1000);
     }
 }

@@ -38,22 +38,13 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no test error in {out:?}"));
         assert!(out.contains("on 10000 images"), "{out}");
-        assert!(
-            (error - expected).abs() <= 0.05,
-            "{model}: {error}% vs the published {expected}%"
-        );
+        assert!((error - expected).abs() <= 0.05, "{model}: {error}% vs the published {expected}%");
     }
 }
 
 #[test]
 fn weights_of_another_depth_are_refused_by_name() {
     let weights = shared_data().join("pretrained").join(PRETRAINED[0].1);
-    let output = reslab(&[
-        "eval",
-        "--model",
-        "resnet-32",
-        "--weights",
-        weights.to_str().unwrap(),
-    ]);
+    let output = reslab(&["eval", "--model", "resnet-32", "--weights", weights.to_str().unwrap()]);
     assert_clean_error(&output, &["resnet20-12fca82f.safetensors", "missing"]);
 }

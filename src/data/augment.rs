@@ -33,16 +33,10 @@ pub fn crop_and_flip(images: &Tensor, pad: i64, rng: &mut impl Rng) -> Tensor {
     }
     let to_column = |values: Vec<i64>| Tensor::from_slice(&values).to(device).view([n, 1]);
     let rows = to_column(row_offsets) + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
-    let cols = to_column(col_starts)
-        + to_column(col_steps) * Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
+    let cols = to_column(col_starts) + to_column(col_steps) * Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
     let batch = Tensor::arange(n, (Kind::Int64, device)).view([n, 1, 1]);
     // Advanced indices separated by a full slice put the index dimensions first: (N, H, W, C).
-    let gathered = padded.index(&[
-        Some(batch),
-        None,
-        Some(rows.view([n, h, 1])),
-        Some(cols.view([n, 1, w])),
-    ]);
+    let gathered = padded.index(&[Some(batch), None, Some(rows.view([n, h, 1])), Some(cols.view([n, 1, w]))]);
     gathered.permute([0, 3, 1, 2]).contiguous()
 }
 
@@ -64,26 +58,21 @@ mod tests {
         let padded = images.constant_pad_nd([2, 2, 2, 2]);
         let (mut flipped, mut offsets) = (0, std::collections::HashSet::new());
         for i in 0..64 {
-            let found = (0..=4)
-                .flat_map(|dy| (0..=4).map(move |dx| (dy, dx)))
-                .find_map(|(dy, dx)| {
-                    let window = padded.get(i).narrow(1, dy, 5).narrow(2, dx, 5);
-                    if window.equal(&out.get(i)) {
-                        Some((dy, dx, false))
-                    } else if window.flip([2]).equal(&out.get(i)) {
-                        Some((dy, dx, true))
-                    } else {
-                        None
-                    }
-                });
+            let found = (0..=4).flat_map(|dy| (0..=4).map(move |dx| (dy, dx))).find_map(|(dy, dx)| {
+                let window = padded.get(i).narrow(1, dy, 5).narrow(2, dx, 5);
+                if window.equal(&out.get(i)) {
+                    Some((dy, dx, false))
+                } else if window.flip([2]).equal(&out.get(i)) {
+                    Some((dy, dx, true))
+                } else {
+                    None
+                }
+            });
             let (dy, dx, flip) = found.expect("crop is a window of the padded image");
             flipped += flip as usize;
             offsets.insert((dy, dx));
         }
-        assert!(
-            flipped > 10 && flipped < 54,
-            "about half the images are flipped, got {flipped}"
-        );
+        assert!(flipped > 10 && flipped < 54, "about half the images are flipped, got {flipped}");
         assert!(offsets.len() > 10, "offsets vary, got {offsets:?}");
         assert!(
             offsets.contains(&(0, 0)) || offsets.iter().any(|&(y, x)| y == 4 || x == 4),

@@ -35,16 +35,9 @@ impl BatchOrder {
             bail!("batch size must be at least 1");
         }
         if num_images < batch_size {
-            bail!(
-                "the training set has {num_images} images, fewer than the batch size {batch_size}"
-            );
+            bail!("the training set has {num_images} images, fewer than the batch size {batch_size}");
         }
-        Ok(BatchOrder {
-            num_images,
-            batch_size,
-            seed,
-            epoch_order: None,
-        })
+        Ok(BatchOrder { num_images, batch_size, seed, epoch_order: None })
     }
 
     pub fn batches_per_epoch(&self) -> usize {
@@ -95,10 +88,7 @@ mod tests {
             b.batch(i);
         }
         assert_eq!(b.batch(40), late.as_slice());
-        assert_ne!(
-            BatchOrder::new(100, 8, 2).unwrap().batch(40),
-            late.as_slice()
-        );
+        assert_ne!(BatchOrder::new(100, 8, 2).unwrap().batch(40), late.as_slice());
     }
 
     #[test]

@@ -14,13 +14,8 @@ use std::str::FromStr;
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const NUM_CLASSES: u8 = 10;
-pub const TRAIN_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 pub const TEST_FILE: &str = "test_batch.bin";
 pub const FOLDER: &str = "cifar-10-batches-bin";
 const EXPECTED_LAYOUT: &str =
@@ -29,10 +24,7 @@ const EXPECTED_LAYOUT: &str =
 
 /// A small real sample of CIFAR-10 in the same layout (made by `reslab data sample` from the full
 /// archive), compiled into the binary so the demo runs with no download.
-pub static EMBEDDED_SAMPLE: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/data/cifar10-sample.tar.gz"
-));
+pub static EMBEDDED_SAMPLE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/cifar10-sample.tar.gz"));
 
 /// Where the CIFAR-10 files come from: written as `embedded` or a path in configs and on the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,11 +118,7 @@ impl Records {
     /// The records back in the binary layout.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.len() * RECORD_BYTES);
-        for (label, image) in self
-            .labels
-            .iter()
-            .zip(self.images.chunks_exact(IMAGE_BYTES))
-        {
+        for (label, image) in self.labels.iter().zip(self.images.chunks_exact(IMAGE_BYTES)) {
             bytes.push(*label);
             bytes.extend_from_slice(image);
         }
@@ -142,8 +130,7 @@ impl Records {
         let mut out = Records::default();
         for &i in indices {
             out.labels.push(self.labels[i]);
-            out.images
-                .extend_from_slice(&self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
+            out.images.extend_from_slice(&self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
         }
         out
     }
@@ -171,11 +158,7 @@ impl Cifar10 {
             bail!("{what} does not exist; {EXPECTED_LAYOUT}");
         }
         if path.is_dir() {
-            let folder = if path.join(FOLDER).is_dir() {
-                path.join(FOLDER)
-            } else {
-                path.to_path_buf()
-            };
+            let folder = if path.join(FOLDER).is_dir() { path.join(FOLDER) } else { path.to_path_buf() };
             let read = |name: &str| -> Result<Vec<u8>> {
                 let file = folder.join(name);
                 if !file.is_file() {
@@ -189,8 +172,7 @@ impl Cifar10 {
             }
             Self::from_files(&folder.display().to_string(), &files)
         } else {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             Self::from_tar_gz(&path.display().to_string(), &bytes)
         }
     }
@@ -202,28 +184,18 @@ impl Cifar10 {
         }
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         let mut files = HashMap::new();
-        let entries = archive
-            .entries()
-            .with_context(|| format!("{name}: reading the tar archive"))?;
+        let entries = archive.entries().with_context(|| format!("{name}: reading the tar archive"))?;
         for entry in entries {
-            let mut entry =
-                entry.with_context(|| format!("{name}: corrupt or truncated archive"))?;
-            let path = entry
-                .path()
-                .with_context(|| format!("{name}: bad entry name"))?
-                .into_owned();
-            let Some(file_name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
+            let mut entry = entry.with_context(|| format!("{name}: corrupt or truncated archive"))?;
+            let path = entry.path().with_context(|| format!("{name}: bad entry name"))?.into_owned();
+            let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
             if TRAIN_FILES.contains(&file_name.as_str()) || file_name == TEST_FILE {
                 let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).with_context(|| {
-                    format!("{name}: {} is corrupt or truncated", path.display())
-                })?;
+                entry
+                    .read_to_end(&mut data)
+                    .with_context(|| format!("{name}: {} is corrupt or truncated", path.display()))?;
                 files.insert(file_name, data);
             }
         }
@@ -232,9 +204,7 @@ impl Cifar10 {
 
     fn from_files(name: &str, files: &HashMap<String, Vec<u8>>) -> Result<Cifar10> {
         let get = |file: &str| -> Result<&Vec<u8>> {
-            files
-                .get(file)
-                .with_context(|| format!("{name}: {file} is missing; {EXPECTED_LAYOUT}"))
+            files.get(file).with_context(|| format!("{name}: {file} is missing; {EXPECTED_LAYOUT}"))
         };
         let mut train = Records::default();
         for file in TRAIN_FILES {
@@ -287,18 +257,14 @@ mod tests {
         write_folder(dir.path(), &bytes);
         let err = format!("{:#}", Cifar10::from_path(dir.path()).unwrap_err());
         assert!(
-            err.contains("data_batch_1.bin")
-                && err.contains("3072 bytes")
-                && err.contains("multiple of 3,073"),
+            err.contains("data_batch_1.bin") && err.contains("3072 bytes") && err.contains("multiple of 3,073"),
             "{err}"
         );
     }
 
     #[test]
     fn a_label_above_nine_is_refused() {
-        let err = Records::parse("x.bin", &[record(0, 0), record(10, 0)].concat())
-            .unwrap_err()
-            .to_string();
+        let err = Records::parse("x.bin", &[record(0, 0), record(10, 0)].concat()).unwrap_err().to_string();
         assert_eq!(err, "x.bin: record 1 has label 10, expected 0-9");
     }
 
@@ -309,10 +275,7 @@ mod tests {
         std::fs::remove_file(dir.path().join(FOLDER).join("data_batch_4.bin")).unwrap();
         let err = format!("{:#}", Cifar10::from_path(dir.path()).unwrap_err());
         assert!(err.contains("data_batch_4.bin is missing"), "{err}");
-        let err = format!(
-            "{:#}",
-            Cifar10::from_path(&dir.path().join("nope")).unwrap_err()
-        );
+        let err = format!("{:#}", Cifar10::from_path(&dir.path().join("nope")).unwrap_err());
         assert!(err.contains("nope does not exist"), "{err}");
         let junk = dir.path().join("junk.tar.gz");
         std::fs::write(&junk, b"not an archive").unwrap();
@@ -324,12 +287,7 @@ mod tests {
     fn the_embedded_sample_is_small_real_and_balanced() {
         assert!(EMBEDDED_SAMPLE.len() <= 10 * 1024 * 1024);
         let data = Cifar10::load(&DataSource::Embedded).unwrap();
-        assert!(
-            data.train.len() >= 2000 && data.test.len() >= 500,
-            "{} / {}",
-            data.train.len(),
-            data.test.len()
-        );
+        assert!(data.train.len() >= 2000 && data.test.len() >= 500, "{} / {}", data.train.len(), data.test.len());
         for class in 0..NUM_CLASSES {
             let count = data.train.labels.iter().filter(|&&l| l == class).count();
             assert_eq!(count, data.train.len() / 10, "class {class}");

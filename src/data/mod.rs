@@ -3,8 +3,11 @@
 pub mod augment;
 pub mod batches;
 pub mod cifar;
+pub mod dataset;
+pub mod folder;
 pub mod prepare;
 pub mod sample;
 
 pub use cifar::{Cifar10, DataSource};
+pub use dataset::{DataConfig, Dataset};
 pub use prepare::{EvalSet, Normalization, Prepared};

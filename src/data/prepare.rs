@@ -36,21 +36,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(
-        data: &Cifar10,
-        normalization: Normalization,
-        eval_set: EvalSet,
-        device: Device,
-    ) -> Result<Prepared> {
+    pub fn new(data: &Cifar10, normalization: Normalization, eval_set: EvalSet, device: Device) -> Result<Prepared> {
         let (train, eval) = match eval_set {
             EvalSet::Test => (data.train.clone(), data.test.clone()),
             EvalSet::Holdout => {
                 let keep = data.train.len() - data.train.len() / 10;
                 let indices: Vec<usize> = (0..data.train.len()).collect();
-                (
-                    data.train.select(&indices[..keep]),
-                    data.train.select(&indices[keep..]),
-                )
+                (data.train.select(&indices[..keep]), data.train.select(&indices[keep..]))
             }
         };
         if train.is_empty() || eval.is_empty() {
@@ -66,10 +58,7 @@ impl Prepared {
                 let mean = train_images.mean_dim(0, true, Kind::Float);
                 (train_images - &mean, eval_images - &mean)
             }
-            Normalization::Imagenet => (
-                imagenet_normalize(&train_images),
-                imagenet_normalize(&eval_images),
-            ),
+            Normalization::Imagenet => (imagenet_normalize(&train_images), imagenet_normalize(&eval_images)),
         };
         Ok(Prepared {
             train_images: train_images.to_device(device),
@@ -87,10 +76,7 @@ impl Prepared {
 /// Pixels as floats in [0, 1], shape (N, 3, 32, 32).
 fn to_unit_float(records: &Records) -> Tensor {
     let n = (records.images.len() / IMAGE_BYTES) as i64;
-    Tensor::from_slice(&records.images)
-        .view([n, 3, 32, 32])
-        .to_kind(Kind::Float)
-        / 255.0
+    Tensor::from_slice(&records.images).view([n, 3, 32, 32]).to_kind(Kind::Float) / 255.0
 }
 
 fn labels(records: &Records) -> Tensor {

@@ -38,8 +38,7 @@ pub fn write_archive(train: &Records, test: &Records, out: &Path) -> Result<()> 
         };
         let files = TRAIN_FILES.len();
         for (i, name) in TRAIN_FILES.iter().enumerate() {
-            let part: Vec<usize> =
-                (i * train.len() / files..(i + 1) * train.len() / files).collect();
+            let part: Vec<usize> = (i * train.len() / files..(i + 1) * train.len() / files).collect();
             add(name, &train.select(&part).to_bytes())?;
         }
         add(TEST_FILE, &test.to_bytes())?;
@@ -50,12 +49,7 @@ pub fn write_archive(train: &Records, test: &Records, out: &Path) -> Result<()> 
 }
 
 /// `reslab data sample`: a balanced sample of `data`.
-pub fn make_sample(
-    data: &Cifar10,
-    train_per_class: usize,
-    test_per_class: usize,
-    out: &Path,
-) -> Result<()> {
+pub fn make_sample(data: &Cifar10, train_per_class: usize, test_per_class: usize, out: &Path) -> Result<()> {
     let train = balanced_subset(&data.train, train_per_class);
     let test = balanced_subset(&data.test, test_per_class);
     write_archive(&train, &test, out).with_context(|| format!("writing sample {}", out.display()))
@@ -69,10 +63,7 @@ mod tests {
         let mut r = Records::default();
         for (i, &label) in labels.iter().enumerate() {
             r.labels.push(label);
-            r.images.extend(std::iter::repeat_n(
-                i as u8,
-                super::super::cifar::IMAGE_BYTES,
-            ));
+            r.images.extend(std::iter::repeat_n(i as u8, super::super::cifar::IMAGE_BYTES));
         }
         r
     }

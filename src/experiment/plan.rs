@@ -2,7 +2,6 @@
 
 use super::spec::Experiment;
 use crate::data::DataSource;
-use crate::model::ModelSpec;
 use crate::train::config::{DataConfig, OptimConfig, RunConfig, ScheduleConfig};
 use crate::train::Preset;
 use anyhow::{bail, Result};
@@ -15,6 +14,8 @@ pub struct Overrides {
     pub eval_every: Option<usize>,
     pub seed: u64,
     pub threads: usize,
+    /// Only the runs at these depths.
+    pub depths: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -24,11 +25,7 @@ pub struct PlannedRun {
     pub config: RunConfig,
 }
 
-pub fn plan(
-    experiment: &Experiment,
-    preset: Preset,
-    overrides: &Overrides,
-) -> Result<Vec<PlannedRun>> {
+pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<PlannedRun>> {
     let spec = experiment.preset(preset)?;
     let Some(source) = overrides.data.clone().or_else(|| spec.data.clone()) else {
         bail!(
@@ -48,33 +45,36 @@ pub fn plan(
     if let Some(eval_set) = spec.eval_set {
         data.eval_set = eval_set;
     }
+    if let Some(input_size) = spec.input_size {
+        data.input_size = input_size;
+    }
+    let depths = overrides.depths.as_ref().or(spec.depths.as_ref());
     let optim = OptimConfig {
         batch_size: spec.batch_size.unwrap_or(OptimConfig::default().batch_size),
         ..OptimConfig::default()
     };
-    experiment
-        .runs
-        .iter()
-        .map(|run| {
-            let mut model: ModelSpec = run.model.parse()?;
-            if let Some(shortcut) = run.shortcut {
-                model = model.with_shortcut(shortcut);
-            }
-            let config = RunConfig {
-                model,
-                data: data.clone(),
-                optim: optim.clone(),
-                schedule: schedule.clone(),
-                seed: overrides.seed,
-                threads: overrides.threads,
-            };
-            config.validate()?;
-            Ok(PlannedRun {
-                name: run.run_name(),
-                config,
-            })
-        })
-        .collect()
+    let mut runs = Vec::new();
+    for run in &experiment.runs {
+        let model = run.spec()?;
+        if depths.is_some_and(|d| !d.contains(&model.depth)) {
+            continue;
+        }
+        let config = RunConfig {
+            model,
+            data: data.clone(),
+            optim: optim.clone(),
+            schedule: schedule.clone(),
+            seed: overrides.seed,
+            threads: overrides.threads,
+            channels_last: true,
+        };
+        config.validate()?;
+        runs.push(PlannedRun { name: run.run_name(), config });
+    }
+    if runs.is_empty() {
+        bail!("no run of experiment '{}' is at depths {:?}", experiment.name, depths.unwrap_or(&Vec::new()));
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -95,14 +95,9 @@ mod tests {
     #[test]
     fn the_paper_preset_needs_data_and_keeps_the_papers_schedule() {
         let experiment = Experiment::load("fig1").unwrap();
-        let err = plan(&experiment, Preset::Paper, &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = plan(&experiment, Preset::Paper, &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("--data"), "{err}");
-        let overrides = Overrides {
-            data: Some(DataSource::Path("x".into())),
-            ..Default::default()
-        };
+        let overrides = Overrides { data: Some(DataSource::Path("x".into())), ..Default::default() };
         let runs = plan(&experiment, Preset::Paper, &overrides).unwrap();
         assert_eq!(runs[0].config.schedule.iters, 64_000);
         assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);

@@ -16,15 +16,9 @@ pub struct ExperimentReport {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(
-    experiment: &Experiment,
-    preset: Preset,
-    overrides: &Overrides,
-    out: &Path,
-) -> Result<ExperimentReport> {
+pub fn run(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: &Path) -> Result<ExperimentReport> {
     let runs = plan(experiment, preset, overrides)?;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating output directory {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
     let header = format!(
         "# reslab {}: this experiment was run with --preset {} (seed {}).\n",
         env!("CARGO_PKG_VERSION"),
@@ -44,7 +38,7 @@ pub fn run(
     let results = runs
         .iter()
         .filter(|run| !failures.contains(&run.name))
-        .map(|run| RunResult::load(&run.name, &out.join(&run.name)))
+        .map(|run| RunResult::load(run, &out.join(&run.name), experiment))
         .collect::<Result<Vec<_>>>()?;
     let report = write_report(experiment, results, out)?;
     if !failures.is_empty() {
@@ -59,30 +53,33 @@ pub fn run(
     Ok(report)
 }
 
-/// The chart (PNG and SVG) and the summary table (CSV and Markdown) of `results`.
-pub fn write_report(
-    experiment: &Experiment,
-    results: Vec<RunResult>,
-    out: &Path,
-) -> Result<ExperimentReport> {
-    let checks: Vec<CheckOutcome> = experiment
-        .expect
-        .iter()
-        .filter_map(|e| check(e, &results))
-        .collect();
-    let png = out.join(format!("{}.png", experiment.name));
-    let svg = out.join(format!("{}.svg", experiment.name));
-    chart::render(&error_chart(experiment, &results), &png, &svg)?;
-    let csv = out.join("summary.csv");
-    let md = out.join("summary.md");
+/// The chart (PNG and SVG; one per depth when the runs span several) and the results table
+/// (CSV and Markdown) of `results`.
+pub fn write_report(experiment: &Experiment, results: Vec<RunResult>, out: &Path) -> Result<ExperimentReport> {
+    let checks: Vec<CheckOutcome> = experiment.expect.iter().filter_map(|e| check(e, &results)).collect();
+    let mut depths: Vec<i64> = results.iter().map(|r| r.depth).collect();
+    depths.dedup();
+    let mut files = Vec::new();
+    let groups: Vec<(String, String, Vec<&RunResult>)> = if depths.len() > 1 {
+        depths
+            .iter()
+            .map(|&d| {
+                let runs = results.iter().filter(|r| r.depth == d).collect();
+                (format!("{}-{d}", experiment.name), format!("{}, {d} layers", experiment.title), runs)
+            })
+            .collect()
+    } else {
+        vec![(experiment.name.clone(), experiment.title.clone(), results.iter().collect())]
+    };
+    for (stem, title, runs) in groups {
+        let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
+        chart::render(&error_chart(&title, &runs), &png, &svg)?;
+        files.extend([png, svg]);
+    }
+    let stem = experiment.table.clone().unwrap_or_else(|| "summary".into());
+    let (csv, md) = (out.join(format!("{stem}.csv")), out.join(format!("{stem}.md")));
     write_file(&csv, table::summary_csv(&results)?.as_bytes())?;
-    write_file(
-        &md,
-        table::summary_markdown(experiment, &results, &checks).as_bytes(),
-    )?;
-    Ok(ExperimentReport {
-        results,
-        checks,
-        files: vec![png, svg, csv, md],
-    })
+    write_file(&md, table::summary_markdown(experiment, &results, &checks).as_bytes())?;
+    files.extend([csv, md]);
+    Ok(ExperimentReport { results, checks, files })
 }

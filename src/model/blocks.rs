@@ -5,6 +5,13 @@ use super::zoo::Shortcut;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// A block of layers (with or without a shortcut) and its cost.
+pub trait Block: ModuleT + Send + std::fmt::Debug {
+    /// Multiply-accumulates for an `h`x`w` input.
+    fn macs(&self, h: i64, w: i64) -> u64;
+    fn stride(&self) -> i64;
+}
+
 /// How a residual block's input reaches the addition.
 #[derive(Debug)]
 pub enum ShortcutPath {
@@ -12,16 +19,9 @@ pub enum ShortcutPath {
     Identity,
     /// Option A where the shape changes: subsample by `stride`, then zero channels added
     /// `pad_before` in front of and `pad_after` behind the input's channels. No parameters.
-    ZeroPad {
-        stride: i64,
-        pad_before: i64,
-        pad_after: i64,
-    },
+    ZeroPad { stride: i64, pad_before: i64, pad_after: i64 },
     /// Options B (where the shape changes) and C (everywhere): 1x1 convolution + BN.
-    Projection {
-        conv: nn::Conv2D,
-        bn: Box<nn::BatchNorm>,
-    },
+    Projection { conv: nn::Conv2D, bn: Box<nn::BatchNorm> },
 }
 
 impl ShortcutPath {
@@ -34,11 +34,7 @@ impl ShortcutPath {
             Shortcut::B if shape_changes => Self::projection(p, c_in, c_out, stride),
             Shortcut::A if shape_changes => {
                 let pad_before = (c_out - c_in) / 2;
-                ShortcutPath::ZeroPad {
-                    stride,
-                    pad_before,
-                    pad_after: c_out - c_in - pad_before,
-                }
+                ShortcutPath::ZeroPad { stride, pad_before, pad_after: c_out - c_in - pad_before }
             }
             Shortcut::A | Shortcut::B => ShortcutPath::Identity,
         }
@@ -54,11 +50,7 @@ impl ShortcutPath {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {
             ShortcutPath::Identity => x.shallow_clone(),
-            ShortcutPath::ZeroPad {
-                stride,
-                pad_before,
-                pad_after,
-            } => {
+            ShortcutPath::ZeroPad { stride, pad_before, pad_after } => {
                 let subsampled = x.slice(2, 0, None, *stride).slice(3, 0, None, *stride);
                 // constant_pad_nd pads the last dimension first: (W, W, H, H, C, C).
                 subsampled.constant_pad_nd([0, 0, 0, 0, *pad_before, *pad_after])
@@ -105,8 +97,7 @@ impl BasicBlock {
             bn1: batch_norm(&p / "bn1", c_out),
             conv2: conv3x3(&p / "conv2", c_out, c_out, 1),
             bn2: batch_norm(&p / "bn2", c_out),
-            shortcut: shortcut
-                .map(|s| ShortcutPath::new(&p / shortcut_name, s, c_in, c_out, stride)),
+            shortcut: shortcut.map(|s| ShortcutPath::new(&p / shortcut_name, s, c_in, c_out, stride)),
             c_in,
             c_out,
             stride,
@@ -115,25 +106,118 @@ impl BasicBlock {
 
     /// Multiply-accumulates for an `h`x`w` input.
     pub fn macs(&self, h: i64, w: i64) -> u64 {
-        let (h_out, w_out) = (h / self.stride, w / self.stride);
-        let convs = conv_macs(self.c_in, self.c_out, 3, h_out, w_out)
-            + conv_macs(self.c_out, self.c_out, 3, h_out, w_out);
-        let shortcut = self
-            .shortcut
-            .as_ref()
-            .map_or(0, |s| s.macs(self.c_in, self.c_out, h_out, w_out));
+        let (h_out, w_out) = (out_size(h, self.stride), out_size(w, self.stride));
+        let convs =
+            conv_macs(self.c_in, self.c_out, 3, h_out, w_out) + conv_macs(self.c_out, self.c_out, 3, h_out, w_out);
+        let shortcut = self.shortcut.as_ref().map_or(0, |s| s.macs(self.c_in, self.c_out, h_out, w_out));
         convs + shortcut
     }
 }
 
-impl ModuleT for BasicBlock {
+impl Block for BasicBlock {
+    fn macs(&self, h: i64, w: i64) -> u64 {
+        self.macs(h, w)
+    }
+
+    fn stride(&self) -> i64 {
+        self.stride
+    }
+}
+
+impl Block for Bottleneck {
+    fn macs(&self, h: i64, w: i64) -> u64 {
+        self.macs(h, w)
+    }
+
+    fn stride(&self) -> i64 {
+        self.stride
+    }
+}
+
+/// Output size of a padded convolution (or pooling) with `stride`: ceil(size / stride).
+pub fn out_size(size: i64, stride: i64) -> i64 {
+    (size + stride - 1) / stride
+}
+
+/// The ImageNet nets' bottleneck: 1x1 reduce, 3x3, 1x1 expand (x4), each with BN; the shortcut
+/// is added before the last ReLU. The stride sits on the first 1x1 conv, as in the paper (and
+/// Keras), or on the 3x3 conv with `stride_on_spatial`, as in torchvision ("ResNet v1.5").
+#[derive(Debug)]
+pub struct Bottleneck {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    conv3: nn::Conv2D,
+    bn3: nn::BatchNorm,
+    pub shortcut: Option<ShortcutPath>,
+    c_in: i64,
+    width: i64,
+    stride: i64,
+    stride_on_spatial: bool,
+}
+
+impl Bottleneck {
+    pub const EXPANSION: i64 = 4;
+
+    pub fn new(
+        p: nn::Path,
+        c_in: i64,
+        width: i64,
+        stride: i64,
+        stride_on_spatial: bool,
+        shortcut: Option<Shortcut>,
+    ) -> Bottleneck {
+        let c_out = width * Self::EXPANSION;
+        let (stride1, stride2) = if stride_on_spatial { (1, stride) } else { (stride, 1) };
+        Bottleneck {
+            conv1: conv1x1(&p / "conv1", c_in, width, stride1),
+            bn1: batch_norm(&p / "bn1", width),
+            conv2: conv3x3(&p / "conv2", width, width, stride2),
+            bn2: batch_norm(&p / "bn2", width),
+            conv3: conv1x1(&p / "conv3", width, c_out, 1),
+            bn3: batch_norm(&p / "bn3", c_out),
+            shortcut: shortcut.map(|s| ShortcutPath::new(&p / "downsample", s, c_in, c_out, stride)),
+            c_in,
+            width,
+            stride,
+            stride_on_spatial,
+        }
+    }
+
+    pub fn macs(&self, h: i64, w: i64) -> u64 {
+        let (h_out, w_out) = (out_size(h, self.stride), out_size(w, self.stride));
+        let (h1, w1) = if self.stride_on_spatial { (h, w) } else { (h_out, w_out) };
+        let c_out = self.width * Self::EXPANSION;
+        let convs = conv_macs(self.c_in, self.width, 1, h1, w1)
+            + conv_macs(self.width, self.width, 3, h_out, w_out)
+            + conv_macs(self.width, c_out, 1, h_out, w_out);
+        let shortcut = self.shortcut.as_ref().map_or(0, |s| s.macs(self.c_in, c_out, h_out, w_out));
+        convs + shortcut
+    }
+}
+
+impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let out = x
             .apply(&self.conv1)
             .apply_t(&self.bn1, train)
             .relu()
             .apply(&self.conv2)
-            .apply_t(&self.bn2, train);
+            .apply_t(&self.bn2, train)
+            .relu()
+            .apply(&self.conv3)
+            .apply_t(&self.bn3, train);
+        match &self.shortcut {
+            Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
+            None => out.relu(),
+        }
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().apply(&self.conv2).apply_t(&self.bn2, train);
         match &self.shortcut {
             Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
             None => out.relu(),
@@ -155,18 +239,9 @@ mod tests {
         let y = shortcut.forward_t(&x, true);
         assert_eq!(y.size(), vec![2, 32, 4, 4]);
         let subsampled = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
-        assert!(
-            y.narrow(1, 8, 16).equal(&subsampled),
-            "the input sits in channels 8..24"
-        );
-        assert_eq!(
-            y.narrow(1, 0, 8).abs().sum(Kind::Float).double_value(&[]),
-            0.0
-        );
-        assert_eq!(
-            y.narrow(1, 24, 8).abs().sum(Kind::Float).double_value(&[]),
-            0.0
-        );
+        assert!(y.narrow(1, 8, 16).equal(&subsampled), "the input sits in channels 8..24");
+        assert_eq!(y.narrow(1, 0, 8).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(y.narrow(1, 24, 8).abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 
     #[test]
@@ -178,14 +253,8 @@ mod tests {
             assert!(matches!(s, ShortcutPath::Identity));
             assert!(s.forward_t(&x, false).equal(&x));
         }
-        assert!(matches!(
-            ShortcutPath::new(vs.root(), Shortcut::B, 16, 32, 2),
-            ShortcutPath::Projection { .. }
-        ));
-        assert!(matches!(
-            ShortcutPath::new(vs.root() / "c", Shortcut::C, 16, 16, 1),
-            ShortcutPath::Projection { .. }
-        ));
+        assert!(matches!(ShortcutPath::new(vs.root(), Shortcut::B, 16, 32, 2), ShortcutPath::Projection { .. }));
+        assert!(matches!(ShortcutPath::new(vs.root() / "c", Shortcut::C, 16, 16, 1), ShortcutPath::Projection { .. }));
     }
 
     #[test]
@@ -203,16 +272,7 @@ mod tests {
             }
         });
         let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
-        assert!(residual
-            .forward_t(&x, false)
-            .allclose(&x.relu(), 1e-6, 1e-6, false));
-        assert_eq!(
-            plain
-                .forward_t(&x, false)
-                .abs()
-                .sum(Kind::Float)
-                .double_value(&[]),
-            0.0
-        );
+        assert!(residual.forward_t(&x, false).allclose(&x.relu(), 1e-6, 1e-6, false));
+        assert_eq!(plain.forward_t(&x, false).abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 }

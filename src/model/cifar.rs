@@ -14,7 +14,6 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 pub const STAGE_WIDTHS: [i64; 3] = [16, 32, 64];
-pub const NUM_CLASSES: i64 = 10;
 pub const IMAGE_SIZE: i64 = 32;
 
 #[derive(Debug)]
@@ -23,6 +22,7 @@ pub struct CifarNet {
     bn1: nn::BatchNorm,
     stages: Vec<Vec<BasicBlock>>,
     linear: nn::Linear,
+    num_classes: i64,
 }
 
 impl CifarNet {
@@ -47,21 +47,16 @@ impl CifarNet {
                 .map(|i| {
                     // Only the first block of a stage changes the shape, so only it needs stride 2.
                     let stride = if i == 0 && stage > 0 { 2 } else { 1 };
-                    let block =
-                        BasicBlock::new(&layer / i, c_in, width, stride, shortcut, "shortcut");
+                    let block = BasicBlock::new(&layer / i, c_in, width, stride, shortcut, "shortcut");
                     c_in = width;
                     block
                 })
                 .collect();
             stages.push(blocks);
         }
-        let linear = linear(p / "linear", STAGE_WIDTHS[2], NUM_CLASSES);
-        Ok(CifarNet {
-            conv1,
-            bn1,
-            stages,
-            linear,
-        })
+        let num_classes = spec.classes();
+        let linear = linear(p / "linear", STAGE_WIDTHS[2], num_classes);
+        Ok(CifarNet { num_classes, conv1, bn1, stages, linear })
     }
 
     pub fn blocks(&self) -> impl Iterator<Item = &BasicBlock> {
@@ -81,7 +76,7 @@ impl Network for CifarNet {
                 }
             }
         }
-        total + (STAGE_WIDTHS[2] * NUM_CLASSES) as u64
+        total + (STAGE_WIDTHS[2] * self.num_classes) as u64
     }
 }
 
@@ -91,8 +86,6 @@ impl ModuleT for CifarNet {
         for block in self.blocks() {
             out = out.apply_t(block, train);
         }
-        out.adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-            .apply(&self.linear)
+        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.linear)
     }
 }

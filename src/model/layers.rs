@@ -8,21 +8,12 @@
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
 
 /// He et al. (2015, "Delving deep into rectifiers") normal initialisation.
-const HE_NORMAL: Init = Init::Kaiming {
-    dist: NormalOrUniform::Normal,
-    fan: FanInOut::FanOut,
-    non_linearity: NonLinearity::ReLU,
-};
+const HE_NORMAL: Init =
+    Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
 
 /// A bias-free convolution with "same" padding for odd kernels.
 pub fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> nn::Conv2D {
-    let config = nn::ConvConfig {
-        stride,
-        padding: kernel / 2,
-        bias: false,
-        ws_init: HE_NORMAL,
-        ..Default::default()
-    };
+    let config = nn::ConvConfig { stride, padding: kernel / 2, bias: false, ws_init: HE_NORMAL, ..Default::default() };
     nn::conv2d(p, c_in, c_out, kernel, config)
 }
 
@@ -50,14 +41,8 @@ pub fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
 pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
     let bound = 1.0 / (d_in as f64).sqrt();
     let config = nn::LinearConfig {
-        ws_init: Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-        bs_init: Some(Init::Uniform {
-            lo: -bound,
-            up: bound,
-        }),
+        ws_init: Init::Uniform { lo: -bound, up: bound },
+        bs_init: Some(Init::Uniform { lo: -bound, up: bound }),
         bias: true,
     };
     nn::linear(p, d_in, d_out, config)

@@ -6,11 +6,12 @@
 
 pub mod blocks;
 pub mod cifar;
+pub mod imagenet;
 pub mod layers;
 pub mod weights;
 pub mod zoo;
 
-pub use zoo::{Family, Kind, ModelSpec, Shortcut};
+pub use zoo::{BottleneckStride, Family, Kind, ModelSpec, Shortcut};
 
 use anyhow::Result;
 use tch::nn::{self, ModuleT};
@@ -28,6 +29,12 @@ pub struct Model {
     pub spec: ModelSpec,
     pub vs: nn::VarStore,
     net: Box<dyn Network>,
+    channels_last: bool,
+}
+
+/// The same (N, C, H, W) tensor with NHWC strides.
+fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 impl Model {
@@ -37,16 +44,31 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let net: Box<dyn Network> = match spec.family {
             Family::Cifar => Box::new(cifar::CifarNet::new(&vs.root(), spec)?),
+            Family::Imagenet => Box::new(imagenet::ImageNetNet::new(&vs.root(), spec)?),
         };
-        Ok(Model {
-            spec: spec.clone(),
-            vs,
-            net,
-        })
+        Ok(Model { spec: spec.clone(), vs, net, channels_last: false })
+    }
+
+    /// Stores 4-d weights, and passes inputs, channels-last (NHWC strides, NCHW shape): oneDNN
+    /// then keeps activations in that layout, about 10% faster on CPUs. Numbers differ from the
+    /// default layout only by float rounding.
+    pub fn use_channels_last(&mut self) {
+        self.channels_last = true;
+        tch::no_grad(|| {
+            for (_, mut var) in self.vs.variables() {
+                if var.dim() == 4 {
+                    var.set_data(&to_channels_last(&var));
+                }
+            }
+        });
     }
 
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
-        self.net.forward_t(images, train)
+        if self.channels_last {
+            self.net.forward_t(&to_channels_last(images), train)
+        } else {
+            self.net.forward_t(images, train)
+        }
     }
 
     pub fn macs(&self) -> u64 {
@@ -55,11 +77,7 @@ impl Model {
 
     /// Number of trainable parameters (conv weights, BN weight and bias, fc weight and bias).
     pub fn num_params(&self) -> i64 {
-        self.vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel() as i64)
-            .sum()
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
     }
 }
 
@@ -75,35 +93,77 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_the_paper_architecture() {
-        let option_a = [
-            (20, 269_722),
-            (32, 464_154),
-            (44, 658_586),
-            (56, 853_018),
-            (110, 1_727_962),
-            (1202, 19_421_274),
-        ];
+        let option_a =
+            [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962), (1202, 19_421_274)];
         for (depth, params) in option_a {
-            assert_eq!(
-                build(&format!("resnet-{depth}"), Shortcut::A).num_params(),
-                params,
-                "resnet-{depth} A"
-            );
-            assert_eq!(
-                build(&format!("plain-{depth}"), Shortcut::A).num_params(),
-                params,
-                "plain-{depth}"
-            );
+            assert_eq!(build(&format!("resnet-{depth}"), Shortcut::A).num_params(), params, "resnet-{depth} A");
+            assert_eq!(build(&format!("plain-{depth}"), Shortcut::A).num_params(), params, "plain-{depth}");
         }
         for (depth, params) in [(20, 269_722), (56, 853_018), (110, 1_727_962)] {
-            assert_eq!(
-                build(&format!("resnet-{depth}"), Shortcut::B).num_params(),
-                params + 2_752,
-                "resnet-{depth} B"
-            );
+            assert_eq!(build(&format!("resnet-{depth}"), Shortcut::B).num_params(), params + 2_752, "resnet-{depth} B");
         }
         assert_eq!(build("resnet-20", Shortcut::C).num_params(), 283_962);
         assert_eq!(build("resnet-56", Shortcut::C).num_params(), 900_858);
+    }
+
+    #[test]
+    fn imagenet_counts_at_1000_classes_option_b() {
+        let expected = [(18, 11_689_512), (34, 21_797_672), (50, 25_557_032), (101, 44_549_160), (152, 60_192_808)];
+        for (depth, params) in expected {
+            let model = build(&format!("resnet-{depth}"), Shortcut::B);
+            assert_eq!(model.num_params(), params, "resnet-{depth}");
+        }
+    }
+
+    #[test]
+    fn imagenet_macs_match_the_papers_flops() {
+        // Table 1 "FLOPs" (multiply-adds): 1.8, 3.6, 3.8, 7.6, 11.3 billion; torchvision's v1.5
+        // placement of the bottleneck stride costs more: about 4.1, 7.8, 11.5 billion.
+        let check = |name: &str, stride: BottleneckStride, billions: f64| {
+            let mut spec: ModelSpec = name.parse().unwrap();
+            spec.bottleneck_stride = stride;
+            let macs = Model::new(&spec, Device::Cpu).unwrap().macs() as f64 / 1e9;
+            assert!((macs / billions - 1.0).abs() < 0.02, "{name} {stride:?}: {macs:.3} G vs {billions} G");
+        };
+        for (name, billions) in
+            [("resnet-18", 1.8), ("resnet-34", 3.6), ("resnet-50", 3.8), ("resnet-101", 7.6), ("resnet-152", 11.3)]
+        {
+            check(name, BottleneckStride::Reduce, billions);
+        }
+        for (name, billions) in [("resnet-50", 4.1), ("resnet-101", 7.8), ("resnet-152", 11.5)] {
+            check(name, BottleneckStride::Spatial, billions);
+        }
+    }
+
+    #[test]
+    fn imagenet_nets_classify_small_inputs_too() {
+        for name in ["plain-18", "resnet-50"] {
+            for shortcut in [Shortcut::A, Shortcut::B, Shortcut::C] {
+                let mut spec: ModelSpec = name.parse().unwrap();
+                spec.num_classes = Some(7);
+                let model = Model::new(&spec.with_shortcut(shortcut), Device::Cpu).unwrap();
+                let x = Tensor::randn([2, 3, 64, 64], (Dtype::Float, Device::Cpu));
+                assert_eq!(model.forward_t(&x, true).size(), vec![2, 7], "{name} {shortcut}");
+            }
+        }
+    }
+
+    #[test]
+    fn imagenet_names_follow_torchvision() {
+        let model = build("resnet-50", Shortcut::B);
+        let vars = model.vs.variables();
+        for name in [
+            "conv1.weight",
+            "bn1.running_mean",
+            "layer1.0.conv3.weight",
+            "layer1.0.downsample.0.weight",
+            "layer4.2.bn3.bias",
+            "fc.bias",
+        ] {
+            assert!(vars.contains_key(name), "{name} missing");
+        }
+        // Option A adds no parameters: it equals the plain net's count.
+        assert_eq!(build("resnet-34", Shortcut::A).num_params(), build("plain-34", Shortcut::A).num_params());
     }
 
     #[test]
@@ -112,10 +172,7 @@ mod tests {
         assert_eq!(build("resnet-20", Shortcut::A).macs(), 40_551_040);
         assert_eq!(build("plain-20", Shortcut::A).macs(), 40_551_040);
         // Option B adds the two projections: 16->32 and 32->64 at 16x16 and 8x8.
-        assert_eq!(
-            build("resnet-20", Shortcut::B).macs(),
-            40_551_040 + 16 * 32 * 256 + 32 * 64 * 64
-        );
+        assert_eq!(build("resnet-20", Shortcut::B).macs(), 40_551_040 + 16 * 32 * 256 + 32 * 64 * 64);
         let m56 = build("resnet-56", Shortcut::A).macs();
         assert!((125_000_000..126_000_000).contains(&m56), "{m56}");
     }
@@ -138,29 +195,14 @@ mod tests {
             v
         };
         let a = names(&build("resnet-20", Shortcut::A));
-        for name in [
-            "conv1.weight",
-            "bn1.running_var",
-            "layer3.2.bn2.bias",
-            "layer2.0.conv1.weight",
-            "linear.weight",
-        ] {
+        for name in ["conv1.weight", "bn1.running_var", "layer3.2.bn2.bias", "layer2.0.conv1.weight", "linear.weight"] {
             assert!(a.contains(&name.to_string()), "{name} missing");
         }
-        assert!(
-            !a.iter().any(|n| n.contains("shortcut")),
-            "option A has no shortcut parameters"
-        );
-        assert_eq!(
-            names(&build("plain-20", Shortcut::A)),
-            a,
-            "plain nets have the same variables as option A"
-        );
+        assert!(!a.iter().any(|n| n.contains("shortcut")), "option A has no shortcut parameters");
+        assert_eq!(names(&build("plain-20", Shortcut::A)), a, "plain nets have the same variables as option A");
         let b = names(&build("resnet-20", Shortcut::B));
         let shortcuts: Vec<&String> = b.iter().filter(|n| n.contains("shortcut")).collect();
-        assert!(shortcuts
-            .iter()
-            .all(|n| n.starts_with("layer2.0.shortcut.") || n.starts_with("layer3.0.shortcut.")));
+        assert!(shortcuts.iter().all(|n| n.starts_with("layer2.0.shortcut.") || n.starts_with("layer3.0.shortcut.")));
         assert!(
             b.contains(&"layer2.0.shortcut.0.weight".to_string())
                 && b.contains(&"layer3.0.shortcut.1.running_mean".to_string())
@@ -175,10 +217,7 @@ mod tests {
         // He normal, fan-out: std = sqrt(2 / (3 * 3 * 64)).
         let expected = (2.0f64 / (9.0 * 64.0)).sqrt();
         let std = w.std(true).double_value(&[]);
-        assert!(
-            (std / expected - 1.0).abs() < 0.05,
-            "std {std} vs {expected}"
-        );
+        assert!((std / expected - 1.0).abs() < 0.05, "std {std} vs {expected}");
         assert!(w.mean(Dtype::Float).double_value(&[]).abs() < 0.01);
         assert!(vars["layer1.0.bn1.weight"].eq(1.0).all().int64_value(&[]) == 1);
         assert!(vars["layer1.0.bn1.bias"].eq(0.0).all().int64_value(&[]) == 1);

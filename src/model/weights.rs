@@ -16,17 +16,12 @@ pub fn state_dict(vs: &nn::VarStore, batches_tracked: i64) -> BTreeMap<String, T
     let mut tensors: BTreeMap<String, Tensor> = vs
         .variables()
         .into_iter()
-        .map(|(name, t)| (name, t.detach().to_device(tch::Device::Cpu)))
+        .map(|(name, t)| (name, t.detach().to_device(tch::Device::Cpu).contiguous()))
         .collect();
-    let bn_prefixes: Vec<String> = tensors
-        .keys()
-        .filter_map(|name| name.strip_suffix("running_mean").map(str::to_string))
-        .collect();
+    let bn_prefixes: Vec<String> =
+        tensors.keys().filter_map(|name| name.strip_suffix("running_mean").map(str::to_string)).collect();
     for prefix in bn_prefixes {
-        tensors.insert(
-            format!("{prefix}{BN_COUNTER}"),
-            Tensor::from(batches_tracked),
-        );
+        tensors.insert(format!("{prefix}{BN_COUNTER}"), Tensor::from(batches_tracked));
     }
     tensors
 }
@@ -34,10 +29,21 @@ pub fn state_dict(vs: &nn::VarStore, batches_tracked: i64) -> BTreeMap<String, T
 /// Writes `vs` to `path` as safetensors, atomically (a temporary file renamed into place).
 pub fn save(vs: &nn::VarStore, batches_tracked: i64, path: &Path) -> Result<()> {
     let tensors: Vec<(String, Tensor)> = state_dict(vs, batches_tracked).into_iter().collect();
-    write_atomically(path, |tmp| {
-        Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}"))
-    })
-    .with_context(|| format!("writing weights {}", path.display()))
+    write_atomically(path, |tmp| Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}")))
+        .with_context(|| format!("writing weights {}", path.display()))
+}
+
+/// The number of classes a classifier in `path` was saved with (the rows of `fc.weight` or
+/// `linear.weight`).
+pub fn classes_in(path: &Path) -> Result<i64> {
+    let stored = Tensor::read_safetensors(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("reading weights {}", path.display()))?;
+    stored
+        .iter()
+        .find(|(name, t)| (name == "fc.weight" || name == "linear.weight") && t.dim() == 2)
+        .map(|(_, t)| t.size()[0])
+        .with_context(|| format!("weights {}: no classifier (fc.weight or linear.weight)", path.display()))
 }
 
 /// Loads every variable of `vs` from the safetensors file `path`. Strict: a missing tensor, a
@@ -48,31 +54,17 @@ pub fn load(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
     }
     let stored = Tensor::read_safetensors(path)
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "reading weights {}: expected a safetensors file",
-                path.display()
-            )
-        })?;
+        .with_context(|| format!("reading weights {}: expected a safetensors file", path.display()))?;
     let stored: BTreeMap<String, Tensor> = stored.into_iter().collect();
     let variables = vs.variables();
     let known: HashSet<&String> = variables.keys().collect();
-    if let Some(extra) = stored
-        .keys()
-        .find(|name| !known.contains(name) && !name.ends_with(BN_COUNTER))
-    {
-        bail!(
-            "weights {}: tensor '{extra}' does not belong to this model (wrong model or depth?)",
-            path.display()
-        );
+    if let Some(extra) = stored.keys().find(|name| !known.contains(name) && !name.ends_with(BN_COUNTER)) {
+        bail!("weights {}: tensor '{extra}' does not belong to this model (wrong model or depth?)", path.display());
     }
     tch::no_grad(|| -> Result<()> {
         for (name, mut var) in variables {
             let Some(value) = stored.get(&name) else {
-                bail!(
-                    "weights {}: tensor '{name}' is missing (wrong model or depth?)",
-                    path.display()
-                );
+                bail!("weights {}: tensor '{name}' is missing (wrong model or depth?)", path.display());
             };
             if value.size() != var.size() {
                 bail!(

@@ -51,10 +51,7 @@ pub struct ErrorChart {
 /// Font family name we register the bundled font under; every text style below uses it.
 const FONT: &str = "sans-serif";
 /// Embedded so the binary renders text on machines without any fonts installed.
-const FONT_BYTES: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/assets/fonts/DejaVuSans.ttf"
-));
+const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
 
 /// Tableau-10 colours: orange and blue first, like the paper's figures.
 const PALETTE: [RGBColor; 10] = [
@@ -174,14 +171,8 @@ struct Target {
 
 /// The bitmap backend draws lines without anti-aliasing, so the PNG is drawn at twice the
 /// size and box-filtered down: smooth lines and text at little cost.
-const PNG_TARGET: Target = Target {
-    k: 2,
-    round_joins: true,
-};
-const SVG_TARGET: Target = Target {
-    k: 1,
-    round_joins: false,
-};
+const PNG_TARGET: Target = Target { k: 2, round_joins: true };
+const SVG_TARGET: Target = Target { k: 1, round_joins: false };
 
 fn render_png(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
     let k = PNG_TARGET.k;
@@ -194,8 +185,7 @@ fn render_png(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
     }
     let small = downsample(&big, CHART_SIZE, k);
     let mut out = BitMapBackend::new(path, CHART_SIZE);
-    out.blit_bitmap((0, 0), CHART_SIZE, &small)
-        .map_err(plot_err)?;
+    out.blit_bitmap((0, 0), CHART_SIZE, &small).map_err(plot_err)?;
     out.present().map_err(plot_err)
 }
 
@@ -231,12 +221,7 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 }
 
 /// Draws the whole figure.
-fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    chart: &ErrorChart,
-    plan: &Plan,
-    t: Target,
-) -> Result<()> {
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &ErrorChart, plan: &Plan, t: Target) -> Result<()> {
     let k = t.k;
     root.fill(&WHITE).map_err(plot_err)?;
     let mut ctx = ChartBuilder::on(root)
@@ -286,11 +271,7 @@ fn draw_axes<'a, DB: DrawingBackend + 'a>(
     // plotters only draws the left and bottom axes; close the frame like matplotlib does.
     let (x, y) = (&plan.x, &plan.y);
     let frame = [(x.start, y.end), (x.end, y.end), (x.end, y.start)];
-    ctx.draw_series(std::iter::once(PathElement::new(
-        frame,
-        BLACK.mix(0.8).stroke_width(k),
-    )))
-    .map_err(plot_err)?;
+    ctx.draw_series(std::iter::once(PathElement::new(frame, BLACK.mix(0.8).stroke_width(k)))).map_err(plot_err)?;
     Ok(())
 }
 
@@ -309,9 +290,7 @@ fn draw_legend<'a, DB: DrawingBackend + 'a>(
     // Only curves with data are in the legend (see `draw_curve`).
     for (curve, points) in chart.curves.iter().zip(&plan.curves) {
         if !points.is_empty() {
-            let (w, _) = area
-                .estimate_text_size(&curve.label, &font)
-                .map_err(plot_err)?;
+            let (w, _) = area.estimate_text_size(&curve.label, &font).map_err(plot_err)?;
             widest = widest.max(w);
         }
     }
@@ -353,15 +332,9 @@ fn draw_curve<'a, DB: DrawingBackend + 'a>(
     let mut runs = clip_y(points, &plan.y);
     if curve.dashed {
         let (w, h) = ctx.plotting_area().dim_in_pixel();
-        let px_per_unit = (
-            f64::from(w) / (plan.x.end - plan.x.start),
-            f64::from(h) / (plan.y.end - plan.y.start),
-        );
+        let px_per_unit = (f64::from(w) / (plan.x.end - plan.x.start), f64::from(h) / (plan.y.end - plan.y.start));
         let (dash, gap) = (f64::from(dash), f64::from(gap));
-        runs = runs
-            .iter()
-            .flat_map(|run| dashes(run, dash, gap, px_per_unit))
-            .collect();
+        runs = runs.iter().flat_map(|run| dashes(run, dash, gap, px_per_unit)).collect();
     }
     draw_runs(ctx, &runs, style, t)?;
 
@@ -398,10 +371,7 @@ fn draw_runs<'a, DB: DrawingBackend + 'a>(
         ctx.draw_series(lines).map_err(plot_err)?;
         return Ok(());
     }
-    let segments = runs
-        .iter()
-        .flat_map(|run| run.windows(2))
-        .map(|seg| PathElement::new(seg.to_vec(), style));
+    let segments = runs.iter().flat_map(|run| run.windows(2)).map(|seg| PathElement::new(seg.to_vec(), style));
     ctx.draw_series(segments).map_err(plot_err)?;
     let joins = runs
         .iter()
@@ -420,11 +390,7 @@ fn in_range(y: f64, range: &Range<f64>) -> bool {
 /// segments exactly where they cross it.
 fn clip_y(points: &[Point], range: &Range<f64>) -> Vec<Vec<Point>> {
     if let [p] = points {
-        return if in_range(p.1, range) {
-            vec![vec![*p]]
-        } else {
-            vec![]
-        };
+        return if in_range(p.1, range) { vec![vec![*p]] } else { vec![] };
     }
     let mut runs = vec![];
     let mut run: Vec<Point> = vec![];
@@ -484,10 +450,7 @@ fn clip_segment(p: Point, q: Point, range: &Range<f64>) -> Option<(Point, Point)
 /// Cuts a polyline into dashes of `on` pixels separated by `off` pixels, measuring lengths
 /// on screen (`px_per_unit` for x and y) so dashes look the same at any slope.
 fn dashes(run: &[Point], on: f64, off: f64, px_per_unit: (f64, f64)) -> Vec<Vec<Point>> {
-    debug_assert!(
-        on > 0.0 && off > 0.0,
-        "zero dash or gap would never advance"
-    );
+    debug_assert!(on > 0.0 && off > 0.0, "zero dash or gap would never advance");
     let mut out = vec![];
     let Some(&first) = run.first() else {
         return out;
@@ -563,10 +526,7 @@ fn format_number(v: f64) -> String {
 fn temp_sibling(target: &Path, ext: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = target
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "chart".to_string());
+    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "chart".to_string());
     let name = format!(".{stem}.tmp-{}-{n}.{ext}", std::process::id());
     target.with_file_name(name)
 }
@@ -581,8 +541,7 @@ mod tests {
 
     /// A fresh directory per test; removed at the end of a passing test.
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("reslab-chart-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("reslab-chart-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -645,10 +604,8 @@ mod tests {
         assert!(text.contains("30k"), "thousands tick label in SVG");
 
         // Nothing but the two charts: the temporaries were renamed away.
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let mut names: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(names, ["fig1.png", "fig1.svg"]);
         std::fs::remove_dir_all(dir).unwrap();
@@ -676,11 +633,7 @@ mod tests {
         let plan = Plan::new(&chart).unwrap();
         assert_eq!(plan.curves[0].len(), chart.curves[0].points.len() - 1);
         assert_eq!(plan.curves[1].len(), chart.curves[1].points.len() - 1);
-        assert!(plan
-            .curves
-            .iter()
-            .flatten()
-            .all(|p| p.0.is_finite() && p.1.is_finite()));
+        assert!(plan.curves.iter().flatten().all(|p| p.0.is_finite() && p.1.is_finite()));
         assert_eq!(plan.x, 0.0..64_000.0);
 
         let dir = scratch_dir("nan");
@@ -710,10 +663,7 @@ mod tests {
         let png = dir.join("y.png");
         let err = render(&two_series(), &png, &dir.join("y.svg")).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains(&format!("writing chart {}", png.display())),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("writing chart {}", png.display())), "{msg}");
     }
 
     #[test]
@@ -723,10 +673,7 @@ mod tests {
         let svg = dir.join("missing/old.svg");
         let err = render(&two_series(), &dir.join("old.png"), &svg).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains(&format!("writing chart {}", svg.display())),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("writing chart {}", svg.display())), "{msg}");
         // The old PNG is untouched and no temporary is left behind.
         assert_eq!(std::fs::read(dir.join("old.png")).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
@@ -749,13 +696,7 @@ mod tests {
     fn clipping_cuts_at_the_frame() {
         let pts = [(0.0, 10.0), (1.0, 30.0), (2.0, 10.0), (3.0, 12.0)];
         let runs = clip_y(&pts, &(0.0..20.0));
-        assert_eq!(
-            runs,
-            vec![
-                vec![(0.0, 10.0), (0.5, 20.0)],
-                vec![(1.5, 20.0), (2.0, 10.0), (3.0, 12.0)],
-            ]
-        );
+        assert_eq!(runs, vec![vec![(0.0, 10.0), (0.5, 20.0)], vec![(1.5, 20.0), (2.0, 10.0), (3.0, 12.0)],]);
         assert!(clip_y(&[(0.0, 50.0), (1.0, 60.0)], &(0.0..20.0)).is_empty());
         assert_eq!(clip_y(&[(1.0, 5.0)], &(0.0..20.0)), vec![vec![(1.0, 5.0)]]);
     }

@@ -33,20 +33,9 @@ impl MetricsWriter {
     pub fn create(dir: &Path) -> Result<MetricsWriter> {
         let path = dir.join(FILE_NAME);
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(file);
+        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         writer
-            .write_record([
-                "iter",
-                "epoch",
-                "lr",
-                "train_loss",
-                "train_err",
-                "test_err",
-                "img_per_s",
-                "wall_s",
-            ])
+            .write_record(["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"])
             .and_then(|()| Ok(writer.flush()?))
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(MetricsWriter { writer })
@@ -57,7 +46,7 @@ impl MetricsWriter {
         let fields = [
             r.iter.to_string(),
             format!("{:.3}", r.epoch),
-            format!("{}", r.lr),
+            format!("{}", (r.lr * 1e12).round() / 1e12), // 0.001, not 0.0010000000000000002
             format!("{:.5}", r.train_loss),
             format!("{:.3}", r.train_err),
             format!("{:.3}", r.test_err),
@@ -73,8 +62,7 @@ impl MetricsWriter {
 /// Reads a run's `metrics.csv`.
 pub fn read(dir: &Path) -> Result<Vec<MetricsRow>> {
     let path = dir.join(FILE_NAME);
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
     let rows = reader
         .deserialize()
         .collect::<Result<Vec<MetricsRow>, _>>()

@@ -7,4 +7,4 @@ pub mod sgd;
 pub mod trainer;
 
 pub use config::{Preset, RunConfig};
-pub use trainer::{evaluate, train, RunSummary};
+pub use trainer::{train, RunSummary};

@@ -5,11 +5,7 @@ use super::config::{OptimConfig, ScheduleConfig};
 /// The learning rate for iteration `iter` (0-based): the base rate times `lr_decay` for every
 /// step already passed.
 pub fn learning_rate(optim: &OptimConfig, schedule: &ScheduleConfig, iter: usize) -> f64 {
-    let steps_passed = schedule
-        .lr_steps
-        .iter()
-        .filter(|&&step| iter >= step)
-        .count();
+    let steps_passed = schedule.lr_steps.iter().filter(|&&step| iter >= step).count();
     optim.lr * schedule.lr_decay.powi(steps_passed as i32)
 }
 

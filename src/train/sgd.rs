@@ -15,12 +15,7 @@ impl Sgd {
     pub fn new(vs: &nn::VarStore, momentum: f64, weight_decay: f64) -> Sgd {
         let params = vs.trainable_variables();
         let buffers = params.iter().map(|p| p.zeros_like()).collect();
-        Sgd {
-            params,
-            buffers,
-            momentum,
-            weight_decay,
-        }
+        Sgd { params, buffers, momentum, weight_decay }
     }
 
     pub fn zero_grad(&mut self) {
@@ -70,12 +65,7 @@ mod tests {
             let buf = 0.9 * buf + g;
             expected = (weight - 0.1 * buf, buf);
         }
-        assert!(
-            (w.double_value(&[0]) - expected.0).abs() < 1e-6,
-            "{} vs {}",
-            w.double_value(&[0]),
-            expected.0
-        );
+        assert!((w.double_value(&[0]) - expected.0).abs() < 1e-6, "{} vs {}", w.double_value(&[0]), expected.0);
         assert!((sgd.buffers()[0].double_value(&[0]) - expected.1).abs() < 1e-6);
     }
 }

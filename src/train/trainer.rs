@@ -7,24 +7,21 @@ use super::config::RunConfig;
 use super::metrics::{MetricsRow, MetricsWriter};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
-use crate::data::augment::{crop_and_flip, PAD};
 use crate::data::batches::{rng, BatchOrder, Stream};
-use crate::data::{Cifar10, Prepared};
-use crate::model::{weights, Model};
+use crate::data::dataset::count_wrong;
+use crate::data::Dataset;
+use crate::model::{weights, Model, ModelSpec};
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const SUMMARY_FILE: &str = "summary.toml";
-
-/// Images per forward pass when evaluating.
-const EVAL_BATCH: i64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,15 +52,9 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn load(dir: &Path) -> Result<RunSummary> {
         let path = dir.join(SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {}",
-                path.display(),
-                super::config::one_line(&e.to_string())
-            )
-        })
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), super::config::one_line(&e.to_string())))
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
@@ -78,27 +69,20 @@ impl RunSummary {
 pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> {
     config.validate()?;
     if let Some(summary) = existing_complete_run(config, out)? {
-        eprintln!(
-            "{label}: {} already holds this run, complete; not training again",
-            out.display()
-        );
+        eprintln!("{label}: {} already holds this run, complete; not training again", out.display());
         return Ok(summary);
     }
     set_threads(config.threads);
     let device = Device::cuda_if_available();
-    let data = Cifar10::load(&config.data.source)?;
-    let prepared = Prepared::new(
-        &data,
-        config.data.normalization,
-        config.data.eval_set,
-        device,
-    )?;
-    let mut order = BatchOrder::new(prepared.num_train(), config.optim.batch_size, config.seed)?;
+    let data = Dataset::open(&config.data, device)?;
+    let mut order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
     tch::manual_seed(config.seed as i64);
-    let model = Model::new(&config.model, device)?;
+    let mut model = Model::new(&model_for_data(&config.model, &data)?, device)?;
+    if config.channels_last {
+        model.use_channels_last();
+    }
 
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating run directory {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
     for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
         let _ = std::fs::remove_file(out.join(stale));
     }
@@ -107,10 +91,7 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
         env!("CARGO_PKG_VERSION"),
         config.model
     );
-    write_file(
-        &out.join(CONFIG_FILE),
-        (header + &config.to_toml()).as_bytes(),
-    )?;
+    write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
     let mut metrics = MetricsWriter::create(out)?;
     let progress = progress_bar(label, config.schedule.iters);
 
@@ -121,16 +102,8 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
     for iter in 0..config.schedule.iters {
         let lr = learning_rate(&config.optim, &config.schedule, iter);
         let step_started = Instant::now();
-        let indices = Tensor::from_slice(order.batch(iter)).to_device(device);
-        let mut images = prepared.train_images.index_select(0, &indices);
-        let labels = prepared.train_labels.index_select(0, &indices);
-        if config.data.augment {
-            images = crop_and_flip(
-                &images,
-                PAD,
-                &mut rng(config.seed, Stream::Augment, iter as u64),
-            );
-        }
+        let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
+        let (images, labels) = data.train_batch(order.batch(iter), config.data.augment, &mut augment_rng, device);
         let logits = model.forward_t(&images, true);
         let loss = logits.cross_entropy_for_logits(&labels);
         sgd.zero_grad();
@@ -145,34 +118,14 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
                 out.join(super::metrics::FILE_NAME).display(),
                 rows.len()
             );
-            summarize(
-                &model,
-                &rows,
-                iter,
-                started,
-                RunStatus::Diverged,
-                Some(message.clone()),
-            )
-            .save(out)?;
+            summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
             bail!(message);
         }
         sgd.step(lr);
-        let wrong = logits
-            .argmax(-1, false)
-            .ne_tensor(&labels)
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-        window.add(
-            loss_value,
-            wrong,
-            labels.size()[0],
-            step_started.elapsed().as_secs_f64(),
-        );
+        let wrong = count_wrong(&logits, &labels);
+        window.add(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
         progress.inc(1);
-        progress.set_message(format!(
-            "loss {loss_value:.3}  train err {:.1}%",
-            window.error()
-        ));
+        progress.set_message(format!("loss {loss_value:.3}  train err {:.1}%", window.error()));
 
         let done = iter + 1;
         if done % config.schedule.eval_every == 0 || done == config.schedule.iters {
@@ -182,7 +135,7 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
                 lr,
                 train_loss: window.loss(),
                 train_err: window.error(),
-                test_err: evaluate(&model, &prepared.eval_images, &prepared.eval_labels),
+                test_err: data.evaluate(&model, config.data.test_crops),
                 img_per_s: window.images_per_second(),
                 wall_s: started.elapsed().as_secs_f64(),
             };
@@ -198,19 +151,8 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
         }
     }
     progress.finish();
-    weights::save(
-        &model.vs,
-        config.schedule.iters as i64,
-        &out.join(WEIGHTS_FILE),
-    )?;
-    let summary = summarize(
-        &model,
-        &rows,
-        config.schedule.iters,
-        started,
-        RunStatus::Complete,
-        None,
-    );
+    weights::save(&model.vs, config.schedule.iters as i64, &out.join(WEIGHTS_FILE))?;
+    let summary = summarize(&model, &rows, config.schedule.iters, started, RunStatus::Complete, None);
     summary.save(out)?;
     Ok(summary)
 }
@@ -233,33 +175,18 @@ fn existing_complete_run(config: &RunConfig, out: &Path) -> Result<Option<RunSum
     }
 }
 
-/// Error rate (%) of `model` on `images` in evaluation mode (BN running statistics).
-pub fn evaluate(model: &Model, images: &Tensor, labels: &Tensor) -> f64 {
-    let n = labels.size()[0];
-    let wrong: i64 = tch::no_grad(|| {
-        (0..n)
-            .step_by(EVAL_BATCH as usize)
-            .map(|start| {
-                let len = EVAL_BATCH.min(n - start);
-                let logits = model.forward_t(&images.narrow(0, start, len), false);
-                logits
-                    .argmax(-1, false)
-                    .ne_tensor(&labels.narrow(0, start, len))
-                    .sum(Kind::Int64)
-                    .int64_value(&[])
-            })
-            .sum()
-    });
-    100.0 * wrong as f64 / n as f64
+/// The model for `data`: its classifier sized to the data's classes unless the config fixes it.
+pub fn model_for_data(spec: &ModelSpec, data: &Dataset) -> Result<ModelSpec> {
+    let classes = data.num_classes();
+    match spec.num_classes {
+        Some(n) if n != classes => bail!("the model has {n} outputs but the data has {classes} classes"),
+        _ => Ok(ModelSpec { num_classes: Some(classes), ..spec.clone() }),
+    }
 }
 
 /// libtorch's intra-op threads: `threads`, or one per core when 0.
 pub fn set_threads(threads: usize) {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
     tch::set_num_threads(threads as i32);
 }
 
@@ -298,11 +225,9 @@ fn summarize(
 fn progress_bar(label: &str, iters: usize) -> ProgressBar {
     let progress = ProgressBar::new(iters as u64);
     progress.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} it  {msg}  {per_sec} eta {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} it  {msg}  {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
     progress.set_prefix(label.to_string());
     progress

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 /// The temporary name `path` is written under before it is renamed into place: hidden, in the
 /// same directory (so the rename is atomic), keeping the extension (some writers dispatch on it).
 pub fn temporary_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
 }
 

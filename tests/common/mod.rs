@@ -22,10 +22,7 @@ pub fn cifar_archive() -> PathBuf {
 }
 
 pub fn reslab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reslab"))
-        .args(args)
-        .output()
-        .expect("running reslab")
+    Command::new(env!("CARGO_BIN_EXE_reslab")).args(args).output().expect("running reslab")
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -39,23 +36,14 @@ pub fn stderr(output: &Output) -> String {
 /// A user error: non-zero exit, one `error:` line on stderr naming what was wrong, no panic.
 pub fn assert_clean_error(output: &Output, must_mention: &[&str]) -> String {
     let err = stderr(output);
-    assert!(
-        !output.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
+    assert!(!output.status.success(), "expected failure, got success; stderr: {err}");
     assert_eq!(output.status.code(), Some(1), "stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
     for needle in must_mention {
-        assert!(
-            err.contains(needle),
-            "error should mention {needle:?}: {err}"
-        );
+        assert!(err.contains(needle), "error should mention {needle:?}: {err}");
     }
     err
 }

@@ -1,0 +1,165 @@
+//! The training stage's view of the data, whichever kind it is: batches in, an error rate out.
+
+use super::folder::{BadImages, ImageFolder, TestCrops};
+use super::{Cifar10, DataSource, EvalSet, Normalization, Prepared};
+use crate::data::augment::{crop_and_flip, PAD};
+use crate::model::Model;
+use anyhow::Result;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// Images per forward pass when evaluating.
+const EVAL_BATCH: i64 = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `embedded` (the CIFAR-10 sample compiled into the binary), CIFAR-10's binary version
+    /// (folder or .tar.gz), or an image folder with `train/` and `val/`.
+    pub source: DataSource,
+    #[serde(default = "default_normalization")]
+    pub normalization: Normalization,
+    #[serde(default = "default_eval_set")]
+    pub eval_set: EvalSet,
+    /// The paper's augmentation (CIFAR: pad 4, random crop, flip; folders: scale augmentation).
+    #[serde(default = "yes")]
+    pub augment: bool,
+    /// Image folders: the network's input size (the paper's 224; e.g. 64 or 32 on a CPU).
+    #[serde(default = "default_input_size")]
+    pub input_size: u32,
+    #[serde(default)]
+    pub bad_images: BadImages,
+    #[serde(default)]
+    pub test_crops: TestCrops,
+}
+
+fn default_normalization() -> Normalization {
+    Normalization::PixelMean
+}
+fn default_eval_set() -> EvalSet {
+    EvalSet::Test
+}
+fn default_input_size() -> u32 {
+    224
+}
+fn yes() -> bool {
+    true
+}
+
+impl DataConfig {
+    pub fn new(source: DataSource) -> DataConfig {
+        DataConfig {
+            source,
+            normalization: default_normalization(),
+            eval_set: default_eval_set(),
+            augment: true,
+            input_size: default_input_size(),
+            bad_images: BadImages::default(),
+            test_crops: TestCrops::default(),
+        }
+    }
+}
+
+pub enum Dataset {
+    Cifar(Prepared),
+    Folder(ImageFolder),
+}
+
+impl Dataset {
+    pub fn open(config: &DataConfig, device: Device) -> Result<Dataset> {
+        if let DataSource::Path(path) = &config.source {
+            if ImageFolder::is_image_folder(path) {
+                return Ok(Dataset::Folder(ImageFolder::open(path, config.input_size, config.bad_images)?));
+            }
+        }
+        let data = Cifar10::load(&config.source)?;
+        Ok(Dataset::Cifar(Prepared::new(&data, config.normalization, config.eval_set, device)?))
+    }
+
+    pub fn num_train(&self) -> usize {
+        match self {
+            Dataset::Cifar(p) => p.num_train(),
+            Dataset::Folder(f) => f.num_train(),
+        }
+    }
+
+    pub fn num_classes(&self) -> i64 {
+        match self {
+            Dataset::Cifar(_) => 10,
+            Dataset::Folder(f) => f.classes.len() as i64,
+        }
+    }
+
+    /// Images in the evaluation set.
+    pub fn num_eval(&self) -> usize {
+        match self {
+            Dataset::Cifar(p) => p.eval_labels.size()[0] as usize,
+            Dataset::Folder(f) => f.num_val(),
+        }
+    }
+
+    /// The training batch of `indices`, augmented when `augment`, on `device`.
+    pub fn train_batch(&self, indices: &[i64], augment: bool, rng: &mut impl Rng, device: Device) -> (Tensor, Tensor) {
+        match self {
+            Dataset::Cifar(p) => {
+                let indices = Tensor::from_slice(indices).to_device(device);
+                let images = p.train_images.index_select(0, &indices);
+                let labels = p.train_labels.index_select(0, &indices);
+                let images = if augment { crop_and_flip(&images, PAD, rng) } else { images };
+                (images, labels)
+            }
+            Dataset::Folder(f) => {
+                let (images, labels) = f.train_batch(indices, rng);
+                (images.to_device(device), labels.to_device(device))
+            }
+        }
+    }
+
+    /// Error rate (%) of `model` on the evaluation set, in evaluation mode.
+    pub fn evaluate(&self, model: &Model, test_crops: TestCrops) -> f64 {
+        let device = model.vs.device();
+        tch::no_grad(|| match self {
+            Dataset::Cifar(p) => {
+                let n = p.eval_labels.size()[0];
+                let wrong: i64 = (0..n)
+                    .step_by(EVAL_BATCH as usize)
+                    .map(|start| {
+                        let len = EVAL_BATCH.min(n - start);
+                        let logits = model.forward_t(&p.eval_images.narrow(0, start, len), false);
+                        count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
+                    })
+                    .sum();
+                100.0 * wrong as f64 / n as f64
+            }
+            Dataset::Folder(f) => {
+                let n = f.num_val();
+                let crops = match test_crops {
+                    TestCrops::Center => 1,
+                    TestCrops::TenCrop => 10,
+                };
+                let wrong: i64 = (0..n)
+                    .step_by(EVAL_BATCH as usize)
+                    .map(|start| {
+                        let len = (EVAL_BATCH as usize).min(n - start);
+                        let mut probabilities =
+                            Tensor::zeros([len as i64, f.classes.len() as i64], (Kind::Float, device));
+                        let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
+                        for crop in 0..crops {
+                            let (images, l) = f.val_batch(start, len, crop);
+                            probabilities += model.forward_t(&images.to_device(device), false).softmax(-1, Kind::Float);
+                            labels = l.to_device(device);
+                        }
+                        count_wrong(&probabilities, &labels)
+                    })
+                    .sum();
+                100.0 * wrong as f64 / n as f64
+            }
+        })
+    }
+}
+
+/// Images whose highest score is not their label.
+pub fn count_wrong(scores: &Tensor, labels: &Tensor) -> i64 {
+    scores.argmax(-1, false).ne_tensor(labels).sum(Kind::Int64).int64_value(&[])
+}

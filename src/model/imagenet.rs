@@ -1,0 +1,97 @@
+//! The ImageNet networks of He et al. (2015), Table 1: a 7x7/2 conv (64), a 3x3/2 max-pool, four
+//! stages with base widths 64/128/256/512 (stride 2 in the first block of stages 2-4), global
+//! average pooling and a fully-connected layer. 18 and 34 layers use basic blocks, 50/101/152
+//! bottleneck blocks. Names as in torchvision (`conv1`, `bn1`, `layer1.0.conv1`,
+//! `layer2.0.downsample.0`, `fc`), so option-B weights load into `torchvision.models.resnetN`.
+
+use super::blocks::{BasicBlock, Block, Bottleneck};
+use super::layers::{batch_norm, conv, conv_macs, linear};
+use super::zoo::{BottleneckStride, Kind, ModelSpec};
+use super::Network;
+use anyhow::{bail, Result};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+pub const STAGE_WIDTHS: [i64; 4] = [64, 128, 256, 512];
+pub const DEPTHS: [i64; 5] = [18, 34, 50, 101, 152];
+/// MACs are reported for the paper's 224x224 crops.
+pub const IMAGE_SIZE: i64 = 224;
+
+/// Blocks per stage, and whether they are bottlenecks.
+pub fn layout(depth: i64) -> Result<([i64; 4], bool)> {
+    Ok(match depth {
+        18 => ([2, 2, 2, 2], false),
+        34 => ([3, 4, 6, 3], false),
+        50 => ([3, 4, 6, 3], true),
+        101 => ([3, 4, 23, 3], true),
+        152 => ([3, 8, 36, 3], true),
+        _ => bail!("depth {depth} is not an ImageNet depth: expected 18, 34, 50, 101 or 152"),
+    })
+}
+
+#[derive(Debug)]
+pub struct ImageNetNet {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    blocks: Vec<Box<dyn Block>>,
+    fc: nn::Linear,
+    features: i64,
+    num_classes: i64,
+}
+
+impl ImageNetNet {
+    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Result<ImageNetNet> {
+        let (counts, bottleneck) = layout(spec.depth)?;
+        let shortcut = match spec.kind {
+            Kind::Plain => None,
+            Kind::Residual => Some(spec.shortcut),
+        };
+        let conv1 = conv(p / "conv1", 3, 64, 7, 2);
+        let bn1 = batch_norm(p / "bn1", 64);
+        let expansion = if bottleneck { 4 } else { 1 };
+        let mut c_in = 64;
+        let mut blocks = Vec::new();
+        for (stage, (&width, &count)) in STAGE_WIDTHS.iter().zip(&counts).enumerate() {
+            let layer = p / format!("layer{}", stage + 1);
+            for i in 0..count {
+                let stride = if i == 0 && stage > 0 { 2 } else { 1 };
+                let block_path = &layer / i;
+                let block: Box<dyn Block> = if bottleneck {
+                    let on_spatial = spec.bottleneck_stride == BottleneckStride::Spatial;
+                    Box::new(Bottleneck::new(block_path, c_in, width, stride, on_spatial, shortcut))
+                } else {
+                    Box::new(BasicBlock::new(block_path, c_in, width, stride, shortcut, "downsample"))
+                };
+                blocks.push(block);
+                c_in = width * expansion;
+            }
+        }
+        let num_classes = spec.classes();
+        let fc = linear(p / "fc", c_in, num_classes);
+        Ok(ImageNetNet { conv1, bn1, blocks, fc, features: c_in, num_classes })
+    }
+}
+
+impl Network for ImageNetNet {
+    fn macs(&self) -> u64 {
+        let mut size = (IMAGE_SIZE + 1) / 2; // conv1, stride 2
+        let mut total = conv_macs(3, 64, 7, size, size);
+        size = (size + 1) / 2; // max-pool, stride 2
+        for block in &self.blocks {
+            total += block.macs(size, size);
+            size = (size + block.stride() - 1) / block.stride();
+        }
+        total + (self.features * self.num_classes) as u64
+    }
+}
+
+impl ModuleT for ImageNetNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out =
+            x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for block in &self.blocks {
+            out = block.forward_t(&out, train);
+        }
+        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
