@@ -8,7 +8,7 @@ use reslab::data::{Cifar10, DataConfig, DataSource, Dataset, EvalSet, Normalizat
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::{runner, Experiment};
 use reslab::model::{weights, BottleneckStride, Model, ModelSpec, Shortcut};
-use reslab::train::config::{OptimConfig, RunConfig, ScheduleConfig};
+use reslab::train::config::{OptimConfig, RunConfig, ScheduleConfig, Warmup};
 use reslab::train::trainer::{model_for_data, set_threads, CONFIG_FILE, WEIGHTS_FILE};
 use reslab::train::{train, Preset};
 use std::path::PathBuf;
@@ -140,11 +140,38 @@ impl DataArgs {
     }
 }
 
+/// The options that define a run (not allowed with --config or --resume, which bring their own).
+const TRAINING_OPTIONS: [&str; 20] = [
+    "model",
+    "shortcut",
+    "bottleneck_stride",
+    "data",
+    "iters",
+    "lr",
+    "lr_steps",
+    "batch_size",
+    "eval_every",
+    "seed",
+    "threads",
+    "normalization",
+    "eval_set",
+    "input_size",
+    "bad_images",
+    "test_crops",
+    "no_augment",
+    "contiguous",
+    "warmup",
+    "checkpoint_every",
+];
+
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Re-run the configuration of an earlier run (its config.toml); other training options are then not allowed.
-    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "data", "iters", "lr", "lr_steps", "batch_size", "eval_every", "seed", "threads", "normalization", "eval_set", "input_size", "bad_images", "test_crops", "no_augment", "contiguous"])]
+    #[arg(long, conflicts_with_all = TRAINING_OPTIONS)]
     config: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (the same as re-running its command).
+    #[arg(long, value_name = "DIR", conflicts_with_all = TRAINING_OPTIONS, conflicts_with_all = ["config", "out"])]
+    resume: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -173,6 +200,12 @@ struct TrainArgs {
     /// Keep tensors in the default NCHW layout instead of channels-last.
     #[arg(long)]
     contiguous: bool,
+    /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.
+    #[arg(long)]
+    warmup: bool,
+    /// Write a checkpoint every K iterations and at the end; default at every metrics row.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    checkpoint_every: usize,
     /// Run directory; default results/train-<model>.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -295,15 +328,19 @@ fn reproduce(args: ReproduceArgs) -> Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
-    let config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => {
+    let (config, out) = match (&args.resume, &args.config) {
+        (Some(dir), _) => (RunConfig::load(&dir.join(CONFIG_FILE))?, Some(dir.clone())),
+        (None, Some(path)) => (RunConfig::load(path)?, args.out.clone()),
+        (None, None) => {
             let eval_every = args.eval_every.unwrap_or(args.iters.div_ceil(64)).min(args.iters.max(1));
             let mut schedule = ScheduleConfig::paper_shape(args.iters, eval_every);
             if let Some(steps) = args.lr_steps.clone() {
                 schedule.lr_steps = steps;
             }
-            RunConfig {
+            if args.warmup {
+                schedule.warmup = Some(Warmup::default());
+            }
+            let config = RunConfig {
                 model: args.model.spec()?,
                 data: DataConfig { augment: !args.no_augment, ..args.data.config() },
                 optim: OptimConfig { lr: args.lr, batch_size: args.batch_size, ..OptimConfig::default() },
@@ -311,10 +348,12 @@ fn train_command(args: TrainArgs) -> Result<()> {
                 seed: args.seed,
                 threads: args.threads,
                 channels_last: !args.contiguous,
-            }
+                checkpoint_every: args.checkpoint_every,
+            };
+            (config, args.out.clone())
         }
     };
-    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
     let summary = train(&config, &out, &config.model.name())?;
     println!(
         "{}: {} iterations, final train error {:.2}%, test error {:.2}%, {:.0} img/s; wrote {}",

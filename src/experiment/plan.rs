@@ -67,6 +67,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
             seed: overrides.seed,
             threads: overrides.threads,
             channels_last: true,
+            checkpoint_every: 0,
         };
         config.validate()?;
         runs.push(PlannedRun { name: run.run_name(), config });

@@ -31,6 +31,25 @@ pub struct ScheduleConfig {
     pub lr_decay: f64,
     /// Evaluate on the evaluation set and write a metrics row every this many iterations.
     pub eval_every: usize,
+    /// The paper's warm-up for very deep nets (110 layers): a small rate until training starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
+}
+
+/// "We use 0.01 to warm up the training until the training error is below 80% (about 400
+/// iterations), and then go back to 0.1" (Section 4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warmup {
+    pub lr: f64,
+    /// Percent; checked over every 20 batches.
+    pub until_train_err: f64,
+}
+
+impl Default for Warmup {
+    fn default() -> Self {
+        Warmup { lr: 0.01, until_train_err: 80.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +70,9 @@ pub struct RunConfig {
     /// Keep weights and activations channels-last (faster with oneDNN on CPUs).
     #[serde(default = "yes")]
     pub channels_last: bool,
+    /// Write a checkpoint every this many iterations (and at the end); 0: at every metrics row.
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 fn default_lr_decay() -> f64 {
@@ -70,7 +92,7 @@ impl ScheduleConfig {
     /// The paper's schedule shape at any length: divide the learning rate by 10 at 1/2 and 3/4
     /// of the run (32k and 48k of 64k iterations).
     pub fn paper_shape(iters: usize, eval_every: usize) -> ScheduleConfig {
-        ScheduleConfig { iters, lr_steps: vec![iters / 2, iters * 3 / 4], lr_decay: 0.1, eval_every }
+        ScheduleConfig { iters, lr_steps: vec![iters / 2, iters * 3 / 4], lr_decay: 0.1, eval_every, warmup: None }
     }
 }
 
@@ -97,6 +119,15 @@ impl Preset {
 }
 
 impl RunConfig {
+    /// Iterations between checkpoints.
+    pub fn checkpoint_interval(&self) -> usize {
+        if self.checkpoint_every == 0 {
+            self.schedule.eval_every
+        } else {
+            self.checkpoint_every
+        }
+    }
+
     /// Checks what the types cannot: a clear error naming the field and what was expected.
     pub fn validate(&self) -> Result<()> {
         let s = &self.schedule;
@@ -161,6 +192,7 @@ mod tests {
             seed: 3,
             threads: 2,
             channels_last: true,
+            checkpoint_every: 0,
         }
     }
 

@@ -1,11 +1,13 @@
 //! `metrics.csv`: one row per evaluation, flushed as it is written so a killed run keeps its rows.
 
+use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "metrics.csv";
+const HEADER: [&str; 8] = ["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"];
 
 /// Errors are in percent. `train_loss` and `train_err` are running values over the augmented
 /// training batches since the previous row; `test_err` is on the whole evaluation set.
@@ -35,10 +37,43 @@ impl MetricsWriter {
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         writer
-            .write_record(["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"])
+            .write_record(HEADER)
             .and_then(|()| Ok(writer.flush()?))
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(MetricsWriter { writer })
+    }
+
+    /// Reopens `dir/metrics.csv` to continue a run from `iteration`: rows after it (written
+    /// after the checkpoint) and any partly written line are cut first, so no row is duplicated
+    /// or lost.
+    pub fn resume(dir: &Path, iteration: usize) -> Result<MetricsWriter> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut kept = String::new();
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            let complete = line.ends_with('\n') && line.split(',').count() == HEADER.len();
+            let keep = if i == 0 {
+                complete && line.starts_with("iter,")
+            } else {
+                complete && line.split(',').next().and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n <= iteration)
+            };
+            if i == 0 && !keep {
+                kept.push_str(&HEADER.join(","));
+                kept.push('\n');
+            }
+            if keep {
+                kept.push_str(line);
+            }
+        }
+        if kept.is_empty() {
+            kept = HEADER.join(",") + "\n";
+        }
+        write_file(&path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(MetricsWriter { writer: csv::WriterBuilder::new().has_headers(false).from_writer(file) })
     }
 
     pub fn write(&mut self, row: &MetricsRow) -> Result<()> {
@@ -59,6 +94,18 @@ impl MetricsWriter {
     }
 }
 
+/// A run's rows so far; none if it has no `metrics.csv` yet.
+pub fn read_if_any(dir: &Path) -> Result<Vec<MetricsRow>> {
+    if !dir.join(FILE_NAME).exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(dir.join(FILE_NAME))?;
+    Ok(reader
+        .deserialize()
+        .collect::<Result<Vec<MetricsRow>, _>>()
+        .with_context(|| format!("{}: malformed row", dir.join(FILE_NAME).display()))?)
+}
+
 /// Reads a run's `metrics.csv`.
 pub fn read(dir: &Path) -> Result<Vec<MetricsRow>> {
     let path = dir.join(FILE_NAME);
@@ -71,4 +118,33 @@ pub fn read(dir: &Path) -> Result<Vec<MetricsRow>> {
         bail!("{} has no rows", path.display());
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_cuts_rows_after_the_checkpoint_and_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "iter,epoch,lr,train_loss,train_err,test_err,img_per_s,wall_s\n\
+                    10,1,0.1,2,80,80,100,1\n20,2,0.1,2,70,70,100,2\n30,3,0.1,2,60,60,100,3\n4";
+        std::fs::write(dir.path().join(FILE_NAME), text).unwrap();
+        let mut writer = MetricsWriter::resume(dir.path(), 25).unwrap();
+        let row = MetricsRow {
+            iter: 30,
+            epoch: 3.0,
+            lr: 0.1,
+            train_loss: 1.0,
+            train_err: 50.0,
+            test_err: 55.0,
+            img_per_s: 1.0,
+            wall_s: 4.0,
+        };
+        writer.write(&row).unwrap();
+        let rows = read(dir.path()).unwrap();
+        let iters: Vec<usize> = rows.iter().map(|r| r.iter).collect();
+        assert_eq!(iters, vec![10, 20, 30]);
+        assert_eq!(rows[2].train_err, 50.0);
+    }
 }

@@ -1,5 +1,6 @@
 //! Training: the run configuration, SGD, the learning-rate schedule, the loop and its outputs.
 
+pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod schedule;

@@ -1,46 +1,82 @@
 //! SGD with momentum and weight decay, with PyTorch's update rule:
 //! `g = grad + wd * w; buf = momentum * buf + g; w -= lr * buf`.
-//! Owned here (not tch's `nn::Optimizer`) so the momentum buffers can be inspected and saved.
+//! Owned here (not tch's `nn::Optimizer`, which cannot save its state) so the momentum buffers
+//! go into checkpoints, keyed by their parameter's name.
 
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
 use tch::{nn, Tensor};
 
+struct Param {
+    name: String,
+    value: Tensor,
+    momentum: Tensor,
+}
+
 pub struct Sgd {
-    params: Vec<Tensor>,
-    buffers: Vec<Tensor>,
+    params: Vec<Param>,
     momentum: f64,
     weight_decay: f64,
 }
 
 impl Sgd {
     pub fn new(vs: &nn::VarStore, momentum: f64, weight_decay: f64) -> Sgd {
-        let params = vs.trainable_variables();
-        let buffers = params.iter().map(|p| p.zeros_like()).collect();
-        Sgd { params, buffers, momentum, weight_decay }
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = named
+            .into_iter()
+            .map(|(name, value)| {
+                let momentum = value.zeros_like();
+                Param { name, value, momentum }
+            })
+            .collect();
+        Sgd { params, momentum, weight_decay }
     }
 
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {
-            p.zero_grad();
+            p.value.zero_grad();
         }
     }
 
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
-            for (p, buf) in self.params.iter_mut().zip(&mut self.buffers) {
-                let grad = p.grad();
+            for Param { value, momentum, .. } in &mut self.params {
+                let grad = value.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let update = grad + &*p * self.weight_decay;
-                let _ = buf.g_mul_scalar_(self.momentum).g_add_(&update);
-                let _ = p.g_sub_(&(&*buf * lr));
+                let update = grad + &*value * self.weight_decay;
+                let _ = momentum.g_mul_scalar_(self.momentum).g_add_(&update);
+                let _ = value.g_sub_(&(&*momentum * lr));
             }
         });
     }
 
-    /// The momentum buffers, in the order of `vs.trainable_variables()`.
-    pub fn buffers(&self) -> &[Tensor] {
-        &self.buffers
+    /// The momentum buffers by parameter name.
+    pub fn buffers(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.params.iter().map(|p| (p.name.as_str(), &p.momentum))
+    }
+
+    /// Restores every momentum buffer from `buffers` (by parameter name); all must be there.
+    pub fn load_buffers(&mut self, buffers: &BTreeMap<String, Tensor>) -> Result<()> {
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let Some(saved) = buffers.get(&p.name) else {
+                    bail!("no momentum buffer for parameter '{}'", p.name);
+                };
+                if saved.size() != p.momentum.size() {
+                    bail!(
+                        "momentum buffer '{}' has shape {:?}, expected {:?}",
+                        p.name,
+                        saved.size(),
+                        p.momentum.size()
+                    );
+                }
+                p.momentum.copy_(saved);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -66,6 +102,8 @@ mod tests {
             expected = (weight - 0.1 * buf, buf);
         }
         assert!((w.double_value(&[0]) - expected.0).abs() < 1e-6, "{} vs {}", w.double_value(&[0]), expected.0);
-        assert!((sgd.buffers()[0].double_value(&[0]) - expected.1).abs() < 1e-6);
+        let (name, buffer) = sgd.buffers().next().unwrap();
+        assert_eq!(name, "w");
+        assert!((buffer.double_value(&[0]) - expected.1).abs() < 1e-6);
     }
 }

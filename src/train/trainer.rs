@@ -3,8 +3,9 @@
 //! `model.safetensors` (final weights) and, written last, `summary.toml`. A run directory
 //! without a `summary.toml` saying `status = "complete"` is not a finished result.
 
+use super::checkpoint::{self, LoopState};
 use super::config::RunConfig;
-use super::metrics::{MetricsRow, MetricsWriter};
+use super::metrics::{self, MetricsRow, MetricsWriter};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
 use crate::data::batches::{rng, BatchOrder, Stream};
@@ -12,6 +13,8 @@ use crate::data::dataset::count_wrong;
 use crate::data::Dataset;
 use crate::model::{weights, Model, ModelSpec};
 use crate::util::fs::write_file;
+use crate::util::interrupt;
+use crate::util::lock::RunLock;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -63,15 +66,19 @@ impl RunSummary {
     }
 }
 
-/// Trains `config` into `out`. A directory that already holds this exact run, complete, is
-/// returned as it is; one that holds a complete run of another configuration is refused;
-/// anything else there (an unfinished run) is started over.
+/// Trains `config` into `out`, resuming from the directory's checkpoint when it has one.
+///
+/// A directory that already holds this exact run, complete, is returned as it is; a complete run
+/// or a checkpoint of another configuration is refused; a directory with neither is started over.
 pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> {
     config.validate()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+    let _lock = RunLock::acquire(out)?;
     if let Some(summary) = existing_complete_run(config, out)? {
         eprintln!("{label}: {} already holds this run, complete; not training again", out.display());
         return Ok(summary);
     }
+    interrupt::install()?;
     set_threads(config.threads);
     let device = Device::cuda_if_available();
     let data = Dataset::open(&config.data, device)?;
@@ -81,26 +88,43 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
     if config.channels_last {
         model.use_channels_last();
     }
+    let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay);
 
-    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
-    for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
-        let _ = std::fs::remove_file(out.join(stale));
-    }
+    let mut state = LoopState::default();
+    let mut metrics = match checkpoint::latest(out, config)? {
+        Some(saved) => {
+            saved.restore_model(&model.vs)?;
+            sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
+            state = saved.state;
+            eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
+            MetricsWriter::resume(out, state.iteration)?
+        }
+        None => {
+            for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
+                let _ = std::fs::remove_file(out.join(stale));
+            }
+            MetricsWriter::create(out)?
+        }
+    };
     let header = format!(
-        "# reslab {} run of {}. Re-run it with: reslab train --config {CONFIG_FILE} --out DIR\n",
+        "# reslab {} run of {}. Re-run (or resume) it with: reslab train --config {CONFIG_FILE} --out DIR\n",
         env!("CARGO_PKG_VERSION"),
         config.model
     );
     write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
-    let mut metrics = MetricsWriter::create(out)?;
+    let mut rows = metrics::read_if_any(out)?;
     let progress = progress_bar(label, config.schedule.iters);
+    progress.set_position(state.iteration as u64);
+    let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
+    let iters = config.schedule.iters;
+    let checkpoint = |state: &LoopState, sgd: &Sgd| {
+        let momentum = sgd.buffers().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+        checkpoint::save(out, config, &model.vs, momentum, state)
+    };
 
-    let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay);
-    let mut window = Window::default();
-    let mut rows: Vec<MetricsRow> = Vec::new();
-    let started = Instant::now();
-    for iter in 0..config.schedule.iters {
-        let lr = learning_rate(&config.optim, &config.schedule, iter);
+    while state.iteration < iters {
+        let iter = state.iteration;
+        let lr = learning_rate(&config.optim, &config.schedule, iter, state.warmup_ended_at);
         let step_started = Instant::now();
         let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
         let (images, labels) = data.train_batch(order.batch(iter), config.data.augment, &mut augment_rng, device);
@@ -113,7 +137,7 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
             progress.abandon();
             let message = format!(
                 "training diverged at iteration {}: the loss is {loss_value}; {} keeps the {} rows before it \
-                 (try a lower --lr)",
+                 (try a lower --lr, or --warmup)",
                 iter + 1,
                 out.join(super::metrics::FILE_NAME).display(),
                 rows.len()
@@ -123,36 +147,52 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
         }
         sgd.step(lr);
         let wrong = count_wrong(&logits, &labels);
-        window.add(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
+        state.record_batch(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
+        state.update_warmup(&config.schedule);
+        state.iteration = iter + 1;
+        state.elapsed_s = started.elapsed().as_secs_f64();
         progress.inc(1);
-        progress.set_message(format!("loss {loss_value:.3}  train err {:.1}%", window.error()));
+        progress.set_message(format!("loss {loss_value:.3}  train err {:.1}%", state.row_error()));
 
-        let done = iter + 1;
-        if done % config.schedule.eval_every == 0 || done == config.schedule.iters {
+        let done = state.iteration;
+        if done % config.schedule.eval_every == 0 || done == iters {
             let row = MetricsRow {
                 iter: done,
                 epoch: order.epoch(done),
                 lr,
-                train_loss: window.loss(),
-                train_err: window.error(),
+                train_loss: state.row_loss(),
+                train_err: state.row_error(),
                 test_err: data.evaluate(&model, config.data.test_crops),
-                img_per_s: window.images_per_second(),
+                img_per_s: state.row_images_per_second(),
                 wall_s: started.elapsed().as_secs_f64(),
             };
             metrics.write(&row)?;
             if progress.is_hidden() {
                 println!(
-                    "{label}  iter {done}/{}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
-                    config.schedule.iters, row.train_loss, row.train_err, row.test_err, row.img_per_s
+                    "{label}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
+                    row.train_loss, row.train_err, row.test_err, row.img_per_s
                 );
             }
             rows.push(row);
-            window = Window::default();
+            state.start_row();
+        }
+        if interrupt::requested() {
+            progress.abandon();
+            checkpoint(&state, &sgd)?;
+            bail!(
+                "interrupted at iteration {done} of {iters}: checkpoint written to {}; run the same command \
+                 (or reslab train --resume {}) to continue",
+                out.join(checkpoint::FILE).display(),
+                out.display()
+            );
+        }
+        if done % config.checkpoint_interval() == 0 || done == iters {
+            checkpoint(&state, &sgd)?;
         }
     }
     progress.finish();
-    weights::save(&model.vs, config.schedule.iters as i64, &out.join(WEIGHTS_FILE))?;
-    let summary = summarize(&model, &rows, config.schedule.iters, started, RunStatus::Complete, None);
+    weights::save(&model.vs, iters as i64, &out.join(WEIGHTS_FILE))?;
+    let summary = summarize(&model, &rows, iters, started, RunStatus::Complete, None);
     summary.save(out)?;
     Ok(summary)
 }
@@ -231,36 +271,4 @@ fn progress_bar(label: &str, iters: usize) -> ProgressBar {
     );
     progress.set_prefix(label.to_string());
     progress
-}
-
-/// Running training statistics since the last metrics row.
-#[derive(Default)]
-struct Window {
-    loss_sum: f64,
-    batches: usize,
-    wrong: i64,
-    seen: i64,
-    seconds: f64,
-}
-
-impl Window {
-    fn add(&mut self, loss: f64, wrong: i64, seen: i64, seconds: f64) {
-        self.loss_sum += loss;
-        self.batches += 1;
-        self.wrong += wrong;
-        self.seen += seen;
-        self.seconds += seconds;
-    }
-
-    fn loss(&self) -> f64 {
-        self.loss_sum / self.batches.max(1) as f64
-    }
-
-    fn error(&self) -> f64 {
-        100.0 * self.wrong as f64 / self.seen.max(1) as f64
-    }
-
-    fn images_per_second(&self) -> f64 {
-        self.seen as f64 / self.seconds.max(1e-9)
-    }
 }

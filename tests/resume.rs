@@ -1,0 +1,201 @@
+//! Runs that survive: killed at arbitrary moments (SIGKILL) and resumed, a run ends with the same
+//! weights (bit-identical on CPU, same thread count) and the same metrics rows (wall-clock columns
+//! aside) as the same run never interrupted.
+
+mod common;
+use common::*;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUN: [&str; 16] = [
+    "train",
+    "--model",
+    "plain-8",
+    "--iters",
+    "36",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "3",
+    "--batch-size",
+    "32",
+    "--threads",
+    "2",
+    "--seed",
+    "3",
+    "--data",
+];
+
+fn args(out: &Path) -> Vec<String> {
+    let mut args: Vec<String> = RUN.iter().map(|s| s.to_string()).collect();
+    args.extend(["embedded".into(), "--out".into(), out.display().to_string()]);
+    args
+}
+
+fn spawn(out: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(args(out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn run_to_end(out: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(out)).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// metrics.csv without the wall-clock columns (img_per_s, wall_s).
+fn rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn assert_same_run(reference: &Path, resumed: &Path, what: &str) {
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(weights(reference) == weights(resumed), "{what}: final weights differ from the uninterrupted run");
+    assert_eq!(rows(reference), rows(resumed), "{what}: metrics rows differ");
+    assert!(!resumed.join(".lock").exists(), "{what}: lock left behind");
+}
+
+fn reference(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("reference");
+    let started = Instant::now();
+    run_to_end(&out);
+    eprintln!("uninterrupted run: {:.1} s", started.elapsed().as_secs_f64());
+    out
+}
+
+#[test]
+fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference(dir.path());
+    let trials: usize = std::env::var("RESLAB_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let seed: u64 = std::env::var("RESLAB_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = 0;
+    for trial in 0..trials {
+        let out = dir.path().join(format!("trial-{trial}"));
+        let mut points = Vec::new();
+        // Up to three kills per trial, at random moments of each attempt (start-up, training,
+        // evaluation, checkpoint writing alike).
+        for _ in 0..3 {
+            let mut child = spawn(&out);
+            let delay = Duration::from_millis(rng.gen_range(100..2500));
+            std::thread::sleep(delay);
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            points.push(delay.as_millis());
+            kills += 1;
+        }
+        run_to_end(&out);
+        eprintln!("trial {trial} (seed {seed}): killed after {points:?} ms, resumed: identical");
+        assert_same_run(&reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
+    }
+    eprintln!("{trials} trials, {kills} kills, all identical to the uninterrupted run");
+}
+
+#[test]
+fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference(dir.path());
+    let out = dir.path().join("terminated");
+    let child = spawn(&out);
+    // Wait for the first metrics row, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows_if_any(&out) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(out.join("checkpoint.safetensors").is_file());
+    assert!(!out.join(".lock").exists());
+    assert!(!out.join("summary.toml").exists(), "an interrupted run must not look complete");
+
+    // Flip a byte in the newest checkpoint's data: resuming warns and uses the previous one.
+    let path = out.join("checkpoint.safetensors");
+    if out.join("checkpoint.prev.safetensors").exists() {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("is corrupt") && stderr(&output).contains("previous checkpoint"),
+            "{}",
+            stderr(&output)
+        );
+    } else {
+        run_to_end(&out);
+    }
+    assert_same_run(&reference, &out, "SIGTERM, then resume");
+}
+
+fn rows_if_any(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.csv")).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = spawn(&out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("checkpoint.safetensors").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A second process on the same run directory while the first holds it.
+    if child.try_wait().unwrap().is_none() {
+        let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+        let err = stderr(&output);
+        if !output.status.success() {
+            assert!(err.contains("is in use by process") && err.contains(".lock"), "{err}");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The killed process's lock is stale; its take-over is tested on its own below.
+    let _ = std::fs::remove_file(out.join(".lock"));
+
+    // Other options than the checkpoint's: refused, naming the difference.
+    let mut other: Vec<String> = args(&out);
+    let seed = other.iter().position(|a| a == "--seed").unwrap();
+    other[seed + 1] = "4".into();
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&other).output().unwrap();
+    assert_clean_error(&output, &["another configuration", "seed = 3", "seed = 4"]);
+
+    // Both checkpoints truncated: refused, saying how to start over.
+    for name in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
+        let path = out.join(name);
+        if path.exists() {
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+        }
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+    assert_clean_error(&output, &["truncated or corrupt", "no good checkpoint is left"]);
+}
+
+#[test]
+fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(".lock"), "4194999").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("taking over the stale lock of process 4194999"), "{}", stderr(&output));
+}
