@@ -100,10 +100,10 @@ pub fn read_if_any(dir: &Path) -> Result<Vec<MetricsRow>> {
         return Ok(Vec::new());
     }
     let mut reader = csv::Reader::from_path(dir.join(FILE_NAME))?;
-    Ok(reader
+    reader
         .deserialize()
         .collect::<Result<Vec<MetricsRow>, _>>()
-        .with_context(|| format!("{}: malformed row", dir.join(FILE_NAME).display()))?)
+        .with_context(|| format!("{}: malformed row", dir.join(FILE_NAME).display()))
 }
 
 /// Reads a run's `metrics.csv`.
