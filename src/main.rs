@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use reslab::data::download::{self, Checksum, OFFICIAL_MD5, OFFICIAL_URL};
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, DataSource, Dataset, EvalSet, Normalization};
@@ -244,6 +245,20 @@ struct ExportArgs {
 
 #[derive(Subcommand)]
 enum DataCommand {
+    /// Download CIFAR-10's binary archive (resumable), verify its checksum, extract it safely.
+    Fetch {
+        #[arg(long, default_value = OFFICIAL_URL)]
+        url: String,
+        /// Expected MD5 of the archive (default: the official archive's).
+        #[arg(long, conflicts_with = "sha256")]
+        md5: Option<String>,
+        /// Expected SHA-256 of the archive.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Where the archive and cifar-10-batches-bin/ go.
+        #[arg(long, default_value = "data/cifar10")]
+        dir: PathBuf,
+    },
     /// Write a small balanced sample of CIFAR-10 in the binary layout (how data/cifar10-sample.tar.gz was made).
     Sample {
         #[arg(long)]
@@ -287,6 +302,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Export(args) => export(args),
         Command::Models { format } => models(format),
+        Command::Data(DataCommand::Fetch { url, md5, sha256, dir }) => {
+            let checksum = match (md5, sha256) {
+                (_, Some(sha256)) => Checksum::sha256(&sha256)?,
+                (Some(md5), None) => Checksum::md5(&md5)?,
+                (None, None) => Checksum::md5(OFFICIAL_MD5)?,
+            };
+            let folder = download::fetch(&url, &checksum, &dir)?;
+            println!("CIFAR-10 is in {}; use it with --data {}", folder.display(), folder.display());
+            Ok(())
+        }
         Command::Data(DataCommand::Sample { from, out, train_per_class, test_per_class }) => {
             let data = Cifar10::from_path(&from)?;
             make_sample(&data, train_per_class, test_per_class, &out)?;

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod batches;
 pub mod cifar;
 pub mod dataset;
+pub mod download;
 pub mod folder;
 pub mod prepare;
 pub mod sample;
