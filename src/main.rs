@@ -284,6 +284,8 @@ fn main() {
         let first_line = message.lines().next().unwrap_or_default();
         eprintln!("error: internal error: {first_line} (this is a bug in reslab; please report it)");
     }));
+    // Exceeding a file-size limit is then a write error like a full disk, not a silent kill.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = Cli::parse();
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => {}

@@ -260,3 +260,23 @@ fn reproduce_abc_writes_the_ablation_table_for_the_chosen_depth() {
     assert!(md.contains("| resnet-20-C |") && md.contains("lie within 3 points"), "{md}");
     assert!(out.join("abc.png").is_file() && out.join("abc.svg").is_file());
 }
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_file() {
+    // A file-size limit makes writes fail the way a full disk does (EFBIG instead of ENOSPC).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let command = format!(
+        "ulimit -f 300; exec {} train --model plain-8 --iters 20 --eval-every 5 --batch-size 32 --out {}",
+        env!("CARGO_BIN_EXE_reslab"),
+        out.display()
+    );
+    let output = std::process::Command::new("bash").args(["-c", &command]).output().unwrap();
+    assert_clean_error(&output, &["writing", "checkpoint.safetensors", "File too large"]);
+    let names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        !names.iter().any(|n| n.contains("tmp") || n.starts_with("checkpoint") || n == "summary.toml"),
+        "{names:?}"
+    );
+}

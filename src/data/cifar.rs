@@ -18,6 +18,8 @@ pub const TRAIN_FILES: [&str; 5] =
     ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 pub const TEST_FILE: &str = "test_batch.bin";
 pub const FOLDER: &str = "cifar-10-batches-bin";
+/// The cached per-pixel statistics, next to the data.
+pub const STATS_CACHE: &str = "reslab-stats.safetensors";
 const EXPECTED_LAYOUT: &str =
     "expected CIFAR-10's binary version: cifar-10-batches-bin/ with data_batch_1..5.bin and test_batch.bin, \
      as a folder or a .tar.gz";
@@ -141,6 +143,9 @@ impl Records {
 pub struct Cifar10 {
     pub train: Records,
     pub test: Records,
+    /// Where derived statistics are cached: next to the files it was read from (none for the
+    /// embedded sample).
+    pub stats_cache: Option<PathBuf>,
 }
 
 impl Cifar10 {
@@ -170,10 +175,14 @@ impl Cifar10 {
             for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
                 files.insert(name.to_string(), read(name)?);
             }
-            Self::from_files(&folder.display().to_string(), &files)
+            let mut data = Self::from_files(&folder.display().to_string(), &files)?;
+            data.stats_cache = Some(folder.join(STATS_CACHE));
+            Ok(data)
         } else {
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            Self::from_tar_gz(&path.display().to_string(), &bytes)
+            let mut data = Self::from_tar_gz(&path.display().to_string(), &bytes)?;
+            data.stats_cache = Some(PathBuf::from(format!("{}.{STATS_CACHE}", path.display())));
+            Ok(data)
         }
     }
 
@@ -207,11 +216,23 @@ impl Cifar10 {
             files.get(file).with_context(|| format!("{name}: {file} is missing; {EXPECTED_LAYOUT}"))
         };
         let mut train = Records::default();
+        let mut first_count = None;
         for file in TRAIN_FILES {
-            train.extend(Records::parse(&format!("{name}/{file}"), get(file)?)?);
+            let part = Records::parse(&format!("{name}/{file}"), get(file)?)?;
+            match first_count {
+                None => first_count = Some(part.len()),
+                Some(count) if count != part.len() => bail!(
+                    "{name}/{file} has {} records but {} has {count}; expected the same number in every \
+                     training batch (10,000 in CIFAR-10): a file is truncated or from another copy",
+                    part.len(),
+                    TRAIN_FILES[0]
+                ),
+                Some(_) => {}
+            }
+            train.extend(part);
         }
         let test = Records::parse(&format!("{name}/{TEST_FILE}"), get(TEST_FILE)?)?;
-        Ok(Cifar10 { train, test })
+        Ok(Cifar10 { train, test, stats_cache: None })
     }
 }
 
@@ -260,6 +281,16 @@ mod tests {
             err.contains("data_batch_1.bin") && err.contains("3072 bytes") && err.contains("multiple of 3,073"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn training_batches_of_different_record_counts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_folder(dir.path(), &record(0, 0));
+        std::fs::write(dir.path().join(FOLDER).join("data_batch_3.bin"), [record(1, 1), record(2, 2)].concat())
+            .unwrap();
+        let err = format!("{:#}", Cifar10::from_path(dir.path()).unwrap_err());
+        assert!(err.contains("data_batch_3.bin has 2 records but data_batch_1.bin has 1"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,6 @@ pub fn state_dict(vs: &nn::VarStore, batches_tracked: i64) -> BTreeMap<String, T
 pub fn save(vs: &nn::VarStore, batches_tracked: i64, path: &Path) -> Result<()> {
     let tensors: Vec<(String, Tensor)> = state_dict(vs, batches_tracked).into_iter().collect();
     write_atomically(path, |tmp| Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}")))
-        .with_context(|| format!("writing weights {}", path.display()))
 }
 
 /// The number of classes a classifier in `path` was saved with (the rows of `fc.weight` or

@@ -127,7 +127,6 @@ pub fn save(
         }
         Ok(())
     })
-    .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
 /// A checkpoint read back and verified.
