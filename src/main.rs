@@ -290,7 +290,8 @@ fn main() {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever a file name or a value from a file contains.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', "\\n").replace('\r', "\\r"));
             std::process::exit(1);
         }
         Err(_) => std::process::exit(101),

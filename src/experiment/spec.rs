@@ -104,7 +104,8 @@ impl Experiment {
         if !path.is_file() {
             let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
             bail!(
-                "unknown experiment '{name_or_path}': expected a built-in name ({}) or the path of an experiment file",
+                "unknown experiment '{}': expected a built-in name ({}) or the path of an experiment file",
+                name_or_path.escape_debug(),
                 names.join(", ")
             );
         }
@@ -131,13 +132,18 @@ impl Experiment {
         for expectation in &self.expect {
             for name in expectation.runs() {
                 if !run_names.contains(name) {
-                    bail!("[[expect]] names '{name}', which is not one of the runs ({})", run_names.join(", "));
+                    let runs: Vec<String> = run_names.iter().map(|n| n.escape_debug().to_string()).collect();
+                    bail!(
+                        "[[expect]] names '{}', which is not one of the runs ({})",
+                        name.escape_debug(),
+                        runs.join(", ")
+                    );
                 }
             }
         }
         for (name, preset) in &self.presets {
             if preset.iters == 0 || preset.eval_every == 0 {
-                bail!("preset '{name}': iters and eval_every must be positive");
+                bail!("preset '{}': iters and eval_every must be positive", name.escape_debug());
             }
         }
         Ok(())

@@ -170,13 +170,14 @@ impl FromStr for ModelSpec {
     /// Parses `plain-N` or `resnet-N`, optionally prefixed by the family (`cifar-resnet-50`,
     /// `imagenet-plain-34`). Without a prefix, N in 18/34/50/101/152 is an ImageNet net and any
     /// other N = 6n+2 a CIFAR net.
-    fn from_str(name: &str) -> Result<ModelSpec> {
+    fn from_str(text: &str) -> Result<ModelSpec> {
+        let name = text.escape_debug().to_string(); // errors stay on one line
         let expected = "expected plain-N or resnet-N with N = 6n+2 for CIFAR (20, 56, 110, ...) \
                         or 18/34/50/101/152 for ImageNet, optionally prefixed cifar- or imagenet-";
-        let (family, rest) = match name.split_once('-') {
+        let (family, rest) = match text.split_once('-') {
             Some(("cifar", rest)) => (Some(Family::Cifar), rest),
             Some(("imagenet", rest)) => (Some(Family::Imagenet), rest),
-            _ => (None, name),
+            _ => (None, text),
         };
         let Some((kind, depth)) = rest.split_once('-') else {
             bail!("unknown model '{name}': {expected}");
@@ -187,7 +188,7 @@ impl FromStr for ModelSpec {
             _ => bail!("unknown model '{name}': {expected}"),
         };
         let Ok(depth) = depth.parse::<i64>() else {
-            bail!("unknown model '{name}': depth '{depth}' is not a number; {expected}");
+            bail!("unknown model '{name}': depth '{}' is not a number; {expected}", depth.escape_debug());
         };
         let family = family.unwrap_or(Self::default_family(depth));
         ModelSpec::new(family, kind, depth).map_err(|e| anyhow::anyhow!("model '{name}': {e}"))
