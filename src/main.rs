@@ -396,6 +396,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    weights::ensure_exists(&args.weights)?;
     set_threads(args.threads);
     let device = Device::cuda_if_available();
     let data_config = args.data.config();

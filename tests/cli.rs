@@ -223,7 +223,7 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("plain-56 train"));
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(summary.starts_with("run,model,params,macs,iters,final_train_err"), "{summary}");
+    assert!(summary.starts_with("run,model,shortcut,params,macs,iters,final_train_err"), "{summary}");
     assert_eq!(summary.lines().count(), 3);
     assert!(stdout(&output).contains("higher training error than plain-20"), "{}", stdout(&output));
     assert!(out.join("experiment.toml").is_file());

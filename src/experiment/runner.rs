@@ -53,14 +53,14 @@ pub fn run(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: 
     Ok(report)
 }
 
-/// The chart (PNG and SVG; one per depth when the runs span several) and the results table
+/// The chart (PNG and SVG; one per depth if the experiment asks and the runs span several) and the results table
 /// (CSV and Markdown) of `results`.
 pub fn write_report(experiment: &Experiment, results: Vec<RunResult>, out: &Path) -> Result<ExperimentReport> {
     let checks: Vec<CheckOutcome> = experiment.expect.iter().filter_map(|e| check(e, &results)).collect();
     let mut depths: Vec<i64> = results.iter().map(|r| r.depth).collect();
     depths.dedup();
     let mut files = Vec::new();
-    let groups: Vec<(String, String, Vec<&RunResult>)> = if depths.len() > 1 {
+    let groups: Vec<(String, String, Vec<&RunResult>)> = if experiment.chart_per_depth && depths.len() > 1 {
         depths
             .iter()
             .map(|&d| {

@@ -35,6 +35,9 @@ pub struct Experiment {
     /// Where the runs' `paper_err` numbers come from, shown in the table.
     #[serde(default)]
     pub paper_source: Option<String>,
+    /// One chart per depth (`<name>-<depth>.png`) instead of one chart of every run.
+    #[serde(default)]
+    pub chart_per_depth: bool,
 }
 
 /// One network to train.

@@ -32,6 +32,14 @@ pub fn save(vs: &nn::VarStore, batches_tracked: i64, path: &Path) -> Result<()> 
     write_atomically(path, |tmp| Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}")))
 }
 
+/// Checked before slower work that would otherwise fail only at the end.
+pub fn ensure_exists(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        bail!("weights file {} does not exist", path.display());
+    }
+    Ok(())
+}
+
 /// The number of classes a classifier in `path` was saved with (the rows of `fc.weight` or
 /// `linear.weight`).
 pub fn classes_in(path: &Path) -> Result<i64> {
@@ -48,9 +56,7 @@ pub fn classes_in(path: &Path) -> Result<i64> {
 /// Loads every variable of `vs` from the safetensors file `path`. Strict: a missing tensor, a
 /// tensor of the wrong shape, or a tensor the model does not have is an error naming it.
 pub fn load(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    if !path.is_file() {
-        bail!("weights file {} does not exist", path.display());
-    }
+    ensure_exists(path)?;
     let stored = Tensor::read_safetensors(path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("reading weights {}: expected a safetensors file", path.display()))?;
