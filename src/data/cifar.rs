@@ -68,6 +68,11 @@ impl FromStr for DataSource {
     }
 }
 
+/// `text` with control characters (newlines from a corrupt file's bytes) shown as spaces.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// Images as bytes in CIFAR's channel-major order, and their labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
@@ -193,18 +198,19 @@ impl Cifar10 {
         }
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         let mut files = HashMap::new();
-        let entries = archive.entries().with_context(|| format!("{name}: reading the tar archive"))?;
+        // The tar layer's messages quote raw bytes of the archive: keep them on one line.
+        let corrupt =
+            |e: std::io::Error| anyhow::anyhow!("{name}: corrupt or truncated archive ({})", printable(&e.to_string()));
+        let entries = archive.entries().map_err(corrupt)?;
         for entry in entries {
-            let mut entry = entry.with_context(|| format!("{name}: corrupt or truncated archive"))?;
-            let path = entry.path().with_context(|| format!("{name}: bad entry name"))?.into_owned();
+            let mut entry = entry.map_err(corrupt)?;
+            let path = entry.path().map_err(corrupt)?.into_owned();
             let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
             if TRAIN_FILES.contains(&file_name.as_str()) || file_name == TEST_FILE {
                 let mut data = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut data)
-                    .with_context(|| format!("{name}: {} is corrupt or truncated", path.display()))?;
+                entry.read_to_end(&mut data).map_err(corrupt)?;
                 files.insert(file_name, data);
             }
         }
