@@ -92,6 +92,14 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
 }
 
 #[test]
+fn an_unknown_option_is_refused_by_the_argument_parser() {
+    let output = reslab(&["train", "--model", "plain-20", "--bogus"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.lines().next().unwrap().contains("'--bogus'"), "{err}");
+}
+
+#[test]
 fn an_unknown_model_is_refused_by_the_argument_parser() {
     let output = reslab(&["train", "--model", "resnet-21"]);
     assert!(!output.status.success());

@@ -124,6 +124,10 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     assert!(!out.join(".lock").exists());
     assert!(!out.join("summary.toml").exists(), "an interrupted run must not look complete");
 
+    // A kill during a checkpoint write leaves at most a temporary file, never a torn checkpoint
+    // under the real name; such a leftover is ignored.
+    std::fs::write(out.join(".tmp-99999-checkpoint.safetensors"), b"half a checkpoint").unwrap();
+
     // Flip a byte in the newest checkpoint's data: resuming warns and uses the previous one.
     let path = out.join("checkpoint.safetensors");
     if out.join("checkpoint.prev.safetensors").exists() {
@@ -198,4 +202,27 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
     let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("taking over the stale lock of process 4194999"), "{}", stderr(&output));
+}
+
+#[test]
+fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fig1");
+    let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(["reproduce", "fig1", "--iters", "200", "--eval-every", "5", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows_if_any(&out.join("plain-20")) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted at iteration") && err.contains("run again to continue"), "{err}");
+    assert!(!out.join("plain-56").exists(), "the next run must not start after Ctrl-C");
+    assert!(out.join("plain-20/checkpoint.safetensors").is_file());
 }

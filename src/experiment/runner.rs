@@ -6,6 +6,7 @@ use super::spec::Experiment;
 use crate::report::{chart, table};
 use crate::train::{train, Preset};
 use crate::util::fs::write_file;
+use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,10 @@ pub fn run(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: 
     let mut failures = Vec::new();
     for run in &runs {
         if let Err(e) = train(&run.config, &out.join(&run.name), &run.name) {
+            // Ctrl-C stops the experiment, not just this run; re-running it resumes.
+            if interrupt::requested() {
+                return Err(e.context(format!("{} (run again to continue the experiment)", run.name)));
+            }
             eprintln!("error: {}: {e:#}", run.name);
             failures.push(run.name.clone());
         }
