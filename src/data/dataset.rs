@@ -23,7 +23,7 @@ pub struct DataConfig {
     #[serde(default = "default_eval_set")]
     pub eval_set: EvalSet,
     /// The paper's augmentation (CIFAR: pad 4, random crop, flip; folders: scale augmentation).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::train::config::yes")]
     pub augment: bool,
     /// Image folders: the network's input size (the paper's 224; e.g. 64 or 32 on a CPU).
     #[serde(default = "default_input_size")]
@@ -42,9 +42,6 @@ fn default_eval_set() -> EvalSet {
 }
 fn default_input_size() -> u32 {
     224
-}
-fn yes() -> bool {
-    true
 }
 
 impl DataConfig {

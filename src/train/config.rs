@@ -78,7 +78,8 @@ pub struct RunConfig {
 fn default_lr_decay() -> f64 {
     0.1
 }
-fn yes() -> bool {
+/// serde's default for flags that are on unless a file turns them off.
+pub fn yes() -> bool {
     true
 }
 
