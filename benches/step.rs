@@ -33,7 +33,7 @@ fn reslab_step(depth: i64, iters: usize, channels_last: bool) -> f64 {
         let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
         sgd.zero_grad();
         loss.backward();
-        sgd.step(0.1);
+        sgd.step(0.1).unwrap();
     }
     (iters as i64 * BATCH) as f64 / start.elapsed().as_secs_f64()
 }

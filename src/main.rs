@@ -11,7 +11,7 @@ use reslab::experiment::{runner, Experiment};
 use reslab::model::{weights, BottleneckStride, Model, ModelSpec, Shortcut};
 use reslab::train::config::{OptimConfig, RunConfig, ScheduleConfig, Warmup};
 use reslab::train::trainer::{model_for_data, set_threads, CONFIG_FILE, WEIGHTS_FILE};
-use reslab::train::{train, Preset};
+use reslab::train::{train_recording, Preset, Recording};
 use std::path::PathBuf;
 use tch::Device;
 
@@ -210,6 +210,10 @@ struct TrainArgs {
     /// Run directory; default results/train-<model>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write the initial weights, the first K augmented batches with their losses, and the
+    /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
+    #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
+    dump_steps: usize,
 }
 
 #[derive(clap::Args)]
@@ -382,7 +386,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
-    let summary = train(&config, &out, &config.model.name())?;
+    let recording = Recording { dump_steps: args.dump_steps };
+    let summary = train_recording(&config, &out, &config.model.name(), &recording)?;
     println!(
         "{}: {} iterations, final train error {:.2}%, test error {:.2}%, {:.0} img/s; wrote {}",
         summary.model,

@@ -11,26 +11,43 @@ use tch::{Kind, Tensor};
 /// Padding on each side before the random crop.
 pub const PAD: i64 = 4;
 
-/// Random crop and flip of `images` (N, C, H, W), as one gather: each output pixel is read from
-/// the padded batch at its image's crop offset, with the column index mirrored for flipped images.
+/// Where one image's crop starts in the padded image, and whether it is mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub row: i64,
+    pub col: i64,
+    pub flip: bool,
+}
+
+/// The random crops of a batch of `n` images padded by `pad`: offsets uniform in 0..=2*pad,
+/// a flip with probability 1/2, drawn in that order per image.
+pub fn draw_crops(n: i64, pad: i64, rng: &mut impl Rng) -> Vec<Crop> {
+    (0..n)
+        .map(|_| {
+            let row = rng.gen_range(0..=2 * pad);
+            let col = rng.gen_range(0..=2 * pad);
+            Crop { row, col, flip: rng.gen_bool(0.5) }
+        })
+        .collect()
+}
+
+/// Random crop and flip of `images` (N, C, H, W).
 pub fn crop_and_flip(images: &Tensor, pad: i64, rng: &mut impl Rng) -> Tensor {
+    let n = images.size()[0];
+    apply_crops(images, pad, &draw_crops(n, pad, rng))
+}
+
+/// `images` (N, C, H, W) padded by `pad` zeros on each side, then cropped back to H x W at each
+/// image's offsets and mirrored where asked, as one gather: each output pixel is read from the
+/// padded batch at its image's crop offset, with the column index mirrored for flipped images.
+pub fn apply_crops(images: &Tensor, pad: i64, crops: &[Crop]) -> Tensor {
     let (n, _c, h, w) = images.size4().expect("a batch of images (N, C, H, W)");
+    assert_eq!(crops.len() as i64, n, "one crop per image");
     let device = images.device();
     let padded = images.constant_pad_nd([pad, pad, pad, pad]);
-    let mut row_offsets = Vec::with_capacity(n as usize);
-    let mut col_starts = Vec::with_capacity(n as usize);
-    let mut col_steps = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        row_offsets.push(rng.gen_range(0..=2 * pad));
-        let col_offset = rng.gen_range(0..=2 * pad);
-        if rng.gen_bool(0.5) {
-            col_starts.push(col_offset + w - 1);
-            col_steps.push(-1);
-        } else {
-            col_starts.push(col_offset);
-            col_steps.push(1);
-        }
-    }
+    let row_offsets: Vec<i64> = crops.iter().map(|c| c.row).collect();
+    let col_starts: Vec<i64> = crops.iter().map(|c| if c.flip { c.col + w - 1 } else { c.col }).collect();
+    let col_steps: Vec<i64> = crops.iter().map(|c| if c.flip { -1 } else { 1 }).collect();
     let to_column = |values: Vec<i64>| Tensor::from_slice(&values).to(device).view([n, 1]);
     let rows = to_column(row_offsets) + Tensor::arange(h, (Kind::Int64, device)).view([1, h]);
     let cols = to_column(col_starts) + to_column(col_steps) * Tensor::arange(w, (Kind::Int64, device)).view([1, w]);
@@ -78,6 +95,64 @@ mod tests {
             offsets.contains(&(0, 0)) || offsets.iter().any(|&(y, x)| y == 4 || x == 4),
             "extreme offsets reachable"
         );
+    }
+
+    /// The textbook definition, pixel by pixel: pad with zeros, take the window at the offset,
+    /// read its columns right to left when flipped.
+    fn reference_crop(image: &[f32], c: usize, h: usize, w: usize, pad: usize, crop: Crop) -> Vec<f32> {
+        let mut padded = vec![0.0f32; c * (h + 2 * pad) * (w + 2 * pad)];
+        let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    padded[(ch * ph + y + pad) * pw + x + pad] = image[(ch * h + y) * w + x];
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(c * h * w);
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let source_x = if crop.flip { w - 1 - x } else { x };
+                    out.push(padded[(ch * ph + y + crop.row as usize) * pw + source_x + crop.col as usize]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn crops_equal_a_pixel_by_pixel_reference_given_the_same_offsets_and_flips() {
+        let (n, c, h, w, pad) = (40i64, 3i64, 8i64, 6i64, 4i64);
+        let images = Tensor::randn([n, c, h, w], (Kind::Float, tch::Device::Cpu));
+        let crops = draw_crops(n, pad, &mut ChaCha8Rng::seed_from_u64(11));
+        // Every extreme is among the draws, so the reference covers the borders too.
+        let mut crops = crops;
+        crops[0] = Crop { row: 0, col: 0, flip: false };
+        crops[1] = Crop { row: 2 * pad, col: 2 * pad, flip: true };
+        crops[2] = Crop { row: 0, col: 2 * pad, flip: true };
+        assert!(crops.iter().any(|c| c.flip) && crops.iter().any(|c| !c.flip));
+        let out = apply_crops(&images, pad, &crops);
+        assert_eq!(out.size(), vec![n, c, h, w]);
+        for (i, crop) in crops.iter().enumerate() {
+            let image = Vec::<f32>::try_from(images.get(i as i64).flatten(0, -1)).unwrap();
+            let expected = reference_crop(&image, c as usize, h as usize, w as usize, pad as usize, *crop);
+            let got = Vec::<f32>::try_from(out.get(i as i64).flatten(0, -1)).unwrap();
+            assert_eq!(got, expected, "image {i}, {crop:?}");
+        }
+    }
+
+    #[test]
+    fn offsets_and_flips_are_drawn_uniformly() {
+        let crops = draw_crops(9000, 4, &mut ChaCha8Rng::seed_from_u64(3));
+        for offset in 0..=8 {
+            let rows = crops.iter().filter(|c| c.row == offset).count();
+            let cols = crops.iter().filter(|c| c.col == offset).count();
+            // 1000 expected of each; 5 standard deviations is about 150.
+            assert!((850..1150).contains(&rows) && (850..1150).contains(&cols), "offset {offset}: {rows} {cols}");
+        }
+        let flips = crops.iter().filter(|c| c.flip).count();
+        assert!((4300..4700).contains(&flips), "{flips} flips of 9000");
     }
 
     #[test]

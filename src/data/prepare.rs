@@ -79,7 +79,7 @@ impl Prepared {
 }
 
 /// Pixels as floats in [0, 1], shape (N, 3, 32, 32).
-fn to_unit_float(records: &Records) -> Tensor {
+pub fn to_unit_float(records: &Records) -> Tensor {
     let n = (records.images.len() / IMAGE_BYTES) as i64;
     Tensor::from_slice(&records.images).view([n, 3, 32, 32]).to_kind(Kind::Float) / 255.0
 }

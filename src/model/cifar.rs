@@ -86,6 +86,10 @@ impl ModuleT for CifarNet {
         for block in self.blocks() {
             out = out.apply_t(block, train);
         }
-        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.linear)
+        // Average pooling over the whole map, written as the PyTorch reproduction writes it
+        // (F.avg_pool2d with an 8x8 window): adaptive pooling rounds differently in the last bit,
+        // and last bits grow step by step into a different run.
+        let size = out.size()[3];
+        out.avg_pool2d([size, size], [size, size], [0, 0], false, true, None::<i64>).flatten(1, -1).apply(&self.linear)
     }
 }

@@ -209,17 +209,67 @@ mod tests {
         );
     }
 
+    /// Every variable of `name` built from each of `seeds`, concatenated per variable.
+    fn pooled_over_seeds(name: &str, shortcut: Shortcut, seeds: u64) -> std::collections::BTreeMap<String, Tensor> {
+        let mut pooled: std::collections::BTreeMap<String, Vec<Tensor>> = Default::default();
+        for seed in 0..seeds {
+            tch::manual_seed(seed as i64);
+            for (var, t) in build(name, shortcut).vs.variables() {
+                pooled.entry(var).or_default().push(t.detach().flatten(0, -1));
+            }
+        }
+        pooled.into_iter().map(|(var, ts)| (var, Tensor::cat(&ts, 0))).collect()
+    }
+
     #[test]
-    fn initialisation_is_he_normal_and_batchnorm_ones() {
-        let model = build("resnet-56", Shortcut::A);
-        let vars = model.vs.variables();
-        let w = &vars["layer3.4.conv1.weight"];
-        // He normal, fan-out: std = sqrt(2 / (3 * 3 * 64)).
-        let expected = (2.0f64 / (9.0 * 64.0)).sqrt();
-        let std = w.std(true).double_value(&[]);
-        assert!((std / expected - 1.0).abs() < 0.05, "std {std} vs {expected}");
-        assert!(w.mean(Dtype::Float).double_value(&[]).abs() < 0.01);
-        assert!(vars["layer1.0.bn1.weight"].eq(1.0).all().int64_value(&[]) == 1);
-        assert!(vars["layer1.0.bn1.bias"].eq(0.0).all().int64_value(&[]) == 1);
+    fn initialisation_is_the_papers_he_normal_with_batchnorm_ones_and_pytorchs_linear() {
+        // 16 seeds pooled per variable: the smallest conv (3->16, 432 weights) then has 6,912
+        // samples, so a 3% band on its std is about 3.5 standard errors.
+        let seeds = 16;
+        for (name, shortcut) in
+            [("plain-56", Shortcut::A), ("resnet-56", Shortcut::A), ("resnet-20", Shortcut::B), ("resnet-20", Shortcut::C)]
+        {
+            let shapes: std::collections::BTreeMap<String, Vec<i64>> =
+                build(name, shortcut).vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+            let pooled = pooled_over_seeds(name, shortcut, seeds);
+            let (mut convs, mut bns) = (0, 0);
+            for (var, values) in &pooled {
+                let shape = &shapes[var];
+                let stat = |t: &Tensor| (t.mean(Dtype::Double).double_value(&[]), t.std(true).double_value(&[]));
+                if shape.len() == 4 {
+                    // He et al. (2015): std sqrt(2 / fan_out), fan_out = out channels x kernel area.
+                    let fan_out = (shape[0] * shape[2] * shape[3]) as f64;
+                    let expected = (2.0 / fan_out).sqrt();
+                    let (mean, std) = stat(values);
+                    assert!((std / expected - 1.0).abs() < 0.03, "{name} {shortcut} {var}: std {std} vs {expected}");
+                    assert!(mean.abs() < 0.05 * expected, "{name} {shortcut} {var}: mean {mean}");
+                    convs += 1;
+                } else if var.ends_with("bn1.weight") || var.ends_with("bn2.weight") || var.ends_with(".1.weight") {
+                    assert_eq!(values.eq(1.0).all().int64_value(&[]), 1, "{name} {var} is not all ones");
+                    bns += 1;
+                } else if var.ends_with("running_var") {
+                    assert_eq!(values.eq(1.0).all().int64_value(&[]), 1, "{name} {var}");
+                } else if var.starts_with("linear.") {
+                    // nn.Linear's default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), std bound/sqrt(3).
+                    let bound = 1.0 / 64f64.sqrt();
+                    let (mean, std) = stat(values);
+                    let max = values.abs().max().double_value(&[]);
+                    assert!(max <= bound, "{var}: |value| {max} above the bound {bound}");
+                    let tolerance = if var.ends_with("weight") { 0.03 } else { 0.15 };
+                    assert!((std / (bound / 3f64.sqrt()) - 1.0).abs() < tolerance, "{var}: std {std}");
+                    assert!(mean.abs() < 0.1 * bound, "{var}: mean {mean}");
+                } else {
+                    // BN biases and running means start at zero.
+                    assert_eq!(values.abs().max().double_value(&[]), 0.0, "{name} {var} is not all zeros");
+                }
+            }
+            let expected_convs = match (name, shortcut) {
+                ("resnet-20", Shortcut::B) => 19 + 2,
+                ("resnet-20", Shortcut::C) => 19 + 9,
+                _ => 55,
+            };
+            assert_eq!(convs, expected_convs, "{name} {shortcut}: convolutions checked");
+            assert_eq!(bns, expected_convs, "{name} {shortcut}: one BN per convolution");
+        }
     }
 }

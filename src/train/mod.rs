@@ -3,9 +3,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+mod native;
 pub mod schedule;
 pub mod sgd;
+pub mod step_dump;
 pub mod trainer;
 
 pub use config::{Preset, RunConfig};
-pub use trainer::{train, RunSummary};
+pub use trainer::{train, train_recording, Recording, RunSummary};

@@ -1,8 +1,12 @@
 //! SGD with momentum and weight decay, with PyTorch's update rule:
 //! `g = grad + wd * w; buf = momentum * buf + g; w -= lr * buf`.
 //! Owned here (not tch's `nn::Optimizer`, which cannot save its state) so the momentum buffers
-//! go into checkpoints, keyed by their parameter's name.
+//! go into checkpoints, keyed by their parameter's name. The update itself runs in libtorch
+//! (`csrc/reslab_native.cpp`) with PyTorch's own ops, fused multiply-adds included, so a step is
+//! bit for bit `torch.optim.SGD`'s: tch cannot express `add(.., alpha)`, and the rounding of a
+//! separate multiply and add, though a last-bit difference, grows step by step into a different run.
 
+use super::native;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use tch::{nn, Tensor};
@@ -39,18 +43,10 @@ impl Sgd {
         }
     }
 
-    pub fn step(&mut self, lr: f64) {
-        tch::no_grad(|| {
-            for Param { value, momentum, .. } in &mut self.params {
-                let grad = value.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let update = grad + &*value * self.weight_decay;
-                let _ = momentum.g_mul_scalar_(self.momentum).g_add_(&update);
-                let _ = value.g_sub_(&(&*momentum * lr));
-            }
-        });
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        let (values, buffers): (Vec<&mut Tensor>, Vec<&mut Tensor>) =
+            self.params.iter_mut().map(|p| (&mut p.value, &mut p.momentum)).unzip();
+        native::sgd_step(values, buffers, lr, self.momentum, self.weight_decay)
     }
 
     /// The momentum buffers by parameter name.
@@ -95,7 +91,7 @@ mod tests {
         for _ in 0..3 {
             sgd.zero_grad();
             (&w * &w / 2.0).sum(Kind::Float).backward();
-            sgd.step(0.1);
+            sgd.step(0.1).unwrap();
             let (weight, buf) = expected;
             let g = weight + 0.01 * weight;
             let buf = 0.9 * buf + g;

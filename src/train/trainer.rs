@@ -8,6 +8,7 @@ use super::config::RunConfig;
 use super::metrics::{self, MetricsRow, MetricsWriter};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
+use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::dataset::count_wrong;
 use crate::data::Dataset;
@@ -66,12 +67,32 @@ impl RunSummary {
     }
 }
 
+/// What a run records besides its results; never part of its configuration, never changes them.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Write the first this many steps' batches and weights to `steps/` (see [`super::step_dump`]).
+    pub dump_steps: usize,
+}
+
 /// Trains `config` into `out`, resuming from the directory's checkpoint when it has one.
 ///
 /// A directory that already holds this exact run, complete, is returned as it is; a complete run
 /// or a checkpoint of another configuration is refused; a directory with neither is started over.
 pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> {
+    train_recording(config, out, label, &Recording::default())
+}
+
+/// [`train`], also recording what `recording` asks for.
+pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
     config.validate()?;
+    if recording.dump_steps > config.schedule.iters {
+        bail!(
+            "--dump-steps {} asks for more steps than the run's {} iterations; expected at most {}",
+            recording.dump_steps,
+            config.schedule.iters,
+            config.schedule.iters
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
     let _lock = RunLock::acquire(out)?;
     if let Some(summary) = existing_complete_run(config, out)? {
@@ -113,6 +134,10 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
     );
     write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
     let mut rows = metrics::read_if_any(out)?;
+    let mut step_dump = match recording.dump_steps {
+        0 => None,
+        steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
+    };
     let progress = progress_bar(label, config.schedule.iters);
     progress.set_position(state.iteration as u64);
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
@@ -145,7 +170,10 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
             summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
             bail!(message);
         }
-        sgd.step(lr);
+        sgd.step(lr)?;
+        if let Some(dump) = &mut step_dump {
+            dump.record(&images, &labels, lr, loss_value, &model.vs)?;
+        }
         let wrong = count_wrong(&logits, &labels);
         state.record_batch(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
         state.update_warmup(&config.schedule);

@@ -21,6 +21,15 @@ pub fn cifar_archive() -> PathBuf {
     shared_data().join("cifar-10-binary.tar.gz")
 }
 
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's Python (`.venv`, made by scripts/setup.sh): torch 2.13.0, NumPy, safetensors.
+pub fn python() -> Command {
+    Command::new(project_root().join(".venv/bin/python"))
+}
+
 pub fn reslab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reslab")).args(args).output().expect("running reslab")
 }

@@ -1,0 +1,168 @@
+//! Numbers you can trust: reslab's training step is PyTorch's, step for step.
+//!
+//! reslab trains K steps and records its initial weights, the augmented batches, its losses and
+//! its weights after step K (`train --dump-steps K`); tests/python/step_reference.py builds the
+//! same net as the public PyTorch reproduction writes it, loads those initial weights with
+//! strict=True and trains the same K batches with `torch.optim.SGD` and `F.cross_entropy`. Both
+//! run libtorch 2.13's kernels in the same memory layout with the same thread count.
+//!
+//! The comparison must also fail when one thing of the protocol differs: the reference is run
+//! once with each of weight decay, momentum, BN momentum, BN eps, option A's zero padding, the
+//! update rule and the loss changed, and each must be caught.
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tch::{Kind, Tensor};
+
+const STEPS: usize = 20;
+/// Largest relative difference of a step's loss.
+const LOSS_TOLERANCE: f64 = 1e-4;
+/// Largest difference of a final weight or BN statistic, relative to its tensor's largest magnitude.
+const WEIGHT_TOLERANCE: f64 = 1e-3;
+
+/// A reslab run of `STEPS` steps with its step dump, in a temporary directory.
+fn reslab_run(model: &str, shortcut: &str, data: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = STEPS.to_string();
+    let output = reslab(&[
+        "train",
+        "--model",
+        model,
+        "--shortcut",
+        shortcut,
+        "--data",
+        data,
+        "--iters",
+        &steps,
+        "--eval-every",
+        &steps,
+        "--lr-steps",
+        "32000,48000",
+        "--seed",
+        "1",
+        "--threads",
+        "2",
+        "--dump-steps",
+        &steps,
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{model} {shortcut}: {}", stderr(&output));
+    dir
+}
+
+/// PyTorch's replay of the run in `run`, with one thing of the protocol changed when `broken`.
+fn reference(run: &Path, broken: Option<&str>) -> PathBuf {
+    let out = run.join(format!("reference-{}.safetensors", broken.unwrap_or("exact")));
+    let mut command = python();
+    command.arg(project_root().join("tests/python/step_reference.py")).arg(run).arg(&out);
+    if let Some(what) = broken {
+        command.args(["--break", what]);
+    }
+    let output = command.output().expect("the project's Python (.venv/bin/python; run scripts/setup.sh)");
+    assert!(output.status.success(), "step_reference.py {broken:?}: {}", stderr(&output));
+    out
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+}
+
+/// The largest differences between reslab's run and a reference replay of it.
+#[derive(Debug)]
+struct Differences {
+    /// Largest relative difference of a step's loss, and the step (1-based).
+    loss: (f64, usize),
+    /// Largest difference of a tensor relative to its largest magnitude, and the tensor.
+    weights: (f64, String),
+    tensors: usize,
+}
+
+impl Differences {
+    fn within_tolerance(&self) -> bool {
+        self.loss.0 <= LOSS_TOLERANCE && self.weights.0 <= WEIGHT_TOLERANCE
+    }
+}
+
+fn compare(run: &Path, reference: &Path) -> Differences {
+    let ours_losses = &read(&run.join("steps/batches.safetensors"))["loss"];
+    let ours = read(&run.join("steps/final.safetensors"));
+    let mut theirs = read(reference);
+    let their_losses = theirs.remove("loss").expect("the reference's losses");
+    assert_eq!(ours_losses.size(), vec![STEPS as i64]);
+    assert_eq!(their_losses.size(), vec![STEPS as i64]);
+    let relative = ((ours_losses - &their_losses).abs() / their_losses.abs()).to_kind(Kind::Double);
+    let loss = (relative.max().double_value(&[]), relative.argmax(0, false).int64_value(&[]) as usize + 1);
+
+    let names: Vec<&String> = ours.keys().collect();
+    assert_eq!(names, theirs.keys().collect::<Vec<_>>(), "both state dicts name the same tensors");
+    let mut weights = (0.0, String::new());
+    let mut tensors = 0;
+    for (name, a) in &ours {
+        let b = &theirs[name];
+        assert_eq!(a.size(), b.size(), "{name}");
+        if name.ends_with("num_batches_tracked") {
+            assert_eq!(a.int64_value(&[]), b.int64_value(&[]), "{name}");
+            continue;
+        }
+        let scale = b.abs().max().double_value(&[]).max(f64::MIN_POSITIVE);
+        let diff = (a - b).abs().max().double_value(&[]) / scale;
+        if diff >= weights.0 {
+            weights = (diff, name.clone());
+        }
+        tensors += 1;
+    }
+    Differences { loss, weights, tensors }
+}
+
+fn assert_equal_to_pytorch(what: &str, run: &Path) {
+    let differences = compare(run, &reference(run, None));
+    println!(
+        "{what}: {STEPS} steps; largest loss difference {:.2e} (relative, step {}); largest weight/BN difference \
+         {:.2e} of its tensor's largest magnitude ({}), over {} tensors",
+        differences.loss.0, differences.loss.1, differences.weights.0, differences.weights.1, differences.tensors
+    );
+    assert!(differences.tensors > 0);
+    assert!(differences.within_tolerance(), "{what} differs from PyTorch: {differences:?}");
+}
+
+/// resnet-20 (option A) on the embedded sample: shared by the equality and the sensitivity tests.
+fn resnet20_a() -> &'static Path {
+    static RUN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    RUN.get_or_init(|| reslab_run("resnet-20", "A", "embedded")).path()
+}
+
+#[test]
+fn plain56_trains_step_for_step_like_pytorch() {
+    let archive = cifar_archive();
+    let run = reslab_run("plain-56", "A", archive.to_str().unwrap());
+    assert_equal_to_pytorch("plain-56", run.path());
+}
+
+#[test]
+fn resnet20_option_a_trains_step_for_step_like_pytorch() {
+    assert_equal_to_pytorch("resnet-20 (A)", resnet20_a());
+}
+
+#[test]
+fn resnet20_option_b_trains_step_for_step_like_pytorch() {
+    let run = reslab_run("resnet-20", "B", "embedded");
+    assert_equal_to_pytorch("resnet-20 (B)", run.path());
+}
+
+#[test]
+fn the_comparison_catches_each_difference_of_protocol() {
+    let run = resnet20_a();
+    let breaks = ["weight-decay", "momentum", "bn-momentum", "bn-eps", "padding", "update-rule", "loss"];
+    for broken in breaks {
+        let differences = compare(run, &reference(run, Some(broken)));
+        println!(
+            "reference with {broken} changed: loss {:.2e} (step {}), weights {:.2e} ({})",
+            differences.loss.0, differences.loss.1, differences.weights.0, differences.weights.1
+        );
+        assert!(!differences.within_tolerance(), "a changed {broken} went unnoticed: {differences:?}");
+    }
+}
