@@ -10,5 +10,6 @@ pub mod data;
 pub mod experiment;
 pub mod model;
 pub mod report;
+pub mod run;
 pub mod train;
 pub mod util;

@@ -5,15 +5,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use reslab::data::download::{self, Checksum, OFFICIAL_MD5, OFFICIAL_URL};
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::sample::make_sample;
-use reslab::data::{Cifar10, DataConfig, DataSource, Dataset, EvalSet, Normalization};
+use reslab::data::{Cifar10, DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::{runner, Experiment};
-use reslab::model::{weights, BottleneckStride, Model, ModelSpec, Shortcut};
-use reslab::train::config::{OptimConfig, RunConfig, ScheduleConfig, Warmup};
-use reslab::train::trainer::{model_for_data, set_threads, CONFIG_FILE, WEIGHTS_FILE};
-use reslab::train::{train_recording, Preset, Recording};
+use reslab::model::{weights, BottleneckStride, ModelSpec, Shortcut};
+use reslab::report::table;
+use reslab::run::config::{Preset, RunConfig, TrainOptions};
+use reslab::run::RunDir;
+use reslab::train::evaluate::evaluate_weights;
+use reslab::train::{train_recording, Recording};
 use std::path::PathBuf;
-use tch::Device;
 
 #[derive(Parser)]
 #[command(name = "reslab", version, about = "Plain vs residual networks: He et al. (2015) on tch-rs")]
@@ -141,42 +142,38 @@ impl DataArgs {
     }
 }
 
-/// The options that define a run (not allowed with --config or --resume, which bring their own).
-const TRAINING_OPTIONS: [&str; 20] = [
-    "model",
-    "shortcut",
-    "bottleneck_stride",
-    "data",
-    "iters",
-    "lr",
-    "lr_steps",
-    "batch_size",
-    "eval_every",
-    "seed",
-    "threads",
-    "normalization",
-    "eval_set",
-    "input_size",
-    "bad_images",
-    "test_crops",
-    "no_augment",
-    "contiguous",
-    "warmup",
-    "checkpoint_every",
-];
+/// The options that define a run are not allowed with --config or --resume, which bring their
+/// own: `RunOptionArgs` says so as a group; the model and data options, which eval and export
+/// share, are named here by their groups (each flattened struct is a clap group of its name).
+const MODEL_AND_DATA: [&str; 2] = ["ModelArgs", "DataArgs"];
 
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Re-run the configuration of an earlier run (its config.toml); other training options are then not allowed.
-    #[arg(long, conflicts_with_all = TRAINING_OPTIONS)]
+    #[arg(long, conflicts_with_all = MODEL_AND_DATA)]
     config: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (the same as re-running its command).
-    #[arg(long, value_name = "DIR", conflicts_with_all = TRAINING_OPTIONS, conflicts_with_all = ["config", "out"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = MODEL_AND_DATA, conflicts_with_all = ["config", "out"])]
     resume: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    run: RunOptionArgs,
+    /// Run directory; default results/train-<model>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the initial weights, the first K augmented batches with their losses, and the
+    /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
+    #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
+    dump_steps: usize,
+}
+
+/// Optimiser, schedule and runtime options of `train`.
+#[derive(clap::Args)]
+#[group(multiple = true, conflicts_with_all = ["config", "resume"])]
+struct RunOptionArgs {
     /// Iterations (mini-batches); the paper's 64k by default.
     #[arg(long, default_value_t = 64_000)]
     iters: usize,
@@ -207,13 +204,23 @@ struct TrainArgs {
     /// Write a checkpoint every K iterations and at the end; default at every metrics row.
     #[arg(long, value_name = "K", default_value_t = 0)]
     checkpoint_every: usize,
-    /// Run directory; default results/train-<model>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Also write the initial weights, the first K augmented batches with their losses, and the
-    /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
-    #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
-    dump_steps: usize,
+}
+
+impl RunOptionArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            iters: self.iters,
+            lr: self.lr,
+            lr_steps: self.lr_steps.clone(),
+            batch_size: self.batch_size,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            threads: self.threads,
+            channels_last: !self.contiguous,
+            warmup: self.warmup,
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -361,28 +368,11 @@ fn reproduce(args: ReproduceArgs) -> Result<()> {
 
 fn train_command(args: TrainArgs) -> Result<()> {
     let (config, out) = match (&args.resume, &args.config) {
-        (Some(dir), _) => (RunConfig::load(&dir.join(CONFIG_FILE))?, Some(dir.clone())),
+        (Some(dir), _) => (RunConfig::load(&RunDir::new(dir).config())?, Some(dir.clone())),
         (None, Some(path)) => (RunConfig::load(path)?, args.out.clone()),
         (None, None) => {
-            let eval_every = args.eval_every.unwrap_or(args.iters.div_ceil(64)).min(args.iters.max(1));
-            let mut schedule = ScheduleConfig::paper_shape(args.iters, eval_every);
-            if let Some(steps) = args.lr_steps.clone() {
-                schedule.lr_steps = steps;
-            }
-            if args.warmup {
-                schedule.warmup = Some(Warmup::default());
-            }
-            let config = RunConfig {
-                model: args.model.spec()?,
-                data: DataConfig { augment: !args.no_augment, ..args.data.config() },
-                optim: OptimConfig { lr: args.lr, batch_size: args.batch_size, ..OptimConfig::default() },
-                schedule,
-                seed: args.seed,
-                threads: args.threads,
-                channels_last: !args.contiguous,
-                checkpoint_every: args.checkpoint_every,
-            };
-            (config, args.out.clone())
+            let data = DataConfig { augment: !args.run.no_augment, ..args.data.config() };
+            (RunConfig::from_options(args.model.spec()?, data, &args.run.options()), args.out.clone())
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
@@ -401,19 +391,12 @@ fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    weights::ensure_exists(&args.weights)?;
-    set_threads(args.threads);
-    let device = Device::cuda_if_available();
-    let data_config = args.data.config();
-    let data = Dataset::open(&data_config, device)?;
-    let spec = model_for_data(&args.model.spec()?, &data)?;
-    let mut model = Model::new(&spec, device)?;
-    weights::load(&mut model.vs, &args.weights)?;
-    model.use_channels_last();
-    let error = data.evaluate(&model, data_config.test_crops);
+    let result = evaluate_weights(&args.model.spec()?, &args.weights, &args.data.config(), args.threads)?;
     println!(
-        "{spec}: test error {error:.2}% on {} images of {} ({})",
-        data.num_eval(),
+        "{}: test error {:.2}% on {} images of {} ({})",
+        result.spec,
+        result.error,
+        result.images,
         args.data.data,
         args.weights.display()
     );
@@ -422,21 +405,11 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 fn export(args: ExportArgs) -> Result<()> {
     let model = match &args.run {
-        Some(run) => {
-            let config = RunConfig::load(&run.join(CONFIG_FILE))?;
-            let mut spec = config.model.clone();
-            if spec.num_classes.is_none() {
-                spec.num_classes = Some(weights::classes_in(&run.join(WEIGHTS_FILE))?);
-            }
-            let mut model = Model::new(&spec, Device::Cpu)?;
-            weights::load(&mut model.vs, &run.join(WEIGHTS_FILE))?;
-            model
-        }
+        Some(run) => RunDir::new(run).load_model()?,
         None => {
             let mut spec = args.model.spec()?;
             spec.num_classes = args.classes.or(spec.num_classes);
-            tch::manual_seed(args.seed as i64);
-            Model::new(&spec, Device::Cpu)?
+            reslab::model::fresh(&spec, args.seed)?
         }
     };
     weights::save(&model.vs, 0, &args.out)?;
@@ -445,43 +418,28 @@ fn export(args: ExportArgs) -> Result<()> {
 }
 
 fn models(format: Format) -> Result<()> {
-    let rows: Vec<[String; 6]> = ModelSpec::zoo()
-        .iter()
-        .map(|spec| -> Result<[String; 6]> {
-            let model = Model::new(spec, Device::Cpu)?;
+    let rows: Vec<Vec<String>> = reslab::model::zoo_entries()?
+        .into_iter()
+        .map(|entry| {
+            let spec = entry.spec;
             let shortcut = match spec.kind {
                 reslab::model::Kind::Plain => "-".to_string(),
                 reslab::model::Kind::Residual => spec.shortcut.to_string(),
             };
-            Ok([
+            vec![
                 spec.family.to_string(),
                 spec.kind.to_string(),
                 spec.depth.to_string(),
                 shortcut,
-                model.num_params().to_string(),
-                model.macs().to_string(),
-            ])
+                entry.params.to_string(),
+                entry.macs.to_string(),
+            ]
         })
-        .collect::<Result<_>>()?;
+        .collect();
     let header = ["family", "kind", "depth", "shortcut", "params", "macs"];
     match format {
-        Format::Csv => {
-            let mut writer = csv::Writer::from_writer(std::io::stdout());
-            writer.write_record(header)?;
-            for row in &rows {
-                writer.write_record(row)?;
-            }
-            writer.flush()?;
-        }
-        Format::Table => {
-            println!(
-                "{:<8} {:<7} {:>6} {:>9} {:>12} {:>15}",
-                header[0], header[1], header[2], header[3], header[4], header[5]
-            );
-            for r in &rows {
-                println!("{:<8} {:<7} {:>6} {:>9} {:>12} {:>15}", r[0], r[1], r[2], r[3], r[4], r[5]);
-            }
-        }
+        Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
+        Format::Table => print!("{}", table::aligned_text(&header, &rows, 2)),
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use reslab::data::cifar::{Cifar10, Records, RECORD_BYTES};
 use reslab::experiment::Experiment;
-use reslab::train::RunConfig;
+use reslab::run::RunConfig;
 use std::path::Path;
 
 const FIG1: &str = include_str!("../experiments/fig1.toml");
@@ -20,7 +20,7 @@ fn one_line(e: &anyhow::Error) -> bool {
 fn config_text() -> String {
     let config = reslab::experiment::plan::plan(
         &Experiment::load("fig1").unwrap(),
-        reslab::train::Preset::Demo,
+        reslab::run::config::Preset::Demo,
         &Default::default(),
     )
     .unwrap()
@@ -83,7 +83,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_text_is_never_an_experiment_that_panics(text in "\\\\PC{0,300}") {
+    fn arbitrary_text_is_never_an_experiment_that_panics(text in "\\PC{0,300}") {
         if let Err(e) = Experiment::parse(&text, "f.toml") {
             prop_assert!(one_line(&e));
         }

@@ -64,52 +64,67 @@ fn assert_same_run(reference: &Path, resumed: &Path, what: &str) {
     assert!(!resumed.join(".lock").exists(), "{what}: lock left behind");
 }
 
-fn reference(dir: &Path) -> std::path::PathBuf {
+/// The uninterrupted run, and how long it took.
+fn reference(dir: &Path) -> (std::path::PathBuf, Duration) {
     let out = dir.join("reference");
     let started = Instant::now();
     run_to_end(&out);
-    eprintln!("uninterrupted run: {:.1} s", started.elapsed().as_secs_f64());
-    out
+    let took = started.elapsed();
+    eprintln!("uninterrupted run: {:.1} s", took.as_secs_f64());
+    (out, took)
 }
 
 #[test]
 fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let reference = reference(dir.path());
+    let (reference, took) = reference(dir.path());
     let trials: usize = std::env::var("RESLAB_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let seed: u64 = std::env::var("RESLAB_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
     });
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut kills = 0;
+    assert!(trials > 0, "RESLAB_KILL_TRIALS must be at least 1");
     for trial in 0..trials {
         let out = dir.path().join(format!("trial-{trial}"));
         let mut points = Vec::new();
         // Up to three kills per trial, at random moments of each attempt (start-up, training,
-        // evaluation, checkpoint writing alike).
-        for _ in 0..3 {
+        // evaluation, checkpoint writing alike), as a fraction of the uninterrupted run's time. A
+        // trial whose first attempt finished before its kill (a less busy machine) starts over
+        // with shorter delays, so every trial has at least one kill.
+        let mut scale = 0.9;
+        let mut attempts = 0;
+        while points.len() < 3 && attempts < 12 {
+            attempts += 1;
             let mut child = spawn(&out);
-            let delay = Duration::from_millis(rng.gen_range(100..2500));
+            let delay = took.mul_f64(rng.gen_range(0.05..scale));
             std::thread::sleep(delay);
             if child.try_wait().unwrap().is_some() {
-                break;
+                if !points.is_empty() {
+                    break;
+                }
+                std::fs::remove_dir_all(&out).unwrap();
+                scale = (scale / 2.0).max(0.1);
+                continue;
             }
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             points.push(delay.as_millis());
             kills += 1;
         }
+        assert!(!points.is_empty(), "trial {trial}: no kill happened");
         run_to_end(&out);
         eprintln!("trial {trial} (seed {seed}): killed after {points:?} ms, resumed: identical");
         assert_same_run(&reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
     }
+    assert!(kills >= trials, "{kills} kills in {trials} trials");
     eprintln!("{trials} trials, {kills} kills, all identical to the uninterrupted run");
 }
 
 #[test]
 fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_back() {
     let dir = tempfile::tempdir().unwrap();
-    let reference = reference(dir.path());
+    let (reference, _) = reference(dir.path());
     let out = dir.path().join("terminated");
     let child = spawn(&out);
     // Wait for the first metrics row, then ask it to stop.
@@ -128,23 +143,20 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     // under the real name; such a leftover is ignored.
     std::fs::write(out.join(".tmp-99999-checkpoint.safetensors"), b"half a checkpoint").unwrap();
 
+    // The first row (iteration 5) came after the checkpoint at iteration 3, and the interrupt wrote
+    // another: there is a previous checkpoint to fall back to.
+    assert!(out.join("checkpoint.prev.safetensors").is_file());
+
     // Flip a byte in the newest checkpoint's data: resuming warns and uses the previous one.
     let path = out.join("checkpoint.safetensors");
-    if out.join("checkpoint.prev.safetensors").exists() {
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x55;
-        std::fs::write(&path, bytes).unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
-        assert!(output.status.success(), "{}", stderr(&output));
-        assert!(
-            stderr(&output).contains("is corrupt") && stderr(&output).contains("previous checkpoint"),
-            "{}",
-            stderr(&output)
-        );
-    } else {
-        run_to_end(&out);
-    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("is corrupt") && err.contains("previous checkpoint"), "{err}");
     assert_same_run(&reference, &out, "SIGTERM, then resume");
 }
 
@@ -155,19 +167,28 @@ fn rows_if_any(dir: &Path) -> usize {
 #[test]
 fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_refused() {
     let dir = tempfile::tempdir().unwrap();
+
+    // A second process on a run directory while a first one, far from done, holds it.
+    let busy = dir.path().join("busy");
+    let mut long_run = args(&busy);
+    let iters = long_run.iter().position(|a| a == "--iters").unwrap();
+    long_run[iters + 1] = "100000".into();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !busy.join(".lock").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).output().unwrap();
+    assert!(first.try_wait().unwrap().is_none(), "the first process is still training");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_clean_error(&second, &["is in use by process", ".lock"]);
+
     let out = dir.path().join("run");
     let mut child = spawn(&out);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !out.join("checkpoint.safetensors").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
-    }
-    // A second process on the same run directory while the first holds it.
-    if child.try_wait().unwrap().is_none() {
-        let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
-        let err = stderr(&output);
-        if !output.status.success() {
-            assert!(err.contains("is in use by process") && err.contains(".lock"), "{err}");
-        }
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -181,14 +202,16 @@ fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_ref
     let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&other).output().unwrap();
     assert_clean_error(&output, &["another configuration", "seed = 3", "seed = 4"]);
 
-    // Both checkpoints truncated: refused, saying how to start over.
+    // Every checkpoint truncated: refused, saying how to start over.
+    let mut truncated = 0;
     for name in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
         let path = out.join(name);
-        if path.exists() {
-            let bytes = std::fs::read(&path).unwrap();
+        if let Ok(bytes) = std::fs::read(&path) {
             std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+            truncated += 1;
         }
     }
+    assert!(truncated >= 1, "the run wrote a checkpoint before it was killed");
     let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
     assert_clean_error(&output, &["truncated or corrupt", "no good checkpoint is left"]);
 }

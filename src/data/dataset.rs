@@ -1,16 +1,13 @@
-//! The training stage's view of the data, whichever kind it is: batches in, an error rate out.
+//! The training stage's view of the data, whichever kind it is: training batches and the
+//! evaluation set.
 
 use super::folder::{BadImages, ImageFolder, TestCrops};
 use super::{Cifar10, DataSource, EvalSet, Normalization, Prepared};
 use crate::data::augment::{crop_and_flip, PAD};
-use crate::model::Model;
 use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
-
-/// Images per forward pass when evaluating.
-const EVAL_BATCH: i64 = 500;
+use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +20,7 @@ pub struct DataConfig {
     #[serde(default = "default_eval_set")]
     pub eval_set: EvalSet,
     /// The paper's augmentation (CIFAR: pad 4, random crop, flip; folders: scale augmentation).
-    #[serde(default = "crate::train::config::yes")]
+    #[serde(default = "crate::util::yes")]
     pub augment: bool,
     /// Image folders: the network's input size (the paper's 224; e.g. 64 or 32 on a CPU).
     #[serde(default = "default_input_size")]
@@ -112,51 +109,4 @@ impl Dataset {
             }
         }
     }
-
-    /// Error rate (%) of `model` on the evaluation set, in evaluation mode.
-    pub fn evaluate(&self, model: &Model, test_crops: TestCrops) -> f64 {
-        let device = model.vs.device();
-        tch::no_grad(|| match self {
-            Dataset::Cifar(p) => {
-                let n = p.eval_labels.size()[0];
-                let wrong: i64 = (0..n)
-                    .step_by(EVAL_BATCH as usize)
-                    .map(|start| {
-                        let len = EVAL_BATCH.min(n - start);
-                        let logits = model.forward_t(&p.eval_images.narrow(0, start, len), false);
-                        count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
-                    })
-                    .sum();
-                100.0 * wrong as f64 / n as f64
-            }
-            Dataset::Folder(f) => {
-                let n = f.num_val();
-                let crops = match test_crops {
-                    TestCrops::Center => 1,
-                    TestCrops::TenCrop => 10,
-                };
-                let wrong: i64 = (0..n)
-                    .step_by(EVAL_BATCH as usize)
-                    .map(|start| {
-                        let len = (EVAL_BATCH as usize).min(n - start);
-                        let mut probabilities =
-                            Tensor::zeros([len as i64, f.classes.len() as i64], (Kind::Float, device));
-                        let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
-                        for crop in 0..crops {
-                            let (images, l) = f.val_batch(start, len, crop);
-                            probabilities += model.forward_t(&images.to_device(device), false).softmax(-1, Kind::Float);
-                            labels = l.to_device(device);
-                        }
-                        count_wrong(&probabilities, &labels)
-                    })
-                    .sum();
-                100.0 * wrong as f64 / n as f64
-            }
-        })
-    }
-}
-
-/// Images whose highest score is not their label.
-pub fn count_wrong(scores: &Tensor, labels: &Tensor) -> i64 {
-    scores.argmax(-1, false).ne_tensor(labels).sum(Kind::Int64).int64_value(&[])
 }

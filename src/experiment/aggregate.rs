@@ -5,8 +5,9 @@ use super::plan::PlannedRun;
 use super::spec::{Expectation, Experiment};
 use crate::model::Kind;
 use crate::report::chart::{Curve, ErrorChart};
-use crate::train::metrics::{self, MetricsRow};
-use crate::train::trainer::{RunStatus, RunSummary};
+use crate::report::table::RunRow as TableRow;
+use crate::run::metrics::{self, MetricsRow};
+use crate::run::{RunStatus, RunSummary};
 use anyhow::{bail, Result};
 use std::path::Path;
 
@@ -37,6 +38,26 @@ impl RunResult {
         let paper_err = experiment.runs.iter().find(|e| e.run_name() == run.name).and_then(|e| e.paper_err);
         let rows = metrics::read(dir)?;
         Ok(RunResult { name: run.name.clone(), depth: model.depth, variant, paper_err, summary, rows })
+    }
+
+    /// This run's line in the report's summary table.
+    pub fn table_row(&self) -> TableRow {
+        let s = &self.summary;
+        TableRow {
+            run: self.name.clone(),
+            model: s.model.clone(),
+            variant: self.variant.clone(),
+            params: s.params,
+            macs: s.macs,
+            iters: s.iters_done,
+            final_train_err: s.final_train_err,
+            final_test_err: s.final_test_err,
+            mean_train_err: s.mean_train_err,
+            mean_test_err: s.mean_test_err,
+            paper_err: self.paper_err,
+            img_per_s: s.mean_img_per_s,
+            wall_s: s.wall_s,
+        }
     }
 }
 

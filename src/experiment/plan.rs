@@ -2,8 +2,7 @@
 
 use super::spec::Experiment;
 use crate::data::DataSource;
-use crate::train::config::{DataConfig, OptimConfig, RunConfig, ScheduleConfig};
-use crate::train::Preset;
+use crate::run::config::{DataConfig, Preset, RunConfig, TrainOptions};
 use anyhow::{bail, Result};
 
 /// What the command line adds to an experiment's preset.
@@ -36,11 +35,16 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         );
     };
     let iters = overrides.iters.unwrap_or(spec.iters);
-    let eval_every = overrides.eval_every.unwrap_or(spec.eval_every).min(iters);
-    let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
-    if let (Some(steps), None) = (&spec.lr_steps, overrides.iters) {
-        schedule.lr_steps = steps.clone();
-    }
+    let options = TrainOptions {
+        iters,
+        eval_every: Some(overrides.eval_every.unwrap_or(spec.eval_every)),
+        // A preset's own steps fit its length; with another length the paper's shape scales.
+        lr_steps: spec.lr_steps.clone().filter(|_| overrides.iters.is_none()),
+        batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
+        seed: overrides.seed,
+        threads: overrides.threads,
+        ..TrainOptions::default()
+    };
     let mut data = DataConfig::new(source);
     if let Some(eval_set) = spec.eval_set {
         data.eval_set = eval_set;
@@ -49,26 +53,13 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         data.input_size = input_size;
     }
     let depths = overrides.depths.as_ref().or(spec.depths.as_ref());
-    let optim = OptimConfig {
-        batch_size: spec.batch_size.unwrap_or(OptimConfig::default().batch_size),
-        ..OptimConfig::default()
-    };
     let mut runs = Vec::new();
     for run in &experiment.runs {
         let model = run.spec()?;
         if depths.is_some_and(|d| !d.contains(&model.depth)) {
             continue;
         }
-        let config = RunConfig {
-            model,
-            data: data.clone(),
-            optim: optim.clone(),
-            schedule: schedule.clone(),
-            seed: overrides.seed,
-            threads: overrides.threads,
-            channels_last: true,
-            checkpoint_every: 0,
-        };
+        let config = RunConfig::from_options(model, data.clone(), &options);
         config.validate()?;
         runs.push(PlannedRun { name: run.run_name(), config });
     }
@@ -102,6 +93,6 @@ mod tests {
         let runs = plan(&experiment, Preset::Paper, &overrides).unwrap();
         assert_eq!(runs[0].config.schedule.iters, 64_000);
         assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);
-        assert_eq!(runs[0].config.optim, OptimConfig::default());
+        assert_eq!(runs[0].config.optim, crate::run::config::OptimConfig::default());
     }
 }

@@ -4,7 +4,8 @@ use super::aggregate::{check, error_chart, CheckOutcome, RunResult};
 use super::plan::{plan, Overrides};
 use super::spec::Experiment;
 use crate::report::{chart, table};
-use crate::train::{train, Preset};
+use crate::run::config::Preset;
+use crate::train::train;
 use crate::util::fs::write_file;
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
@@ -83,8 +84,15 @@ pub fn write_report(experiment: &Experiment, results: Vec<RunResult>, out: &Path
     }
     let stem = experiment.table.clone().unwrap_or_else(|| "summary".into());
     let (csv, md) = (out.join(format!("{stem}.csv")), out.join(format!("{stem}.md")));
-    write_file(&csv, table::summary_csv(&results)?.as_bytes())?;
-    write_file(&md, table::summary_markdown(experiment, &results, &checks).as_bytes())?;
+    let rows: Vec<table::RunRow> = results.iter().map(RunResult::table_row).collect();
+    let heading = table::TableHeading {
+        title: experiment.title.clone(),
+        description: experiment.description.clone(),
+        paper_source: experiment.paper_source.clone(),
+    };
+    let check_texts: Vec<String> = checks.iter().map(|c| c.text.clone()).collect();
+    write_file(&csv, table::summary_csv(&rows)?.as_bytes())?;
+    write_file(&md, table::summary_markdown(&heading, &rows, &check_texts).as_bytes())?;
     files.extend([csv, md]);
     Ok(ExperimentReport { results, checks, files })
 }

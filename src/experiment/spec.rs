@@ -2,8 +2,7 @@
 
 use crate::data::{DataSource, EvalSet};
 use crate::model::Shortcut;
-use crate::train::config::one_line;
-use crate::train::Preset;
+use crate::run::config::{one_line, Preset};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -81,6 +81,31 @@ impl Model {
     }
 }
 
+/// One line of `reslab models`: a zoo network with its size and cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZooEntry {
+    pub spec: ModelSpec,
+    pub params: i64,
+    pub macs: u64,
+}
+
+/// Every network of the zoo, built once (on the CPU) to count its parameters and MACs.
+pub fn zoo_entries() -> Result<Vec<ZooEntry>> {
+    ModelSpec::zoo()
+        .into_iter()
+        .map(|spec| {
+            let model = Model::new(&spec, Device::Cpu)?;
+            Ok(ZooEntry { params: model.num_params(), macs: model.macs(), spec })
+        })
+        .collect()
+}
+
+/// Fresh weights of `spec` initialised from `seed`, as a built model.
+pub fn fresh(spec: &ModelSpec, seed: u64) -> Result<Model> {
+    tch::manual_seed(seed as i64);
+    Model::new(spec, Device::Cpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,9 +251,12 @@ mod tests {
         // 16 seeds pooled per variable: the smallest conv (3->16, 432 weights) then has 6,912
         // samples, so a 3% band on its std is about 3.5 standard errors.
         let seeds = 16;
-        for (name, shortcut) in
-            [("plain-56", Shortcut::A), ("resnet-56", Shortcut::A), ("resnet-20", Shortcut::B), ("resnet-20", Shortcut::C)]
-        {
+        for (name, shortcut) in [
+            ("plain-56", Shortcut::A),
+            ("resnet-56", Shortcut::A),
+            ("resnet-20", Shortcut::B),
+            ("resnet-20", Shortcut::C),
+        ] {
             let shapes: std::collections::BTreeMap<String, Vec<i64>> =
                 build(name, shortcut).vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
             let pooled = pooled_over_seeds(name, shortcut, seeds);

@@ -1,8 +1,36 @@
-//! The summary table of an experiment: one row per run.
+//! The summary table of an experiment: one row per run, from plain values (the report stage
+//! knows nothing of experiments or run directories).
 
-use crate::experiment::aggregate::{CheckOutcome, RunResult};
-use crate::experiment::Experiment;
 use anyhow::Result;
+
+/// One run's line in the summary table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub run: String,
+    pub model: String,
+    /// "plain" or the shortcut option.
+    pub variant: String,
+    pub params: i64,
+    pub macs: u64,
+    pub iters: usize,
+    pub final_train_err: f64,
+    pub final_test_err: f64,
+    pub mean_train_err: f64,
+    pub mean_test_err: f64,
+    /// The paper's error for this run, where it reports one.
+    pub paper_err: Option<f64>,
+    pub img_per_s: f64,
+    pub wall_s: f64,
+}
+
+/// What the Markdown table is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableHeading {
+    pub title: String,
+    pub description: String,
+    /// Where `paper_err` comes from.
+    pub paper_source: Option<String>,
+}
 
 const COLUMNS: [&str; 13] = [
     "run",
@@ -20,56 +48,130 @@ const COLUMNS: [&str; 13] = [
     "wall_s",
 ];
 
-fn cells(result: &RunResult) -> [String; 13] {
-    let s = &result.summary;
+fn cells(row: &RunRow) -> [String; 13] {
     [
-        result.name.clone(),
-        s.model.clone(),
-        result.variant.clone(),
-        s.params.to_string(),
-        s.macs.to_string(),
-        s.iters_done.to_string(),
-        format!("{:.2}", s.final_train_err),
-        format!("{:.2}", s.final_test_err),
-        format!("{:.2}", s.mean_train_err),
-        format!("{:.2}", s.mean_test_err),
-        result.paper_err.map(|e| format!("{e:.2}")).unwrap_or_default(),
-        format!("{:.1}", s.mean_img_per_s),
-        format!("{:.1}", s.wall_s),
+        row.run.clone(),
+        row.model.clone(),
+        row.variant.clone(),
+        row.params.to_string(),
+        row.macs.to_string(),
+        row.iters.to_string(),
+        format!("{:.2}", row.final_train_err),
+        format!("{:.2}", row.final_test_err),
+        format!("{:.2}", row.mean_train_err),
+        format!("{:.2}", row.mean_test_err),
+        row.paper_err.map(|e| format!("{e:.2}")).unwrap_or_default(),
+        format!("{:.1}", row.img_per_s),
+        format!("{:.1}", row.wall_s),
     ]
 }
 
-pub fn summary_csv(results: &[RunResult]) -> Result<String> {
+pub fn summary_csv(rows: &[RunRow]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(COLUMNS)?;
-    for result in results {
-        writer.write_record(cells(result))?;
+    for row in rows {
+        writer.write_record(cells(row))?;
     }
     Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
-pub fn summary_markdown(experiment: &Experiment, results: &[RunResult], checks: &[CheckOutcome]) -> String {
-    let mut md = format!(
-        "# {}
-
-{}
-
-Errors in percent",
-        experiment.title, experiment.description
-    );
-    if let Some(source) = &experiment.paper_source {
+/// The table in Markdown under `heading`, followed by `checks` (one sentence each) as a list.
+pub fn summary_markdown(heading: &TableHeading, rows: &[RunRow], checks: &[String]) -> String {
+    let mut md = format!("# {}\n\n{}\n\nErrors in percent", heading.title, heading.description);
+    if let Some(source) = &heading.paper_source {
         md += &format!("; `paper_err`: {source}");
     }
     md += ".\n\n";
     md += &format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
-    for result in results {
-        md += &format!("| {} |\n", cells(result).join(" | "));
+    for row in rows {
+        md += &format!("| {} |\n", cells(row).join(" | "));
     }
     if !checks.is_empty() {
         md += "\n";
         for check in checks {
-            md += &format!("- {}\n", check.text);
+            md += &format!("- {check}\n");
         }
     }
     md
+}
+
+/// `header` and `rows` as CSV.
+pub fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+/// `header` and `rows` as aligned text columns: the first `left` columns left-aligned, the
+/// others (numbers) right-aligned.
+pub fn aligned_text(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| if i < left { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut text = line(header.to_vec());
+    for row in rows {
+        text += &line(row.iter().map(String::as_str).collect());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(run: &str, paper_err: Option<f64>) -> RunRow {
+        RunRow {
+            run: run.into(),
+            model: "resnet-20 (A)".into(),
+            variant: "A".into(),
+            params: 269_722,
+            macs: 40_551_040,
+            iters: 100,
+            final_train_err: 12.345,
+            final_test_err: 20.0,
+            mean_train_err: 30.0,
+            mean_test_err: 35.0,
+            paper_err,
+            img_per_s: 300.0,
+            wall_s: 42.0,
+        }
+    }
+
+    #[test]
+    fn aligned_text_pads_names_left_and_numbers_right() {
+        let rows = vec![vec!["cifar".to_string(), "7".to_string()], vec!["imagenet".into(), "1234".into()]];
+        let text = aligned_text(&["family", "params"], &rows, 1);
+        assert_eq!(text, "family    params\ncifar          7\nimagenet    1234\n");
+        assert_eq!(csv_text(&["a", "b"], &rows).unwrap(), "a,b\ncifar,7\nimagenet,1234\n");
+    }
+
+    #[test]
+    fn csv_and_markdown_have_a_row_per_run_and_the_checks() {
+        let rows = [row("resnet-20", Some(8.75)), row("plain-20", None)];
+        let csv = summary_csv(&rows).unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.starts_with("run,model,shortcut,params"));
+        assert!(csv.contains("resnet-20,resnet-20 (A),A,269722,40551040,100,12.35,20.00,30.00,35.00,8.75,300.0,42.0"));
+        assert!(csv.lines().nth(2).unwrap().contains(",,300.0,"), "no paper number: an empty cell");
+        let heading = TableHeading { title: "T".into(), description: "D".into(), paper_source: Some("Table 6".into()) };
+        let md = summary_markdown(&heading, &rows, &["it held".into()]);
+        assert!(md.starts_with("# T\n\nD\n\nErrors in percent; `paper_err`: Table 6."));
+        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 3);
+        assert!(md.ends_with("- it held\n"));
+    }
 }

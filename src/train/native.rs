@@ -36,7 +36,6 @@ pub fn sgd_step(params: Vec<&mut Tensor>, buffers: Vec<&mut Tensor>, lr: f64, mo
     let params: Vec<*mut C_tensor> = params.into_iter().map(|t| t.as_mut_ptr()).collect();
     let buffers: Vec<*mut C_tensor> = buffers.into_iter().map(|t| t.as_mut_ptr()).collect();
     // SAFETY: the pointers are live tch tensors (at::Tensor*), borrowed mutably for the call.
-    let error =
-        unsafe { reslab_sgd_step(params.as_ptr(), buffers.as_ptr(), params.len() as i64, lr, momentum, wd) };
+    let error = unsafe { reslab_sgd_step(params.as_ptr(), buffers.as_ptr(), params.len() as i64, lr, momentum, wd) };
     check(error, "SGD step")
 }

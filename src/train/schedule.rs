@@ -1,6 +1,6 @@
 //! The learning rate as a pure function of the iteration.
 
-use super::config::{OptimConfig, ScheduleConfig};
+use crate::run::config::{OptimConfig, ScheduleConfig};
 
 /// The learning rate for iteration `iter` (0-based): the warm-up rate while the warm-up lasts
 /// (it ended at `warmup_ended_at`, if it has), else the base rate times `lr_decay` for every step
@@ -41,7 +41,7 @@ mod tests {
     fn the_warm_up_rate_holds_until_the_switch() {
         let optim = OptimConfig::default();
         let mut schedule = ScheduleConfig::paper_shape(64_000, 1000);
-        schedule.warmup = Some(super::super::config::Warmup::default());
+        schedule.warmup = Some(crate::run::config::Warmup::default());
         assert_eq!(learning_rate(&optim, &schedule, 5000, None), 0.01);
         assert_eq!(learning_rate(&optim, &schedule, 399, Some(400)), 0.01);
         assert_eq!(learning_rate(&optim, &schedule, 400, Some(400)), 0.1);

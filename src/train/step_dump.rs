@@ -15,7 +15,6 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::{nn, Kind, Tensor};
 
-pub const DIR: &str = "steps";
 pub const INITIAL: &str = "initial.safetensors";
 pub const BATCHES: &str = "batches.safetensors";
 pub const FINAL: &str = "final.safetensors";
@@ -39,7 +38,7 @@ impl StepDump {
                 run_dir.display()
             );
         }
-        let dir = run_dir.join(DIR);
+        let dir = run_dir.join(crate::run::STEPS_DIR);
         std::fs::create_dir_all(&dir)?;
         weights::save(vs, 0, &dir.join(INITIAL))?;
         Ok(StepDump { dir, steps, images: vec![], labels: vec![], lrs: vec![], losses: vec![] })

@@ -3,69 +3,25 @@
 //! `model.safetensors` (final weights) and, written last, `summary.toml`. A run directory
 //! without a `summary.toml` saying `status = "complete"` is not a finished result.
 
-use super::checkpoint::{self, LoopState};
-use super::config::RunConfig;
-use super::metrics::{self, MetricsRow, MetricsWriter};
+use super::evaluate::{count_wrong, error_rate};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
 use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
-use crate::data::dataset::count_wrong;
 use crate::data::Dataset;
 use crate::model::{weights, Model, ModelSpec};
+use crate::run::checkpoint::{self, LoopState};
+use crate::run::config::RunConfig;
+use crate::run::lock::RunLock;
+use crate::run::metrics::{self, MetricsRow, MetricsWriter};
+use crate::run::{RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
 use crate::util::fs::write_file;
 use crate::util::interrupt;
-use crate::util::lock::RunLock;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 use tch::Device;
-
-pub const CONFIG_FILE: &str = "config.toml";
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const SUMMARY_FILE: &str = "summary.toml";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Complete,
-    Diverged,
-}
-
-/// What a run ended with, saved as `summary.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub status: RunStatus,
-    pub model: String,
-    pub params: i64,
-    pub macs: u64,
-    pub iters_done: usize,
-    pub final_train_err: f64,
-    pub final_test_err: f64,
-    /// Mean over the run's rows: the "on average over the run" of the degradation check.
-    pub mean_train_err: f64,
-    pub mean_test_err: f64,
-    pub mean_img_per_s: f64,
-    pub wall_s: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl RunSummary {
-    pub fn load(dir: &Path) -> Result<RunSummary> {
-        let path = dir.join(SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), super::config::one_line(&e.to_string())))
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
-        let text = toml::to_string(self).expect("a summary always serialises");
-        write_file(&dir.join(SUMMARY_FILE), text.as_bytes())
-    }
-}
 
 /// What a run records besides its results; never part of its configuration, never changes them.
 #[derive(Debug, Clone, Default)]
@@ -164,7 +120,7 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
                 "training diverged at iteration {}: the loss is {loss_value}; {} keeps the {} rows before it \
                  (try a lower --lr, or --warmup)",
                 iter + 1,
-                out.join(super::metrics::FILE_NAME).display(),
+                out.join(metrics::FILE_NAME).display(),
                 rows.len()
             );
             summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
@@ -190,7 +146,7 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
                 lr,
                 train_loss: state.row_loss(),
                 train_err: state.row_error(),
-                test_err: data.evaluate(&model, config.data.test_crops),
+                test_err: error_rate(&model, &data, config.data.test_crops),
                 img_per_s: state.row_images_per_second(),
                 wall_s: started.elapsed().as_secs_f64(),
             };

@@ -2,4 +2,8 @@
 
 pub mod fs;
 pub mod interrupt;
-pub mod lock;
+
+/// serde's default for flags that are on unless a file turns them off.
+pub fn yes() -> bool {
+    true
+}

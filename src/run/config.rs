@@ -68,7 +68,7 @@ pub struct RunConfig {
     #[serde(default)]
     pub threads: usize,
     /// Keep weights and activations channels-last (faster with oneDNN on CPUs).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::util::yes")]
     pub channels_last: bool,
     /// Write a checkpoint every this many iterations (and at the end); 0: at every metrics row.
     #[serde(default)]
@@ -77,10 +77,6 @@ pub struct RunConfig {
 
 fn default_lr_decay() -> f64 {
     0.1
-}
-/// serde's default for flags that are on unless a file turns them off.
-pub fn yes() -> bool {
-    true
 }
 
 impl Default for OptimConfig {
@@ -119,7 +115,67 @@ impl Preset {
     }
 }
 
+/// The options that define one run besides its model and data, as `reslab train` and the
+/// experiment planner choose them; everything else takes its component's default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    pub iters: usize,
+    pub lr: f64,
+    /// Iterations at which the learning rate is divided by 10; `None`: the paper's shape (1/2, 3/4).
+    pub lr_steps: Option<Vec<usize>>,
+    pub batch_size: usize,
+    /// Iterations between metrics rows; `None`: 64 rows over the run.
+    pub eval_every: Option<usize>,
+    pub seed: u64,
+    pub threads: usize,
+    pub channels_last: bool,
+    /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
+    pub warmup: bool,
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        let optim = OptimConfig::default();
+        TrainOptions {
+            iters: 64_000,
+            lr: optim.lr,
+            lr_steps: None,
+            batch_size: optim.batch_size,
+            eval_every: None,
+            seed: 0,
+            threads: 0,
+            channels_last: true,
+            warmup: false,
+            checkpoint_every: 0,
+        }
+    }
+}
+
 impl RunConfig {
+    /// The configuration of one run of `model` on `data` with `options`.
+    pub fn from_options(model: ModelSpec, data: DataConfig, options: &TrainOptions) -> RunConfig {
+        let iters = options.iters;
+        let eval_every = options.eval_every.unwrap_or(iters.div_ceil(64)).min(iters.max(1));
+        let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
+        if let Some(steps) = &options.lr_steps {
+            schedule.lr_steps = steps.clone();
+        }
+        if options.warmup {
+            schedule.warmup = Some(Warmup::default());
+        }
+        RunConfig {
+            model,
+            data,
+            optim: OptimConfig { lr: options.lr, batch_size: options.batch_size, ..OptimConfig::default() },
+            schedule,
+            seed: options.seed,
+            threads: options.threads,
+            channels_last: options.channels_last,
+            checkpoint_every: options.checkpoint_every,
+        }
+    }
+
     /// Iterations between checkpoints.
     pub fn checkpoint_interval(&self) -> usize {
         if self.checkpoint_every == 0 {

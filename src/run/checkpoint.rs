@@ -96,6 +96,7 @@ impl LoopState {
 struct Header {
     format: u32,
     state: LoopState,
+    /// The run's configuration as TOML (read back as a typed [`RunConfig`]).
     config: String,
 }
 
@@ -127,6 +128,11 @@ pub fn save(
         }
         Ok(())
     })
+}
+
+/// The iteration of the newest readable checkpoint in `dir`, if there is one.
+pub fn iteration(dir: &Path) -> Option<usize> {
+    [dir.join(FILE), dir.join(PREVIOUS)].iter().find_map(|path| read(path).ok().map(|(c, _)| c.state.iteration))
 }
 
 /// A checkpoint read back and verified.
@@ -197,15 +203,18 @@ fn read(path: &Path) -> Result<(Checkpoint, String)> {
     Ok((Checkpoint { path: path.to_path_buf(), state: header.state, model, momentum }, header.config))
 }
 
-/// Resuming under another configuration would silently mix two runs.
+/// Resuming under another configuration would silently mix two runs. The configurations are
+/// compared as typed values, so a field added to the configuration after the checkpoint was
+/// written takes its default and does not stop the run from resuming.
 fn refuse_other_config(path: &Path, saved: &str, config: &RunConfig) -> Result<()> {
-    let current = config.to_toml();
-    if saved == current {
+    let saved = RunConfig::from_toml(saved, path).context("the configuration stored in the checkpoint")?;
+    if saved == *config {
         return Ok(());
     }
-    let difference = current
+    let (then, now) = (saved.to_toml(), config.to_toml());
+    let difference = now
         .lines()
-        .zip(saved.lines())
+        .zip(then.lines())
         .find(|(now, then)| now != then)
         .map(|(now, then)| format!(" (checkpoint: `{then}`, now: `{now}`)"))
         .unwrap_or_default();
@@ -268,5 +277,52 @@ fn raw_bytes(t: &Tensor) -> Vec<u8> {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSource;
+    use crate::run::config::{DataConfig, OptimConfig, ScheduleConfig};
+
+    fn config() -> RunConfig {
+        RunConfig {
+            model: "resnet-20".parse().unwrap(),
+            data: DataConfig::new(DataSource::Embedded),
+            optim: OptimConfig::default(),
+            schedule: ScheduleConfig::paper_shape(100, 10),
+            seed: 3,
+            threads: 2,
+            channels_last: true,
+            checkpoint_every: 0,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_a_new_field_resumes_with_its_default() {
+        let path = Path::new("checkpoint.safetensors");
+        let saved = config().to_toml();
+        assert!(saved.contains("channels_last = true") && saved.contains("checkpoint_every = 0"));
+        // An older reslab did not write these fields; their defaults are the values above.
+        let older: String = saved
+            .lines()
+            .filter(|l| !l.starts_with("channels_last") && !l.starts_with("checkpoint_every"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        refuse_other_config(path, &older, &config()).unwrap();
+        // Formatting is not configuration either.
+        refuse_other_config(path, &saved.replace(" = ", "   =   "), &config()).unwrap();
+    }
+
+    #[test]
+    fn another_configuration_is_refused_naming_the_difference() {
+        let path = Path::new("checkpoint.safetensors");
+        let saved = config().to_toml();
+        let now = RunConfig { seed: 4, ..config() };
+        let err = refuse_other_config(path, &saved, &now).unwrap_err().to_string();
+        assert!(err.contains("`seed = 3`") && err.contains("`seed = 4`"), "{err}");
+        let err = format!("{:#}", refuse_other_config(path, "model = 7", &config()).unwrap_err());
+        assert!(err.contains("configuration stored in the checkpoint"), "{err}");
     }
 }

@@ -1,0 +1,129 @@
+//! The run directory: the one contract between planning, training, aggregation and the commands
+//! that look at runs (`eval --run`, `export --run`, `plan`, `status`). This module owns its layout
+//! and every file in it; nothing else names them.
+//!
+//! | file | what | module |
+//! | --- | --- | --- |
+//! | `config.toml` | the run's full configuration; `reslab train --config` re-runs it | [`config`] |
+//! | `metrics.csv` | a row per evaluation | [`metrics`] |
+//! | `checkpoint.safetensors`, `checkpoint.prev.safetensors` | the newest and previous checkpoint | [`checkpoint`] |
+//! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
+//! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
+//! | `.lock` | the PID of the process writing the directory | [`lock`] |
+//! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
+
+pub mod checkpoint;
+pub mod config;
+pub mod lock;
+pub mod metrics;
+pub mod summary;
+
+pub use config::RunConfig;
+pub use summary::{RunStatus, RunSummary};
+
+use crate::model::{weights, Model};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const SUMMARY_FILE: &str = "summary.toml";
+pub const STEPS_DIR: &str = "steps";
+
+/// The paths of one run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    pub fn weights(&self) -> PathBuf {
+        self.path.join(WEIGHTS_FILE)
+    }
+
+    pub fn summary(&self) -> PathBuf {
+        self.path.join(SUMMARY_FILE)
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join(metrics::FILE_NAME)
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.path.join(checkpoint::FILE)
+    }
+
+    pub fn steps(&self) -> PathBuf {
+        self.path.join(STEPS_DIR)
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run's final model: its configuration's network with its saved weights (on the CPU).
+    pub fn load_model(&self) -> Result<Model> {
+        let config = RunConfig::load(&self.config())?;
+        let mut spec = config.model.clone();
+        if spec.num_classes.is_none() {
+            spec.num_classes = Some(weights::classes_in(&self.weights())?);
+        }
+        let mut model = Model::new(&spec, tch::Device::Cpu)?;
+        weights::load(&mut model.vs, &self.weights())?;
+        Ok(model)
+    }
+}
+
+/// What a run directory holds, read from its files alone (so it works for runs made anywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// No configuration, checkpoint or summary yet.
+    New,
+    /// Started: the last checkpoint is at this iteration (0 when none was written yet).
+    Partial {
+        iteration: usize,
+    },
+    Complete(Box<RunSummary>),
+    Diverged(Box<RunSummary>),
+}
+
+impl RunState {
+    pub fn read(dir: &Path) -> RunState {
+        if let Ok(summary) = RunSummary::load(dir) {
+            return match summary.status {
+                RunStatus::Complete => RunState::Complete(Box::new(summary)),
+                RunStatus::Diverged => RunState::Diverged(Box::new(summary)),
+            };
+        }
+        if let Some(iteration) = checkpoint::iteration(dir) {
+            return RunState::Partial { iteration };
+        }
+        if dir.join(CONFIG_FILE).is_file() {
+            return RunState::Partial { iteration: 0 };
+        }
+        RunState::New
+    }
+
+    pub fn is_complete(&self) -> bool {
+        matches!(self, RunState::Complete(_))
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunState::New => write!(f, "new"),
+            RunState::Partial { iteration } => write!(f, "partial at iteration {iteration}"),
+            RunState::Complete(s) => write!(f, "complete ({} iterations)", s.iters_done),
+            RunState::Diverged(s) => write!(f, "diverged at iteration {}", s.iters_done + 1),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `summary.toml`: what a run ended with, written last. A directory without one saying
+//! `status = "complete"` is not a finished result.
+
+use super::config::one_line;
+use super::SUMMARY_FILE;
+use crate::util::fs::write_file;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Complete,
+    Diverged,
+}
+
+/// What a run ended with, saved as `summary.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub status: RunStatus,
+    pub model: String,
+    pub params: i64,
+    pub macs: u64,
+    pub iters_done: usize,
+    pub final_train_err: f64,
+    pub final_test_err: f64,
+    /// Mean over the run's rows: the "on average over the run" of the degradation check.
+    pub mean_train_err: f64,
+    pub mean_test_err: f64,
+    pub mean_img_per_s: f64,
+    pub wall_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl RunSummary {
+    pub fn load(dir: &Path) -> Result<RunSummary> {
+        let path = dir.join(SUMMARY_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = toml::to_string(self).expect("a summary always serialises");
+        write_file(&dir.join(SUMMARY_FILE), text.as_bytes())
+    }
+}
