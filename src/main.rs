@@ -25,8 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Reproduce a figure or table of the paper: `fig1` (plain-20 vs plain-56), or an experiment file.
+    /// Reproduce a figure or table of the paper (fig1, fig6, table6, abc, abc-imagenet) or an experiment file.
     Reproduce(ReproduceArgs),
+    /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
+    Plan(StudyArgs),
     /// Train one network and write metrics.csv, config.toml and the final weights to --out.
     Train(TrainArgs),
     /// Print the test error of a model's weights (safetensors).
@@ -49,11 +51,12 @@ enum Format {
     Csv,
 }
 
+/// Which study, at which length, with which seeds: shared by reproduce and plan.
 #[derive(clap::Args)]
-struct ReproduceArgs {
-    /// A built-in experiment (fig1, abc, abc-imagenet) or the path of an experiment file (TOML).
+struct StudyArgs {
+    /// A built-in experiment (fig1, fig6, table6, abc, abc-imagenet) or the path of an experiment file (TOML).
     experiment: String,
-    /// Schedule length; default the experiment's shortest (demo for fig1, quick for abc).
+    /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Only the runs at these depths (e.g. --depths 20).
@@ -70,11 +73,45 @@ struct ReproduceArgs {
     iters: Option<usize>,
     #[arg(long)]
     eval_every: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// CPU threads; 0: one per core.
+    /// Train every run with this one seed instead of the experiment's seeds.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Train every run with seeds 0..N instead of the experiment's seeds.
+    #[arg(long, value_name = "N")]
+    seeds: Option<u64>,
+    /// CPU threads per run; 0: the machine's cores, split between the jobs.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+impl StudyArgs {
+    fn load(&self) -> Result<(Experiment, Preset, PathBuf, Overrides)> {
+        let experiment = Experiment::load(&self.experiment)?;
+        let preset = match self.preset {
+            Some(preset) => preset,
+            None => experiment.default_preset()?,
+        };
+        let out = self.out.clone().unwrap_or_else(|| runner::default_out(&experiment, preset));
+        let overrides = Overrides {
+            data: self.data.clone(),
+            iters: self.iters,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            seeds: self.seeds,
+            threads: self.threads,
+            depths: self.depths.clone(),
+        };
+        Ok((experiment, preset, out, overrides))
+    }
+}
+
+#[derive(clap::Args)]
+struct ReproduceArgs {
+    #[command(flatten)]
+    study: StudyArgs,
+    /// Runs at a time (each a child process, the machine's cores split between them).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
 }
 
 /// Which network: shared by train, eval and export.
@@ -312,6 +349,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => reproduce(args),
+        Command::Plan(args) => plan_command(args),
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval(args),
         Command::Export(args) => export(args),
@@ -336,33 +374,19 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn reproduce(args: ReproduceArgs) -> Result<()> {
-    let experiment = Experiment::load(&args.experiment)?;
-    let preset = match args.preset {
-        Some(preset) => preset,
-        None => experiment.default_preset()?,
-    };
-    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("results/{}-{}", experiment.name, preset.name())));
-    let overrides = Overrides {
-        data: args.data,
-        iters: args.iters,
-        eval_every: args.eval_every,
-        seed: args.seed,
-        threads: args.threads,
-        depths: args.depths,
-    };
-    let report = runner::run(&experiment, preset, &overrides, &out)?;
-    println!("\n{}: {}", experiment.name, experiment.title);
-    println!("{:<12} {:>16} {:>16} {:>16}", "run", "final train err", "final test err", "mean train err");
-    for r in &report.results {
-        let s = &r.summary;
-        println!("{:<12} {:>15.2}% {:>15.2}% {:>15.2}%", r.name, s.final_train_err, s.final_test_err, s.mean_train_err);
-    }
-    for check in &report.checks {
-        println!("{}", check.text);
-    }
-    for file in &report.files {
-        println!("wrote {}", file.display());
-    }
+    let (experiment, preset, out, overrides) = args.study.load()?;
+    let parallelism = runner::Parallelism { jobs: args.jobs as usize };
+    let report = runner::run(&experiment, preset, &overrides, parallelism, &out)?;
+    print!("{}", report.text(&experiment));
+    Ok(())
+}
+
+fn plan_command(args: StudyArgs) -> Result<()> {
+    let (experiment, preset, out, overrides) = args.load()?;
+    let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
+    let costs = reslab::experiment::cost::estimate(&runs, &out, overrides.threads)?;
+    println!("{} --preset {}: {}", experiment.name, preset.name(), experiment.title);
+    print!("{}", reslab::experiment::cost::text(&costs, &out));
     Ok(())
 }
 

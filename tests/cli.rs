@@ -219,7 +219,7 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let out = dir.path().join("fig1");
     let output = reslab(&["reproduce", "fig1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    for run in ["plain-20", "plain-56"] {
+    for run in ["plain-20-seed0", "plain-56-seed0"] {
         assert_eq!(read_rows(&out.join(run)).len(), 2);
     }
     let png = std::fs::read(out.join("fig1.png")).unwrap();
@@ -259,14 +259,62 @@ fn reproduce_abc_writes_the_ablation_table_for_the_chosen_depth() {
     let table = std::fs::read_to_string(out.join("table_abc.csv")).unwrap();
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 5, "{table}");
-    assert!(rows[1].starts_with("plain-20,plain-20,plain,269722,"), "{table}");
-    assert!(rows[2].starts_with("resnet-20-A,resnet-20 (A),A,269722,"), "{table}");
-    assert!(rows[3].starts_with("resnet-20-B,resnet-20 (B),B,272474,"), "{table}");
-    assert!(rows[4].starts_with("resnet-20-C,resnet-20 (C),C,283962,"), "{table}");
+    assert!(rows[0].starts_with("run,model,shortcut,params,seeds,final_train_err_mean"), "{table}");
+    assert!(rows[1].starts_with("plain-20,plain-20,plain,269722,1,"), "{table}");
+    assert!(rows[2].starts_with("resnet-20,resnet-20 (A),A,269722,1,"), "{table}");
+    assert!(rows[3].starts_with("resnet-20-B,resnet-20 (B),B,272474,1,"), "{table}");
+    assert!(rows[4].starts_with("resnet-20-C,resnet-20 (C),C,283962,1,"), "{table}");
     assert!(rows[2].contains(",8.75,"), "the paper's Table 6 number beside option A: {table}");
     let md = std::fs::read_to_string(out.join("table_abc.md")).unwrap();
     assert!(md.contains("| resnet-20-C |") && md.contains("lie within 3 points"), "{md}");
     assert!(out.join("abc.png").is_file() && out.join("abc.svg").is_file());
+}
+
+/// Seeds as a grid axis, run two at a time as child processes; aggregation gives mean ± std over
+/// seeds and the context rows; a second invocation finds every run complete and trains nothing.
+#[test]
+fn reproduce_table6_over_two_seeds_with_two_jobs_then_skips_complete_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("table6");
+    let args = [
+        "reproduce",
+        "table6",
+        "--preset",
+        "smoke",
+        "--depths",
+        "20",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--iters",
+        "2",
+        "--eval-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = reslab(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for seed in [0, 1] {
+        let run = out.join(format!("resnet-20-seed{seed}"));
+        assert_eq!(read_rows(&run).len(), 1);
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("seed = {seed}")) && config.contains("threads = 1"), "{config}");
+    }
+    let table = std::fs::read_to_string(out.join("table6.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[1].starts_with("resnet-20,resnet-20 (A),A,269722,2,"), "{table}");
+    assert!(rows[1].ends_with(",8.75,"), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("Highway,") && r.contains("7.54 (7.72±0.16)")), "{table}");
+    let md = std::fs::read_to_string(out.join("table6.md")).unwrap();
+    assert!(md.contains(" ± ") && md.contains("| Highway (published) |"), "{md}");
+    assert_eq!(std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().count(), 3);
+    assert!(stderr(&output).contains("smoke leaves resnet-1202 out"), "{}", stderr(&output));
+
+    let again = reslab(&args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("2 of 2 runs are complete already"), "{}", stderr(&again));
 }
 
 #[test]

@@ -238,7 +238,7 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rows_if_any(&out.join("plain-20")) < 2 && Instant::now() < deadline {
+    while rows_if_any(&out.join("plain-20-seed0")) < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -246,6 +246,6 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(err.contains("interrupted at iteration") && err.contains("run again to continue"), "{err}");
-    assert!(!out.join("plain-56").exists(), "the next run must not start after Ctrl-C");
-    assert!(out.join("plain-20/checkpoint.safetensors").is_file());
+    assert!(!out.join("plain-56-seed0").exists(), "the next run must not start after Ctrl-C");
+    assert!(out.join("plain-20-seed0/checkpoint.safetensors").is_file());
 }

@@ -11,7 +11,10 @@ pub struct Overrides {
     pub data: Option<DataSource>,
     pub iters: Option<usize>,
     pub eval_every: Option<usize>,
-    pub seed: u64,
+    /// One seed instead of the experiment's seeds.
+    pub seed: Option<u64>,
+    /// Seeds 0..N instead of the experiment's seeds.
+    pub seeds: Option<u64>,
     pub threads: usize,
     /// Only the runs at these depths.
     pub depths: Option<Vec<i64>>,
@@ -19,9 +22,33 @@ pub struct Overrides {
 
 #[derive(Debug, Clone)]
 pub struct PlannedRun {
-    /// Directory name inside the experiment's output folder.
+    /// The network's run name, canonical and without seed (`resnet-20`, `resnet-20-B`): what
+    /// expectations and tables name, and what seeds are aggregated over.
     pub name: String,
+    pub seed: u64,
     pub config: RunConfig,
+}
+
+impl PlannedRun {
+    /// Directory name inside the experiment's output folder: the name and the seed.
+    pub fn dir_name(&self) -> String {
+        format!("{}-seed{}", self.name, self.seed)
+    }
+}
+
+/// The seeds of a plan: the command line's, the preset's, the experiment's, or seed 0.
+pub fn seeds(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<u64>> {
+    if let Some(n) = overrides.seeds {
+        if n == 0 {
+            bail!("--seeds 0; expected at least 1");
+        }
+        return Ok((0..n).collect());
+    }
+    if let Some(seed) = overrides.seed {
+        return Ok(vec![seed]);
+    }
+    let spec = experiment.preset(preset)?;
+    Ok(spec.seeds.as_ref().or(experiment.seeds.as_ref()).map_or(vec![0], |s| s.list()))
 }
 
 pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<PlannedRun>> {
@@ -41,10 +68,10 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         // A preset's own steps fit its length; with another length the paper's shape scales.
         lr_steps: spec.lr_steps.clone().filter(|_| overrides.iters.is_none()),
         batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
-        seed: overrides.seed,
         threads: overrides.threads,
         ..TrainOptions::default()
     };
+    let seeds = seeds(experiment, preset, overrides)?;
     let mut data = DataConfig::new(source);
     if let Some(eval_set) = spec.eval_set {
         data.eval_set = eval_set;
@@ -59,9 +86,12 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         if depths.is_some_and(|d| !d.contains(&model.depth)) {
             continue;
         }
-        let config = RunConfig::from_options(model, data.clone(), &options);
-        config.validate()?;
-        runs.push(PlannedRun { name: run.run_name(), config });
+        for &seed in &seeds {
+            let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
+            let config = RunConfig::from_options(model.clone(), data.clone(), &options);
+            config.validate()?;
+            runs.push(PlannedRun { name: run.run_name()?, seed, config });
+        }
     }
     if runs.is_empty() {
         bail!("no run of experiment '{}' is at depths {:?}", experiment.name, depths.unwrap_or(&Vec::new()));
@@ -77,8 +107,8 @@ mod tests {
     fn fig1_demo_plans_two_plain_runs_on_the_embedded_sample() {
         let experiment = Experiment::load("fig1").unwrap();
         let runs = plan(&experiment, Preset::Demo, &Overrides::default()).unwrap();
-        let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["plain-20", "plain-56"]);
+        let names: Vec<String> = runs.iter().map(|r| r.dir_name()).collect();
+        assert_eq!(names, ["plain-20-seed0", "plain-56-seed0"]);
         assert_eq!(runs[0].config.data.source, DataSource::Embedded);
         let s = &runs[1].config.schedule;
         assert_eq!(s.lr_steps, vec![s.iters / 2, s.iters * 3 / 4]);
@@ -94,5 +124,25 @@ mod tests {
         assert_eq!(runs[0].config.schedule.iters, 64_000);
         assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);
         assert_eq!(runs[0].config.optim, crate::run::config::OptimConfig::default());
+    }
+
+    #[test]
+    fn seeds_multiply_the_runs_and_the_warm_up_comes_from_the_file() {
+        let experiment = Experiment::load("fig6").unwrap();
+        let runs = plan(&experiment, Preset::Smoke, &Overrides::default()).unwrap();
+        // smoke: 9 networks (resnet-1202 left out) x the file's 2 seeds.
+        assert_eq!(runs.len(), 18);
+        let dirs: Vec<String> = runs.iter().map(|r| r.dir_name()).collect();
+        assert_eq!(dirs[..2], ["plain-20-seed0".to_string(), "plain-20-seed1".to_string()]);
+        assert!(!dirs.iter().any(|d| d.contains("1202")));
+        let r110 = runs.iter().find(|r| r.name == "resnet-110").unwrap();
+        assert!(r110.config.schedule.warmup.is_some());
+        assert!(runs.iter().find(|r| r.name == "resnet-56").unwrap().config.schedule.warmup.is_none());
+        assert_eq!(runs[1].config.seed, 1);
+        let overrides = Overrides { seeds: Some(3), ..Default::default() };
+        assert_eq!(plan(&experiment, Preset::Smoke, &overrides).unwrap().len(), 27);
+        let overrides = Overrides { seed: Some(7), ..Default::default() };
+        let runs = plan(&experiment, Preset::Smoke, &overrides).unwrap();
+        assert!(runs.len() == 9 && runs.iter().all(|r| r.seed == 7 && r.config.seed == 7));
     }
 }

@@ -1,52 +1,80 @@
-//! Runs an experiment's runs one after another on this machine and writes its report.
+//! Runs an experiment's runs that are not complete on this machine, one at a time in this process
+//! or `jobs` at a time as child processes (`reslab train --config ... --out DIR`, the command a
+//! cluster task runs too), then aggregates the run directories into the report.
+//!
+//! The run directory is the only contract: a run is complete when its `summary.toml` says so,
+//! partial runs resume from their checkpoints, and aggregation reads nothing else.
 
-use super::aggregate::{check, error_chart, CheckOutcome, RunResult};
-use super::plan::{plan, Overrides};
+use super::aggregate::{aggregate, StudyReport};
+use super::plan::{plan, Overrides, PlannedRun};
 use super::spec::Experiment;
-use crate::report::{chart, table};
 use crate::run::config::Preset;
+use crate::run::RunState;
 use crate::train::train;
+use crate::train::trainer::PROGRESS_LINES_ENV as LINES_ENV;
 use crate::util::fs::write_file;
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-/// What a finished experiment produced.
-pub struct ExperimentReport {
-    pub results: Vec<RunResult>,
-    pub checks: Vec<CheckOutcome>,
-    pub files: Vec<PathBuf>,
+/// How to run the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Runs at a time; above 1 each is a child process.
+    pub jobs: usize,
 }
 
-pub fn run(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: &Path) -> Result<ExperimentReport> {
-    let runs = plan(experiment, preset, overrides)?;
+impl Parallelism {
+    /// libtorch threads per run when `jobs` share this machine's cores, unless the user chose.
+    pub fn threads_per_job(&self, requested: usize) -> usize {
+        if requested > 0 || self.jobs <= 1 {
+            return requested;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.jobs).max(1)
+    }
+}
+
+pub fn run(
+    experiment: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+    parallelism: Parallelism,
+    out: &Path,
+) -> Result<StudyReport> {
+    let overrides = Overrides { threads: parallelism.threads_per_job(overrides.threads), ..overrides.clone() };
+    let runs = plan(experiment, preset, &overrides)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
-    let header = format!(
-        "# reslab {}: this experiment was run with --preset {} (seed {}).\n",
-        env!("CARGO_PKG_VERSION"),
-        preset.name(),
-        overrides.seed
-    );
+    let header =
+        format!("# reslab {}: this experiment was run with --preset {}.\n", env!("CARGO_PKG_VERSION"), preset.name());
     let text = toml::to_string(experiment).expect("an experiment always serialises");
     write_file(&out.join("experiment.toml"), (header + &text).as_bytes())?;
-
-    let mut failures = Vec::new();
-    for run in &runs {
-        if let Err(e) = train(&run.config, &out.join(&run.name), &run.name) {
-            // Ctrl-C stops the experiment, not just this run; re-running it resumes.
-            if interrupt::requested() {
-                return Err(e.context(format!("{} (run again to continue the experiment)", run.name)));
-            }
-            eprintln!("error: {}: {e:#}", run.name);
-            failures.push(run.name.clone());
-        }
+    if let Some(note) = &experiment.preset(preset)?.note {
+        eprintln!("note: {note}");
     }
-    let results = runs
-        .iter()
-        .filter(|run| !failures.contains(&run.name))
-        .map(|run| RunResult::load(run, &out.join(&run.name), experiment))
-        .collect::<Result<Vec<_>>>()?;
-    let report = write_report(experiment, results, out)?;
+
+    let pending: Vec<&PlannedRun> =
+        runs.iter().filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete()).collect();
+    if pending.len() < runs.len() {
+        eprintln!(
+            "{} of {} runs are complete already; running the other {}",
+            runs.len() - pending.len(),
+            runs.len(),
+            pending.len()
+        );
+    }
+    interrupt::install()?;
+    let failures = if parallelism.jobs <= 1 {
+        run_here(&pending, out)?
+    } else {
+        run_as_children(&pending, out, parallelism.jobs)?
+    };
+    let report = aggregate(experiment, &runs, out)?;
     if !failures.is_empty() {
         bail!(
             "{} of {} runs failed ({}); the report in {} shows the others",
@@ -59,40 +87,112 @@ pub fn run(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: 
     Ok(report)
 }
 
-/// The chart (PNG and SVG; one per depth if the experiment asks and the runs span several) and the results table
-/// (CSV and Markdown) of `results`.
-pub fn write_report(experiment: &Experiment, results: Vec<RunResult>, out: &Path) -> Result<ExperimentReport> {
-    let checks: Vec<CheckOutcome> = experiment.expect.iter().filter_map(|e| check(e, &results)).collect();
-    let mut depths: Vec<i64> = results.iter().map(|r| r.depth).collect();
-    depths.dedup();
-    let mut files = Vec::new();
-    let groups: Vec<(String, String, Vec<&RunResult>)> = if experiment.chart_per_depth && depths.len() > 1 {
-        depths
-            .iter()
-            .map(|&d| {
-                let runs = results.iter().filter(|r| r.depth == d).collect();
-                (format!("{}-{d}", experiment.name), format!("{}, {d} layers", experiment.title), runs)
-            })
-            .collect()
-    } else {
-        vec![(experiment.name.clone(), experiment.title.clone(), results.iter().collect())]
-    };
-    for (stem, title, runs) in groups {
-        let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
-        chart::render(&error_chart(&title, &runs), &png, &svg)?;
-        files.extend([png, svg]);
+/// One run after another in this process; the names of the runs that failed.
+fn run_here(runs: &[&PlannedRun], out: &Path) -> Result<Vec<String>> {
+    let mut failures = Vec::new();
+    for run in runs {
+        let dir = run.dir_name();
+        if let Err(e) = train(&run.config, &out.join(&dir), &dir) {
+            // Ctrl-C stops the experiment, not just this run; re-running it resumes.
+            if interrupt::requested() {
+                return Err(e.context(format!("{dir} (run again to continue the experiment)")));
+            }
+            eprintln!("error: {dir}: {e:#}");
+            failures.push(dir);
+        }
     }
-    let stem = experiment.table.clone().unwrap_or_else(|| "summary".into());
-    let (csv, md) = (out.join(format!("{stem}.csv")), out.join(format!("{stem}.md")));
-    let rows: Vec<table::RunRow> = results.iter().map(RunResult::table_row).collect();
-    let heading = table::TableHeading {
-        title: experiment.title.clone(),
-        description: experiment.description.clone(),
-        paper_source: experiment.paper_source.clone(),
-    };
-    let check_texts: Vec<String> = checks.iter().map(|c| c.text.clone()).collect();
-    write_file(&csv, table::summary_csv(&rows)?.as_bytes())?;
-    write_file(&md, table::summary_markdown(&heading, &rows, &check_texts).as_bytes())?;
-    files.extend([csv, md]);
-    Ok(ExperimentReport { results, checks, files })
+    Ok(failures)
+}
+
+/// `jobs` runs at a time, each a `reslab train` child process in its own process group (so a
+/// Ctrl-C reaches only this process, which passes one interrupt on to every child and waits for
+/// their checkpoints). Their output is forwarded above an overall progress bar.
+fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<String>> {
+    let exe = std::env::current_exe().context("finding the reslab executable")?;
+    let configs = out.join(".configs");
+    std::fs::create_dir_all(&configs)?;
+    let progress = ProgressBar::new(runs.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} runs  {msg}  elapsed {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(format!("{jobs} jobs"));
+    let mut queue = runs.iter();
+    let mut running: Vec<(String, Child, Vec<std::thread::JoinHandle<()>>)> = Vec::new();
+    let mut failures = Vec::new();
+    let mut interrupted = false;
+    loop {
+        while !interrupted && running.len() < jobs {
+            let Some(run) = queue.next() else { break };
+            let dir = run.dir_name();
+            let config = configs.join(format!("{dir}.toml"));
+            write_file(&config, run.config.to_toml().as_bytes())?;
+            let mut child = Command::new(&exe)
+                .args(["train", "--config"])
+                .arg(&config)
+                .arg("--out")
+                .arg(out.join(&dir))
+                .env(LINES_ENV, "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?;
+            let forward = |stream: Box<dyn std::io::Read + Send>, progress: ProgressBar, dir: String| {
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let line = if line.starts_with(&dir) { line } else { format!("{dir}: {line}") };
+                        progress.println(line);
+                    }
+                })
+            };
+            let readers = vec![
+                forward(Box::new(child.stdout.take().expect("piped")), progress.clone(), dir.clone()),
+                forward(Box::new(child.stderr.take().expect("piped")), progress.clone(), dir.clone()),
+            ];
+            running.push((dir, child, readers));
+        }
+        progress.set_message(running.iter().map(|(d, _, _)| d.as_str()).collect::<Vec<_>>().join(", "));
+        if running.is_empty() {
+            break;
+        }
+        if interrupt::requested() && !interrupted {
+            interrupted = true;
+            for (_, child, _) in &running {
+                // SAFETY: signalling a child process we spawned and have not reaped.
+                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            }
+        }
+        let mut still_running = Vec::new();
+        for (dir, mut child, readers) in running {
+            match child.try_wait()? {
+                None => still_running.push((dir, child, readers)),
+                Some(status) => {
+                    for reader in readers {
+                        let _ = reader.join();
+                    }
+                    progress.inc(1);
+                    if !status.success() && !interrupted {
+                        failures.push(dir);
+                    }
+                }
+            }
+        }
+        running = still_running;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    progress.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&configs);
+    if interrupted {
+        bail!(
+            "interrupted: every running job wrote a checkpoint; run the same command again to continue the experiment"
+        );
+    }
+    Ok(failures)
+}
+
+/// The output folder of `experiment` at `preset` when none is given.
+pub fn default_out(experiment: &Experiment, preset: Preset) -> PathBuf {
+    PathBuf::from(format!("results/{}-{}", experiment.name, preset.name()))
 }

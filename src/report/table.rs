@@ -95,6 +95,143 @@ pub fn summary_markdown(heading: &TableHeading, rows: &[RunRow], checks: &[Strin
     md
 }
 
+/// Mean, sample standard deviation and count of a value over seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanStd {
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single value.
+    pub std: f64,
+    pub n: usize,
+}
+
+impl MeanStd {
+    pub fn of(values: &[f64]) -> MeanStd {
+        let n = values.len();
+        if n == 0 {
+            return MeanStd { mean: f64::NAN, std: f64::NAN, n };
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std =
+            if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        MeanStd { mean, std, n }
+    }
+
+    /// `8.75 ± 0.12` (or `8.75` for one value).
+    pub fn text(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2} ± {:.2}", self.mean, self.std)
+        } else {
+            format!("{:.2}", self.mean)
+        }
+    }
+}
+
+/// A network's line in a study table: its runs over seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    pub run: String,
+    pub model: String,
+    pub variant: String,
+    pub params: i64,
+    pub final_train_err: MeanStd,
+    pub final_test_err: MeanStd,
+    pub mean_train_err: MeanStd,
+    pub paper_err: Option<f64>,
+    /// The paper's number in full where it says more, e.g. "6.43 (6.61±0.16)".
+    pub paper_note: Option<String>,
+}
+
+/// Another method's published result, for context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextRow {
+    pub method: String,
+    pub err: f64,
+    pub note: Option<String>,
+}
+
+const STUDY_COLUMNS: [&str; 13] = [
+    "run",
+    "model",
+    "shortcut",
+    "params",
+    "seeds",
+    "final_train_err_mean",
+    "final_train_err_std",
+    "final_test_err_mean",
+    "final_test_err_std",
+    "mean_train_err_mean",
+    "mean_train_err_std",
+    "paper_err",
+    "paper_note",
+];
+
+/// The study table as CSV: a row per network (mean and std over seeds), then a row per method
+/// of the context (its published error in `paper_err`).
+pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(STUDY_COLUMNS)?;
+    let number = |v: f64| format!("{v:.2}");
+    for r in rows {
+        writer.write_record([
+            r.run.clone(),
+            r.model.clone(),
+            r.variant.clone(),
+            r.params.to_string(),
+            r.final_test_err.n.to_string(),
+            number(r.final_train_err.mean),
+            number(r.final_train_err.std),
+            number(r.final_test_err.mean),
+            number(r.final_test_err.std),
+            number(r.mean_train_err.mean),
+            number(r.mean_train_err.std),
+            r.paper_err.map(number).unwrap_or_default(),
+            r.paper_note.clone().unwrap_or_default(),
+        ])?;
+    }
+    for c in context {
+        let mut record = vec![c.method.clone()];
+        record.extend(std::iter::repeat_n(String::new(), 10));
+        record.extend([number(c.err), c.note.clone().unwrap_or_default()]);
+        writer.write_record(record)?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+/// The study table in Markdown: errors as mean ± std (n seeds) beside the paper's, the context
+/// methods, and the checks of the paper's claims.
+pub fn study_markdown(heading: &TableHeading, rows: &[GroupRow], context: &[ContextRow], checks: &[String]) -> String {
+    let mut md = format!("# {}\n\n{}\n\nErrors in percent, mean ± std over seeds", heading.title, heading.description);
+    if let Some(source) = &heading.paper_source {
+        md += &format!("; paper: {source}");
+    }
+    md += ".\n\n| run | params | seeds | final train err | final test err | mean train err | paper |\n";
+    md += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    for r in rows {
+        let paper = r.paper_note.clone().or(r.paper_err.map(|e| format!("{e:.2}"))).unwrap_or_default();
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.run,
+            r.params,
+            r.final_test_err.n,
+            r.final_train_err.text(),
+            r.final_test_err.text(),
+            r.mean_train_err.text(),
+            paper
+        );
+    }
+    for c in context {
+        let paper = c.note.clone().unwrap_or_else(|| format!("{:.2}", c.err));
+        md += &format!("| {} (published) | | | | | | {} |\n", c.method, paper);
+    }
+    if !checks.is_empty() {
+        md += "\n";
+        for check in checks {
+            md += &format!("- {check}\n");
+        }
+    }
+    md
+}
+
 /// `header` and `rows` as CSV.
 pub fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -150,6 +287,47 @@ mod tests {
             img_per_s: 300.0,
             wall_s: 42.0,
         }
+    }
+
+    #[test]
+    fn mean_and_sample_std_over_seeds() {
+        let s = MeanStd::of(&[6.0, 7.0, 8.0]);
+        assert_eq!((s.mean, s.std, s.n), (7.0, 1.0, 3));
+        assert_eq!(s.text(), "7.00 ± 1.00");
+        assert_eq!(MeanStd::of(&[6.43]).text(), "6.43");
+        assert!(MeanStd::of(&[]).mean.is_nan());
+    }
+
+    #[test]
+    fn the_study_table_has_a_row_per_network_and_per_context_method() {
+        let stat = MeanStd::of(&[6.5, 6.7]);
+        let rows = [GroupRow {
+            run: "resnet-110".into(),
+            model: "resnet-110 (A)".into(),
+            variant: "A".into(),
+            params: 1_727_962,
+            final_train_err: stat,
+            final_test_err: stat,
+            mean_train_err: stat,
+            paper_err: Some(6.43),
+            paper_note: Some("6.43 (6.61±0.16)".into()),
+        }];
+        let context = [ContextRow { method: "Highway".into(), err: 7.54, note: Some("7.54 (7.72±0.16)".into()) }];
+        let csv = study_csv(&rows, &context).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[1],
+            "resnet-110,resnet-110 (A),A,1727962,2,6.60,0.14,6.60,0.14,6.60,0.14,6.43,6.43 (6.61±0.16)"
+        );
+        assert_eq!(lines[2], "Highway,,,,,,,,,,,7.54,7.54 (7.72±0.16)");
+        let heading = TableHeading { title: "Table 6".into(), description: "d".into(), paper_source: None };
+        let md = study_markdown(&heading, &rows, &context, &["held".into()]);
+        assert!(
+            md.contains("| resnet-110 | 1727962 | 2 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.43 (6.61±0.16) |"),
+            "{md}"
+        );
+        assert!(md.contains("| Highway (published) |") && md.ends_with("- held\n"), "{md}");
     }
 
     #[test]

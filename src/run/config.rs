@@ -97,6 +97,8 @@ impl ScheduleConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
+    /// Minutes on a 2-core CPU, on the embedded sample: checks a study end to end.
+    Smoke,
     /// Minutes on a laptop CPU, on the embedded sample.
     Demo,
     /// An eighth of the paper's schedule (8k iterations): hours on a CPU.
@@ -106,8 +108,12 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// Every preset, shortest first.
+    pub const ALL: [Preset; 4] = [Preset::Smoke, Preset::Demo, Preset::Quick, Preset::Paper];
+
     pub fn name(self) -> &'static str {
         match self {
+            Preset::Smoke => "smoke",
             Preset::Demo => "demo",
             Preset::Quick => "quick",
             Preset::Paper => "paper",

@@ -2,6 +2,7 @@
 
 pub mod evaluate;
 mod native;
+pub mod probe;
 pub mod schedule;
 pub mod sgd;
 pub mod step_dump;

@@ -23,6 +23,10 @@ use std::path::Path;
 use std::time::Instant;
 use tch::Device;
 
+/// Environment variable that makes training print a line per metrics row instead of drawing a
+/// progress bar (the experiment runner sets it for the child processes whose output it forwards).
+pub const PROGRESS_LINES_ENV: &str = "RESLAB_PROGRESS_LINES";
+
 /// What a run records besides its results; never part of its configuration, never changes them.
 #[derive(Debug, Clone, Default)]
 pub struct Recording {
@@ -247,6 +251,9 @@ fn summarize(
 }
 
 fn progress_bar(label: &str, iters: usize) -> ProgressBar {
+    if std::env::var_os(PROGRESS_LINES_ENV).is_some() {
+        return ProgressBar::hidden();
+    }
     let progress = ProgressBar::new(iters as u64);
     progress.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} it  {msg}  {per_sec} eta {eta}")
