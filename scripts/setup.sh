@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything reslab needs and builds it; fast when it is already there.
 #  - libtorch from PyPI (torch==2.13.0, the version tch 0.26 expects) in the project-local .venv,
-#    with torchvision (used by interop tests);
+#    with torchvision (interop tests), NumPy and safetensors (the PyTorch side of the equality
+#    tests) and tensorboard (reads reslab's event files back in the tests);
 #  - a release build that finds libtorch at run time through an rpath (see build.rs).
 # Source it (`. scripts/setup.sh`) to also get the build environment in your shell.
 set -euo pipefail
@@ -11,7 +12,7 @@ python="${PYTHON:-python3}"
 
 have_torch() {
   "$venv/bin/python" - <<'PY' 2>/dev/null
-import torch, torchvision, safetensors
+import torch, torchvision, safetensors, numpy, tensorboard
 assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
 PY
 }
@@ -26,7 +27,7 @@ if ! have_torch; then
   fi
   echo "setup: installing torch==2.13.0 into $venv (about 4.7 GB, once)" >&2
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0 torchvision==0.28.0 numpy safetensors
+  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0 torchvision==0.28.0 numpy safetensors tensorboard
   have_torch || { echo "setup: torch 2.13.0 did not install into $venv" >&2; exit 1; }
 fi
 

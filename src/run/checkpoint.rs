@@ -208,7 +208,7 @@ fn read(path: &Path) -> Result<(Checkpoint, String)> {
 /// written takes its default and does not stop the run from resuming.
 fn refuse_other_config(path: &Path, saved: &str, config: &RunConfig) -> Result<()> {
     let saved = RunConfig::from_toml(saved, path).context("the configuration stored in the checkpoint")?;
-    if saved == *config {
+    if saved.same_run(config) {
         return Ok(());
     }
     let (then, now) = (saved.to_toml(), config.to_toml());
@@ -313,6 +313,8 @@ mod tests {
         refuse_other_config(path, &older, &config()).unwrap();
         // Formatting is not configuration either.
         refuse_other_config(path, &saved.replace(" = ", "   =   "), &config()).unwrap();
+        // Nor is the thread count: --jobs may split the cores differently on the next invocation.
+        refuse_other_config(path, &saved, &RunConfig { threads: 1, ..config() }).unwrap();
     }
 
     #[test]

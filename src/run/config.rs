@@ -182,6 +182,13 @@ impl RunConfig {
         }
     }
 
+    /// Whether `other` describes the same run: everything but the thread count, which is how the
+    /// run is executed (`--jobs` splits the cores). A run resumed with another thread count
+    /// continues correctly, though no longer bit for bit as it would have.
+    pub fn same_run(&self, other: &RunConfig) -> bool {
+        RunConfig { threads: 0, ..self.clone() } == RunConfig { threads: 0, ..other.clone() }
+    }
+
     /// Iterations between checkpoints.
     pub fn checkpoint_interval(&self) -> usize {
         if self.checkpoint_every == 0 {

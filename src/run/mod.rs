@@ -8,12 +8,14 @@
 //! | `metrics.csv` | a row per evaluation | [`metrics`] |
 //! | `checkpoint.safetensors`, `checkpoint.prev.safetensors` | the newest and previous checkpoint | [`checkpoint`] |
 //! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
+//! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
 //! | `.lock` | the PID of the process writing the directory | [`lock`] |
 //! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
 
 pub mod checkpoint;
 pub mod config;
+pub mod events;
 pub mod lock;
 pub mod metrics;
 pub mod summary;

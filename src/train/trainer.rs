@@ -12,6 +12,7 @@ use crate::data::Dataset;
 use crate::model::{weights, Model, ModelSpec};
 use crate::run::checkpoint::{self, LoopState};
 use crate::run::config::RunConfig;
+use crate::run::events::EventWriter;
 use crate::run::lock::RunLock;
 use crate::run::metrics::{self, MetricsRow, MetricsWriter};
 use crate::run::{RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
@@ -94,6 +95,7 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
     );
     write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
     let mut rows = metrics::read_if_any(out)?;
+    let mut events = EventWriter::create(out, &rows)?;
     let mut step_dump = match recording.dump_steps {
         0 => None,
         steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
@@ -155,6 +157,7 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
                 wall_s: started.elapsed().as_secs_f64(),
             };
             metrics.write(&row)?;
+            events.write(&row)?;
             if progress.is_hidden() {
                 println!(
                     "{label}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
@@ -194,7 +197,7 @@ fn existing_complete_run(config: &RunConfig, out: &Path) -> Result<Option<RunSum
         return Ok(None);
     }
     match RunConfig::load(&out.join(CONFIG_FILE)) {
-        Ok(existing) if existing == *config => Ok(Some(summary)),
+        Ok(existing) if existing.same_run(config) => Ok(Some(summary)),
         _ => bail!(
             "run directory {} already holds a complete run with another configuration; \
              choose another --out or remove it",
