@@ -219,8 +219,31 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
     }
 }
 
-/// The chart (PNG and SVG), or one per depth where the experiment asks and the runs span several.
+/// The paper's axes (error 0-20%) for runs of the paper's full schedule; shorter runs sit far
+/// above 20% and get an axis that fits them.
+fn y_range(groups: &[&GroupResult]) -> Option<(f64, f64)> {
+    let full = groups.iter().flat_map(|g| &g.runs).all(|r| r.summary.iters_done >= 64_000);
+    full.then_some((0.0, 20.0))
+}
+
+/// The figure (PNG and SVG): the experiment's panels side by side, or one chart (one per depth
+/// where the experiment asks and the runs span several).
 fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> Result<Vec<PathBuf>> {
+    if !experiment.panels.is_empty() {
+        let charts: Vec<ErrorChart> = experiment
+            .panels
+            .iter()
+            .map(|panel| {
+                let members: Vec<&GroupResult> =
+                    panel.runs.iter().filter_map(|name| groups.iter().find(|g| &g.name == name)).collect();
+                error_chart(&panel.title, &members)
+            })
+            .filter(|chart| !chart.curves.is_empty())
+            .collect();
+        let (png, svg) = (out.join(format!("{}.png", experiment.name)), out.join(format!("{}.svg", experiment.name)));
+        chart::render_panels(&charts, &png, &svg)?;
+        return Ok(vec![png, svg]);
+    }
     let mut depths: Vec<i64> = groups.iter().map(|g| g.depth).collect();
     depths.dedup();
     let panels: Vec<(String, String, Vec<&GroupResult>)> = if experiment.chart_per_depth && depths.len() > 1 {
@@ -295,29 +318,32 @@ fn verdict(holds: bool) -> &'static str {
 }
 
 /// The paper's style: one colour per network, training error dashed, test error solid; with
-/// several seeds the mean curve.
+/// several seeds the mean curve over seeds in a shaded band from their minimum to maximum.
 pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
     let mut curves = Vec::new();
+    let train: fn(&MetricsRow) -> f64 = |r| r.train_err;
+    let test: fn(&MetricsRow) -> f64 = |r| r.test_err;
     for (series, group) in groups.iter().enumerate() {
-        let points = |f: fn(&MetricsRow) -> f64| group.curve(f).into_iter().map(|(x, mean, _, _)| (x, mean)).collect();
-        curves.push(Curve {
-            label: format!("{} train", group.name),
-            series,
-            dashed: true,
-            points: points(|r| r.train_err),
-        });
-        curves.push(Curve {
-            label: format!("{} test", group.name),
-            series,
-            dashed: false,
-            points: points(|r| r.test_err),
-        });
+        for (what, dashed, value) in [("train", true, train), ("test", false, test)] {
+            let curve = group.curve(value);
+            let band = match group.runs.len() {
+                1 => vec![],
+                _ => curve.iter().map(|&(x, _, lo, hi)| (x, lo, hi)).collect(),
+            };
+            curves.push(Curve {
+                label: format!("{} {what}", group.name),
+                series,
+                dashed,
+                points: curve.iter().map(|&(x, mean, _, _)| (x, mean)).collect(),
+                band,
+            });
+        }
     }
     ErrorChart {
         title: title.to_string(),
         x_label: "iteration".into(),
         y_label: "error (%)".into(),
         curves,
-        y_range: None,
+        y_range: y_range(groups),
     }
 }

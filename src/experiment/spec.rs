@@ -46,6 +46,19 @@ pub struct Experiment {
     /// Other methods' published results, shown in the table for context (Table 6).
     #[serde(default)]
     pub context: Vec<ContextEntry>,
+    /// The figure's panels, side by side, each with its runs (Figure 6: plain, residual, very
+    /// deep); without any, one chart of every run (or one per depth).
+    #[serde(default)]
+    pub panels: Vec<Panel>,
+}
+
+/// One panel of the experiment's figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    pub title: String,
+    /// Run names (as in `[[expect]]`).
+    pub runs: Vec<String>,
 }
 
 /// Seeds as a list or a count.
@@ -197,6 +210,16 @@ impl Experiment {
         for seeds in self.seeds.iter().chain(preset_seeds) {
             if seeds.list().is_empty() {
                 bail!("seeds = {}; expected a positive count or a non-empty list of seeds", seeds.describe());
+            }
+        }
+        let panel_runs = self.panels.iter().flat_map(|p| p.runs.iter());
+        for name in panel_runs {
+            if !run_names.contains(name) {
+                bail!(
+                    "[[panels]] names '{}', which is not one of the runs ({})",
+                    name.escape_debug(),
+                    run_names.join(", ")
+                );
             }
         }
         for expectation in &self.expect {

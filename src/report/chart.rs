@@ -19,8 +19,19 @@ use plotters::style::{register_font, FontStyle};
 /// (x, y) in data units.
 type Point = (f64, f64);
 
-/// Output size in pixels (PNG) and user units (SVG).
+/// Output size in pixels (PNG) and user units (SVG) of a one-panel chart.
 pub const CHART_SIZE: (u32, u32) = (960, 640);
+/// Size of each panel of a figure with several side by side.
+pub const PANEL_SIZE: (u32, u32) = (640, 640);
+
+/// The size of a figure of `panels` side by side.
+pub fn figure_size(panels: usize) -> (u32, u32) {
+    if panels <= 1 {
+        CHART_SIZE
+    } else {
+        (PANEL_SIZE.0 * panels as u32, PANEL_SIZE.1)
+    }
+}
 
 /// One line on the chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +44,9 @@ pub struct Curve {
     pub dashed: bool,
     /// (iteration, error %). Non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
+    /// (iteration, low, high): a shaded band around the curve (e.g. the range over seeds);
+    /// empty for none.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// A whole figure: title, axis labels and curves.
@@ -82,17 +96,26 @@ const LEGEND_SIZE: u32 = 16;
 /// Writes the same chart as PNG and SVG. Creates nothing else. Writes each file to a temporary
 /// name in the same directory and renames it into place, so a failure never leaves a half chart.
 pub fn render(chart: &ErrorChart, png: &Path, svg: &Path) -> Result<()> {
-    let plan = Plan::new(chart)?;
+    render_panels(std::slice::from_ref(chart), png, svg)
+}
+
+/// Writes `charts` side by side as one figure (PNG and SVG), e.g. Figure 6's three panels.
+pub fn render_panels(charts: &[ErrorChart], png: &Path, svg: &Path) -> Result<()> {
+    if charts.is_empty() {
+        bail!("a figure needs at least one panel");
+    }
+    let plans = charts.iter().map(Plan::new).collect::<Result<Vec<_>>>()?;
     ensure_font()?;
+    let size = figure_size(charts.len());
 
     let png_tmp = temp_sibling(png, "png");
     let svg_tmp = temp_sibling(svg, "svg");
     // Both temporaries are complete before either rename, so a drawing failure leaves
     // both old files untouched.
     let writing = |path: &Path| format!("writing chart {}", path.display());
-    let result = render_png(chart, &plan, &png_tmp)
+    let result = render_png(charts, &plans, size, &png_tmp)
         .with_context(|| writing(png))
-        .and_then(|()| render_svg(chart, &plan, &svg_tmp).with_context(|| writing(svg)))
+        .and_then(|()| render_svg(charts, &plans, size, &svg_tmp).with_context(|| writing(svg)))
         .and_then(|()| commit(&png_tmp, png))
         .and_then(|()| commit(&svg_tmp, svg));
     if result.is_err() {
@@ -119,6 +142,8 @@ fn ensure_font() -> Result<()> {
 /// Finite data and axis ranges, computed before any file is touched.
 struct Plan {
     curves: Vec<Vec<Point>>,
+    /// Each curve's band as a closed polygon (upper edge forward, lower edge back).
+    bands: Vec<Vec<Point>>,
     x: Range<f64>,
     y: Range<f64>,
 }
@@ -133,7 +158,18 @@ impl Plan {
                 c.points.iter().filter(finite).copied().collect()
             })
             .collect();
-        let all = || curves.iter().flatten();
+        let bands: Vec<Vec<Point>> = chart
+            .curves
+            .iter()
+            .map(|c| {
+                let finite: Vec<&(f64, f64, f64)> =
+                    c.band.iter().filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite()).collect();
+                let upper = finite.iter().map(|&&(x, _, hi)| (x, hi));
+                let lower = finite.iter().rev().map(|&&(x, lo, _)| (x, lo));
+                upper.chain(lower).collect()
+            })
+            .collect();
+        let all = || curves.iter().flatten().chain(bands.iter().flatten());
         if all().next().is_none() {
             bail!("chart '{}' has no data", chart.title);
         }
@@ -147,7 +183,7 @@ impl Plan {
             Some((lo, hi)) => bail!("chart '{}' has invalid y_range {lo}..{hi}", chart.title),
             None => non_empty(min_y.min(0.0), (max_y * 1.05).min(100.0)),
         };
-        Ok(Plan { curves, x, y })
+        Ok(Plan { curves, bands, x, y })
     }
 }
 
@@ -174,19 +210,34 @@ struct Target {
 const PNG_TARGET: Target = Target { k: 2, round_joins: true };
 const SVG_TARGET: Target = Target { k: 1, round_joins: false };
 
-fn render_png(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
+fn render_png(charts: &[ErrorChart], plans: &[Plan], size: (u32, u32), path: &Path) -> Result<()> {
     let k = PNG_TARGET.k;
-    let big_size = (CHART_SIZE.0 * k, CHART_SIZE.1 * k);
+    let big_size = (size.0 * k, size.1 * k);
     let mut big = vec![0u8; 3 * (big_size.0 * big_size.1) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut big, big_size).into_drawing_area();
-        draw(&root, chart, plan, PNG_TARGET)?;
+        draw_panels(&root, charts, plans, PNG_TARGET)?;
         root.present().map_err(plot_err)?;
     }
-    let small = downsample(&big, CHART_SIZE, k);
-    let mut out = BitMapBackend::new(path, CHART_SIZE);
-    out.blit_bitmap((0, 0), CHART_SIZE, &small).map_err(plot_err)?;
+    let small = downsample(&big, size, k);
+    let mut out = BitMapBackend::new(path, size);
+    out.blit_bitmap((0, 0), size, &small).map_err(plot_err)?;
     out.present().map_err(plot_err)
+}
+
+/// Each chart in its own panel, left to right.
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    charts: &[ErrorChart],
+    plans: &[Plan],
+    t: Target,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let areas = root.split_evenly((1, charts.len()));
+    for ((area, chart), plan) in areas.iter().zip(charts).zip(plans) {
+        draw(area, chart, plan, t)?;
+    }
+    Ok(())
 }
 
 /// Averages each `k` x `k` block of an RGB image `k` times the size of `(w, h)`.
@@ -209,9 +260,9 @@ fn downsample(big: &[u8], (w, h): (u32, u32), k: u32) -> Vec<u8> {
     small
 }
 
-fn render_svg(chart: &ErrorChart, plan: &Plan, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, CHART_SIZE).into_drawing_area();
-    draw(&root, chart, plan, SVG_TARGET)?;
+fn render_svg(charts: &[ErrorChart], plans: &[Plan], size: (u32, u32), path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    draw_panels(&root, charts, plans, SVG_TARGET)?;
     root.present().map_err(plot_err)
 }
 
@@ -234,6 +285,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &ErrorChart, p
         .map_err(plot_err)?;
 
     draw_axes(&mut ctx, chart, plan, k)?;
+    // Bands first, so every line stays visible on top of them.
+    for (curve, band) in chart.curves.iter().zip(&plan.bands) {
+        if band.len() > 2 {
+            let colour = PALETTE[curve.series % PALETTE.len()].mix(0.15);
+            let clamped: Vec<Point> = band.iter().map(|&(x, y)| (x, y.clamp(plan.y.start, plan.y.end))).collect();
+            ctx.draw_series(std::iter::once(Polygon::new(clamped, colour.filled()))).map_err(plot_err)?;
+        }
+    }
     for (curve, points) in chart.curves.iter().zip(&plan.curves) {
         draw_curve(&mut ctx, curve, points, plan, t)?;
     }
@@ -564,6 +623,7 @@ mod tests {
             series,
             dashed,
             points: decay(90.0, 8.0 + 3.0 * series as f64, offset),
+            band: vec![],
         };
         ErrorChart {
             title: "CIFAR-10, plain networks".to_string(),
@@ -724,5 +784,31 @@ mod tests {
         assert_eq!(format_number(-0.0), "0");
         assert_eq!(format_number(0.126), "0.13");
         assert_eq!(format_number(1.1), "1.1");
+    }
+
+    #[test]
+    fn panels_sit_side_by_side_and_bands_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let banded = |series: usize| Curve {
+            label: format!("net {series} train"),
+            series,
+            dashed: true,
+            points: vec![(0.0, 80.0), (100.0, 40.0), (200.0, 20.0)],
+            band: vec![(0.0, 75.0, 85.0), (100.0, 35.0, 45.0), (200.0, 15.0, 25.0)],
+        };
+        let panel = |title: &str| ErrorChart {
+            title: title.into(),
+            x_label: "iteration".into(),
+            y_label: "error (%)".into(),
+            curves: vec![banded(0), banded(1)],
+            y_range: Some((0.0, 20.0)),
+        };
+        let (png, svg) = (dir.path().join("f.png"), dir.path().join("f.svg"));
+        render_panels(&[panel("left"), panel("middle"), panel("right")], &png, &svg).unwrap();
+        assert_eq!(png_size(&std::fs::read(&png).unwrap()), (3 * PANEL_SIZE.0, PANEL_SIZE.1));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("left") && text.contains("middle") && text.contains("right"));
+        assert!(text.matches("<polygon").count() >= 6, "a band per curve per panel");
+        assert!(render_panels(&[], &png, &svg).is_err());
     }
 }
