@@ -283,20 +283,9 @@ fn raw_bytes(t: &Tensor) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DataSource;
-    use crate::run::config::{DataConfig, OptimConfig, ScheduleConfig};
 
     fn config() -> RunConfig {
-        RunConfig {
-            model: "resnet-20".parse().unwrap(),
-            data: DataConfig::new(DataSource::Embedded),
-            optim: OptimConfig::default(),
-            schedule: ScheduleConfig::paper_shape(100, 10),
-            seed: 3,
-            threads: 2,
-            channels_last: true,
-            checkpoint_every: 0,
-        }
+        RunConfig::example()
     }
 
     #[test]

@@ -250,10 +250,9 @@ pub fn one_line(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> RunConfig {
+impl RunConfig {
+    /// A small valid configuration for unit tests.
+    pub fn example() -> RunConfig {
         RunConfig {
             model: "plain-20".parse().unwrap(),
             data: DataConfig::new(DataSource::Embedded),
@@ -264,6 +263,15 @@ mod tests {
             channels_last: true,
             checkpoint_every: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RunConfig {
+        RunConfig::example()
     }
 
     #[test]
