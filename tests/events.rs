@@ -31,13 +31,13 @@ fn metrics_rows(dir: &Path) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn train(out: &Path, iters: &str) -> std::process::Output {
+fn train(out: &Path) -> std::process::Output {
     reslab(&[
         "train",
         "--model",
         "plain-8",
         "--iters",
-        iters,
+        "6",
         "--eval-every",
         "2",
         "--checkpoint-every",
@@ -55,7 +55,7 @@ fn train(out: &Path, iters: &str) -> std::process::Output {
 fn tensorboard_reads_every_metrics_row_back_once_even_after_a_resume() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let output = train(&out, "6");
+    let output = train(&out);
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = metrics_rows(&out);
     assert_eq!(rows.len(), 3);
@@ -80,7 +80,7 @@ fn tensorboard_reads_every_metrics_row_back_once_even_after_a_resume() {
     // file too, so row 6 is not there twice.
     std::fs::rename(out.join("checkpoint.prev.safetensors"), out.join("checkpoint.safetensors")).unwrap();
     std::fs::remove_file(out.join("summary.toml")).unwrap();
-    let output = train(&out, "6");
+    let output = train(&out);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("resuming from"), "{}", stderr(&output));
     let scalars = tensorboard_scalars(&out);

@@ -51,26 +51,6 @@ impl RunDir {
         self.path.join(WEIGHTS_FILE)
     }
 
-    pub fn summary(&self) -> PathBuf {
-        self.path.join(SUMMARY_FILE)
-    }
-
-    pub fn metrics(&self) -> PathBuf {
-        self.path.join(metrics::FILE_NAME)
-    }
-
-    pub fn checkpoint(&self) -> PathBuf {
-        self.path.join(checkpoint::FILE)
-    }
-
-    pub fn steps(&self) -> PathBuf {
-        self.path.join(STEPS_DIR)
-    }
-
-    pub fn as_path(&self) -> &Path {
-        &self.path
-    }
-
     /// The run's final model: its configuration's network with its saved weights (on the CPU).
     pub fn load_model(&self) -> Result<Model> {
         let config = RunConfig::load(&self.config())?;
