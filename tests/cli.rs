@@ -315,6 +315,33 @@ fn reproduce_table6_over_two_seeds_with_two_jobs_then_skips_complete_runs() {
     let again = reslab(&args);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("2 of 2 runs are complete already"), "{}", stderr(&again));
+
+    // plan reads the same directories: both runs complete, their speed measured by the runs.
+    let plan = reslab(&[
+        "plan",
+        "table6",
+        "--preset",
+        "smoke",
+        "--depths",
+        "20",
+        "--seeds",
+        "2",
+        "--iters",
+        "2",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    for seed in [0, 1] {
+        assert!(text.contains(&format!("resnet-20-seed{seed}")), "{text}");
+    }
+    assert!(text.contains("2 runs in") && text.contains("2 complete"), "{text}");
+    assert!(text.contains("measured by a run of resnet-20"), "{text}");
 }
 
 #[test]
