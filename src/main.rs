@@ -7,7 +7,7 @@ use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
-use reslab::experiment::{runner, Experiment};
+use reslab::experiment::{paper, runner, Experiment};
 use reslab::model::{weights, BottleneckStride, ModelSpec, Shortcut};
 use reslab::report::table;
 use reslab::run::config::{Preset, RunConfig, TrainOptions};
@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Reproduce a figure or table of the paper (fig1, fig6, table6, abc, abc-imagenet) or an experiment file.
+    /// Reproduce a figure or table of the paper (fig1, fig6, table6, abc, abc-imagenet), all of the
+    /// CIFAR-10 ones in one report (paper), or an experiment file.
     Reproduce(ReproduceArgs),
     /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
     Plan(StudyArgs),
@@ -54,7 +55,8 @@ enum Format {
 /// Which study, at which length, with which seeds: shared by reproduce and plan.
 #[derive(clap::Args)]
 struct StudyArgs {
-    /// A built-in experiment (fig1, fig6, table6, abc, abc-imagenet) or the path of an experiment file (TOML).
+    /// A built-in experiment (fig1, fig6, table6, abc, abc-imagenet), `paper` (fig1, fig6, table6
+    /// and abc in one report) or the path of an experiment file (TOML).
     experiment: String,
     /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).
     #[arg(long, value_enum)]
@@ -85,14 +87,29 @@ struct StudyArgs {
 }
 
 impl StudyArgs {
+    fn is_paper(&self) -> bool {
+        self.experiment == paper::PAPER
+    }
+
     fn load(&self) -> Result<(Experiment, Preset, PathBuf, Overrides)> {
         let experiment = Experiment::load(&self.experiment)?;
         let preset = match self.preset {
             Some(preset) => preset,
             None => experiment.default_preset()?,
         };
-        let out = self.out.clone().unwrap_or_else(|| runner::default_out(&experiment, preset));
-        let overrides = Overrides {
+        let out = self.out.clone().unwrap_or_else(|| runner::default_out(&experiment.name, preset));
+        Ok((experiment, preset, out, self.overrides()))
+    }
+
+    /// `paper`: its preset (default smoke) and folder.
+    fn load_paper(&self) -> (Preset, PathBuf, Overrides) {
+        let preset = self.preset.unwrap_or(Preset::Smoke);
+        let out = self.out.clone().unwrap_or_else(|| runner::default_out(paper::PAPER, preset));
+        (preset, out, self.overrides())
+    }
+
+    fn overrides(&self) -> Overrides {
+        Overrides {
             data: self.data.clone(),
             iters: self.iters,
             eval_every: self.eval_every,
@@ -100,8 +117,7 @@ impl StudyArgs {
             seeds: self.seeds,
             threads: self.threads,
             depths: self.depths.clone(),
-        };
-        Ok((experiment, preset, out, overrides))
+        }
     }
 }
 
@@ -109,9 +125,10 @@ impl StudyArgs {
 struct ReproduceArgs {
     #[command(flatten)]
     study: StudyArgs,
-    /// Runs at a time (each a child process, the machine's cores split between them).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    jobs: u64,
+    /// Runs at a time, each a child process with the machine's cores split between them; default
+    /// one per GPU, or on a CPU one per core (the fastest here: see the README).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
 }
 
 /// Which network: shared by train, eval and export.
@@ -374,19 +391,35 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn reproduce(args: ReproduceArgs) -> Result<()> {
+    let jobs = args.jobs.map_or_else(runner::default_jobs, |jobs| jobs as usize);
+    let parallelism = runner::Parallelism { jobs };
+    if args.study.is_paper() {
+        let (preset, out, overrides) = args.study.load_paper();
+        let report = paper::run(preset, &overrides, parallelism, &out)?;
+        print!("{}", report.text());
+        return report.result();
+    }
     let (experiment, preset, out, overrides) = args.study.load()?;
-    let parallelism = runner::Parallelism { jobs: args.jobs as usize };
     let report = runner::run(&experiment, preset, &overrides, parallelism, &out)?;
     print!("{}", report.text(&experiment));
     Ok(())
 }
 
 fn plan_command(args: StudyArgs) -> Result<()> {
-    let (experiment, preset, out, overrides) = args.load()?;
-    let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
-    let costs = reslab::experiment::cost::estimate(&runs, &out, overrides.threads)?;
-    println!("{} --preset {}: {}", experiment.name, preset.name(), experiment.title);
-    print!("{}", reslab::experiment::cost::text(&costs, &out));
+    let studies = if args.is_paper() {
+        let (preset, out, overrides) = args.load_paper();
+        let studies = paper::studies(preset)?;
+        studies.into_iter().map(|s| (paper::study_out(&out, &s), s, preset, overrides.clone())).collect()
+    } else {
+        let (experiment, preset, out, overrides) = args.load()?;
+        vec![(out, experiment, preset, overrides)]
+    };
+    for (out, experiment, preset, overrides) in studies {
+        let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
+        let costs = reslab::experiment::cost::estimate(&runs, &out, overrides.threads)?;
+        println!("{} --preset {}: {}", experiment.name, preset.name(), experiment.title);
+        print!("{}", reslab::experiment::cost::text(&costs, &out));
+    }
     Ok(())
 }
 

@@ -3,14 +3,16 @@
 //! it works for runs made anywhere (this machine, child processes, a cluster).
 
 use super::plan::PlannedRun;
-use super::spec::{Expectation, Experiment};
+use super::spec::{Expectation, Experiment, Prediction};
 use crate::model::Kind;
 use crate::report::chart::{self, Curve, ErrorChart};
+use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
+use crate::run::config::Preset;
 use crate::run::metrics::{self, MetricsRow};
-use crate::run::{RunState, RunSummary};
+use crate::run::{RunDir, RunState, RunSummary};
 use crate::util::fs::write_file;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// One complete run (one seed) as read back from its directory.
@@ -78,11 +80,25 @@ impl GroupResult {
     }
 }
 
-/// Whether an expectation held, with the numbers that decided it.
+/// Whether a claim held, with the numbers that decided it.
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
-    pub holds: bool,
-    pub text: String,
+    pub verdict: Verdict,
+    pub claim: String,
+    pub source: String,
+    pub evidence: String,
+}
+
+impl CheckOutcome {
+    /// One line, for the terminal and the Markdown table.
+    pub fn text(&self) -> String {
+        let verdict = match self.verdict {
+            Verdict::Held => "yes, as in the paper",
+            Verdict::NotHeld => "NO, unlike the paper",
+            Verdict::NotMeasured => "not measured",
+        };
+        format!("{}: {verdict} ({})", self.claim, self.evidence)
+    }
 }
 
 /// What aggregation found and wrote.
@@ -91,6 +107,8 @@ pub struct StudyReport {
     pub checks: Vec<CheckOutcome>,
     /// Planned runs whose directory holds no complete run, with their state.
     pub incomplete: Vec<(String, RunState)>,
+    /// The study as a section of an HTML report (its own `report.html`, or the paper's).
+    pub section: Section,
     pub files: Vec<PathBuf>,
 }
 
@@ -117,7 +135,7 @@ impl StudyReport {
             text += &format!("{dir}: {state}, not in the tables\n");
         }
         for check in &self.checks {
-            text += &format!("{}\n", check.text);
+            text += &format!("{}\n", check.text());
         }
         for file in &self.files {
             text += &format!("wrote {}\n", file.display());
@@ -126,8 +144,9 @@ impl StudyReport {
     }
 }
 
-/// Reads the planned runs' directories in `out` and writes the study's tables and charts there.
-pub fn aggregate(experiment: &Experiment, runs: &[PlannedRun], out: &Path) -> Result<StudyReport> {
+/// Reads the planned runs' directories in `out` and writes the study's tables, charts and
+/// `report.html` there.
+pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], out: &Path) -> Result<StudyReport> {
     let mut groups: Vec<GroupResult> = Vec::new();
     let mut incomplete = Vec::new();
     for run in runs {
@@ -159,13 +178,122 @@ pub fn aggregate(experiment: &Experiment, runs: &[PlannedRun], out: &Path) -> Re
             }
         }
     }
-    let checks: Vec<CheckOutcome> = experiment.expect.iter().filter_map(|e| check(e, &groups)).collect();
+    let checks: Vec<CheckOutcome> = experiment.expect.iter().map(|e| check(e, &groups)).collect();
     let mut files = Vec::new();
+    let mut figures = Vec::new();
     if !groups.is_empty() {
-        files.extend(write_charts(experiment, &groups, out)?);
+        for chart in write_charts(experiment, &groups, out)? {
+            if chart.extension().is_some_and(|e| e == "svg") {
+                let svg = std::fs::read_to_string(&chart).with_context(|| format!("reading {}", chart.display()))?;
+                figures.push(Figure { caption: experiment.description.clone(), svg });
+            }
+            files.push(chart);
+        }
     }
     files.extend(write_tables(experiment, &groups, &checks, out)?);
-    Ok(StudyReport { groups, checks, incomplete, files })
+    let section = section(experiment, preset, runs, out, &groups, &checks, figures)?;
+    let page = Page {
+        title: experiment.title.clone(),
+        lede: vec![format!(
+            "Made by reslab {} from the run directories in this folder: reslab reproduce {} --preset {}.",
+            env!("CARGO_PKG_VERSION"),
+            experiment.name,
+            preset.name()
+        )],
+        sections: vec![section.clone()],
+    };
+    let report = out.join("report.html");
+    html::write(&page, &report)?;
+    files.push(report);
+    Ok(StudyReport { groups, checks, incomplete, section, files })
+}
+
+/// The study as a report section: caveats, claims with their evidence, the figure, the tables,
+/// and every planned run with its state and configuration.
+fn section(
+    experiment: &Experiment,
+    preset: Preset,
+    runs: &[PlannedRun],
+    out: &Path,
+    groups: &[GroupResult],
+    checks: &[CheckOutcome],
+    figures: Vec<Figure>,
+) -> Result<Section> {
+    let mut notes = Vec::new();
+    if let Some(first) = runs.first() {
+        let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        notes.push(format!(
+            "Preset {}: {} iterations per run on {}, seeds {:?}; the paper trains 64k iterations on all of CIFAR-10.",
+            preset.name(),
+            first.config.schedule.iters,
+            first.config.data.source,
+            seeds
+        ));
+        if preset != Preset::Paper {
+            notes.push(
+                "Shorter than the paper's schedule: the verdicts say what these runs show, not whether the paper's \
+                 numbers hold."
+                    .into(),
+            );
+        }
+    }
+    if let Some(note) = &experiment.preset(preset)?.note {
+        notes.push(format!("Note: {note}."));
+    }
+    let mut details = Vec::new();
+    for run in runs {
+        let dir = RunDir::new(out.join(run.dir_name()));
+        let state = RunState::read(&dir.path);
+        if !state.is_complete() {
+            notes.push(format!("{} is {state}: not in the tables, charts or claims.", run.dir_name()));
+        }
+        let config = std::fs::read_to_string(dir.config()).unwrap_or_default();
+        details.push(RunDetails {
+            dir: run.dir_name(),
+            complete: state.is_complete(),
+            state: state.to_string(),
+            config,
+        });
+    }
+    let paper = experiment.paper_source.as_deref().map(|s| format!("; paper: {s}")).unwrap_or_default();
+    let run_rows: Vec<RunRow> = groups.iter().flat_map(|g| g.runs.iter().map(move |r| run_row(g, r))).collect();
+    let group_rows: Vec<GroupRow> = groups.iter().map(GroupResult::table_row).collect();
+    let tables = vec![
+        HtmlTable {
+            caption: format!("Errors in percent, mean ± std over seeds{paper}"),
+            grid: table::study_grid(&group_rows, &context_rows(experiment)),
+        },
+        HtmlTable { caption: "Every run (errors in percent)".into(), grid: table::summary_grid(&run_rows) },
+    ];
+    let claims = checks
+        .iter()
+        .map(|c| Claim {
+            source: c.source.clone(),
+            claim: c.claim.clone(),
+            evidence: c.evidence.clone(),
+            verdict: c.verdict,
+        })
+        .collect();
+    Ok(Section {
+        id: experiment.name.clone(),
+        title: experiment.title.clone(),
+        description: experiment.description.clone(),
+        notes,
+        claims,
+        figures,
+        tables,
+        runs: details,
+    })
+}
+
+fn context_rows(experiment: &Experiment) -> Vec<ContextRow> {
+    experiment
+        .context
+        .iter()
+        .map(|c| ContextRow { method: c.method.clone(), err: c.err, note: c.note.clone() })
+        .collect()
 }
 
 fn write_tables(
@@ -181,12 +309,8 @@ fn write_tables(
     };
     let run_rows: Vec<RunRow> = groups.iter().flat_map(|g| g.runs.iter().map(move |r| run_row(g, r))).collect();
     let group_rows: Vec<GroupRow> = groups.iter().map(GroupResult::table_row).collect();
-    let context: Vec<ContextRow> = experiment
-        .context
-        .iter()
-        .map(|c| ContextRow { method: c.method.clone(), err: c.err, note: c.note.clone() })
-        .collect();
-    let check_texts: Vec<String> = checks.iter().map(|c| c.text.clone()).collect();
+    let context = context_rows(experiment);
+    let check_texts: Vec<String> = checks.iter().map(CheckOutcome::text).collect();
     let stem = experiment.table.clone().unwrap_or_else(|| "table".into());
     let files = [
         (out.join("summary.csv"), table::summary_csv(&run_rows)?),
@@ -266,20 +390,32 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     Ok(files)
 }
 
-/// `None` when a run the expectation names has no complete run (filtered out, or failed).
-/// Decided on the means over seeds.
-pub fn check(expectation: &Expectation, groups: &[GroupResult]) -> Option<CheckOutcome> {
-    let find = |name: &String| groups.iter().find(|g| &g.name == name);
+/// Decided on the means over seeds; not measured when a run the expectation names has no
+/// complete run (left out by the preset, failed, or not finished).
+pub fn check(expectation: &Expectation, groups: &[GroupResult]) -> CheckOutcome {
+    let outcome = |verdict, evidence| CheckOutcome {
+        verdict,
+        claim: expectation.claim_text(),
+        source: expectation.source.clone().unwrap_or_default(),
+        evidence,
+    };
+    let missing: Vec<&str> =
+        expectation.runs().into_iter().filter(|n| !groups.iter().any(|g| &g.name == *n)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return outcome(Verdict::NotMeasured, format!("no complete run of {}", missing.join(", ")));
+    }
+    let find = |name: &String| groups.iter().find(|g| &g.name == name).expect("checked above");
     let seeds =
         |g: &GroupResult| if g.runs.len() > 1 { format!(" (mean of {} seeds)", g.runs.len()) } else { String::new() };
-    match expectation {
-        Expectation::Higher { higher_train_error, than } => {
-            let (worse, better) = (find(higher_train_error)?, find(than)?);
+    let verdict = |holds: bool| if holds { Verdict::Held } else { Verdict::NotHeld };
+    match &expectation.prediction {
+        Prediction::HigherTrainError { worse, better } => {
+            let (worse, better) = (find(worse), find(better));
             let final_err = |g: &GroupResult| g.stat(|s| s.final_train_err).mean;
             let mean_err = |g: &GroupResult| g.stat(|s| s.mean_train_err).mean;
             let holds = final_err(worse) > final_err(better) && mean_err(worse) > mean_err(better);
-            let text = format!(
-                "{}{} has a higher training error than {}{}: final {:.2}% vs {:.2}%, mean over the run {:.2}% vs {:.2}%: {}",
+            let evidence = format!(
+                "training error of {}{} vs {}{}: final {:.2}% vs {:.2}%, mean over the run {:.2}% vs {:.2}%",
                 worse.name,
                 seeds(worse),
                 better.name,
@@ -288,32 +424,33 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult]) -> Option<CheckO
                 final_err(better),
                 mean_err(worse),
                 mean_err(better),
-                verdict(holds)
             );
-            Some(CheckOutcome { holds, text })
+            outcome(verdict(holds), evidence)
         }
-        Expectation::Similar { similar_train_error, within } => {
-            let members: Vec<&GroupResult> = similar_train_error.iter().map(find).collect::<Option<_>>()?;
+        Prediction::HigherTestError { worse, better } => {
+            let (worse, better) = (find(worse), find(better));
+            let (w, b) = (worse.stat(|s| s.final_test_err), better.stat(|s| s.final_test_err));
+            let evidence = format!(
+                "final test error of {}{} vs {}{}: {}% vs {}%",
+                worse.name,
+                seeds(worse),
+                better.name,
+                seeds(better),
+                w.text(),
+                b.text()
+            );
+            outcome(verdict(w.mean > b.mean), evidence)
+        }
+        Prediction::SimilarTrainError { runs, within } => {
+            let members: Vec<&GroupResult> = runs.iter().map(find).collect();
             let errors: Vec<f64> = members.iter().map(|g| g.stat(|s| s.final_train_err).mean).collect();
             let spread =
                 errors.iter().cloned().fold(f64::MIN, f64::max) - errors.iter().cloned().fold(f64::MAX, f64::min);
-            let holds = spread <= *within;
             let listed: Vec<String> = members.iter().zip(&errors).map(|(g, e)| format!("{} {e:.2}%", g.name)).collect();
-            let text = format!(
-                "{} lie within {within} points of each other (final training error; spread {spread:.2}): {}",
-                listed.join(", "),
-                verdict(holds)
-            );
-            Some(CheckOutcome { holds, text })
+            let evidence =
+                format!("final training error {}: spread {spread:.2} points (allowed {within})", listed.join(", "));
+            outcome(verdict(spread <= *within), evidence)
         }
-    }
-}
-
-fn verdict(holds: bool) -> &'static str {
-    if holds {
-        "yes, as in the paper"
-    } else {
-        "NO, unlike the paper"
     }
 }
 

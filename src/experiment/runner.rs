@@ -40,6 +40,8 @@ impl Parallelism {
     }
 }
 
+/// Runs what is not complete and aggregates; an error if any run failed (after the report of
+/// the others is written).
 pub fn run(
     experiment: &Experiment,
     preset: Preset,
@@ -47,8 +49,29 @@ pub fn run(
     parallelism: Parallelism,
     out: &Path,
 ) -> Result<StudyReport> {
-    let overrides = Overrides { threads: parallelism.threads_per_job(overrides.threads), ..overrides.clone() };
-    let runs = plan(experiment, preset, &overrides)?;
+    let (report, failures) = run_study(experiment, preset, overrides, parallelism, out)?;
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed ({}); the report in {} shows the others",
+            failures.len(),
+            report.groups.iter().map(|g| g.runs.len()).sum::<usize>() + report.incomplete.len(),
+            failures.join(", "),
+            out.display()
+        );
+    }
+    Ok(report)
+}
+
+/// Runs what is not complete and aggregates: the report, and the runs that failed. An error only
+/// when the study cannot go on (bad plan, Ctrl-C, unwritable folder).
+pub fn run_study(
+    experiment: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+    parallelism: Parallelism,
+    out: &Path,
+) -> Result<(StudyReport, Vec<String>)> {
+    let runs = plan(experiment, preset, overrides)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
     let header =
         format!("# reslab {}: this experiment was run with --preset {}.\n", env!("CARGO_PKG_VERSION"), preset.name());
@@ -58,8 +81,13 @@ pub fn run(
         eprintln!("note: {note}");
     }
 
-    let pending: Vec<&PlannedRun> =
-        runs.iter().filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete()).collect();
+    let mut pending: Vec<PlannedRun> =
+        runs.iter().filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete()).cloned().collect();
+    // Fewer runs left than jobs: fewer jobs, each with more threads.
+    let jobs = Parallelism { jobs: parallelism.jobs.min(pending.len()).max(1) };
+    for run in &mut pending {
+        run.config.threads = jobs.threads_per_job(overrides.threads);
+    }
     if pending.len() < runs.len() {
         eprintln!(
             "{} of {} runs are complete already; running the other {}",
@@ -69,26 +97,13 @@ pub fn run(
         );
     }
     interrupt::install()?;
-    let failures = if parallelism.jobs <= 1 {
-        run_here(&pending, out)?
-    } else {
-        run_as_children(&pending, out, parallelism.jobs)?
-    };
-    let report = aggregate(experiment, &runs, out)?;
-    if !failures.is_empty() {
-        bail!(
-            "{} of {} runs failed ({}); the report in {} shows the others",
-            failures.len(),
-            runs.len(),
-            failures.join(", "),
-            out.display()
-        );
-    }
-    Ok(report)
+    let failures = if jobs.jobs <= 1 { run_here(&pending, out)? } else { run_as_children(&pending, out, jobs.jobs)? };
+    let report = aggregate(experiment, preset, &runs, out)?;
+    Ok((report, failures))
 }
 
 /// One run after another in this process; the names of the runs that failed.
-fn run_here(runs: &[&PlannedRun], out: &Path) -> Result<Vec<String>> {
+fn run_here(runs: &[PlannedRun], out: &Path) -> Result<Vec<String>> {
     let mut failures = Vec::new();
     for run in runs {
         let dir = run.dir_name();
@@ -107,7 +122,7 @@ fn run_here(runs: &[&PlannedRun], out: &Path) -> Result<Vec<String>> {
 /// `jobs` runs at a time, each a `reslab train` child process in its own process group (so a
 /// Ctrl-C reaches only this process, which passes one interrupt on to every child and waits for
 /// their checkpoints). Their output is forwarded above an overall progress bar.
-fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<String>> {
+fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<String>> {
     let exe = std::env::current_exe().context("finding the reslab executable")?;
     let configs = out.join(".configs");
     std::fs::create_dir_all(&configs)?;
@@ -119,7 +134,9 @@ fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<
     );
     progress.set_prefix(format!("{jobs} jobs"));
     let mut queue = runs.iter();
-    let mut running: Vec<(String, Child, Vec<std::thread::JoinHandle<()>>)> = Vec::new();
+    // One run per GPU where there are GPUs: each child sees only its own as cuda:0.
+    let gpus = tch::Cuda::device_count().max(0) as usize;
+    let mut running: Vec<Job> = Vec::new();
     let mut failures = Vec::new();
     let mut interrupted = false;
     loop {
@@ -128,12 +145,13 @@ fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<
             let dir = run.dir_name();
             let config = configs.join(format!("{dir}.toml"));
             write_file(&config, run.config.to_toml().as_bytes())?;
-            let mut child = Command::new(&exe)
-                .args(["train", "--config"])
-                .arg(&config)
-                .arg("--out")
-                .arg(out.join(&dir))
-                .env(LINES_ENV, "1")
+            let gpu = (0..gpus).find(|g| !running.iter().any(|job| job.gpu == Some(*g)));
+            let mut command = Command::new(&exe);
+            command.args(["train", "--config"]).arg(&config).arg("--out").arg(out.join(&dir)).env(LINES_ENV, "1");
+            if let Some(gpu) = gpu {
+                command.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+            }
+            let mut child = command
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .process_group(0)
@@ -151,30 +169,30 @@ fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<
                 forward(Box::new(child.stdout.take().expect("piped")), progress.clone(), dir.clone()),
                 forward(Box::new(child.stderr.take().expect("piped")), progress.clone(), dir.clone()),
             ];
-            running.push((dir, child, readers));
+            running.push(Job { dir, child, readers, gpu });
         }
-        progress.set_message(running.iter().map(|(d, _, _)| d.as_str()).collect::<Vec<_>>().join(", "));
+        progress.set_message(running.iter().map(|job| job.dir.as_str()).collect::<Vec<_>>().join(", "));
         if running.is_empty() {
             break;
         }
         if interrupt::requested() && !interrupted {
             interrupted = true;
-            for (_, child, _) in &running {
+            for job in &running {
                 // SAFETY: signalling a child process we spawned and have not reaped.
-                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                unsafe { libc::kill(job.child.id() as i32, libc::SIGINT) };
             }
         }
         let mut still_running = Vec::new();
-        for (dir, mut child, readers) in running {
-            match child.try_wait()? {
-                None => still_running.push((dir, child, readers)),
+        for mut job in running {
+            match job.child.try_wait()? {
+                None => still_running.push(job),
                 Some(status) => {
-                    for reader in readers {
+                    for reader in job.readers {
                         let _ = reader.join();
                     }
                     progress.inc(1);
                     if !status.success() && !interrupted {
-                        failures.push(dir);
+                        failures.push(job.dir);
                     }
                 }
             }
@@ -192,7 +210,26 @@ fn run_as_children(runs: &[&PlannedRun], out: &Path, jobs: usize) -> Result<Vec<
     Ok(failures)
 }
 
-/// The output folder of `experiment` at `preset` when none is given.
-pub fn default_out(experiment: &Experiment, preset: Preset) -> PathBuf {
-    PathBuf::from(format!("results/{}-{}", experiment.name, preset.name()))
+/// A run in a child process.
+struct Job {
+    dir: String,
+    child: Child,
+    /// The threads forwarding its stdout and stderr.
+    readers: Vec<std::thread::JoinHandle<()>>,
+    gpu: Option<usize>,
+}
+
+/// The output folder of the study `name` at `preset` when none is given.
+pub fn default_out(name: &str, preset: Preset) -> PathBuf {
+    PathBuf::from(format!("results/{name}-{}", preset.name()))
+}
+
+/// Runs at a time when the user does not say: one per GPU where there are GPUs; on a CPU one per
+/// core, each with one thread, which beat one run on every core on this project's 2-core machine
+/// for every network size measured (README, "Running studies in parallel").
+pub fn default_jobs() -> usize {
+    match tch::Cuda::device_count() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        gpus => gpus as usize,
+    }
 }

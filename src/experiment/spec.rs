@@ -27,6 +27,9 @@ pub struct Experiment {
     pub description: String,
     pub runs: Vec<RunEntry>,
     pub presets: BTreeMap<String, PresetSpec>,
+    /// The preset `reproduce` runs when none is given; default the shortest.
+    #[serde(default)]
+    pub default_preset: Option<String>,
     /// What the paper's result predicts; checked and reported after the runs.
     #[serde(default)]
     pub expect: Vec<Expectation>,
@@ -147,22 +150,114 @@ pub struct PresetSpec {
     pub seeds: Option<Seeds>,
 }
 
-/// A prediction of the paper about the runs' training errors.
+/// A claim of the paper about the runs, checked on the results: what it predicts, and in words
+/// where the paper says it (shown in the report beside the evidence).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum Expectation {
-    /// `higher_train_error` ends with a higher training error than `than`, at the end and on
-    /// average over the run (the degradation problem, Figure 1; plain vs residual, Table 3).
-    Higher { higher_train_error: String, than: String },
+#[serde(try_from = "ExpectationFields", into = "ExpectationFields")]
+pub struct Expectation {
+    pub prediction: Prediction,
+    /// The paper's claim in words; default: the prediction spelled out.
+    pub claim: Option<String>,
+    /// Where the paper makes it (`Fig. 6, left`).
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prediction {
+    /// `worse` ends with a higher training error than `better`, at the end and on average over
+    /// the run (the degradation problem, Figure 1; plain vs residual, Table 3).
+    HigherTrainError { worse: String, better: String },
+    /// `worse` ends with a higher test error than `better` (Table 6: deeper is better up to 110
+    /// layers; 1202 layers overfit).
+    HigherTestError { worse: String, better: String },
     /// These runs' final training errors lie within `within` points of each other (A/B/C).
-    Similar { similar_train_error: Vec<String>, within: f64 },
+    SimilarTrainError { runs: Vec<String>, within: f64 },
+}
+
+/// An `[[expect]]` table as written: exactly one of `higher_train_error = R, than = S`,
+/// `higher_test_error = R, than = S` or `similar_train_error = [...], within = W`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectationFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    higher_train_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    higher_test_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    than: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    similar_train_error: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    within: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+}
+
+impl TryFrom<ExpectationFields> for Expectation {
+    type Error = String;
+
+    fn try_from(f: ExpectationFields) -> Result<Self, String> {
+        let prediction = match (f.higher_train_error, f.higher_test_error, f.than, f.similar_train_error, f.within) {
+            (Some(worse), None, Some(better), None, None) => Prediction::HigherTrainError { worse, better },
+            (None, Some(worse), Some(better), None, None) => Prediction::HigherTestError { worse, better },
+            (None, None, None, Some(runs), Some(within)) if runs.len() >= 2 && within >= 0.0 => {
+                Prediction::SimilarTrainError { runs, within }
+            }
+            _ => {
+                return Err("an [[expect]] must be one of: higher_train_error = \"RUN\" with than = \"RUN\"; \
+                            higher_test_error = \"RUN\" with than = \"RUN\"; similar_train_error = [two or more runs] \
+                            with within = POINTS (plus claim and source, optional)"
+                    .into())
+            }
+        };
+        Ok(Expectation { prediction, claim: f.claim, source: f.source })
+    }
+}
+
+impl From<Expectation> for ExpectationFields {
+    fn from(e: Expectation) -> Self {
+        let fields = ExpectationFields { claim: e.claim, source: e.source, ..Default::default() };
+        match e.prediction {
+            Prediction::HigherTrainError { worse, better } => {
+                ExpectationFields { higher_train_error: Some(worse), than: Some(better), ..fields }
+            }
+            Prediction::HigherTestError { worse, better } => {
+                ExpectationFields { higher_test_error: Some(worse), than: Some(better), ..fields }
+            }
+            Prediction::SimilarTrainError { runs, within } => {
+                ExpectationFields { similar_train_error: Some(runs), within: Some(within), ..fields }
+            }
+        }
+    }
 }
 
 impl Expectation {
     pub fn runs(&self) -> Vec<&String> {
-        match self {
-            Expectation::Higher { higher_train_error, than } => vec![higher_train_error, than],
-            Expectation::Similar { similar_train_error, .. } => similar_train_error.iter().collect(),
+        match &self.prediction {
+            Prediction::HigherTrainError { worse, better } | Prediction::HigherTestError { worse, better } => {
+                vec![worse, better]
+            }
+            Prediction::SimilarTrainError { runs, .. } => runs.iter().collect(),
+        }
+    }
+
+    /// The claim in words: the file's, or the prediction spelled out.
+    pub fn claim_text(&self) -> String {
+        if let Some(claim) = &self.claim {
+            return claim.clone();
+        }
+        match &self.prediction {
+            Prediction::HigherTrainError { worse, better } => {
+                format!("{worse} ends with a higher training error than {better}")
+            }
+            Prediction::HigherTestError { worse, better } => {
+                format!("{worse} ends with a higher test error than {better}")
+            }
+            Prediction::SimilarTrainError { runs, within } => {
+                format!("{} end within {within} points of training error of each other", runs.join(", "))
+            }
         }
     }
 }
@@ -250,15 +345,26 @@ impl Experiment {
         if self.presets.is_empty() {
             bail!("no [presets.*]; expected at least one of {}", selectable.join(", "));
         }
+        if let Some(name) = &self.default_preset {
+            if !self.presets.contains_key(name) {
+                let own: Vec<&str> = self.presets.keys().map(String::as_str).collect();
+                bail!(
+                    "default_preset = '{}' is not one of the file's presets ({})",
+                    name.escape_debug(),
+                    own.join(", ")
+                );
+            }
+        }
         Ok(())
     }
 
-    /// The shortest preset the experiment has.
+    /// The file's `default_preset`, else the shortest preset the experiment has.
     pub fn default_preset(&self) -> Result<Preset> {
-        Preset::ALL
-            .into_iter()
-            .find(|p| self.presets.contains_key(p.name()))
-            .with_context(|| format!("experiment '{}' has no preset", self.name))
+        let wanted = |p: &Preset| match &self.default_preset {
+            Some(name) => p.name() == name,
+            None => self.presets.contains_key(p.name()),
+        };
+        Preset::ALL.into_iter().find(wanted).with_context(|| format!("experiment '{}' has no preset", self.name))
     }
 
     /// The entry of the run named `name` (canonical, without seed).
@@ -308,7 +414,7 @@ mod tests {
             for preset in [Preset::Quick, Preset::Paper] {
                 experiment.preset(preset).unwrap();
             }
-            assert_eq!(experiment.default_preset().unwrap(), experiment.default_preset().unwrap());
+            experiment.default_preset().unwrap();
         }
     }
 
@@ -334,6 +440,28 @@ mod tests {
             Experiment::parse(&fig1.replace("than = \"plain-20\"", "than = \"plain-21\""), "f").unwrap_err()
         );
         assert!(err.contains("'plain-21'") && err.contains("plain-20, plain-56"), "{err}");
+    }
+
+    #[test]
+    fn default_presets_and_expectations_are_checked_at_load() {
+        assert_eq!(Experiment::load("fig1").unwrap().default_preset().unwrap(), Preset::Demo);
+        assert_eq!(Experiment::load("fig6").unwrap().default_preset().unwrap(), Preset::Smoke);
+        let fig1 = include_str!("../../experiments/fig1.toml");
+        let err = format!(
+            "{:#}",
+            Experiment::parse(&fig1.replace("default_preset = \"demo\"", "default_preset = \"long\""), "f")
+                .unwrap_err()
+        );
+        assert!(err.contains("default_preset = 'long'") && err.contains("demo, paper, quick, smoke"), "{err}");
+        let both = fig1.replace("than = \"plain-20\"", "than = \"plain-20\"\nwithin = 2.0");
+        let err = format!("{:#}", Experiment::parse(&both, "f").unwrap_err());
+        assert!(err.contains("an [[expect]] must be one of"), "{err}");
+        let fig6 = Experiment::load("fig6").unwrap();
+        let test_claim = fig6.expect.iter().find(|e| matches!(e.prediction, Prediction::HigherTestError { .. }));
+        assert_eq!(test_claim.expect("fig6 checks 1202 against 110").source.as_deref(), Some("Table 6, Sec. 4.2"));
+        // What `reproduce` writes as experiment.toml reads back the same.
+        let again = Experiment::parse(&toml::to_string(&fig6).unwrap(), "written").unwrap();
+        assert_eq!(again, fig6);
     }
 
     #[test]

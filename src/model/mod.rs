@@ -248,8 +248,8 @@ mod tests {
 
     #[test]
     fn initialisation_is_the_papers_he_normal_with_batchnorm_ones_and_pytorchs_linear() {
-        // 16 seeds pooled per variable: the smallest conv (3->16, 432 weights) then has 6,912
-        // samples, so a 3% band on its std is about 3.5 standard errors.
+        // 16 seeds pooled per variable: the smallest conv (a 16->16 1x1 shortcut, 256 weights)
+        // then has 4,096 samples.
         let seeds = 16;
         for (name, shortcut) in [
             ("plain-56", Shortcut::A),
@@ -269,7 +269,14 @@ mod tests {
                     let fan_out = (shape[0] * shape[2] * shape[3]) as f64;
                     let expected = (2.0 / fan_out).sqrt();
                     let (mean, std) = stat(values);
-                    assert!((std / expected - 1.0).abs() < 0.03, "{name} {shortcut} {var}: std {std} vs {expected}");
+                    // Other tests draw from libtorch's global generator concurrently, so the pooled
+                    // values differ between runs: allow 4.5 standard errors of a sample std
+                    // (relative 1/sqrt(2n)), at least 3%.
+                    let tolerance = (4.5 / (2.0 * values.numel() as f64).sqrt()).max(0.03);
+                    assert!(
+                        (std / expected - 1.0).abs() < tolerance,
+                        "{name} {shortcut} {var}: std {std} vs {expected} (tolerance {tolerance})"
+                    );
                     assert!(mean.abs() < 0.05 * expected, "{name} {shortcut} {var}: mean {mean}");
                     convs += 1;
                 } else if var.ends_with("bn1.weight") || var.ends_with("bn2.weight") || var.ends_with(".1.weight") {

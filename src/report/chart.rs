@@ -307,12 +307,14 @@ fn draw_axes<'a, DB: DrawingBackend + 'a>(
     plan: &Plan,
     k: u32,
 ) -> Result<()> {
-    let thousands = plan.x.end > 10_000.0;
-    let x_fmt = |v: &f64| format_x(*v, thousands);
+    // Long schedules in units of 1e4 iterations, as the paper's figures ("iter. (1e4)").
+    let per_1e4 = plan.x.end > 10_000.0;
+    let x_fmt = |v: &f64| format_x(*v, per_1e4);
+    let x_desc = if per_1e4 { format!("{} (1e4)", chart.x_label) } else { chart.x_label.clone() };
     let y_fmt = |v: &f64| format_number(*v);
     let grid = BLACK.mix(0.12).stroke_width(k);
     ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+        .x_desc(&x_desc)
         .y_desc(&chart.y_label)
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
@@ -559,9 +561,9 @@ fn legend_sample<DB: DrawingBackend>(
 }
 
 /// Iteration ticks: "32k" when the axis goes past 10,000, plain numbers otherwise.
-fn format_x(v: f64, thousands: bool) -> String {
-    if thousands && v != 0.0 {
-        format!("{}k", format_number(v / 1000.0))
+fn format_x(v: f64, per_1e4: bool) -> String {
+    if per_1e4 {
+        format_number(v / 1e4)
     } else {
         format_number(v)
     }
@@ -661,7 +663,7 @@ mod tests {
         assert!(text.starts_with("<svg") || text.starts_with("<?xml"));
         assert!(text.contains("<text"));
         assert!(text.contains("plain-20 train"), "legend label in SVG");
-        assert!(text.contains("30k"), "thousands tick label in SVG");
+        assert!(text.contains("iteration (1e4)"), "a long schedule is in units of 1e4 iterations, as the paper's");
 
         // Nothing but the two charts: the temporaries were renamed away.
         let mut names: Vec<_> =
@@ -776,8 +778,9 @@ mod tests {
 
     #[test]
     fn tick_labels() {
-        assert_eq!(format_x(32_000.0, true), "32k");
-        assert_eq!(format_x(2_500.0, true), "2.5k");
+        assert_eq!(format_x(32_000.0, true), "3.2");
+        assert_eq!(format_x(64_000.0, true), "6.4");
+        assert_eq!(format_x(2_500.0, true), "0.25");
         assert_eq!(format_x(0.0, true), "0");
         assert_eq!(format_x(3_000.0, false), "3000");
         assert_eq!(format_number(12.5), "12.5");

@@ -75,6 +75,15 @@ pub fn summary_csv(rows: &[RunRow]) -> Result<String> {
     Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
+/// The per-run table as a grid (for Markdown and HTML).
+pub fn summary_grid(rows: &[RunRow]) -> Grid {
+    Grid {
+        header: COLUMNS.iter().map(|c| c.to_string()).collect(),
+        rows: rows.iter().map(|r| cells(r).to_vec()).collect(),
+        left: 3,
+    }
+}
+
 /// The table in Markdown under `heading`, followed by `checks` (one sentence each) as a list.
 pub fn summary_markdown(heading: &TableHeading, rows: &[RunRow], checks: &[String]) -> String {
     let mut md = format!("# {}\n\n{}\n\nErrors in percent", heading.title, heading.description);
@@ -82,17 +91,40 @@ pub fn summary_markdown(heading: &TableHeading, rows: &[RunRow], checks: &[Strin
         md += &format!("; `paper_err`: {source}");
     }
     md += ".\n\n";
-    md += &format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
-    for row in rows {
-        md += &format!("| {} |\n", cells(row).join(" | "));
+    md += &summary_grid(rows).markdown();
+    md += &check_list(checks);
+    md
+}
+
+fn check_list(checks: &[String]) -> String {
+    if checks.is_empty() {
+        return String::new();
     }
-    if !checks.is_empty() {
-        md += "\n";
-        for check in checks {
-            md += &format!("- {check}\n");
-        }
+    let mut md = "\n".to_string();
+    for check in checks {
+        md += &format!("- {check}\n");
     }
     md
+}
+
+/// A table as plain cells: the header, the rows, and how many leading columns hold names
+/// (left-aligned; the others are numbers, right-aligned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub left: usize,
+}
+
+impl Grid {
+    pub fn markdown(&self) -> String {
+        let align: Vec<&str> = (0..self.header.len()).map(|i| if i < self.left { "---" } else { "---:" }).collect();
+        let mut md = format!("| {} |\n| {} |\n", self.header.join(" | "), align.join(" | "));
+        for row in &self.rows {
+            md += &format!("| {} |\n", row.join(" | "));
+        }
+        md
+    }
 }
 
 /// Mean, sample standard deviation and count of a value over seeds.
@@ -197,6 +229,35 @@ pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
     Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
+/// The study table as a grid: errors as mean ± std (n seeds) beside the paper's, then the
+/// context methods.
+pub fn study_grid(rows: &[GroupRow], context: &[ContextRow]) -> Grid {
+    let header = ["run", "params", "seeds", "final train err", "final test err", "mean train err", "paper"];
+    let mut cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let paper = r.paper_note.clone().or(r.paper_err.map(|e| format!("{e:.2}"))).unwrap_or_default();
+            vec![
+                r.run.clone(),
+                r.params.to_string(),
+                r.final_test_err.n.to_string(),
+                r.final_train_err.text(),
+                r.final_test_err.text(),
+                r.mean_train_err.text(),
+                paper,
+            ]
+        })
+        .collect();
+    for c in context {
+        let paper = c.note.clone().unwrap_or_else(|| format!("{:.2}", c.err));
+        let mut row = vec![format!("{} (published)", c.method)];
+        row.extend(std::iter::repeat_n(String::new(), 5));
+        row.push(paper);
+        cells.push(row);
+    }
+    Grid { header: header.iter().map(|h| h.to_string()).collect(), rows: cells, left: 1 }
+}
+
 /// The study table in Markdown: errors as mean ± std (n seeds) beside the paper's, the context
 /// methods, and the checks of the paper's claims.
 pub fn study_markdown(heading: &TableHeading, rows: &[GroupRow], context: &[ContextRow], checks: &[String]) -> String {
@@ -204,31 +265,9 @@ pub fn study_markdown(heading: &TableHeading, rows: &[GroupRow], context: &[Cont
     if let Some(source) = &heading.paper_source {
         md += &format!("; paper: {source}");
     }
-    md += ".\n\n| run | params | seeds | final train err | final test err | mean train err | paper |\n";
-    md += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-    for r in rows {
-        let paper = r.paper_note.clone().or(r.paper_err.map(|e| format!("{e:.2}"))).unwrap_or_default();
-        md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            r.run,
-            r.params,
-            r.final_test_err.n,
-            r.final_train_err.text(),
-            r.final_test_err.text(),
-            r.mean_train_err.text(),
-            paper
-        );
-    }
-    for c in context {
-        let paper = c.note.clone().unwrap_or_else(|| format!("{:.2}", c.err));
-        md += &format!("| {} (published) | | | | | | {} |\n", c.method, paper);
-    }
-    if !checks.is_empty() {
-        md += "\n";
-        for check in checks {
-            md += &format!("- {check}\n");
-        }
-    }
+    md += ".\n\n";
+    md += &study_grid(rows, context).markdown();
+    md += &check_list(checks);
     md
 }
 
@@ -327,7 +366,10 @@ mod tests {
             md.contains("| resnet-110 | 1727962 | 2 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.43 (6.61±0.16) |"),
             "{md}"
         );
-        assert!(md.contains("| Highway (published) |") && md.ends_with("- held\n"), "{md}");
+        assert!(
+            md.contains("| Highway (published) |  |  |  |  |  | 7.54 (7.72±0.16) |") && md.ends_with("- held\n"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -349,7 +391,7 @@ mod tests {
         let heading = TableHeading { title: "T".into(), description: "D".into(), paper_source: Some("Table 6".into()) };
         let md = summary_markdown(&heading, &rows, &["it held".into()]);
         assert!(md.starts_with("# T\n\nD\n\nErrors in percent; `paper_err`: Table 6."));
-        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 3);
+        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 4, "header, alignment, two rows");
         assert!(md.ends_with("- it held\n"));
     }
 }

@@ -1,0 +1,164 @@
+//! `reslab reproduce paper`: the paper's CIFAR-10 studies (Figure 1, Figure 6, Table 6 and the
+//! A/B/C ablation) at one preset, each in its own folder, and one report with every claim.
+//!
+//! Studies share networks (Table 6's resnet-56 is Figure 6's): a run another study has already
+//! completed with the same configuration is linked, not trained again.
+
+use super::aggregate::StudyReport;
+use super::plan::{plan, Overrides};
+use super::runner::{run_study, Parallelism};
+use super::spec::Experiment;
+use crate::report::html::{self, Page};
+use crate::run::config::{Preset, RunConfig};
+use crate::run::{RunDir, RunState};
+use crate::util::interrupt;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The name `reproduce` and `plan` take for all of them.
+pub const PAPER: &str = "paper";
+
+/// The built-in studies it runs, in order (Table 6 after Figure 6, whose runs it reuses).
+pub const STUDIES: [&str; 4] = ["fig1", "fig6", "table6", "abc"];
+
+/// The studies, each checked to have `preset`.
+pub fn studies(preset: Preset) -> Result<Vec<Experiment>> {
+    let studies: Vec<Experiment> = STUDIES.iter().map(|name| Experiment::load(name)).collect::<Result<_>>()?;
+    let common: Vec<&str> =
+        Preset::ALL.iter().map(|p| p.name()).filter(|p| studies.iter().all(|s| s.presets.contains_key(*p))).collect();
+    if let Some(study) = studies.iter().find(|s| !s.presets.contains_key(preset.name())) {
+        bail!(
+            "reproduce paper --preset {}: {} has no such preset; expected one every study has ({})",
+            preset.name(),
+            study.name,
+            common.join(", ")
+        );
+    }
+    Ok(studies)
+}
+
+/// Where each study's runs and report go inside the paper's folder.
+pub fn study_out(out: &Path, study: &Experiment) -> PathBuf {
+    out.join(&study.name)
+}
+
+/// What `reproduce paper` made.
+pub struct PaperReport {
+    pub studies: Vec<(Experiment, StudyReport)>,
+    /// Runs that failed, as `study/run`.
+    pub failures: Vec<String>,
+    pub report: PathBuf,
+}
+
+impl PaperReport {
+    /// What `reproduce paper` prints: each study's lines, then where the report is.
+    pub fn text(&self) -> String {
+        let mut text: String = self.studies.iter().map(|(study, report)| report.text(study)).collect();
+        text += &format!("\nwrote {} (every study and claim in one page)\n", self.report.display());
+        text
+    }
+
+    /// An error naming the failed runs, if any.
+    pub fn result(&self) -> Result<()> {
+        if !self.failures.is_empty() {
+            bail!(
+                "{} runs failed ({}); {} shows the others",
+                self.failures.len(),
+                self.failures.join(", "),
+                self.report.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs every study at `preset` in `out/<study>`, then writes `out/report.html`.
+pub fn run(preset: Preset, overrides: &Overrides, parallelism: Parallelism, out: &Path) -> Result<PaperReport> {
+    let studies = studies(preset)?;
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for study in studies {
+        let study_out = study_out(out, &study);
+        eprintln!("== {}: {}", study.name, study.title);
+        link_finished_runs(&study, preset, overrides, out, &study_out)?;
+        let (report, failed) = run_study(&study, preset, overrides, parallelism, &study_out)?;
+        if interrupt::requested() {
+            bail!("interrupted: run the same command again to continue");
+        }
+        failures.extend(failed.into_iter().map(|run| format!("{}/{run}", study.name)));
+        done.push((study, report));
+    }
+    let mut sections = Vec::new();
+    for (study, report) in &done {
+        let mut section = report.section.clone();
+        for run in &mut section.runs {
+            run.dir = format!("{}/{}", study.name, run.dir);
+        }
+        sections.push(section);
+    }
+    let page = Page {
+        title: "Deep Residual Learning for Image Recognition (He et al. 2015): the CIFAR-10 studies".into(),
+        lede: vec![
+            format!(
+                "Made by reslab {} from the run directories in this folder: reslab reproduce paper --preset {}.",
+                env!("CARGO_PKG_VERSION"),
+                preset.name()
+            ),
+            format!("Studies: {}; each has its own folder and report.html here.", STUDIES.join(", ")),
+        ],
+        sections,
+    };
+    let report = out.join("report.html");
+    html::write(&page, &report)?;
+    Ok(PaperReport { studies: done, failures, report })
+}
+
+/// Links each run of `study` that has no directory yet to a complete run of the same name and
+/// configuration in another study's folder (relative links, so the folder can move).
+fn link_finished_runs(
+    study: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+    out: &Path,
+    study_out: &Path,
+) -> Result<()> {
+    let runs = plan(study, preset, overrides)?;
+    std::fs::create_dir_all(study_out).with_context(|| format!("creating {}", study_out.display()))?;
+    for run in runs {
+        let dir = study_out.join(run.dir_name());
+        if dir.symlink_metadata().is_ok() {
+            continue;
+        }
+        let Some(other) = STUDIES.iter().filter(|s| **s != study.name).find(|other| {
+            let candidate = out.join(other).join(run.dir_name());
+            // A linked run is not linked again: a link always points at the run itself.
+            !candidate.is_symlink() && finished_same_run(&candidate, &run.config)
+        }) else {
+            continue;
+        };
+        let target = Path::new("..").join(other).join(run.dir_name());
+        std::os::unix::fs::symlink(&target, &dir)
+            .with_context(|| format!("linking {} to {}", dir.display(), target.display()))?;
+        eprintln!("{}/{}: the same run is complete in {other}; reusing it", study.name, run.dir_name());
+    }
+    Ok(())
+}
+
+fn finished_same_run(dir: &Path, config: &RunConfig) -> bool {
+    RunState::read(dir).is_complete()
+        && RunConfig::load(&RunDir::new(dir).config()).is_ok_and(|existing| existing.same_run(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_study_has_the_presets_paper_offers() {
+        for preset in [Preset::Smoke, Preset::Quick, Preset::Paper] {
+            assert_eq!(studies(preset).unwrap().len(), STUDIES.len());
+        }
+        let err = studies(Preset::Demo).expect_err("fig6 has no demo preset").to_string();
+        assert!(err.contains("--preset demo") && err.contains("smoke, quick, paper"), "{err}");
+    }
+}
