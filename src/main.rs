@@ -7,7 +7,8 @@ use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
-use reslab::experiment::{paper, runner, Experiment};
+use reslab::experiment::spec::SlurmSettings;
+use reslab::experiment::{paper, runner, slurm, Experiment};
 use reslab::model::{weights, BottleneckStride, ModelSpec, Shortcut};
 use reslab::report::table;
 use reslab::run::config::{Preset, RunConfig, TrainOptions};
@@ -30,6 +31,10 @@ enum Command {
     Reproduce(ReproduceArgs),
     /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
     Plan(StudyArgs),
+    /// Where a study stands: each run's state (and Slurm's, for a submitted study), and a summary.
+    Status(StudyArgs),
+    /// Write a study's tables, charts and report.html from its run directories as they are.
+    Aggregate(StudyArgs),
     /// Train one network and write metrics.csv, config.toml and the final weights to --out.
     Train(TrainArgs),
     /// Print the test error of a model's weights (safetensors).
@@ -129,6 +134,55 @@ struct ReproduceArgs {
     /// one per GPU, or on a CPU one per core (the fastest here: see the README).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
+    /// Where the runs run: here, or as a Slurm array job (one task per run) and a job that aggregates after it.
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Local,
+    Slurm,
+}
+
+/// `--backend slurm`: each overrides the experiment file's `[slurm]` table.
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// Slurm partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Each task's time limit, as sbatch takes it (04:00:00, 2-00:00:00); a run longer than this requeues itself.
+    #[arg(long)]
+    time: Option<String>,
+    /// CPUs per task (also the run's threads); default 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    cpus_per_task: Option<u32>,
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    /// Seconds before the time limit at which a task checkpoints and requeues itself; default 120.
+    #[arg(long)]
+    grace: Option<u32>,
+    /// A further sbatch option, e.g. --sbatch=--account=proj42 (repeat for more).
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch: Vec<String>,
+    /// Print the batch scripts; submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl SlurmArgs {
+    fn settings(&self, file: &SlurmSettings) -> SlurmSettings {
+        let mut settings = file.clone();
+        settings.partition = self.partition.clone().or(settings.partition);
+        settings.time = self.time.clone().or(settings.time);
+        settings.cpus_per_task = self.cpus_per_task.unwrap_or(settings.cpus_per_task);
+        settings.gpus_per_task = self.gpus_per_task.or(settings.gpus_per_task);
+        settings.grace_s = self.grace.or(settings.grace_s);
+        settings.sbatch.extend(self.sbatch.iter().cloned());
+        settings
+    }
 }
 
 /// Which network: shared by train, eval and export.
@@ -367,6 +421,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => reproduce(args),
         Command::Plan(args) => plan_command(args),
+        Command::Status(args) => status_command(args),
+        Command::Aggregate(args) => aggregate_command(args),
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval(args),
         Command::Export(args) => export(args),
@@ -394,13 +450,56 @@ fn reproduce(args: ReproduceArgs) -> Result<()> {
     let jobs = args.jobs.map_or_else(runner::default_jobs, |jobs| jobs as usize);
     let parallelism = runner::Parallelism { jobs };
     if args.study.is_paper() {
+        if args.backend == Backend::Slurm {
+            anyhow::bail!(
+                "reproduce paper runs here; on Slurm submit its studies one by one (fig1, fig6, table6, abc) with --backend slurm"
+            );
+        }
         let (preset, out, overrides) = args.study.load_paper();
         let report = paper::run(preset, &overrides, parallelism, &out)?;
         print!("{}", report.text());
         return report.result();
     }
     let (experiment, preset, out, overrides) = args.study.load()?;
+    if args.backend == Backend::Slurm {
+        let invocation = slurm::Invocation {
+            exe: std::env::current_exe().context("finding the reslab executable")?,
+            experiment: slurm::experiment_argument(&args.study.experiment)?,
+            preset,
+            overrides,
+        };
+        let settings = args.slurm.settings(&experiment.slurm);
+        if let Some(submission) = slurm::reproduce(&experiment, &invocation, &settings, &out, args.slurm.dry_run)? {
+            println!(
+                "submitted {} runs as array job {}; job {} aggregates the study when it ends.\n\
+                 follow them with: reslab status {} --preset {} --out {}   (or squeue -j {})",
+                submission.runs.len(),
+                submission.array_job,
+                submission.aggregate_job,
+                args.study.experiment,
+                preset.name(),
+                out.display(),
+                submission.array_job
+            );
+        }
+        return Ok(());
+    }
     let report = runner::run(&experiment, preset, &overrides, parallelism, &out)?;
+    print!("{}", report.text(&experiment));
+    Ok(())
+}
+
+fn status_command(args: StudyArgs) -> Result<()> {
+    let (experiment, preset, out, overrides) = args.load()?;
+    let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
+    let status = reslab::experiment::status::status(&runs, &out, overrides.threads)?;
+    print!("{}", status.text(&out));
+    Ok(())
+}
+
+fn aggregate_command(args: StudyArgs) -> Result<()> {
+    let (experiment, preset, out, overrides) = args.load()?;
+    let report = runner::aggregate_only(&experiment, preset, &overrides, &out)?;
     print!("{}", report.text(&experiment));
     Ok(())
 }

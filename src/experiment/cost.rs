@@ -91,7 +91,9 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
         let state = RunState::read(&out.join(run.dir_name()));
         let remaining_s = match &state {
             RunState::Complete(_) | RunState::Diverged(_) => 0.0,
-            RunState::Partial { iteration } => total_s * (1.0 - *iteration as f64 / schedule.iters as f64),
+            RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
+                total_s * (1.0 - *iteration as f64 / schedule.iters as f64)
+            }
             RunState::New => total_s,
         };
         costs.push(RunCost {

@@ -6,6 +6,8 @@ pub mod cost;
 pub mod paper;
 pub mod plan;
 pub mod runner;
+pub mod slurm;
 pub mod spec;
+pub mod status;
 
 pub use spec::Experiment;

@@ -20,7 +20,35 @@ pub struct Overrides {
     pub depths: Option<Vec<i64>>,
 }
 
-#[derive(Debug, Clone)]
+impl Overrides {
+    /// The command-line arguments that give these overrides (for a cluster job that plans the
+    /// same runs again).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: String| args.extend([flag.to_string(), value]);
+        if let Some(data) = &self.data {
+            push("--data", data.to_string());
+        }
+        if let Some(iters) = self.iters {
+            push("--iters", iters.to_string());
+        }
+        if let Some(every) = self.eval_every {
+            push("--eval-every", every.to_string());
+        }
+        if let Some(seed) = self.seed {
+            push("--seed", seed.to_string());
+        }
+        if let Some(seeds) = self.seeds {
+            push("--seeds", seeds.to_string());
+        }
+        if let Some(depths) = &self.depths {
+            push("--depths", depths.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
+        }
+        args
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRun {
     /// The network's run name, canonical and without seed (`resnet-20`, `resnet-20-B`): what
     /// expectations and tables name, and what seeds are aggregated over.

@@ -72,11 +72,7 @@ pub fn run_study(
     out: &Path,
 ) -> Result<(StudyReport, Vec<String>)> {
     let runs = plan(experiment, preset, overrides)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
-    let header =
-        format!("# reslab {}: this experiment was run with --preset {}.\n", env!("CARGO_PKG_VERSION"), preset.name());
-    let text = toml::to_string(experiment).expect("an experiment always serialises");
-    write_file(&out.join("experiment.toml"), (header + &text).as_bytes())?;
+    record_experiment(experiment, preset, out)?;
     if let Some(note) = &experiment.preset(preset)?.note {
         eprintln!("note: {note}");
     }
@@ -100,6 +96,26 @@ pub fn run_study(
     let failures = if jobs.jobs <= 1 { run_here(&pending, out)? } else { run_as_children(&pending, out, jobs.jobs)? };
     let report = aggregate(experiment, preset, &runs, out)?;
     Ok((report, failures))
+}
+
+/// Creates the study's folder and writes the experiment as run into it (`experiment.toml`).
+pub fn record_experiment(experiment: &Experiment, preset: Preset, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+    let header =
+        format!("# reslab {}: this experiment was run with --preset {}.\n", env!("CARGO_PKG_VERSION"), preset.name());
+    let text = toml::to_string(experiment).expect("an experiment always serialises");
+    write_file(&out.join("experiment.toml"), (header + &text).as_bytes())
+}
+
+/// Aggregates the study's run directories in `out` as they are, training nothing.
+pub fn aggregate_only(
+    experiment: &Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+    out: &Path,
+) -> Result<StudyReport> {
+    let runs = plan(experiment, preset, overrides)?;
+    aggregate(experiment, preset, &runs, out)
 }
 
 /// One run after another in this process; the names of the runs that failed.

@@ -53,6 +53,48 @@ pub struct Experiment {
     /// deep); without any, one chart of every run (or one per depth).
     #[serde(default)]
     pub panels: Vec<Panel>,
+    /// How `--backend slurm` asks for resources; command-line flags override each field.
+    #[serde(default)]
+    pub slurm: SlurmSettings,
+}
+
+/// The `[slurm]` table: the resources of each run's array task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Each task's time limit, as sbatch takes it (`04:00:00`, `2-00:00:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// CPUs per task, which are also the run's libtorch threads.
+    #[serde(default = "one")]
+    pub cpus_per_task: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_per_task: Option<u32>,
+    /// Seconds before the time limit at which a task checkpoints and requeues itself (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<u32>,
+    /// Further `#SBATCH` options, each as sbatch takes it (`--account=proj42`, `--qos=long`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for SlurmSettings {
+    fn default() -> Self {
+        SlurmSettings {
+            partition: None,
+            time: None,
+            cpus_per_task: 1,
+            gpus_per_task: None,
+            grace_s: None,
+            sbatch: vec![],
+        }
+    }
 }
 
 /// One panel of the experiment's figure.
@@ -344,6 +386,15 @@ impl Experiment {
         }
         if self.presets.is_empty() {
             bail!("no [presets.*]; expected at least one of {}", selectable.join(", "));
+        }
+        if self.slurm.cpus_per_task == 0 {
+            bail!("[slurm] cpus_per_task = 0; expected at least 1");
+        }
+        if let Some(bad) = self.slurm.sbatch.iter().find(|o| !o.starts_with('-') || o.contains('\n')) {
+            bail!(
+                "[slurm] sbatch has '{}'; expected options as sbatch takes them, e.g. \"--account=proj42\"",
+                bad.escape_debug()
+            );
         }
         if let Some(name) = &self.default_preset {
             if !self.presets.contains_key(name) {

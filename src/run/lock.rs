@@ -1,42 +1,110 @@
-//! One writer per run directory: a lock file holding the owner's PID.
+//! One writer per run directory: a lock file naming the owner's host and PID.
+//!
+//! Run directories may live on a file system shared between hosts (a cluster), where another
+//! host's PID cannot be checked. So the owner refreshes the lock file's modification time every
+//! [`REFRESH`]; a lock of another host is taken over only when it has not been refreshed for
+//! [`STALE_AFTER`] (its owner died with its host, or lost the file system). A lock of this host is
+//! taken over as soon as its process is gone.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub const LOCK_FILE: &str = ".lock";
+/// How often the owner touches its lock file.
+pub const REFRESH: Duration = Duration::from_secs(60);
+/// A lock of another host not touched for this long is stale: ten refreshes missed.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
-/// Held while a process writes a run directory; removed when dropped. A lock whose process is
-/// gone (killed) is taken over with a warning.
+/// Held while a process writes a run directory; removed when dropped.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    stop: Arc<AtomicBool>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Who holds a lock, as its file says: `host pid` (a bare PID, as older versions wrote, is this host's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockOwner {
+    pub host: String,
+    pub pid: u32,
+}
+
+impl LockOwner {
+    pub fn parse(text: &str) -> Option<LockOwner> {
+        let mut words = text.split_whitespace();
+        let (first, second) = (words.next()?, words.next());
+        match second {
+            None => Some(LockOwner { host: hostname(), pid: first.parse().ok()? }),
+            Some(pid) => Some(LockOwner { host: first.to_string(), pid: pid.parse().ok()? }),
+        }
+    }
+
+    /// The lock file of `dir`, when there is one.
+    pub fn read(dir: &Path) -> Option<(LockOwner, Duration)> {
+        let path = dir.join(LOCK_FILE);
+        let owner = LockOwner::parse(&std::fs::read_to_string(&path).ok()?)?;
+        Some((owner, age(&path)))
+    }
+
+    /// Whether the owner is still at work: alive (this host) or recently refreshed (another).
+    pub fn is_live(&self, age: Duration) -> bool {
+        if self.host == hostname() {
+            process_alive(self.pid)
+        } else {
+            age < STALE_AFTER
+        }
+    }
 }
 
 impl RunLock {
     pub fn acquire(dir: &Path) -> Result<RunLock> {
         let path = dir.join(LOCK_FILE);
+        let me = format!("{} {}", hostname(), std::process::id());
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
-                    write!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(RunLock { path });
+                    write!(file, "{me}").with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(RunLock::hold(path));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    match owner.trim().parse::<u32>() {
-                        Ok(pid) if process_alive(pid) => bail!(
-                            "run directory {} is in use by process {pid} (lock file {}); wait for it to finish or stop it",
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let age = age(&path);
+                    match LockOwner::parse(&text) {
+                        Some(owner) if owner.is_live(age) && owner.host == hostname() => bail!(
+                            "run directory {} is in use by process {} (lock file {}); wait for it to finish or stop it",
                             dir.display(),
+                            owner.pid,
                             path.display()
                         ),
-                        _ => {
-                            eprintln!(
-                                "warning: taking over the stale lock of process {} in {} (it is no longer running)",
-                                owner.trim(),
-                                dir.display()
-                            );
-                            std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+                        Some(owner) if owner.is_live(age) => bail!(
+                            "run directory {} is in use by process {} on host {} (lock file {}, refreshed {} s ago); \
+                             a lock of another host is taken over only after {} s without a refresh",
+                            dir.display(),
+                            owner.pid,
+                            owner.host,
+                            path.display(),
+                            age.as_secs(),
+                            STALE_AFTER.as_secs()
+                        ),
+                        owner => {
+                            let why = match &owner {
+                                Some(o) if o.host == hostname() => format!("process {} is no longer running", o.pid),
+                                Some(o) => format!(
+                                    "process {} on host {} has not refreshed it for {} s",
+                                    o.pid,
+                                    o.host,
+                                    age.as_secs()
+                                ),
+                                None => format!("it does not name an owner ({:?})", text.trim()),
+                            };
+                            eprintln!("warning: taking over the stale lock in {}: {why}", dir.display());
+                            std::fs::remove_file(&path)
+                                .with_context(|| format!("removing stale {}", path.display()))?;
                         }
                     }
                 }
@@ -45,11 +113,59 @@ impl RunLock {
         }
         bail!("could not take the lock {}: another process keeps taking it", path.display())
     }
+
+    /// Keeps the lock file fresh from a background thread until dropped.
+    fn hold(path: PathBuf) -> RunLock {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, file) = (Arc::clone(&stop), path.clone());
+        let refresher = std::thread::spawn(move || {
+            let tick = Duration::from_millis(200);
+            let mut since = Duration::ZERO;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                since += tick;
+                if since >= REFRESH {
+                    since = Duration::ZERO;
+                    // Best effort: a missed refresh only brings staleness closer.
+                    if let Ok(f) = std::fs::File::options().append(true).open(&file) {
+                        let _ = f.set_modified(SystemTime::now());
+                    }
+                }
+            }
+        });
+        RunLock { path, stop, refresher: Some(refresher) }
+    }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.refresher.take() {
+            let _ = thread.join();
+        }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Time since the file was last modified (zero if unknown or in the future).
+fn age(path: &Path) -> Duration {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer outlives the call and its length is passed.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
     }
 }
 
@@ -63,17 +179,42 @@ fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    fn set_age(dir: &Path, age: Duration) {
+        let file = std::fs::File::options().append(true).open(dir.join(LOCK_FILE)).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
     #[test]
     fn a_live_owner_is_refused_and_a_dead_one_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let lock = RunLock::acquire(dir.path()).unwrap();
+        let written = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(written, format!("{} {}", hostname(), std::process::id()), "the lock names host and PID");
         let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
         assert!(err.contains(&format!("in use by process {}", std::process::id())), "{err}");
         drop(lock);
         assert!(!dir.path().join(LOCK_FILE).exists());
-        // A PID that cannot be running (above the kernel's maximum).
+        // A PID that cannot be running (above the kernel's maximum), as older versions wrote it.
         std::fs::write(dir.path().join(LOCK_FILE), "4194999").unwrap();
         let _lock = RunLock::acquire(dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), std::process::id().to_string());
+        assert!(std::fs::read_to_string(dir.path().join(LOCK_FILE))
+            .unwrap()
+            .ends_with(&std::process::id().to_string()));
+    }
+
+    #[test]
+    fn another_hosts_lock_is_refused_while_fresh_and_taken_over_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 1 exists here, but on another host it says nothing: only the age counts.
+        std::fs::write(dir.path().join(LOCK_FILE), "gpu-node-17 1").unwrap();
+        set_age(dir.path(), STALE_AFTER - Duration::from_secs(30));
+        let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by process 1 on host gpu-node-17") && err.contains("after 600 s"), "{err}");
+        set_age(dir.path(), STALE_AFTER + Duration::from_secs(30));
+        let lock = RunLock::acquire(dir.path()).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap().starts_with(&hostname()));
+        drop(lock);
+        assert_eq!(LockOwner::parse("node-3 42"), Some(LockOwner { host: "node-3".into(), pid: 42 }));
+        assert_eq!(LockOwner::parse("garbage"), None);
     }
 }

@@ -10,7 +10,8 @@
 //! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
-//! | `.lock` | the PID of the process writing the directory | [`lock`] |
+//! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
+//! | `.lock` | host and PID of the process writing the directory, kept fresh | [`lock`] |
 //! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
 
 pub mod checkpoint;
@@ -31,6 +32,7 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const SUMMARY_FILE: &str = "summary.toml";
 pub const STEPS_DIR: &str = "steps";
+pub const ERROR_FILE: &str = "error.txt";
 
 /// The paths of one run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,11 @@ pub enum RunState {
     },
     Complete(Box<RunSummary>),
     Diverged(Box<RunSummary>),
+    /// Stopped by an error (not an interrupt) at or after this checkpoint iteration.
+    Failed {
+        iteration: usize,
+        error: String,
+    },
 }
 
 impl RunState {
@@ -85,13 +92,26 @@ impl RunState {
                 RunStatus::Diverged => RunState::Diverged(Box::new(summary)),
             };
         }
-        if let Some(iteration) = checkpoint::iteration(dir) {
+        let started = dir.join(CONFIG_FILE).is_file();
+        let iteration = checkpoint::iteration(dir).unwrap_or(0);
+        if let Ok(error) = std::fs::read_to_string(dir.join(ERROR_FILE)) {
+            return RunState::Failed { iteration, error: error.trim().to_string() };
+        }
+        if started || iteration > 0 {
             return RunState::Partial { iteration };
         }
-        if dir.join(CONFIG_FILE).is_file() {
-            return RunState::Partial { iteration: 0 };
-        }
         RunState::New
+    }
+
+    /// Records that the run in `dir` failed with `error` (one line).
+    pub fn record_failure(dir: &Path, error: &anyhow::Error) -> Result<()> {
+        let line = format!("{error:#}").replace(['\n', '\r'], " ");
+        crate::util::fs::write_file(&dir.join(ERROR_FILE), format!("{line}\n").as_bytes())
+    }
+
+    /// Forgets a recorded failure (the run starts again).
+    pub fn clear_failure(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(ERROR_FILE));
     }
 
     pub fn is_complete(&self) -> bool {
@@ -106,6 +126,7 @@ impl std::fmt::Display for RunState {
             RunState::Partial { iteration } => write!(f, "partial at iteration {iteration}"),
             RunState::Complete(s) => write!(f, "complete ({} iterations)", s.iters_done),
             RunState::Diverged(s) => write!(f, "diverged at iteration {}", s.iters_done + 1),
+            RunState::Failed { iteration, error } => write!(f, "failed after iteration {iteration}: {error}"),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::run::config::RunConfig;
 use crate::run::events::EventWriter;
 use crate::run::lock::RunLock;
 use crate::run::metrics::{self, MetricsRow, MetricsWriter};
-use crate::run::{RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
+use crate::run::{RunState, RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
 use crate::util::fs::write_file;
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
@@ -60,6 +60,19 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
         eprintln!("{label}: {} already holds this run, complete; not training again", out.display());
         return Ok(summary);
     }
+    RunState::clear_failure(out);
+    let result = train_locked(config, out, label, recording);
+    if let Err(e) = &result {
+        // An interrupt is a pause, not a failure; a divergence says so in summary.toml.
+        if !interrupt::requested() && RunSummary::load(out).is_err() {
+            let _ = RunState::record_failure(out, e);
+        }
+    }
+    result
+}
+
+/// The training itself, with the directory's lock held.
+fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
     interrupt::install()?;
     set_threads(config.threads);
     let device = Device::cuda_if_available();

@@ -1,0 +1,366 @@
+//! The Slurm backend: a study's runs that are not complete as one `sbatch --array` job (a task per
+//! run, each `reslab train --config ... --out DIR`), and a job that aggregates the study when the
+//! array has ended (`--dependency=afterany`). Slurm schedules; reslab only writes the scripts.
+//!
+//! A task is signalled before its time limit (`--signal=B:USR1@GRACE`): its script stops the
+//! run, which writes a checkpoint, and requeues the task (`scontrol requeue`), so a run longer than
+//! the partition's limit finishes over several allocations. A preempted or killed task is requeued
+//! by Slurm (`--requeue`) and resumes from its last checkpoint like any run.
+//!
+//! The run directories (on a file system every host sees) stay the only contract: aggregation and
+//! `reslab status` read them; `.slurm/jobs.toml` only adds Slurm's view of the tasks.
+
+use super::plan::{plan, Overrides, PlannedRun};
+use super::spec::{Experiment, SlurmSettings};
+use crate::run::config::Preset;
+use crate::run::RunState;
+use crate::util::fs::write_file;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The folder inside a study's output folder that holds the batch scripts, task configs and logs.
+pub const SLURM_DIR: &str = ".slurm";
+const JOBS_FILE: &str = "jobs.toml";
+/// Seconds before the time limit at which a task checkpoints and requeues itself.
+pub const DEFAULT_GRACE_S: u32 = 120;
+
+/// What `reproduce --backend slurm` submitted, kept in `.slurm/jobs.toml` for `reslab status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub array_job: String,
+    pub aggregate_job: String,
+    /// The run directory of each array task, by task index.
+    pub runs: Vec<String>,
+}
+
+impl Submission {
+    pub fn load(out: &Path) -> Option<Submission> {
+        toml::from_str(&std::fs::read_to_string(out.join(SLURM_DIR).join(JOBS_FILE)).ok()?).ok()
+    }
+
+    fn save(&self, out: &Path) -> Result<()> {
+        let text = toml::to_string(self).expect("a submission always serialises");
+        write_file(&out.join(SLURM_DIR).join(JOBS_FILE), text.as_bytes())
+    }
+}
+
+/// The batch scripts of one submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scripts {
+    pub array: String,
+    pub aggregate: String,
+    /// The pending runs, in task order.
+    pub runs: Vec<PlannedRun>,
+}
+
+/// How to invoke reslab again on the cluster: the binary, and the study arguments that plan the
+/// same runs (`reslab aggregate` takes them too).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub exe: PathBuf,
+    /// The experiment as the cluster finds it (a built-in name or an absolute path).
+    pub experiment: String,
+    pub preset: Preset,
+    pub overrides: Overrides,
+}
+
+/// Shell-quotes `word` for a bash script.
+fn quote(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+/// The batch scripts for the runs of `experiment` not complete in `out`.
+pub fn scripts(
+    experiment: &Experiment,
+    invocation: &Invocation,
+    settings: &SlurmSettings,
+    out: &Path,
+) -> Result<Scripts> {
+    let mut overrides = invocation.overrides.clone();
+    // Each task's libtorch threads: the CPUs Slurm gives it.
+    overrides.threads = settings.cpus_per_task as usize;
+    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides)?
+        .into_iter()
+        .filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete())
+        .collect();
+    let out = absolute(out)?;
+    let slurm = out.join(SLURM_DIR);
+    let workdir = std::env::current_dir().context("finding the current directory")?;
+    let exe = quote(&invocation.exe.display().to_string());
+    let mut header = vec![
+        "#!/bin/bash".to_string(),
+        format!("#SBATCH --job-name=reslab-{}", experiment.name),
+        format!("#SBATCH --chdir={}", quote(&workdir.display().to_string())),
+    ];
+    if let Some(partition) = &settings.partition {
+        header.push(format!("#SBATCH --partition={}", quote(partition)));
+    }
+    let mut array = header.clone();
+    array.push(format!("#SBATCH --array=0-{}", runs.len().saturating_sub(1)));
+    array.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/%A_%a.log").display().to_string())));
+    array.push("#SBATCH --open-mode=append".into());
+    array.push("#SBATCH --ntasks=1".into());
+    array.push(format!("#SBATCH --cpus-per-task={}", settings.cpus_per_task));
+    if let Some(gpus) = settings.gpus_per_task.filter(|g| *g > 0) {
+        array.push(format!("#SBATCH --gpus-per-task={gpus}"));
+    }
+    if let Some(time) = &settings.time {
+        array.push(format!("#SBATCH --time={}", quote(time)));
+    }
+    array.push(format!("#SBATCH --signal=B:USR1@{}", settings.grace_s.unwrap_or(DEFAULT_GRACE_S)));
+    array.push("#SBATCH --requeue".into());
+    for extra in &settings.sbatch {
+        array.push(format!("#SBATCH {extra}"));
+    }
+    let names: Vec<String> = runs.iter().map(|r| quote(&r.dir_name())).collect();
+    array.push(format!(
+        r#"
+# Made by reslab {version} for `reslab reproduce {experiment} --preset {preset} --backend slurm`:
+# one task per run that was not complete at submission.
+set -u
+runs=({names})
+run="${{runs[$SLURM_ARRAY_TASK_ID]}}"
+out={out}
+echo "reslab: task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname): $run (restart ${{SLURM_RESTART_COUNT:-0}})"
+
+# Near the time limit (or when asked with scancel --batch --signal=USR1): stop the run, which
+# writes a checkpoint, then requeue this task; it resumes from the checkpoint when it runs again.
+requeue() {{
+  echo "reslab: $run: stopping for a requeue"
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+  exit 0
+}}
+trap requeue USR1
+
+RESLAB_PROGRESS_LINES=1 {exe} train --config "$out/{slurm_dir}/configs/$run.toml" --out "$out/$run" &
+pid=$!
+wait "$pid"
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        experiment = experiment.name,
+        preset = invocation.preset.name(),
+        names = names.join(" "),
+        out = quote(&out.display().to_string()),
+        slurm_dir = SLURM_DIR,
+    ));
+    let mut aggregate = header;
+    aggregate.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/aggregate-%j.log").display().to_string())));
+    aggregate.push("#SBATCH --ntasks=1".into());
+    aggregate.push("#SBATCH --cpus-per-task=1".into());
+    let mut args = vec![
+        "aggregate".to_string(),
+        invocation.experiment.clone(),
+        "--preset".into(),
+        invocation.preset.name().into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(invocation.overrides.to_args());
+    let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    aggregate.push(format!(
+        "\n# Made by reslab {}: the study's tables, charts and report.html, once the array has ended.\n{exe} {}\n",
+        env!("CARGO_PKG_VERSION"),
+        args.join(" ")
+    ));
+    Ok(Scripts { array: array.join("\n") + "\n", aggregate: aggregate.join("\n"), runs })
+}
+
+/// The experiment as a cluster job names it: a built-in name as it is, a file by its absolute path.
+pub fn experiment_argument(given: &str) -> Result<String> {
+    let path = Path::new(given);
+    Ok(if path.is_file() { absolute(path)?.display().to_string() } else { given.to_string() })
+}
+
+/// `reproduce --backend slurm`: the scripts (only printed with `dry_run`), or the submission.
+pub fn reproduce(
+    experiment: &Experiment,
+    invocation: &Invocation,
+    settings: &SlurmSettings,
+    out: &Path,
+    dry_run: bool,
+) -> Result<Option<Submission>> {
+    let scripts = scripts(experiment, invocation, settings, out)?;
+    if dry_run {
+        println!("# {}/array.sh\n{}", out.join(SLURM_DIR).display(), scripts.array);
+        println!("# {}/aggregate.sh\n{}", out.join(SLURM_DIR).display(), scripts.aggregate);
+        return Ok(None);
+    }
+    super::runner::record_experiment(experiment, invocation.preset, out)?;
+    submit(&scripts, out).map(Some)
+}
+
+/// Writes the scripts and each task's configuration under `out/.slurm`, submits the array and the
+/// aggregation after it, and records the job ids.
+pub fn submit(scripts: &Scripts, out: &Path) -> Result<Submission> {
+    if scripts.runs.is_empty() {
+        bail!("every run of the study is complete already; nothing to submit (reslab aggregate writes the report)");
+    }
+    let slurm = out.join(SLURM_DIR);
+    std::fs::create_dir_all(slurm.join("logs")).with_context(|| format!("creating {}", slurm.display()))?;
+    std::fs::create_dir_all(slurm.join("configs"))?;
+    for run in &scripts.runs {
+        write_file(&slurm.join("configs").join(format!("{}.toml", run.dir_name())), run.config.to_toml().as_bytes())?;
+    }
+    let (array_path, aggregate_path) = (slurm.join("array.sh"), slurm.join("aggregate.sh"));
+    write_file(&array_path, scripts.array.as_bytes())?;
+    write_file(&aggregate_path, scripts.aggregate.as_bytes())?;
+    let array_job = sbatch(&[], &array_path)?;
+    let aggregate_job = sbatch(&[format!("--dependency=afterany:{array_job}")], &aggregate_path)?;
+    let submission =
+        Submission { array_job, aggregate_job, runs: scripts.runs.iter().map(PlannedRun::dir_name).collect() };
+    submission.save(out)?;
+    Ok(submission)
+}
+
+/// `sbatch --parsable`: the job id.
+fn sbatch(args: &[String], script: &Path) -> Result<String> {
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .args(args)
+        .arg(script)
+        .output()
+        .context("running sbatch (is Slurm's client installed and on PATH?)")?;
+    if !output.status.success() {
+        bail!(
+            "sbatch {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim().replace('\n', " ")
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `--parsable` prints `id` or `id;cluster`.
+    let id = text.trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch {} printed no job id: {:?}", script.display(), text.trim());
+    }
+    Ok(id)
+}
+
+/// Slurm's state of each array task (`RUNNING`, `PENDING`, `COMPLETED`, `REQUEUED`, ...) by task
+/// index, from `squeue` (tasks waiting or running), `scontrol` (tasks ended lately) and `sacct`
+/// (the others, where there is accounting); empty where Slurm's commands are not available.
+pub fn task_states(submission: &Submission) -> Vec<Option<String>> {
+    let mut states: Vec<Option<String>> = vec![None; submission.runs.len()];
+    let job = &submission.array_job;
+    let lines = |program: &str, args: &[&str]| -> Vec<String> {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut record = |id: &str, state: &str| {
+        let Some(task) = id.strip_prefix(&format!("{job}_")) else { return };
+        let state = state.split_whitespace().next().unwrap_or_default().to_string();
+        let mut set = |index: usize| {
+            if let Some(slot) = states.get_mut(index) {
+                *slot = Some(state.clone());
+            }
+        };
+        match task.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            // A range of tasks not started yet: `[2-5%2]`, `[1,3]`.
+            Some(ranges) => {
+                for part in ranges.split('%').next().unwrap_or_default().split(',') {
+                    let bounds: Vec<usize> = part.split('-').filter_map(|b| b.parse().ok()).collect();
+                    if let (Some(&lo), Some(&hi)) = (bounds.first(), bounds.last()) {
+                        (lo..=hi).for_each(&mut set);
+                    }
+                }
+            }
+            None => {
+                if let Ok(index) = task.parse() {
+                    set(index)
+                }
+            }
+        }
+    };
+    for line in lines("sacct", &["-n", "-P", "-X", "-j", job, "-o", "JobID,State"]) {
+        if let Some((id, state)) = line.split_once('|') {
+            record(id, state);
+        }
+    }
+    // Tasks slurmctld still remembers (MinJobAge), where there is no accounting database.
+    for line in lines("scontrol", &["-o", "show", "job", job]) {
+        let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name).map(str::to_string));
+        if let (Some(task), Some(state)) = (field("ArrayTaskId="), field("JobState=")) {
+            record(&format!("{job}_{task}"), &state);
+        }
+    }
+    for line in lines("squeue", &["-h", "-r", "-j", job, "-o", "%i|%T"]) {
+        if let Some((id, state)) = line.split_once('|') {
+            record(id, state);
+        }
+    }
+    states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation() -> Invocation {
+        Invocation {
+            exe: PathBuf::from("/opt/reslab/bin/reslab"),
+            experiment: "table6".into(),
+            preset: Preset::Smoke,
+            overrides: Overrides { seeds: Some(2), depths: Some(vec![20]), iters: Some(4), ..Overrides::default() },
+        }
+    }
+
+    #[test]
+    fn the_array_has_a_task_per_pending_run_and_requeues_itself_near_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let settings = SlurmSettings {
+            partition: Some("gpu".into()),
+            time: Some("04:00:00".into()),
+            cpus_per_task: 4,
+            gpus_per_task: Some(1),
+            grace_s: None,
+            sbatch: vec!["--account=proj42".into()],
+        };
+        let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
+        let names: Vec<String> = scripts.runs.iter().map(PlannedRun::dir_name).collect();
+        assert_eq!(names, ["resnet-20-seed0", "resnet-20-seed1"]);
+        assert!(scripts.runs.iter().all(|r| r.config.threads == 4), "threads = the task's CPUs");
+        for line in [
+            "#SBATCH --array=0-1",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=04:00:00",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --gpus-per-task=1",
+            "#SBATCH --signal=B:USR1@120",
+            "#SBATCH --requeue",
+            "#SBATCH --account=proj42",
+            "runs=(resnet-20-seed0 resnet-20-seed1)",
+        ] {
+            assert!(scripts.array.lines().any(|l| l == line), "missing {line}:\n{}", scripts.array);
+        }
+        assert!(scripts.array.contains("scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\""));
+        assert!(scripts.array.contains("/opt/reslab/bin/reslab train --config"));
+        let aggregate = scripts.aggregate.lines().last().unwrap();
+        assert!(aggregate.starts_with("/opt/reslab/bin/reslab aggregate table6 --preset smoke --out /"), "{aggregate}");
+        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20"), "{aggregate}");
+    }
+
+    #[test]
+    fn awkward_words_are_quoted_for_bash() {
+        assert_eq!(quote("plain-20-seed0"), "plain-20-seed0");
+        assert_eq!(quote("my runs/it's"), "'my runs/it'\\''s'");
+        assert_eq!(quote(""), "''");
+    }
+}

@@ -1,0 +1,127 @@
+//! `reslab status EXP`: where a study stands, from its run directories (and, for a study submitted
+//! to Slurm, what Slurm says of each task).
+
+use super::cost::{self, RunCost};
+use super::plan::PlannedRun;
+use super::slurm::{self, Submission};
+use crate::run::lock::LockOwner;
+use crate::run::RunState;
+use anyhow::Result;
+use std::path::Path;
+
+/// Where a run stands, all sources together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Done,
+    Running,
+    Pending,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunLine {
+    pub dir: String,
+    pub state: RunState,
+    /// Slurm's state of the run's task, where the study was submitted and Slurm knows it.
+    pub slurm: Option<String>,
+    /// Who holds the run's lock, when a live process does.
+    pub holder: Option<LockOwner>,
+    pub phase: Phase,
+    pub remaining_s: f64,
+}
+
+pub struct StudyStatus {
+    pub runs: Vec<RunLine>,
+    pub submission: Option<Submission>,
+}
+
+/// Slurm states after which a task will not run again by itself.
+const SLURM_FAILED: [&str; 6] = ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL"];
+
+fn phase(state: &RunState, slurm: Option<&str>, holder: Option<&LockOwner>) -> Phase {
+    match state {
+        RunState::Complete(_) => Phase::Done,
+        RunState::Diverged(_) => Phase::Failed,
+        _ if slurm == Some("RUNNING") || holder.is_some() => Phase::Running,
+        RunState::Failed { .. } => Phase::Failed,
+        _ if slurm.is_some_and(|s| SLURM_FAILED.contains(&s)) => Phase::Failed,
+        _ => Phase::Pending,
+    }
+}
+
+/// The status of every planned run in `out`; `threads` for the speed probe when no run of the
+/// study has measured a network yet.
+pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudyStatus> {
+    let costs: Vec<RunCost> = cost::estimate(runs, out, threads)?;
+    let submission = Submission::load(out);
+    let slurm_states = submission.as_ref().map(slurm::task_states).unwrap_or_default();
+    let lines = runs
+        .iter()
+        .zip(costs)
+        .map(|(run, cost)| {
+            let dir = run.dir_name();
+            let slurm = submission
+                .as_ref()
+                .and_then(|s| s.runs.iter().position(|r| *r == dir))
+                .and_then(|task| slurm_states.get(task).cloned().flatten());
+            let holder = LockOwner::read(&out.join(&dir)).filter(|(o, age)| o.is_live(*age)).map(|(o, _)| o);
+            let phase = phase(&cost.state, slurm.as_deref(), holder.as_ref());
+            RunLine { dir, state: cost.state, slurm, holder, phase, remaining_s: cost.remaining_s }
+        })
+        .collect();
+    Ok(StudyStatus { runs: lines, submission })
+}
+
+impl StudyStatus {
+    pub fn text(&self, out: &Path) -> String {
+        let mut text = format!("{:<22} {:<12} {:<14} state\n", "run", "phase", "slurm");
+        for run in &self.runs {
+            let phase = format!("{:?}", run.phase).to_lowercase();
+            let mut state = run.state.to_string();
+            if let Some(holder) = &run.holder {
+                state += &format!(" (process {} on {})", holder.pid, holder.host);
+            }
+            text += &format!("{:<22} {:<12} {:<14} {state}\n", run.dir, phase, run.slurm.as_deref().unwrap_or("-"));
+        }
+        let count = |p: Phase| self.runs.iter().filter(|r| r.phase == p).count();
+        let left: f64 =
+            self.runs.iter().filter(|r| r.phase != Phase::Done).map(|r| r.remaining_s.max(0.0)).sum::<f64>() + 0.0; // not -0
+        let left =
+            if left >= 3600.0 { format!("{:.1} hours", left / 3600.0) } else { format!("{:.0} minutes", left / 60.0) };
+        text += &format!(
+            "{}: {} runs: {} done, {} running, {} pending, {} failed; about {left} of training left at the measured speed \
+             (one run at a time)\n",
+            out.display(),
+            self.runs.len(),
+            count(Phase::Done),
+            count(Phase::Running),
+            count(Phase::Pending),
+            count(Phase::Failed),
+        );
+        if let Some(s) = &self.submission {
+            text +=
+                &format!("slurm: array job {}, aggregation job {} (after the array)\n", s.array_job, s.aggregate_job);
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_combine_the_directory_slurm_and_the_lock() {
+        let partial = RunState::Partial { iteration: 10 };
+        let failed = RunState::Failed { iteration: 10, error: "x".into() };
+        let me = LockOwner { host: "h".into(), pid: 1 };
+        assert_eq!(phase(&partial, None, None), Phase::Pending);
+        assert_eq!(phase(&partial, Some("PENDING"), None), Phase::Pending);
+        assert_eq!(phase(&partial, Some("RUNNING"), None), Phase::Running);
+        assert_eq!(phase(&partial, None, Some(&me)), Phase::Running);
+        assert_eq!(phase(&partial, Some("TIMEOUT"), None), Phase::Failed);
+        assert_eq!(phase(&failed, Some("REQUEUED"), None), Phase::Failed);
+        assert_eq!(phase(&failed, Some("RUNNING"), None), Phase::Running, "a failed run started again");
+        assert_eq!(phase(&RunState::New, None, None), Phase::Pending);
+    }
+}

@@ -1,0 +1,126 @@
+//! The Slurm backend end to end on a real single-node Slurm (scripts/local-slurm.sh: Debian's
+//! slurmctld, slurmd, slurm-client and munge, which `./run test` installs): a small study as an
+//! array job, one task signalled mid-run so it checkpoints and requeues itself, the aggregation job
+//! after the array, `reslab status` during and after, and the same table as the local backend's.
+
+mod common;
+use common::*;
+use reslab::experiment::slurm::Submission;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Starts the local Slurm (or finds it running): its SLURM_CONF, or `None` where Slurm's packages
+/// are not installed (the test then says why and stops).
+fn local_slurm() -> Option<String> {
+    let script = project_root().join("scripts/local-slurm.sh");
+    if Command::new("sh").args(["-c", "command -v slurmctld && command -v sbatch"]).output().unwrap().status.code()
+        != Some(0)
+    {
+        eprintln!(
+            "SKIPPED: Slurm is not installed here and `scripts/local-slurm.sh install` (which ./run test runs) \
+             could not install it (no root, no sudo, or no Debian mirror)"
+        );
+        return None;
+    }
+    let started = Command::new("bash").arg(&script).arg("start").output().unwrap();
+    assert!(started.status.success(), "local Slurm did not start: {}", stderr(&started));
+    let conf = stdout(&started).lines().find_map(|l| l.strip_prefix("SLURM_CONF=").map(str::to_string));
+    Some(conf.expect("local-slurm.sh prints SLURM_CONF"))
+}
+
+fn with_conf(program: &str, args: &[&str], conf: &str) -> Output {
+    let program = if program == "reslab" { env!("CARGO_BIN_EXE_reslab") } else { program };
+    Command::new(program).args(args).env("SLURM_CONF", conf).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn metrics_rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv")).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+#[test]
+fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
+    let Some(conf) = local_slurm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
+    let study =
+        ["table6", "--preset", "smoke", "--depths", "20", "--seeds", "2", "--iters", "60", "--eval-every", "20"];
+    let with = |extra: &[&str], out: &Path| -> Vec<String> {
+        let mut args: Vec<String> = study.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--out".to_string(), out.display().to_string()]);
+        args
+    };
+    let started = Instant::now();
+    let mut submit = vec!["reproduce".to_string()];
+    submit.extend(with(&["--backend", "slurm", "--cpus-per-task", "1"], &on_slurm));
+    let submit: Vec<&str> = submit.iter().map(String::as_str).collect();
+    let output = with_conf("reslab", &submit, &conf);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("submitted 2 runs as array job"), "{}", stdout(&output));
+    let submission = Submission::load(&on_slurm).expect(".slurm/jobs.toml");
+    assert_eq!(submission.runs, ["resnet-20-seed0", "resnet-20-seed1"]);
+    let mut status = vec!["status".to_string()];
+    status.extend(with(&[], &on_slurm));
+    let status: Vec<&str> = status.iter().map(String::as_str).collect();
+
+    // Task 0 mid-run (its first metrics row written): signal it as its time limit would.
+    let seed0 = on_slurm.join("resnet-20-seed0");
+    wait_for("task 0 to write its first metrics row", Duration::from_secs(300), || metrics_rows(&seed0) >= 1);
+    let task0 = format!("{}_0", submission.array_job);
+    let signalled = with_conf("scancel", &["--batch", "--signal=USR1", &task0], &conf);
+    assert!(signalled.status.success(), "{}", stderr(&signalled));
+    let during = with_conf("reslab", &status, &conf);
+    assert!(during.status.success(), "{}", stderr(&during));
+    eprintln!("reslab status during the study:\n{}", stdout(&during));
+    assert!(stdout(&during).contains("resnet-20-seed0"), "{}", stdout(&during));
+
+    // The aggregation job runs once the array has ended.
+    let table = on_slurm.join("table6.csv");
+    wait_for("the aggregation job's table", Duration::from_secs(600), || {
+        table.is_file()
+            && with_conf("squeue", &["-h", "-j", &submission.aggregate_job], &conf)
+                .stdout
+                .iter()
+                .all(|b| b.is_ascii_whitespace())
+    });
+    eprintln!("through Slurm in {:.1} s", started.elapsed().as_secs_f64());
+    let after = with_conf("reslab", &status, &conf);
+    eprintln!("reslab status after the study:\n{}", stdout(&after));
+    assert!(stdout(&after).contains("2 runs: 2 done, 0 running, 0 pending, 0 failed"), "{}", stdout(&after));
+
+    // The task stopped with a checkpoint, was requeued, and resumed from it.
+    let logs: String = std::fs::read_dir(on_slurm.join(".slurm/logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(logs.contains("resnet-20-seed0: stopping for a requeue"), "{logs}");
+    assert!(logs.contains("resuming from"), "{logs}");
+    // Job completions (jobcomp/filetxt, read by sacct -c) name a task by its own job id: task 0's
+    // first allocation ended with the task back in the queue, its second completed.
+    let shown = stdout(&with_conf("scontrol", &["show", "job", &task0], &conf));
+    let id = shown.split_whitespace().find_map(|w| w.strip_prefix("JobId=")).expect("scontrol shows the task");
+    let sacct = with_conf("sacct", &["-c", "-n", "-P", "-j", id, "-o", "JobID,State,Start,End"], &conf);
+    let sacct = stdout(&sacct);
+    eprintln!("sacct -c -j {id} (task {task0}):\n{sacct}");
+    let states: Vec<&str> = sacct.lines().filter_map(|l| l.split('|').nth(1)).collect();
+    assert_eq!(states, ["PENDING", "COMPLETED"], "requeued once, then complete");
+
+    // The local backend makes the same table from the same study (one thread per run in both).
+    let mut local = vec!["reproduce".to_string()];
+    local.extend(with(&["--jobs", "2", "--threads", "1"], &here));
+    let local: Vec<&str> = local.iter().map(String::as_str).collect();
+    let output = reslab(&local);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = std::fs::read_to_string(here.join("table6.csv")).unwrap();
+    assert_eq!(std::fs::read_to_string(&table).unwrap(), expected);
+    assert!(on_slurm.join("report.html").is_file());
+}
