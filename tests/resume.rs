@@ -224,7 +224,11 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
     std::fs::write(out.join(".lock"), "4194999").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("taking over the stale lock of process 4194999"), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("taking over the stale lock") && err.contains("process 4194999 is no longer running"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -232,7 +236,18 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fig1");
     let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
-        .args(["reproduce", "fig1", "--iters", "200", "--eval-every", "5", "--out", out.to_str().unwrap()])
+        .args([
+            "reproduce",
+            "fig1",
+            "--jobs",
+            "1",
+            "--iters",
+            "200",
+            "--eval-every",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -248,4 +263,40 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
     assert!(err.contains("interrupted at iteration") && err.contains("run again to continue"), "{err}");
     assert!(!out.join("plain-56-seed0").exists(), "the next run must not start after Ctrl-C");
     assert!(out.join("plain-20-seed0/checkpoint.safetensors").is_file());
+}
+
+#[test]
+fn ctrl_c_with_two_jobs_stops_every_child_with_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fig1");
+    let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args([
+            "reproduce",
+            "fig1",
+            "--jobs",
+            "2",
+            "--iters",
+            "200",
+            "--eval-every",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows_if_any(&out.join("plain-20-seed0")) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted: every running job wrote a checkpoint"), "{err}");
+    for run in ["plain-20-seed0", "plain-56-seed0"] {
+        assert!(out.join(run).join("checkpoint.safetensors").is_file(), "{run}: {err}");
+        assert!(!out.join(run).join("summary.toml").exists(), "{run} must not look complete");
+    }
 }
