@@ -13,7 +13,9 @@ use reslab::model::{weights, BottleneckStride, ModelSpec, Shortcut};
 use reslab::report::table;
 use reslab::run::config::{Preset, RunConfig, TrainOptions};
 use reslab::run::RunDir;
+use reslab::train::bench;
 use reslab::train::evaluate::evaluate_weights;
+use reslab::train::runtime::{self, PrecisionChoice};
 use reslab::train::{train_recording, Recording};
 use std::path::PathBuf;
 
@@ -41,6 +43,8 @@ enum Command {
     Eval(EvalArgs),
     /// Write a model's weights as safetensors with PyTorch's names (fresh from a seed, or a run's).
     Export(ExportArgs),
+    /// Images per second of a model here (training step, training loop, or evaluation), beside the PyTorch reference.
+    Bench(BenchArgs),
     /// List the model zoo with parameter counts and multiply-accumulates.
     Models {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -89,6 +93,9 @@ struct StudyArgs {
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
 }
 
 impl StudyArgs {
@@ -121,6 +128,7 @@ impl StudyArgs {
             seed: self.seed,
             seeds: self.seeds,
             threads: self.threads,
+            precision: self.precision,
             depths: self.depths.clone(),
         }
     }
@@ -306,6 +314,9 @@ struct RunOptionArgs {
     /// Keep tensors in the default NCHW layout instead of channels-last.
     #[arg(long)]
     contiguous: bool,
+    /// bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
     /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.
     #[arg(long)]
     warmup: bool,
@@ -325,6 +336,7 @@ impl RunOptionArgs {
             seed: self.seed,
             threads: self.threads,
             channels_last: !self.contiguous,
+            precision: self.precision.resolve(runtime::device()).0,
             warmup: self.warmup,
             checkpoint_every: self.checkpoint_every,
         }
@@ -342,6 +354,56 @@ struct EvalArgs {
     data: DataArgs,
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The forward passes' arithmetic; fp32 by default, for an exact check of the weights.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
+    precision: PrecisionChoice,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A zoo model, e.g. resnet-20, plain-56.
+    #[arg(long)]
+    model: ModelSpec,
+    /// step: the training step on a fixed batch; train: the training loop (data, augmentation,
+    /// step, metrics); eval: evaluation forward passes (no gradients, BN folded).
+    #[arg(long, value_enum, default_value_t = bench::Mode::Step)]
+    mode: bench::Mode,
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    precision: PrecisionChoice,
+    /// NCHW instead of channels-last.
+    #[arg(long)]
+    contiguous: bool,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: i64,
+    /// Timed iterations per round.
+    #[arg(long, default_value_t = 30)]
+    iters: usize,
+    /// Untimed iterations first (oneDNN chooses its kernels on the first).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Rounds, alternating with the reference; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// --mode train: the data (the reference's pipeline reads the same training images).
+    #[arg(long, default_value = "embedded")]
+    data: DataSource,
+    /// --mode train: without augmentation (to measure its share).
+    #[arg(long)]
+    no_augment: bool,
+    /// Also run the PyTorch reference (its step or pipeline mode) beside each round and print the ratio.
+    #[arg(long)]
+    reference: bool,
+    /// The reference script; default ../shared/bench/torch_reference.py beside the project.
+    #[arg(long, value_name = "PATH", requires = "reference")]
+    reference_script: Option<PathBuf>,
+    /// The reference's precision; default reslab's.
+    #[arg(long, value_enum, requires = "reference")]
+    reference_precision: Option<PrecisionChoice>,
+    /// Print the achieved GFLOP/s as a share of this peak (e.g. 333 for 2 Zen 5 cores in fp32).
+    #[arg(long)]
+    peak_gflops: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -425,6 +487,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Aggregate(args) => aggregate_command(args),
         Command::Train(args) => train_command(args),
         Command::Eval(args) => eval(args),
+        Command::Bench(args) => bench(args),
         Command::Export(args) => export(args),
         Command::Models { format } => models(format),
         Command::Data(DataCommand::Fetch { url, md5, sha256, dir }) => {
@@ -491,7 +554,7 @@ fn reproduce(args: ReproduceArgs) -> Result<()> {
 
 fn status_command(args: StudyArgs) -> Result<()> {
     let (experiment, preset, out, overrides) = args.load()?;
-    let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
+    let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides, &out)?;
     let status = reslab::experiment::status::status(&runs, &out, overrides.threads)?;
     print!("{}", status.text(&out));
     Ok(())
@@ -514,7 +577,7 @@ fn plan_command(args: StudyArgs) -> Result<()> {
         vec![(out, experiment, preset, overrides)]
     };
     for (out, experiment, preset, overrides) in studies {
-        let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides)?;
+        let runs = reslab::experiment::plan::plan(&experiment, preset, &overrides, &out)?;
         let costs = reslab::experiment::cost::estimate(&runs, &out, overrides.threads)?;
         println!("{} --preset {}: {}", experiment.name, preset.name(), experiment.title);
         print!("{}", reslab::experiment::cost::text(&costs, &out));
@@ -532,6 +595,17 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
+    let mut config = config;
+    if args.resume.is_none() && args.config.is_none() {
+        let (chosen, mut why) = args.run.precision.resolve(runtime::device());
+        if args.run.precision == PrecisionChoice::Auto {
+            config.keep_precision_of(&out);
+            if config.precision != chosen {
+                why = format!("{} (auto: kept from the run already in {})", config.precision, out.display());
+            }
+        }
+        println!("precision: {why}");
+    }
     let recording = Recording { dump_steps: args.dump_steps };
     let summary = train_recording(&config, &out, &config.model.name(), &recording)?;
     println!(
@@ -547,7 +621,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let result = evaluate_weights(&args.model.spec()?, &args.weights, &args.data.config(), args.threads)?;
+    let precision = args.precision.resolve(runtime::device()).0;
+    let result = evaluate_weights(&args.model.spec()?, &args.weights, &args.data.config(), args.threads, precision)?;
     println!(
         "{}: test error {:.2}% on {} images of {} ({})",
         result.spec,
@@ -557,6 +632,31 @@ fn eval(args: EvalArgs) -> Result<()> {
         args.weights.display()
     );
     Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let device = runtime::device();
+    let (precision, why) = args.precision.resolve(device);
+    println!("precision: {why}");
+    let bench = bench::Bench {
+        spec: args.model,
+        mode: args.mode,
+        precision,
+        channels_last: !args.contiguous,
+        threads: args.threads,
+        batch: args.batch_size,
+        iters: args.iters,
+        warmup: args.warmup,
+        data: args.data,
+        augment: !args.no_augment,
+    };
+    let reference = if args.reference {
+        let precision = args.reference_precision.map_or(precision, |p| p.resolve(device).0);
+        Some(bench::Reference::locate(&bench, args.reference_script, None, precision)?)
+    } else {
+        None
+    };
+    bench::run(&bench, reference.as_ref(), args.rounds, args.peak_gflops)
 }
 
 fn export(args: ExportArgs) -> Result<()> {

@@ -18,6 +18,30 @@ fn models_lists_the_zoo_as_csv() {
     assert!(rows.iter().any(|r| r.starts_with("cifar,resnet,56,C,900858,")), "{out}");
 }
 
+/// `reslab bench` in each mode, and beside the PyTorch reference (`../shared/bench`): it runs
+/// and ends with the reference's `img_per_s=` line. A benchmark, not a timed test.
+#[test]
+fn bench_measures_each_mode_and_ends_with_its_img_per_s_line() {
+    let quick = ["--model", "resnet-8", "--iters", "2", "--warmup", "1", "--rounds", "1", "--batch-size", "32"];
+    let runs: [&[&str]; 4] = [
+        &["--mode", "step", "--precision", "fp32", "--reference"],
+        &["--mode", "train", "--precision", "bf16", "--reference", "--reference-precision", "fp32"],
+        &["--mode", "eval", "--precision", "fp32"],
+        &["--mode", "train", "--no-augment", "--contiguous"],
+    ];
+    for extra in runs {
+        let output = reslab(&[&["bench"][..], &quick, extra].concat());
+        let out = stdout(&output);
+        assert!(output.status.success(), "{extra:?}: {}", stderr(&output));
+        let last = out.lines().last().unwrap_or_default();
+        let value: f64 = last.strip_prefix("img_per_s=").and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+        assert!(value > 0.0, "{extra:?}: last line {last:?} of {out}");
+        assert_eq!(extra.contains(&"--reference"), out.contains("ratio="), "{extra:?}: {out}");
+    }
+    let output = reslab(&[&["bench"][..], &quick, &["--mode", "eval", "--reference"]].concat());
+    assert_clean_error(&output, &["no evaluation mode"]);
+}
+
 #[test]
 fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,11 +161,15 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
         "64",
         "--seed",
         "1",
+        "--precision",
+        "bf16",
         "--out",
         out.to_str().unwrap(),
     ];
     let output = reslab(&args);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("precision: bf16, as asked"), "{}", stdout(&output));
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("precision = \"bf16\""));
     let rows = read_rows(&out);
     assert_eq!(rows.len(), 3);
     let loss = |row: &csv::StringRecord| row[3].parse::<f64>().unwrap();
@@ -164,6 +192,8 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
         weights.to_str().unwrap(),
         "--data",
         archive.to_str().unwrap(),
+        "--precision",
+        "bf16",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(

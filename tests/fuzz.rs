@@ -22,6 +22,7 @@ fn config_text() -> String {
         &Experiment::load("fig1").unwrap(),
         reslab::run::config::Preset::Demo,
         &Default::default(),
+        std::path::Path::new("no-such-dir"),
     )
     .unwrap()
     .remove(0)

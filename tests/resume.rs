@@ -231,16 +231,16 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
     );
 }
 
-#[test]
-fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("fig1");
+/// `reslab reproduce fig1 --jobs JOBS` sent SIGINT once plain-20 has written two metrics rows:
+/// its output folder (inside `dir`), and its stderr, after checking it exited with 1.
+fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
+    let out = dir.join("fig1");
     let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args([
             "reproduce",
             "fig1",
             "--jobs",
-            "1",
+            jobs,
             "--iters",
             "200",
             "--eval-every",
@@ -260,6 +260,13 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
     let output = child.wait_with_output().unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
+    (out, err)
+}
+
+#[test]
+fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = interrupt_fig1(dir.path(), "1");
     assert!(err.contains("interrupted at iteration") && err.contains("run again to continue"), "{err}");
     assert!(!out.join("plain-56-seed0").exists(), "the next run must not start after Ctrl-C");
     assert!(out.join("plain-20-seed0/checkpoint.safetensors").is_file());
@@ -268,32 +275,7 @@ fn ctrl_c_stops_a_whole_experiment_not_just_its_current_run() {
 #[test]
 fn ctrl_c_with_two_jobs_stops_every_child_with_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("fig1");
-    let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
-        .args([
-            "reproduce",
-            "fig1",
-            "--jobs",
-            "2",
-            "--iters",
-            "200",
-            "--eval-every",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rows_if_any(&out.join("plain-20-seed0")) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let (out, err) = interrupt_fig1(dir.path(), "2");
     assert!(err.contains("interrupted: every running job wrote a checkpoint"), "{err}");
     for run in ["plain-20-seed0", "plain-56-seed0"] {
         assert!(out.join(run).join("checkpoint.safetensors").is_file(), "{run}: {err}");

@@ -51,8 +51,21 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let Some(conf) = local_slurm() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
-    let study =
-        ["table6", "--preset", "smoke", "--depths", "20", "--seeds", "2", "--iters", "60", "--eval-every", "20"];
+    let study = [
+        "table6",
+        "--preset",
+        "smoke",
+        "--depths",
+        "20",
+        "--seeds",
+        "2",
+        "--iters",
+        "60",
+        "--eval-every",
+        "20",
+        "--precision",
+        "fp32",
+    ];
     let with = |extra: &[&str], out: &Path| -> Vec<String> {
         let mut args: Vec<String> = study.iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));

@@ -11,7 +11,7 @@ use crate::data::prepare::EvalSet;
 use crate::model::{Model, ModelSpec};
 use crate::run::metrics;
 use crate::run::RunState;
-use crate::train::probe;
+use crate::train::bench::{self, Bench};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;
@@ -76,7 +76,7 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
                     None => {
                         let probe_spec = ModelSpec::cifar(crate::model::Kind::Residual, 20)?;
                         let probe_macs = Model::new(&probe_spec, tch::Device::Cpu)?.macs() as f64;
-                        let img_per_s = probe::training_img_per_s(&probe_spec, 128, 5, threads)?;
+                        let img_per_s = bench::step_img_per_s(&Bench::probe(probe_spec.clone(), &run.config, threads))?;
                         probe = Some((img_per_s * probe_macs, img_per_s));
                         (img_per_s * probe_macs, img_per_s)
                     }

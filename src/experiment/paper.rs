@@ -122,7 +122,7 @@ fn link_finished_runs(
     out: &Path,
     study_out: &Path,
 ) -> Result<()> {
-    let runs = plan(study, preset, overrides)?;
+    let runs = plan(study, preset, overrides, study_out)?;
     std::fs::create_dir_all(study_out).with_context(|| format!("creating {}", study_out.display()))?;
     for run in runs {
         let dir = study_out.join(run.dir_name());

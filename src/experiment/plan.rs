@@ -3,7 +3,10 @@
 use super::spec::Experiment;
 use crate::data::DataSource;
 use crate::run::config::{DataConfig, Preset, RunConfig, TrainOptions};
+use crate::train::runtime::{self, PrecisionChoice};
 use anyhow::{bail, Result};
+use clap::ValueEnum;
+use std::path::Path;
 
 /// What the command line adds to an experiment's preset.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +19,8 @@ pub struct Overrides {
     /// Seeds 0..N instead of the experiment's seeds.
     pub seeds: Option<u64>,
     pub threads: usize,
+    /// The precision of the runs (`auto` is resolved when planning, on this machine).
+    pub precision: PrecisionChoice,
     /// Only the runs at these depths.
     pub depths: Option<Vec<i64>>,
 }
@@ -43,6 +48,10 @@ impl Overrides {
         }
         if let Some(depths) = &self.depths {
             push("--depths", depths.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
+        }
+        if self.precision != PrecisionChoice::Auto {
+            let name = self.precision.to_possible_value().expect("no skipped values").get_name().to_string();
+            push("--precision", name);
         }
         args
     }
@@ -79,7 +88,10 @@ pub fn seeds(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> 
     Ok(spec.seeds.as_ref().or(experiment.seeds.as_ref()).map_or(vec![0], |s| s.list()))
 }
 
-pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<PlannedRun>> {
+/// The runs of `experiment` at `preset` with `overrides`, to be made in `out`. A run already in
+/// `out` keeps its precision under `auto` (made in fp32, or before the setting existed, it
+/// resumes in fp32 where `auto` now means bf16).
+pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: &Path) -> Result<Vec<PlannedRun>> {
     let spec = experiment.preset(preset)?;
     let Some(source) = overrides.data.clone().or_else(|| spec.data.clone()) else {
         bail!(
@@ -97,6 +109,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         lr_steps: spec.lr_steps.clone().filter(|_| overrides.iters.is_none()),
         batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
         threads: overrides.threads,
+        precision: overrides.precision.resolve(runtime::device()).0,
         ..TrainOptions::default()
     };
     let seeds = seeds(experiment, preset, overrides)?;
@@ -116,9 +129,13 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> R
         }
         for &seed in &seeds {
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
-            let config = RunConfig::from_options(model.clone(), data.clone(), &options);
+            let mut config = RunConfig::from_options(model.clone(), data.clone(), &options);
             config.validate()?;
-            runs.push(PlannedRun { name: run.run_name()?, seed, config });
+            let planned = PlannedRun { name: run.run_name()?, seed, config: config.clone() };
+            if overrides.precision == PrecisionChoice::Auto {
+                config.keep_precision_of(&out.join(planned.dir_name()));
+            }
+            runs.push(PlannedRun { config, ..planned });
         }
     }
     if runs.is_empty() {
@@ -134,7 +151,7 @@ mod tests {
     #[test]
     fn fig1_demo_plans_two_plain_runs_on_the_embedded_sample() {
         let experiment = Experiment::load("fig1").unwrap();
-        let runs = plan(&experiment, Preset::Demo, &Overrides::default()).unwrap();
+        let runs = plan(&experiment, Preset::Demo, &Overrides::default(), Path::new("no-such-dir")).unwrap();
         let names: Vec<String> = runs.iter().map(|r| r.dir_name()).collect();
         assert_eq!(names, ["plain-20-seed0", "plain-56-seed0"]);
         assert_eq!(runs[0].config.data.source, DataSource::Embedded);
@@ -145,10 +162,11 @@ mod tests {
     #[test]
     fn the_paper_preset_needs_data_and_keeps_the_papers_schedule() {
         let experiment = Experiment::load("fig1").unwrap();
-        let err = plan(&experiment, Preset::Paper, &Overrides::default()).unwrap_err().to_string();
+        let err =
+            plan(&experiment, Preset::Paper, &Overrides::default(), Path::new("no-such-dir")).unwrap_err().to_string();
         assert!(err.contains("--data"), "{err}");
         let overrides = Overrides { data: Some(DataSource::Path("x".into())), ..Default::default() };
-        let runs = plan(&experiment, Preset::Paper, &overrides).unwrap();
+        let runs = plan(&experiment, Preset::Paper, &overrides, Path::new("no-such-dir")).unwrap();
         assert_eq!(runs[0].config.schedule.iters, 64_000);
         assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);
         assert_eq!(runs[0].config.optim, crate::run::config::OptimConfig::default());
@@ -157,7 +175,7 @@ mod tests {
     #[test]
     fn seeds_multiply_the_runs_and_the_warm_up_comes_from_the_file() {
         let experiment = Experiment::load("fig6").unwrap();
-        let runs = plan(&experiment, Preset::Smoke, &Overrides::default()).unwrap();
+        let runs = plan(&experiment, Preset::Smoke, &Overrides::default(), Path::new("no-such-dir")).unwrap();
         // smoke: 9 networks (resnet-1202 left out) x the file's 2 seeds.
         assert_eq!(runs.len(), 18);
         let dirs: Vec<String> = runs.iter().map(|r| r.dir_name()).collect();
@@ -168,9 +186,9 @@ mod tests {
         assert!(runs.iter().find(|r| r.name == "resnet-56").unwrap().config.schedule.warmup.is_none());
         assert_eq!(runs[1].config.seed, 1);
         let overrides = Overrides { seeds: Some(3), ..Default::default() };
-        assert_eq!(plan(&experiment, Preset::Smoke, &overrides).unwrap().len(), 27);
+        assert_eq!(plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap().len(), 27);
         let overrides = Overrides { seed: Some(7), ..Default::default() };
-        let runs = plan(&experiment, Preset::Smoke, &overrides).unwrap();
+        let runs = plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap();
         assert!(runs.len() == 9 && runs.iter().all(|r| r.seed == 7 && r.config.seed == 7));
     }
 }

@@ -71,7 +71,7 @@ pub fn run_study(
     parallelism: Parallelism,
     out: &Path,
 ) -> Result<(StudyReport, Vec<String>)> {
-    let runs = plan(experiment, preset, overrides)?;
+    let runs = plan(experiment, preset, overrides, out)?;
     record_experiment(experiment, preset, out)?;
     if let Some(note) = &experiment.preset(preset)?.note {
         eprintln!("note: {note}");
@@ -114,7 +114,7 @@ pub fn aggregate_only(
     overrides: &Overrides,
     out: &Path,
 ) -> Result<StudyReport> {
-    let runs = plan(experiment, preset, overrides)?;
+    let runs = plan(experiment, preset, overrides, out)?;
     aggregate(experiment, preset, &runs, out)
 }
 

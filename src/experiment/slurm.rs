@@ -14,6 +14,7 @@ use super::plan::{plan, Overrides, PlannedRun};
 use super::spec::{Experiment, SlurmSettings};
 use crate::run::config::Preset;
 use crate::run::RunState;
+use crate::train::runtime::PrecisionChoice;
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,13 @@ pub fn scripts(
     let mut overrides = invocation.overrides.clone();
     // Each task's libtorch threads: the CPUs Slurm gives it.
     overrides.threads = settings.cpus_per_task as usize;
-    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides)?
+    // `auto` is decided here, once (the aggregation job must plan the same runs on its node), and
+    // as fp32: this host, where the study is submitted, says nothing of the nodes' hardware.
+    if overrides.precision == PrecisionChoice::Auto {
+        eprintln!("note: the Slurm tasks train in fp32; give --precision bf16 where bf16 is faster on the nodes (AMX-BF16, GPUs of compute capability 8.0+)");
+        overrides.precision = PrecisionChoice::Fp32;
+    }
+    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
         .into_iter()
         .filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete())
         .collect();
@@ -167,7 +174,7 @@ wait "$pid"
         "--out".into(),
         out.display().to_string(),
     ];
-    args.extend(invocation.overrides.to_args());
+    args.extend(overrides.to_args());
     let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
     aggregate.push(format!(
         "\n# Made by reslab {}: the study's tables, charts and report.html, once the array has ended.\n{exe} {}\n",
@@ -354,7 +361,7 @@ mod tests {
         assert!(scripts.array.contains("/opt/reslab/bin/reslab train --config"));
         let aggregate = scripts.aggregate.lines().last().unwrap();
         assert!(aggregate.starts_with("/opt/reslab/bin/reslab aggregate table6 --preset smoke --out /"), "{aggregate}");
-        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20"), "{aggregate}");
+        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20 --precision fp32"), "{aggregate}");
     }
 
     #[test]

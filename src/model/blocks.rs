@@ -1,6 +1,6 @@
 //! Building blocks: the two-layer basic block and the shortcuts that make it residual.
 
-use super::layers::{batch_norm, conv1x1, conv3x3, conv_macs};
+use super::layers::{conv_macs, ConvBn};
 use super::zoo::Shortcut;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -10,6 +10,8 @@ pub trait Block: ModuleT + Send + std::fmt::Debug {
     /// Multiply-accumulates for an `h`x`w` input.
     fn macs(&self, h: i64, w: i64) -> u64;
     fn stride(&self) -> i64;
+    /// Every convolution with its BN, for folding in evaluation.
+    fn conv_bns(&self) -> Vec<&ConvBn>;
 }
 
 /// How a residual block's input reaches the addition.
@@ -21,7 +23,7 @@ pub enum ShortcutPath {
     /// `pad_before` in front of and `pad_after` behind the input's channels. No parameters.
     ZeroPad { stride: i64, pad_before: i64, pad_after: i64 },
     /// Options B (where the shape changes) and C (everywhere): 1x1 convolution + BN.
-    Projection { conv: nn::Conv2D, bn: Box<nn::BatchNorm> },
+    Projection(Box<ConvBn>),
 }
 
 impl ShortcutPath {
@@ -41,10 +43,7 @@ impl ShortcutPath {
     }
 
     fn projection(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> ShortcutPath {
-        ShortcutPath::Projection {
-            conv: conv1x1(&p / "0", c_in, c_out, stride),
-            bn: Box::new(batch_norm(&p / "1", c_out)),
-        }
+        ShortcutPath::Projection(Box::new(ConvBn::new(&p / "0", &p / "1", c_in, c_out, 1, stride)))
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -55,13 +54,13 @@ impl ShortcutPath {
                 // constant_pad_nd pads the last dimension first: (W, W, H, H, C, C).
                 subsampled.constant_pad_nd([0, 0, 0, 0, *pad_before, *pad_after])
             }
-            ShortcutPath::Projection { conv, bn } => x.apply(conv).apply_t(bn.as_ref(), train),
+            ShortcutPath::Projection(projection) => x.apply_t(projection.as_ref(), train),
         }
     }
 
     fn macs(&self, c_in: i64, c_out: i64, h_out: i64, w_out: i64) -> u64 {
         match self {
-            ShortcutPath::Projection { .. } => conv_macs(c_in, c_out, 1, h_out, w_out),
+            ShortcutPath::Projection(_) => conv_macs(c_in, c_out, 1, h_out, w_out),
             _ => 0,
         }
     }
@@ -71,10 +70,8 @@ impl ShortcutPath {
 /// Without one (`shortcut: None`) it is the plain net's pair of layers.
 #[derive(Debug)]
 pub struct BasicBlock {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    conv_bn1: ConvBn,
+    conv_bn2: ConvBn,
     pub shortcut: Option<ShortcutPath>,
     c_in: i64,
     c_out: i64,
@@ -93,10 +90,8 @@ impl BasicBlock {
         shortcut_name: &str,
     ) -> BasicBlock {
         BasicBlock {
-            conv1: conv3x3(&p / "conv1", c_in, c_out, stride),
-            bn1: batch_norm(&p / "bn1", c_out),
-            conv2: conv3x3(&p / "conv2", c_out, c_out, 1),
-            bn2: batch_norm(&p / "bn2", c_out),
+            conv_bn1: ConvBn::new(&p / "conv1", &p / "bn1", c_in, c_out, 3, stride),
+            conv_bn2: ConvBn::new(&p / "conv2", &p / "bn2", c_out, c_out, 3, 1),
             shortcut: shortcut.map(|s| ShortcutPath::new(&p / shortcut_name, s, c_in, c_out, stride)),
             c_in,
             c_out,
@@ -122,6 +117,10 @@ impl Block for BasicBlock {
     fn stride(&self) -> i64 {
         self.stride
     }
+
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        with_shortcut(vec![&self.conv_bn1, &self.conv_bn2], &self.shortcut)
+    }
 }
 
 impl Block for Bottleneck {
@@ -132,6 +131,18 @@ impl Block for Bottleneck {
     fn stride(&self) -> i64 {
         self.stride
     }
+
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        with_shortcut(vec![&self.conv_bn1, &self.conv_bn2, &self.conv_bn3], &self.shortcut)
+    }
+}
+
+/// `units` and the shortcut's projection, if it has one.
+fn with_shortcut<'a>(mut units: Vec<&'a ConvBn>, shortcut: &'a Option<ShortcutPath>) -> Vec<&'a ConvBn> {
+    if let Some(ShortcutPath::Projection(projection)) = shortcut {
+        units.push(projection);
+    }
+    units
 }
 
 /// Output size of a padded convolution (or pooling) with `stride`: ceil(size / stride).
@@ -144,12 +155,9 @@ pub fn out_size(size: i64, stride: i64) -> i64 {
 /// Keras), or on the 3x3 conv with `stride_on_spatial`, as in torchvision ("ResNet v1.5").
 #[derive(Debug)]
 pub struct Bottleneck {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    conv3: nn::Conv2D,
-    bn3: nn::BatchNorm,
+    conv_bn1: ConvBn,
+    conv_bn2: ConvBn,
+    conv_bn3: ConvBn,
     pub shortcut: Option<ShortcutPath>,
     c_in: i64,
     width: i64,
@@ -171,12 +179,9 @@ impl Bottleneck {
         let c_out = width * Self::EXPANSION;
         let (stride1, stride2) = if stride_on_spatial { (1, stride) } else { (stride, 1) };
         Bottleneck {
-            conv1: conv1x1(&p / "conv1", c_in, width, stride1),
-            bn1: batch_norm(&p / "bn1", width),
-            conv2: conv3x3(&p / "conv2", width, width, stride2),
-            bn2: batch_norm(&p / "bn2", width),
-            conv3: conv1x1(&p / "conv3", width, c_out, 1),
-            bn3: batch_norm(&p / "bn3", c_out),
+            conv_bn1: ConvBn::new(&p / "conv1", &p / "bn1", c_in, width, 1, stride1),
+            conv_bn2: ConvBn::new(&p / "conv2", &p / "bn2", width, width, 3, stride2),
+            conv_bn3: ConvBn::new(&p / "conv3", &p / "bn3", width, c_out, 1, 1),
             shortcut: shortcut.map(|s| ShortcutPath::new(&p / "downsample", s, c_in, c_out, stride)),
             c_in,
             width,
@@ -200,14 +205,11 @@ impl Bottleneck {
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let out = x
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
+            .apply_t(&self.conv_bn1, train)
             .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
+            .apply_t(&self.conv_bn2, train)
             .relu()
-            .apply(&self.conv3)
-            .apply_t(&self.bn3, train);
+            .apply_t(&self.conv_bn3, train);
         match &self.shortcut {
             Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
             None => out.relu(),
@@ -217,7 +219,7 @@ impl ModuleT for Bottleneck {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().apply(&self.conv2).apply_t(&self.bn2, train);
+        let out = x.apply_t(&self.conv_bn1, train).relu().apply_t(&self.conv_bn2, train);
         match &self.shortcut {
             Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
             None => out.relu(),

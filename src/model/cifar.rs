@@ -6,7 +6,8 @@
 //! reproduction (akamaster/pytorch_resnet_cifar10): `conv1`, `bn1`, `layer{1,2,3}.{i}.*`, `linear`.
 
 use super::blocks::BasicBlock;
-use super::layers::{batch_norm, conv3x3, conv_macs, linear};
+use super::blocks::Block;
+use super::layers::{conv_macs, linear, ConvBn};
 use super::zoo::{Kind, ModelSpec};
 use super::Network;
 use anyhow::{ensure, Result};
@@ -18,8 +19,7 @@ pub const IMAGE_SIZE: i64 = 32;
 
 #[derive(Debug)]
 pub struct CifarNet {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    stem: ConvBn,
     stages: Vec<Vec<BasicBlock>>,
     linear: nn::Linear,
     num_classes: i64,
@@ -37,8 +37,7 @@ impl CifarNet {
             Kind::Plain => None,
             Kind::Residual => Some(spec.shortcut),
         };
-        let conv1 = conv3x3(p / "conv1", 3, STAGE_WIDTHS[0], 1);
-        let bn1 = batch_norm(p / "bn1", STAGE_WIDTHS[0]);
+        let stem = ConvBn::new(p / "conv1", p / "bn1", 3, STAGE_WIDTHS[0], 3, 1);
         let mut c_in = STAGE_WIDTHS[0];
         let mut stages = Vec::new();
         for (stage, &width) in STAGE_WIDTHS.iter().enumerate() {
@@ -56,7 +55,7 @@ impl CifarNet {
         }
         let num_classes = spec.classes();
         let linear = linear(p / "linear", STAGE_WIDTHS[2], num_classes);
-        Ok(CifarNet { num_classes, conv1, bn1, stages, linear })
+        Ok(CifarNet { num_classes, stem, stages, linear })
     }
 
     pub fn blocks(&self) -> impl Iterator<Item = &BasicBlock> {
@@ -78,11 +77,15 @@ impl Network for CifarNet {
         }
         total + (STAGE_WIDTHS[2] * self.num_classes) as u64
     }
+
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        std::iter::once(&self.stem).chain(self.blocks().flat_map(|b| b.conv_bns())).collect()
+    }
 }
 
 impl ModuleT for CifarNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        let mut out = x.apply_t(&self.stem, train).relu();
         for block in self.blocks() {
             out = out.apply_t(block, train);
         }

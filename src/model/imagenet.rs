@@ -5,7 +5,7 @@
 //! `layer2.0.downsample.0`, `fc`), so option-B weights load into `torchvision.models.resnetN`.
 
 use super::blocks::{BasicBlock, Block, Bottleneck};
-use super::layers::{batch_norm, conv, conv_macs, linear};
+use super::layers::{conv_macs, linear, ConvBn};
 use super::zoo::{BottleneckStride, Kind, ModelSpec};
 use super::Network;
 use anyhow::{bail, Result};
@@ -31,8 +31,7 @@ pub fn layout(depth: i64) -> Result<([i64; 4], bool)> {
 
 #[derive(Debug)]
 pub struct ImageNetNet {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    stem: ConvBn,
     blocks: Vec<Box<dyn Block>>,
     fc: nn::Linear,
     features: i64,
@@ -46,8 +45,7 @@ impl ImageNetNet {
             Kind::Plain => None,
             Kind::Residual => Some(spec.shortcut),
         };
-        let conv1 = conv(p / "conv1", 3, 64, 7, 2);
-        let bn1 = batch_norm(p / "bn1", 64);
+        let stem = ConvBn::new(p / "conv1", p / "bn1", 3, 64, 7, 2);
         let expansion = if bottleneck { 4 } else { 1 };
         let mut c_in = 64;
         let mut blocks = Vec::new();
@@ -68,7 +66,7 @@ impl ImageNetNet {
         }
         let num_classes = spec.classes();
         let fc = linear(p / "fc", c_in, num_classes);
-        Ok(ImageNetNet { conv1, bn1, blocks, fc, features: c_in, num_classes })
+        Ok(ImageNetNet { stem, blocks, fc, features: c_in, num_classes })
     }
 }
 
@@ -83,12 +81,15 @@ impl Network for ImageNetNet {
         }
         total + (self.features * self.num_classes) as u64
     }
+
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        std::iter::once(&self.stem).chain(self.blocks.iter().flat_map(|b| b.conv_bns())).collect()
+    }
 }
 
 impl ModuleT for ImageNetNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out =
-            x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut out = x.apply_t(&self.stem, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in &self.blocks {
             out = block.forward_t(&out, train);
         }

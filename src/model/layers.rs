@@ -5,7 +5,9 @@
 //! (fan-out, as torchvision and the PyTorch CIFAR reproductions use), BatchNorm weight 1 and bias 0,
 //! and the final fully-connected layer PyTorch's default uniform(+-1/sqrt(fan_in)).
 
-use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
+use std::cell::RefCell;
+use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init, ModuleT};
+use tch::Tensor;
 
 /// He et al. (2015, "Delving deep into rectifiers") normal initialisation.
 const HE_NORMAL: Init =
@@ -25,13 +27,16 @@ pub fn conv1x1(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
     conv(p, c_in, c_out, 1, stride)
 }
 
+/// PyTorch's BatchNorm epsilon.
+const BN_EPS: f64 = 1e-5;
+
 /// BatchNorm with weight 1, bias 0, PyTorch's momentum 0.1 and eps 1e-5.
 pub fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
         ws_init: Init::Const(1.0),
         bs_init: Init::Const(0.0),
         momentum: 0.1,
-        eps: 1e-5,
+        eps: BN_EPS,
         ..Default::default()
     };
     nn::batch_norm2d(p, channels, config)
@@ -51,4 +56,93 @@ pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
 /// Multiply-accumulates of a `kernel`x`kernel` convolution producing an `h`x`w` output.
 pub fn conv_macs(c_in: i64, c_out: i64, kernel: i64, h_out: i64, w_out: i64) -> u64 {
     (kernel * kernel * c_in * c_out * h_out * w_out) as u64
+}
+
+/// A convolution and the BatchNorm after it. In evaluation mode the pair can run as one
+/// convolution with the BN folded in (weight scaled by gamma / sqrt(var + eps) per output
+/// channel, bias beta - mean * that scale): the same function up to float rounding, one pass over
+/// the activations fewer. Folding is switched on for one evaluation at a time by
+/// [`crate::model::Model::with_folded_batch_norm`]; training never sees it.
+#[derive(Debug)]
+pub struct ConvBn {
+    pub conv: nn::Conv2D,
+    pub bn: nn::BatchNorm,
+    stride: i64,
+    padding: i64,
+    folded: RefCell<Option<(Tensor, Tensor)>>,
+}
+
+impl ConvBn {
+    /// A `kernel`x`kernel` convolution (variables under `conv_path`) and its BN (under `bn_path`).
+    pub fn new(conv_path: nn::Path, bn_path: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvBn {
+        ConvBn {
+            conv: conv(conv_path, c_in, c_out, kernel, stride),
+            bn: batch_norm(bn_path, c_out),
+            stride,
+            padding: kernel / 2,
+            folded: RefCell::new(None),
+        }
+    }
+
+    /// Folds the BN's current statistics and affine parameters into the convolution (computed in
+    /// fp32; under bf16 autocast the folded convolution then runs in bf16, rounding as the
+    /// unfolded pair's bf16 output does, at other places).
+    pub fn fold(&self) {
+        let folded = tch::no_grad(|| {
+            let bn = &self.bn;
+            let weight = bn.ws.as_ref().expect("BN layers are affine");
+            let bias = bn.bs.as_ref().expect("BN layers are affine");
+            let scale = weight / (&bn.running_var + BN_EPS).sqrt();
+            let conv_weight = &self.conv.ws * scale.view([-1, 1, 1, 1]);
+            let conv_bias = bias - &bn.running_mean * &scale;
+            (conv_weight, conv_bias)
+        });
+        *self.folded.borrow_mut() = Some(folded);
+    }
+
+    pub fn unfold(&self) {
+        *self.folded.borrow_mut() = None;
+    }
+}
+
+impl ModuleT for ConvBn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if !train {
+            if let Some((weight, bias)) = self.folded.borrow().as_ref() {
+                return x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], 1);
+            }
+        }
+        x.apply(&self.conv).apply_t(&self.bn, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn a_folded_conv_bn_computes_what_conv_then_bn_computes_in_evaluation() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let unit = ConvBn::new(vs.root() / "c", vs.root() / "b", 4, 6, 3, 2);
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.starts_with('b') {
+                    // Statistics and affine parameters away from their identity values.
+                    t.copy_(&(Tensor::rand_like(&t) + 0.5));
+                }
+            }
+        });
+        let x = Tensor::randn([3, 4, 9, 9], (Kind::Float, Device::Cpu));
+        let unfolded = unit.forward_t(&x, false);
+        unit.fold();
+        let folded = unit.forward_t(&x, false);
+        assert_eq!(folded.size(), vec![3, 6, 5, 5]);
+        assert!(folded.allclose(&unfolded, 1e-5, 1e-5, false), "{}", (&folded - &unfolded).abs().max());
+        unit.unfold();
+        assert!(unit.forward_t(&x, false).equal(&unfolded));
+        unit.fold();
+        // Training mode never uses the folding: batch statistics (which also update the running ones).
+        assert!(!unit.forward_t(&x, true).allclose(&unfolded, 1e-3, 1e-3, false), "training uses batch statistics");
+    }
 }

@@ -22,6 +22,8 @@ pub trait Network: ModuleT + Send {
     /// Multiply-accumulates of one forward pass of one image (convolutions and fully-connected
     /// layers; BN, ReLU, additions and pooling are not counted, as in the paper's FLOPs).
     fn macs(&self) -> u64;
+    /// Every convolution with its BN.
+    fn conv_bns(&self) -> Vec<&layers::ConvBn>;
 }
 
 /// A built model: its description, its variables and its forward pass.
@@ -73,6 +75,21 @@ impl Model {
 
     pub fn macs(&self) -> u64 {
         self.net.macs()
+    }
+
+    /// Runs `f` with every BN folded into its convolution for evaluation-mode forward passes
+    /// (`forward_t(x, false)`): the same outputs up to float rounding, faster. The folding is
+    /// computed from the weights as they are now and undone when `f` returns.
+    pub fn with_folded_batch_norm<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Unfold<'a>(Vec<&'a layers::ConvBn>);
+        impl Drop for Unfold<'_> {
+            fn drop(&mut self) {
+                self.0.iter().for_each(|unit| unit.unfold());
+            }
+        }
+        let units = Unfold(self.net.conv_bns());
+        units.0.iter().for_each(|unit| unit.fold());
+        f()
     }
 
     /// Number of trainable parameters (conv weights, BN weight and bias, fc weight and bias).
@@ -200,6 +217,36 @@ mod tests {
         assert_eq!(build("resnet-20", Shortcut::B).macs(), 40_551_040 + 16 * 32 * 256 + 32 * 64 * 64);
         let m56 = build("resnet-56", Shortcut::A).macs();
         assert!((125_000_000..126_000_000).contains(&m56), "{m56}");
+    }
+
+    #[test]
+    fn folding_batch_norm_reaches_every_convolution_and_keeps_the_outputs() {
+        for (name, shortcut, size) in
+            [("resnet-20", Shortcut::B), ("resnet-50", Shortcut::B), ("plain-20", Shortcut::A)]
+                .map(|(n, s)| (n, s, if n == "resnet-50" { 64 } else { 32 }))
+        {
+            let mut model = build(name, shortcut);
+            model.use_channels_last();
+            let convs = model.vs.variables().values().filter(|t| t.dim() == 4).count();
+            let bns = model.vs.variables().keys().filter(|k| k.ends_with("running_mean")).count();
+            assert_eq!(model.net.conv_bns().len(), convs, "{name}: every conv (all but the fc weight)");
+            assert_eq!(bns, convs, "{name}: one BN per conv");
+            // Trained-looking statistics, so folding has something to fold.
+            tch::no_grad(|| {
+                for (key, mut t) in model.vs.variables() {
+                    if key.contains("bn") || key.contains("shortcut.1.") || key.contains("downsample.1.") {
+                        t.copy_(&(Tensor::rand_like(&t) + 0.5));
+                    }
+                }
+            });
+            let x = Tensor::randn([4, 3, size, size], (Dtype::Float, Device::Cpu));
+            let plain = tch::no_grad(|| model.forward_t(&x, false));
+            let folded = tch::no_grad(|| model.with_folded_batch_norm(|| model.forward_t(&x, false)));
+            let scale = plain.abs().max().double_value(&[]);
+            let diff = (&folded - &plain).abs().max().double_value(&[]);
+            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: folded differs by {diff} (outputs up to {scale})");
+            assert!(tch::no_grad(|| model.forward_t(&x, false)).equal(&plain), "{name}: unfolded after");
+        }
     }
 
     #[test]

@@ -70,9 +70,31 @@ pub struct RunConfig {
     /// Keep weights and activations channels-last (faster with oneDNN on CPUs).
     #[serde(default = "crate::util::yes")]
     pub channels_last: bool,
+    /// The forward pass's arithmetic (runs made before this setting existed were fp32).
+    #[serde(default)]
+    pub precision: Precision,
     /// Write a checkpoint every this many iterations (and at the end); 0: at every metrics row.
     #[serde(default)]
     pub checkpoint_every: usize,
+}
+
+/// Mixed precision: `bf16` computes convolutions and matmuls in bfloat16 (libtorch's autocast),
+/// with fp32 master weights, momentum, BN statistics and loss; `fp32` computes everything in fp32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
 }
 
 fn default_lr_decay() -> f64 {
@@ -135,6 +157,7 @@ pub struct TrainOptions {
     pub seed: u64,
     pub threads: usize,
     pub channels_last: bool,
+    pub precision: Precision,
     /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
     pub warmup: bool,
     pub checkpoint_every: usize,
@@ -152,6 +175,7 @@ impl Default for TrainOptions {
             seed: 0,
             threads: 0,
             channels_last: true,
+            precision: Precision::Fp32,
             warmup: false,
             checkpoint_every: 0,
         }
@@ -178,6 +202,7 @@ impl RunConfig {
             seed: options.seed,
             threads: options.threads,
             channels_last: options.channels_last,
+            precision: options.precision,
             checkpoint_every: options.checkpoint_every,
         }
     }
@@ -187,6 +212,17 @@ impl RunConfig {
     /// continues correctly, though no longer bit for bit as it would have.
     pub fn same_run(&self, other: &RunConfig) -> bool {
         RunConfig { threads: 0, ..self.clone() } == RunConfig { threads: 0, ..other.clone() }
+    }
+
+    /// Takes the precision of the run already in `dir`, if it is this run but for its precision:
+    /// what `--precision auto` does with an existing run, so that a run made in fp32 (or before
+    /// the setting existed) resumes in fp32 where `auto` now means bf16.
+    pub fn keep_precision_of(&mut self, dir: &Path) {
+        if let Ok(existing) = RunConfig::load(&dir.join(super::CONFIG_FILE)) {
+            if existing.same_run(&RunConfig { precision: existing.precision, ..self.clone() }) {
+                self.precision = existing.precision;
+            }
+        }
     }
 
     /// Iterations between checkpoints.
@@ -261,6 +297,7 @@ impl RunConfig {
             seed: 3,
             threads: 2,
             channels_last: true,
+            precision: Precision::Fp32,
             checkpoint_every: 0,
         }
     }

@@ -1,13 +1,15 @@
 //! Evaluation: a model's error rate on a data set's evaluation set, in evaluation mode, without
-//! gradients.
+//! gradients, with every BN folded into its convolution (see [`ConvBn`](crate::model::layers::ConvBn)).
 
-use super::trainer::{model_for_data, set_threads};
+use super::runtime::{self, autocast, set_threads};
+use super::trainer::model_for_data;
 use crate::data::folder::TestCrops;
 use crate::data::{DataConfig, Dataset};
 use crate::model::{weights, Model, ModelSpec};
+use crate::run::config::Precision;
 use anyhow::Result;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// What `reslab eval` reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,58 +28,63 @@ pub fn evaluate_weights(
     weights_file: &Path,
     data: &DataConfig,
     threads: usize,
+    precision: Precision,
 ) -> Result<Evaluation> {
     weights::ensure_exists(weights_file)?;
     set_threads(threads);
-    let device = Device::cuda_if_available();
+    let device = runtime::device();
     let dataset = Dataset::open(data, device)?;
     let spec = model_for_data(spec, &dataset)?;
     let mut model = Model::new(&spec, device)?;
     weights::load(&mut model.vs, weights_file)?;
     model.use_channels_last();
-    let error = error_rate(&model, &dataset, data.test_crops);
+    let error = error_rate(&model, &dataset, data.test_crops, precision)?;
     Ok(Evaluation { spec, error, images: dataset.num_eval() })
 }
 
 /// Images per forward pass when evaluating.
-const EVAL_BATCH: usize = 500;
+pub const EVAL_BATCH: usize = 500;
 
-/// Error rate (%) of `model` on the evaluation set of `data`; image folders average the softmax
-/// over `test_crops`.
-pub fn error_rate(model: &Model, data: &Dataset, test_crops: TestCrops) -> f64 {
+/// Error rate (%) of `model` on the evaluation set of `data`, its forward passes in `precision`;
+/// image folders average the softmax over `test_crops`.
+pub fn error_rate(model: &Model, data: &Dataset, test_crops: TestCrops, precision: Precision) -> Result<f64> {
     let device = model.vs.device();
     let n = data.num_eval();
-    let wrong: i64 = tch::no_grad(|| {
-        (0..n)
-            .step_by(EVAL_BATCH)
-            .map(|start| {
-                let len = EVAL_BATCH.min(n - start);
-                match data {
-                    Dataset::Cifar(p) => {
-                        let (start, len) = (start as i64, len as i64);
-                        let logits = model.forward_t(&p.eval_images.narrow(0, start, len), false);
-                        count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
-                    }
-                    Dataset::Folder(f) => {
-                        let crops = match test_crops {
-                            TestCrops::Center => 1,
-                            TestCrops::TenCrop => 10,
-                        };
-                        let classes = f.classes.len() as i64;
-                        let mut probabilities = Tensor::zeros([len as i64, classes], (Kind::Float, device));
-                        let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
-                        for crop in 0..crops {
-                            let (images, l) = f.val_batch(start, len, crop);
-                            probabilities += model.forward_t(&images.to_device(device), false).softmax(-1, Kind::Float);
-                            labels = l.to_device(device);
+    let _autocast = autocast(precision, device)?;
+    let wrong: i64 = model.with_folded_batch_norm(|| {
+        tch::no_grad(|| {
+            (0..n)
+                .step_by(EVAL_BATCH)
+                .map(|start| {
+                    let len = EVAL_BATCH.min(n - start);
+                    match data {
+                        Dataset::Cifar(p) => {
+                            let (start, len) = (start as i64, len as i64);
+                            let logits = model.forward_t(&p.eval_images.narrow(0, start, len), false);
+                            count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
                         }
-                        count_wrong(&probabilities, &labels)
+                        Dataset::Folder(f) => {
+                            let crops = match test_crops {
+                                TestCrops::Center => 1,
+                                TestCrops::TenCrop => 10,
+                            };
+                            let classes = f.classes.len() as i64;
+                            let mut probabilities = Tensor::zeros([len as i64, classes], (Kind::Float, device));
+                            let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
+                            for crop in 0..crops {
+                                let (images, l) = f.val_batch(start, len, crop);
+                                probabilities +=
+                                    model.forward_t(&images.to_device(device), false).softmax(-1, Kind::Float);
+                                labels = l.to_device(device);
+                            }
+                            count_wrong(&probabilities, &labels)
+                        }
                     }
-                }
-            })
-            .sum()
+                })
+                .sum()
+        })
     });
-    100.0 * wrong as f64 / n as f64
+    Ok(100.0 * wrong as f64 / n as f64)
 }
 
 /// Images whose highest score is not their label.

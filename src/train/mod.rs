@@ -1,8 +1,9 @@
 //! Training: the run configuration, SGD, the learning-rate schedule, the loop and its outputs.
 
+pub mod bench;
 pub mod evaluate;
 mod native;
-pub mod probe;
+pub mod runtime;
 pub mod schedule;
 pub mod sgd;
 pub mod step_dump;

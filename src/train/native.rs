@@ -2,19 +2,27 @@
 //! against the same libtorch (build.rs).
 
 use anyhow::{bail, Result};
-use std::ffi::{c_char, CStr};
-use tch::Tensor;
+use std::ffi::{c_char, c_int, CStr};
+use tch::{Device, Tensor};
 use torch_sys::C_tensor;
 
 extern "C" {
-    fn reslab_sgd_step(
+    fn reslab_flatten_parameters(
         params: *const *mut C_tensor,
-        buffers: *const *mut C_tensor,
         count: i64,
+        flat_params: *mut *mut C_tensor,
+        flat_grads: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn reslab_sgd_update(
+        param: *mut C_tensor,
+        grad: *mut C_tensor,
+        buffer: *mut C_tensor,
         lr: f64,
         momentum: f64,
         weight_decay: f64,
     ) -> *mut c_char;
+    fn reslab_autocast_enter(device: c_int, was_enabled: *mut c_int, previous_dtype: *mut c_int) -> *mut c_char;
+    fn reslab_autocast_exit(device: c_int, was_enabled: c_int, previous_dtype: c_int) -> *mut c_char;
     fn reslab_free_error(message: *mut c_char);
 }
 
@@ -29,13 +37,60 @@ fn check(error: *mut c_char, what: &str) -> Result<()> {
     bail!("{what}: {}", message.lines().next().unwrap_or_default())
 }
 
-/// torch.optim.SGD's update (dampening 0, no Nesterov) of every parameter in `params` that has a
-/// gradient, with its momentum buffer in `buffers` (same order, same shapes).
-pub fn sgd_step(params: Vec<&mut Tensor>, buffers: Vec<&mut Tensor>, lr: f64, momentum: f64, wd: f64) -> Result<()> {
-    assert_eq!(params.len(), buffers.len(), "one momentum buffer per parameter");
-    let params: Vec<*mut C_tensor> = params.into_iter().map(|t| t.as_mut_ptr()).collect();
-    let buffers: Vec<*mut C_tensor> = buffers.into_iter().map(|t| t.as_mut_ptr()).collect();
-    // SAFETY: the pointers are live tch tensors (at::Tensor*), borrowed mutably for the call.
-    let error = unsafe { reslab_sgd_step(params.as_ptr(), buffers.as_ptr(), params.len() as i64, lr, momentum, wd) };
+/// Makes each of `params` a view into one flat buffer (keeping its shape and strides) with a
+/// gradient that is a view into a second one; returns (flat values, flat gradients).
+pub fn flatten_parameters(params: &mut [Tensor]) -> Result<(Tensor, Tensor)> {
+    let pointers: Vec<*mut C_tensor> = params.iter_mut().map(|t| t.as_mut_ptr()).collect();
+    let (mut values, mut grads) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: the pointers are live tch tensors (at::Tensor*), borrowed mutably for the call; on
+    // success the shim returns two new at::Tensor* that tch then owns.
+    let error = unsafe { reslab_flatten_parameters(pointers.as_ptr(), pointers.len() as i64, &mut values, &mut grads) };
+    check(error, "flattening the parameters")?;
+    Ok(unsafe { (Tensor::from_ptr(values), Tensor::from_ptr(grads)) })
+}
+
+/// torch.optim.SGD's update (dampening 0, no Nesterov) of `param` with `grad` and its momentum
+/// `buffer` (same shapes).
+pub fn sgd_update(
+    param: &mut Tensor,
+    grad: &mut Tensor,
+    buffer: &mut Tensor,
+    lr: f64,
+    momentum: f64,
+    wd: f64,
+) -> Result<()> {
+    // SAFETY: live tch tensors, borrowed mutably for the call.
+    let error =
+        unsafe { reslab_sgd_update(param.as_mut_ptr(), grad.as_mut_ptr(), buffer.as_mut_ptr(), lr, momentum, wd) };
     check(error, "SGD step")
+}
+
+/// libtorch's autocast to bf16 on `device`'s type while the guard lives. Autocast is a state of
+/// the thread, so the guard cannot be sent to another one.
+#[must_use = "autocast ends when the guard is dropped"]
+pub struct Autocast {
+    device: c_int,
+    was_enabled: c_int,
+    previous_dtype: c_int,
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Autocast {
+    pub fn bf16(device: Device) -> Result<Autocast> {
+        let device = if device.is_cuda() { 1 } else { 0 };
+        let (mut was_enabled, mut previous_dtype) = (0, 0);
+        // SAFETY: plain values; the shim only touches libtorch's thread-local autocast state.
+        check(unsafe { reslab_autocast_enter(device, &mut was_enabled, &mut previous_dtype) }, "entering autocast")?;
+        Ok(Autocast { device, was_enabled, previous_dtype, _this_thread: std::marker::PhantomData })
+    }
+}
+
+impl Drop for Autocast {
+    fn drop(&mut self) {
+        // SAFETY: as in `bf16`; leaving cannot fail but for a libtorch bug, reported on stderr.
+        let error = unsafe { reslab_autocast_exit(self.device, self.was_enabled, self.previous_dtype) };
+        if let Err(e) = check(error, "leaving autocast") {
+            eprintln!("warning: {e}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! `model.safetensors` (final weights) and, written last, `summary.toml`. A run directory
 //! without a `summary.toml` saying `status = "complete"` is not a finished result.
 
-use super::evaluate::{count_wrong, error_rate};
+use super::evaluate::error_rate;
+use super::runtime::{self, autocast, set_threads};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
 use super::step_dump::StepDump;
@@ -22,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::time::Instant;
-use tch::Device;
+use tch::{Kind, Tensor};
 
 /// Environment variable that makes training print a line per metrics row instead of drawing a
 /// progress bar (the experiment runner sets it for the child processes whose output it forwards).
@@ -75,7 +76,7 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
 fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
     interrupt::install()?;
     set_threads(config.threads);
-    let device = Device::cuda_if_available();
+    let device = runtime::device();
     let data = Dataset::open(&config.data, device)?;
     let mut order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
     tch::manual_seed(config.seed as i64);
@@ -83,7 +84,7 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
     if config.channels_last {
         model.use_channels_last();
     }
-    let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay);
+    let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay)?;
 
     let mut state = LoopState::default();
     let mut metrics = match checkpoint::latest(out, config)? {
@@ -128,11 +129,14 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
         let step_started = Instant::now();
         let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
         let (images, labels) = data.train_batch(order.batch(iter), config.data.augment, &mut augment_rng, device);
-        let logits = model.forward_t(&images, true);
-        let loss = logits.cross_entropy_for_logits(&labels);
+        let logits = {
+            let _autocast = autocast(config.precision, device)?;
+            model.forward_t(&images, true)
+        };
+        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
         sgd.zero_grad();
         loss.backward();
-        let loss_value = loss.double_value(&[]);
+        let (loss_value, wrong) = loss_and_errors(&loss, &logits, &labels);
         if !loss_value.is_finite() {
             progress.abandon();
             let message = format!(
@@ -149,7 +153,6 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
         if let Some(dump) = &mut step_dump {
             dump.record(&images, &labels, lr, loss_value, &model.vs)?;
         }
-        let wrong = count_wrong(&logits, &labels);
         state.record_batch(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
         state.update_warmup(&config.schedule);
         state.iteration = iter + 1;
@@ -165,7 +168,7 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
                 lr,
                 train_loss: state.row_loss(),
                 train_err: state.row_error(),
-                test_err: error_rate(&model, &data, config.data.test_crops),
+                test_err: error_rate(&model, &data, config.data.test_crops, config.precision)?,
                 img_per_s: state.row_images_per_second(),
                 wall_s: started.elapsed().as_secs_f64(),
             };
@@ -228,10 +231,13 @@ pub fn model_for_data(spec: &ModelSpec, data: &Dataset) -> Result<ModelSpec> {
     }
 }
 
-/// libtorch's intra-op threads: `threads`, or one per core when 0.
-pub fn set_threads(threads: usize) {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    tch::set_num_threads(threads as i32);
+/// The batch's loss and how many of its images were misclassified, read from the device together:
+/// the one host synchronisation of a step (the loss is needed at once, to stop a diverged run).
+fn loss_and_errors(loss: &Tensor, logits: &Tensor, labels: &Tensor) -> (f64, i64) {
+    let wrong = logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Float);
+    let both = Tensor::stack(&[loss.detach(), wrong], 0).to_kind(Kind::Double);
+    let values = Vec::<f64>::try_from(&both).expect("two numbers");
+    (values[0], values[1] as i64)
 }
 
 fn summarize(

@@ -10,7 +10,8 @@ learning rate of each step (`lr`). This script builds the same CIFAR net the way
 PyTorch reproduction does (akamaster/pytorch_resnet_cifar10: its names, its option-A LambdaLayer,
 its avg_pool2d), loads the weights with strict=True, and trains K steps in train mode with
 F.cross_entropy and torch.optim.SGD(lr, momentum, weight_decay) on those batches, in the memory
-layout and with the thread count of the run. It writes `loss` (K float64 losses) and the final
+layout and with the thread count of the run; a bf16 run's forward pass runs under
+torch.autocast("cpu", dtype=torch.bfloat16), its loss on the logits cast to fp32. It writes `loss` (K float64 losses) and the final
 state dict (weights, BN running statistics) to OUT.
 
 --break WHAT changes one thing of the protocol, so the test can show that the comparison catches
@@ -53,6 +54,7 @@ def main():
         torch.set_num_threads(threads)
     channels_last = config.get("channels_last", True)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    bf16 = config.get("precision", "fp32") == "bf16"
 
     bn_momentum = 0.01 if broken == "bn-momentum" else 0.1
     bn_eps = 1e-3 if broken == "bn-eps" else 1e-5
@@ -80,8 +82,9 @@ def main():
         for group in optimizer.param_groups:
             group["lr"] = lrs[step].item()
         x = images[step].contiguous(memory_format=fmt)
-        logits = model(x)
-        loss = F.cross_entropy(logits, labels[step], label_smoothing=0.1 if broken == "loss" else 0.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels[step], label_smoothing=0.1 if broken == "loss" else 0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
