@@ -4,7 +4,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/core/stack.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -111,6 +113,32 @@ char* reslab_autocast_exit(int device, int was_enabled, int previous_dtype) {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     at::autocast::set_autocast_enabled(type, was_enabled != 0);
     at::autocast::set_autocast_dtype(type, static_cast<at::ScalarType>(previous_dtype));
+  });
+}
+
+// oneDNN's fused convolution for inference, as libtorch registers it for Inductor
+// (mkldnn::_convolution_pointwise): y = conv(x, w) + b, then + other if given, then ReLU if asked,
+// in one pass over the output instead of up to three. Dense fp32 CPU tensors; no autograd.
+char* reslab_conv_fused(at::Tensor* x, at::Tensor* w, at::Tensor* b, int64_t stride, int64_t padding,
+                        at::Tensor* other, int relu, at::Tensor** out) {
+  return guarded([&] {
+    std::vector<int64_t> paddings{padding, padding}, strides{stride, stride}, dilations{1, 1};
+    torch::jit::Stack stack;
+    if (other == nullptr) {
+      static const c10::OperatorHandle op =
+          c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_convolution_pointwise", "");
+      stack = {*x, *w, *b, paddings, strides, dilations, int64_t{1}, std::string(relu ? "relu" : "none"),
+               c10::List<std::optional<at::Scalar>>(), c10::IValue()};
+      op.callBoxed(&stack);
+    } else {
+      static const c10::OperatorHandle op =
+          c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_convolution_pointwise", "binary");
+      c10::IValue unary = relu ? c10::IValue(std::string("relu")) : c10::IValue();
+      stack = {*x, *other, *w, *b, paddings, strides, dilations, int64_t{1}, std::string("add"), c10::IValue(),
+               unary, c10::List<std::optional<at::Scalar>>(), c10::IValue()};
+      op.callBoxed(&stack);
+    }
+    *out = new at::Tensor(stack.back().toTensor());
   });
 }
 

@@ -9,6 +9,8 @@
 pub mod data;
 pub mod experiment;
 pub mod model;
+/// Bindings to `csrc/reslab_native.cpp`: the libtorch operations tch does not expose.
+mod native;
 pub mod report;
 pub mod run;
 pub mod train;

@@ -204,25 +204,20 @@ impl Bottleneck {
 
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x
-            .apply_t(&self.conv_bn1, train)
-            .relu()
-            .apply_t(&self.conv_bn2, train)
-            .relu()
-            .apply_t(&self.conv_bn3, train);
+        let out = self.conv_bn2.forward_relu(&self.conv_bn1.forward_relu(x, train), train);
         match &self.shortcut {
-            Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
-            None => out.relu(),
+            Some(shortcut) => self.conv_bn3.forward_add_relu(&out, &shortcut.forward_t(x, train), train),
+            None => self.conv_bn3.forward_relu(&out, train),
         }
     }
 }
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply_t(&self.conv_bn1, train).relu().apply_t(&self.conv_bn2, train);
+        let out = self.conv_bn1.forward_relu(x, train);
         match &self.shortcut {
-            Some(shortcut) => (out + shortcut.forward_t(x, train)).relu(),
-            None => out.relu(),
+            Some(shortcut) => self.conv_bn2.forward_add_relu(&out, &shortcut.forward_t(x, train), train),
+            None => self.conv_bn2.forward_relu(&out, train),
         }
     }
 }

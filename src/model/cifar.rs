@@ -85,7 +85,7 @@ impl Network for CifarNet {
 
 impl ModuleT for CifarNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply_t(&self.stem, train).relu();
+        let mut out = self.stem.forward_relu(x, train);
         for block in self.blocks() {
             out = out.apply_t(block, train);
         }

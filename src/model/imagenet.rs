@@ -89,7 +89,7 @@ impl Network for ImageNetNet {
 
 impl ModuleT for ImageNetNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply_t(&self.stem, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut out = self.stem.forward_relu(x, train).max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in &self.blocks {
             out = block.forward_t(&out, train);
         }

@@ -5,9 +5,10 @@
 //! (fan-out, as torchvision and the PyTorch CIFAR reproductions use), BatchNorm weight 1 and bias 0,
 //! and the final fully-connected layer PyTorch's default uniform(+-1/sqrt(fan_in)).
 
+use crate::native;
 use std::cell::RefCell;
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init, ModuleT};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// He et al. (2015, "Delving deep into rectifiers") normal initialisation.
 const HE_NORMAL: Init =
@@ -62,14 +63,24 @@ pub fn conv_macs(c_in: i64, c_out: i64, kernel: i64, h_out: i64, w_out: i64) -> 
 /// convolution with the BN folded in (weight scaled by gamma / sqrt(var + eps) per output
 /// channel, bias beta - mean * that scale): the same function up to float rounding, one pass over
 /// the activations fewer. Folding is switched on for one evaluation at a time by
-/// [`crate::model::Model::with_folded_batch_norm`]; training never sees it.
+/// [`crate::model::Model::with_folded_batch_norm`]; training never sees it. Folded, in fp32 on a
+/// CPU, the convolution also takes in what follows it (a shortcut's addition, the ReLU) through
+/// oneDNN's fused inference convolution, so a block's output is written once.
 #[derive(Debug)]
 pub struct ConvBn {
     pub conv: nn::Conv2D,
     pub bn: nn::BatchNorm,
     stride: i64,
     padding: i64,
-    folded: RefCell<Option<(Tensor, Tensor)>>,
+    folded: RefCell<Option<Folded>>,
+}
+
+/// The folded convolution's weight and bias, and whether to fuse what follows it.
+#[derive(Debug)]
+struct Folded {
+    weight: Tensor,
+    bias: Tensor,
+    fuse: bool,
 }
 
 impl ConvBn {
@@ -86,8 +97,9 @@ impl ConvBn {
 
     /// Folds the BN's current statistics and affine parameters into the convolution (computed in
     /// fp32; under bf16 autocast the folded convolution then runs in bf16, rounding as the
-    /// unfolded pair's bf16 output does, at other places).
-    pub fn fold(&self) {
+    /// unfolded pair's bf16 output does, at other places). With `fuse`, fp32 CPU inputs also go
+    /// through oneDNN's fused convolution (which autocast does not reach: fuse only in fp32).
+    pub fn fold(&self, fuse: bool) {
         let folded = tch::no_grad(|| {
             let bn = &self.bn;
             let weight = bn.ws.as_ref().expect("BN layers are affine");
@@ -95,7 +107,7 @@ impl ConvBn {
             let scale = weight / (&bn.running_var + BN_EPS).sqrt();
             let conv_weight = &self.conv.ws * scale.view([-1, 1, 1, 1]);
             let conv_bias = bias - &bn.running_mean * &scale;
-            (conv_weight, conv_bias)
+            Folded { weight: conv_weight, bias: conv_bias, fuse }
         });
         *self.folded.borrow_mut() = Some(folded);
     }
@@ -103,12 +115,37 @@ impl ConvBn {
     pub fn unfold(&self) {
         *self.folded.borrow_mut() = None;
     }
+
+    /// `relu(bn(conv(x)))`.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Tensor {
+        self.fused(x, None, train).unwrap_or_else(|| x.apply_t(self, train).relu())
+    }
+
+    /// `relu(bn(conv(x)) + other)`: the end of a residual block.
+    pub fn forward_add_relu(&self, x: &Tensor, other: &Tensor, train: bool) -> Tensor {
+        self.fused(x, Some(other), train).unwrap_or_else(|| (x.apply_t(self, train) + other).relu())
+    }
+
+    /// The fused evaluation, where it applies: folded with `fuse`, fp32 tensors on the CPU; the
+    /// op-by-op path computes the same otherwise (and if oneDNN refuses).
+    fn fused(&self, x: &Tensor, other: Option<&Tensor>, train: bool) -> Option<Tensor> {
+        if train {
+            return None;
+        }
+        let folded = self.folded.borrow();
+        let folded = folded.as_ref().filter(|f| f.fuse)?;
+        let fp32_cpu = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+        if !fp32_cpu(x) || !other.is_none_or(fp32_cpu) {
+            return None;
+        }
+        native::conv_fused(x, &folded.weight, &folded.bias, self.stride, self.padding, other, true).ok()
+    }
 }
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         if !train {
-            if let Some((weight, bias)) = self.folded.borrow().as_ref() {
+            if let Some(Folded { weight, bias, .. }) = self.folded.borrow().as_ref() {
                 return x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], 1);
             }
         }
@@ -135,13 +172,20 @@ mod tests {
         });
         let x = Tensor::randn([3, 4, 9, 9], (Kind::Float, Device::Cpu));
         let unfolded = unit.forward_t(&x, false);
-        unit.fold();
-        let folded = unit.forward_t(&x, false);
-        assert_eq!(folded.size(), vec![3, 6, 5, 5]);
-        assert!(folded.allclose(&unfolded, 1e-5, 1e-5, false), "{}", (&folded - &unfolded).abs().max());
+        let other = Tensor::randn([3, 6, 5, 5], (Kind::Float, Device::Cpu));
+        let (relu, add_relu) = (unfolded.relu(), (&unfolded + &other).relu());
+        for fuse in [false, true] {
+            unit.fold(fuse);
+            let folded = unit.forward_t(&x, false);
+            assert_eq!(folded.size(), vec![3, 6, 5, 5]);
+            assert!(folded.allclose(&unfolded, 1e-5, 1e-5, false), "{}", (&folded - &unfolded).abs().max());
+            assert_eq!(unit.fused(&x, None, false).is_some(), fuse, "fused only when asked");
+            assert!(unit.forward_relu(&x, false).allclose(&relu, 1e-5, 1e-5, false), "fuse {fuse}");
+            assert!(unit.forward_add_relu(&x, &other, false).allclose(&add_relu, 1e-5, 1e-5, false), "fuse {fuse}");
+        }
         unit.unfold();
         assert!(unit.forward_t(&x, false).equal(&unfolded));
-        unit.fold();
+        unit.fold(true);
         // Training mode never uses the folding: batch statistics (which also update the running ones).
         assert!(!unit.forward_t(&x, true).allclose(&unfolded, 1e-3, 1e-3, false), "training uses batch statistics");
     }

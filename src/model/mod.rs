@@ -79,8 +79,10 @@ impl Model {
 
     /// Runs `f` with every BN folded into its convolution for evaluation-mode forward passes
     /// (`forward_t(x, false)`): the same outputs up to float rounding, faster. The folding is
-    /// computed from the weights as they are now and undone when `f` returns.
-    pub fn with_folded_batch_norm<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// computed from the weights as they are now and undone when `f` returns. With `fuse`, fp32
+    /// CPU passes also fuse each convolution with the addition and ReLU after it (oneDNN); give
+    /// `false` under bf16 autocast, which the fused convolution does not follow.
+    pub fn with_folded_batch_norm<T>(&self, fuse: bool, f: impl FnOnce() -> T) -> T {
         struct Unfold<'a>(Vec<&'a layers::ConvBn>);
         impl Drop for Unfold<'_> {
             fn drop(&mut self) {
@@ -88,7 +90,7 @@ impl Model {
             }
         }
         let units = Unfold(self.net.conv_bns());
-        units.0.iter().for_each(|unit| unit.fold());
+        units.0.iter().for_each(|unit| unit.fold(fuse));
         f()
     }
 
@@ -241,10 +243,15 @@ mod tests {
             });
             let x = Tensor::randn([4, 3, size, size], (Dtype::Float, Device::Cpu));
             let plain = tch::no_grad(|| model.forward_t(&x, false));
-            let folded = tch::no_grad(|| model.with_folded_batch_norm(|| model.forward_t(&x, false)));
-            let scale = plain.abs().max().double_value(&[]);
-            let diff = (&folded - &plain).abs().max().double_value(&[]);
-            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: folded differs by {diff} (outputs up to {scale})");
+            for fuse in [false, true] {
+                let folded = tch::no_grad(|| model.with_folded_batch_norm(fuse, || model.forward_t(&x, false)));
+                let scale = plain.abs().max().double_value(&[]);
+                let diff = (&folded - &plain).abs().max().double_value(&[]);
+                assert!(
+                    diff <= 1e-4 * scale.max(1.0),
+                    "{name} {fuse}: folded differs by {diff} (outputs up to {scale})"
+                );
+            }
             assert!(tch::no_grad(|| model.forward_t(&x, false)).equal(&plain), "{name}: unfolded after");
         }
     }

@@ -15,7 +15,7 @@
 use super::evaluate::EVAL_BATCH;
 use super::runtime::{self, autocast, set_threads};
 use super::sgd::Sgd;
-use super::trainer::train;
+use super::trainer::{forward_backward, train};
 use crate::data::{Cifar10, DataConfig, DataSource, EvalSet};
 use crate::model::{Kind as NetKind, Model, ModelSpec, Shortcut};
 use crate::run::config::{Precision, RunConfig, TrainOptions};
@@ -167,13 +167,7 @@ pub fn step_img_per_s(bench: &Bench) -> Result<f64> {
     let x = random_images(bench, bench.batch, device);
     let y = Tensor::randint(bench.spec.classes(), [bench.batch], (Kind::Int64, device));
     timed(bench, bench.batch, || {
-        let logits = {
-            let _autocast = autocast(bench.precision, device)?;
-            model.forward_t(&x, true)
-        };
-        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&y);
-        sgd.zero_grad();
-        loss.backward();
+        let (_, loss) = forward_backward(&model, &mut sgd, &x, &y, bench.precision)?;
         sgd.step(0.1)?;
         let _ = loss.double_value(&[]);
         Ok(())
@@ -186,7 +180,7 @@ pub fn eval_img_per_s(bench: &Bench) -> Result<f64> {
     let device = model.vs.device();
     let batch = EVAL_BATCH as i64;
     let x = random_images(bench, batch, device);
-    model.with_folded_batch_norm(|| {
+    model.with_folded_batch_norm(bench.precision == Precision::Fp32, || {
         tch::no_grad(|| {
             timed(bench, batch, || {
                 let _autocast = autocast(bench.precision, device)?;

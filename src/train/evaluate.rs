@@ -51,7 +51,7 @@ pub fn error_rate(model: &Model, data: &Dataset, test_crops: TestCrops, precisio
     let device = model.vs.device();
     let n = data.num_eval();
     let _autocast = autocast(precision, device)?;
-    let wrong: i64 = model.with_folded_batch_norm(|| {
+    let wrong: i64 = model.with_folded_batch_norm(precision == Precision::Fp32, || {
         tch::no_grad(|| {
             (0..n)
                 .step_by(EVAL_BATCH)

@@ -2,7 +2,6 @@
 
 pub mod bench;
 pub mod evaluate;
-mod native;
 pub mod runtime;
 pub mod schedule;
 pub mod sgd;

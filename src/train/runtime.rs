@@ -2,7 +2,7 @@
 //! CPU threads and the memory layout. The choices live in the run configuration (`precision`,
 //! `threads`, `channels_last`); this module turns them into libtorch settings.
 
-use super::native::Autocast;
+use crate::native::Autocast;
 use crate::run::config::Precision;
 use anyhow::Result;
 use std::process::Command;

@@ -11,7 +11,7 @@
 //! cannot express `add(.., alpha)`, and the rounding of a separate multiply and add, though a
 //! last-bit difference, grows step by step into a different run.
 
-use super::native;
+use crate::native;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use tch::{nn, Tensor};

@@ -12,7 +12,7 @@ use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
 use crate::model::{weights, Model, ModelSpec};
 use crate::run::checkpoint::{self, LoopState};
-use crate::run::config::RunConfig;
+use crate::run::config::{Precision, RunConfig};
 use crate::run::events::EventWriter;
 use crate::run::lock::RunLock;
 use crate::run::metrics::{self, MetricsRow, MetricsWriter};
@@ -129,13 +129,7 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
         let step_started = Instant::now();
         let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
         let (images, labels) = data.train_batch(order.batch(iter), config.data.augment, &mut augment_rng, device);
-        let logits = {
-            let _autocast = autocast(config.precision, device)?;
-            model.forward_t(&images, true)
-        };
-        let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
-        sgd.zero_grad();
-        loss.backward();
+        let (logits, loss) = forward_backward(&model, &mut sgd, &images, &labels, config.precision)?;
         let (loss_value, wrong) = loss_and_errors(&loss, &logits, &labels);
         if !loss_value.is_finite() {
             progress.abandon();
@@ -229,6 +223,26 @@ pub fn model_for_data(spec: &ModelSpec, data: &Dataset) -> Result<ModelSpec> {
         Some(n) if n != classes => bail!("the model has {n} outputs but the data has {classes} classes"),
         _ => Ok(ModelSpec { num_classes: Some(classes), ..spec.clone() }),
     }
+}
+
+/// The forward pass in `precision`, the cross-entropy in fp32 (on the logits cast up, as
+/// PyTorch's mixed-precision recipe has it), and the backward pass into zeroed gradients: the
+/// logits and the loss.
+pub fn forward_backward(
+    model: &Model,
+    sgd: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    precision: Precision,
+) -> Result<(Tensor, Tensor)> {
+    let logits = {
+        let _autocast = autocast(precision, model.vs.device())?;
+        model.forward_t(images, true)
+    };
+    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(labels);
+    sgd.zero_grad();
+    loss.backward();
+    Ok((logits, loss))
 }
 
 /// The batch's loss and how many of its images were misclassified, read from the device together:

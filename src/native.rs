@@ -1,5 +1,6 @@
 //! Bindings to `csrc/reslab_native.cpp`: libtorch operations that tch does not expose, built
-//! against the same libtorch (build.rs).
+//! against the same libtorch (build.rs): the optimizer's flat update (train), autocast (the
+//! runtime) and oneDNN's fused inference convolution (model).
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
@@ -23,6 +24,16 @@ extern "C" {
     ) -> *mut c_char;
     fn reslab_autocast_enter(device: c_int, was_enabled: *mut c_int, previous_dtype: *mut c_int) -> *mut c_char;
     fn reslab_autocast_exit(device: c_int, was_enabled: c_int, previous_dtype: c_int) -> *mut c_char;
+    fn reslab_conv_fused(
+        x: *mut C_tensor,
+        weight: *mut C_tensor,
+        bias: *mut C_tensor,
+        stride: i64,
+        padding: i64,
+        other: *mut C_tensor,
+        relu: c_int,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
     fn reslab_free_error(message: *mut c_char);
 }
 
@@ -63,6 +74,40 @@ pub fn sgd_update(
     let error =
         unsafe { reslab_sgd_update(param.as_mut_ptr(), grad.as_mut_ptr(), buffer.as_mut_ptr(), lr, momentum, wd) };
     check(error, "SGD step")
+}
+
+/// oneDNN's fused inference convolution: `conv(x, weight) + bias`, plus `other` if given, then
+/// ReLU if `relu`, in one pass (dense fp32 CPU tensors, no gradients).
+pub fn conv_fused(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: i64,
+    padding: i64,
+    other: Option<&Tensor>,
+    relu: bool,
+) -> Result<Tensor> {
+    // The shim takes mutable pointers but only reads these tensors: shallow clones share them.
+    let (mut x, mut weight, mut bias) = (x.shallow_clone(), weight.shallow_clone(), bias.shallow_clone());
+    let mut other = other.map(Tensor::shallow_clone);
+    let other_ptr = other.as_mut().map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
+    let mut out = std::ptr::null_mut();
+    // SAFETY: live tch tensors for the call; on success the shim returns a new at::Tensor* that
+    // tch then owns.
+    let error = unsafe {
+        reslab_conv_fused(
+            x.as_mut_ptr(),
+            weight.as_mut_ptr(),
+            bias.as_mut_ptr(),
+            stride,
+            padding,
+            other_ptr,
+            relu as c_int,
+            &mut out,
+        )
+    };
+    check(error, "fused convolution")?;
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// libtorch's autocast to bf16 on `device`'s type while the guard lives. Autocast is a state of
