@@ -67,8 +67,10 @@ fn tensorboard_reads_every_metrics_row_back_once_even_after_a_resume() {
         assert_eq!(ours.len(), rows.len(), "{tag}: one scalar per row");
         for ((step, value), row) in ours.iter().zip(&rows) {
             assert_eq!(*step, row[0] as usize, "{tag}");
+            // metrics.csv writes images/s with one decimal: allow its rounding too.
+            let rounding = if tag == "images_per_s" { 0.05 } else { 0.0 };
             assert!(
-                (value - row[column]).abs() <= 1e-3 * row[column].abs().max(1.0),
+                (value - row[column]).abs() <= 1e-3 * row[column].abs().max(1.0) + rounding,
                 "{tag} at {step}: {value} vs {}",
                 row[column]
             );
