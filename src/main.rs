@@ -586,7 +586,7 @@ fn plan_command(args: StudyArgs) -> Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
-    let (config, out) = match (&args.resume, &args.config) {
+    let (mut config, out) = match (&args.resume, &args.config) {
         (Some(dir), _) => (RunConfig::load(&RunDir::new(dir).config())?, Some(dir.clone())),
         (None, Some(path)) => (RunConfig::load(path)?, args.out.clone()),
         (None, None) => {
@@ -595,7 +595,6 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
-    let mut config = config;
     if args.resume.is_none() && args.config.is_none() {
         let (chosen, mut why) = args.run.precision.resolve(runtime::device());
         if args.run.precision == PrecisionChoice::Auto {

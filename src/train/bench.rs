@@ -100,12 +100,6 @@ impl Bench {
     }
 }
 
-/// One measurement.
-#[derive(Debug, Clone, Copy)]
-pub struct Speed {
-    pub img_per_s: f64,
-}
-
 /// Floating-point operations per image: a multiply-add is two; training does the forward pass
 /// and a backward pass of about twice its work.
 pub fn flop_per_image(macs: u64, mode: Mode) -> f64 {
@@ -116,14 +110,13 @@ pub fn flop_per_image(macs: u64, mode: Mode) -> f64 {
     2.0 * macs as f64 * passes
 }
 
-/// Measures `bench` once.
-pub fn measure(bench: &Bench) -> Result<Speed> {
-    let img_per_s = match bench.mode {
-        Mode::Step => step_img_per_s(bench)?,
-        Mode::Eval => eval_img_per_s(bench)?,
-        Mode::Train => train_img_per_s(bench)?,
-    };
-    Ok(Speed { img_per_s })
+/// Images per second of `bench`, measured once.
+pub fn measure(bench: &Bench) -> Result<f64> {
+    match bench.mode {
+        Mode::Step => step_img_per_s(bench),
+        Mode::Eval => eval_img_per_s(bench),
+        Mode::Train => train_img_per_s(bench),
+    }
 }
 
 /// A fresh model of `bench` on the run device, in its layout.
@@ -329,7 +322,7 @@ pub fn run(bench: &Bench, reference: Option<&Reference>, rounds: usize, peak_gfl
     );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let speed = measure(bench)?.img_per_s;
+        let speed = measure(bench)?;
         ours.push(speed);
         let mut line = format!("round {round}: reslab {speed:.1} img/s");
         if let Some(reference) = reference {
