@@ -324,6 +324,22 @@ mod tests {
     }
 
     #[test]
+    fn auto_keeps_the_precision_of_the_same_run_already_in_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = RunConfig { precision: Precision::Bf16, ..config() };
+        std::fs::write(dir.path().join(super::super::CONFIG_FILE), existing.to_toml()).unwrap();
+        let mut same = config();
+        same.keep_precision_of(dir.path());
+        assert_eq!(same.precision, Precision::Bf16, "the run in the directory keeps its precision");
+        let mut other = RunConfig { seed: 4, ..config() };
+        other.keep_precision_of(dir.path());
+        assert_eq!(other.precision, Precision::Fp32, "another run does not take it");
+        let mut nowhere = config();
+        nowhere.keep_precision_of(&dir.path().join("missing"));
+        assert_eq!(nowhere.precision, Precision::Fp32);
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_refused_with_the_file_named() {
         let text = config().to_toml().replace("seed = 3", "seed = 3\nsed = 4");
         let err = RunConfig::from_toml(&text, Path::new("x.toml")).unwrap_err().to_string();
