@@ -6,6 +6,7 @@
 //! trainer ([`train`]) -> run directory (CSV, weights) -> aggregation -> charts and tables
 //! ([`report`]).
 
+pub mod analysis;
 pub mod data;
 pub mod experiment;
 pub mod model;

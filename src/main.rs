@@ -45,6 +45,9 @@ enum Command {
     Export(ExportArgs),
     /// Images per second of a model here (training step, training loop, or evaluation), beside the PyTorch reference.
     Bench(BenchArgs),
+    /// Look inside networks: layer responses (Figure 7), recorded gradient norms, shattered gradients.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
     /// List the model zoo with parameter counts and multiply-accumulates.
     Models {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -284,6 +287,10 @@ struct TrainArgs {
     /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
     #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
     dump_steps: usize,
+    /// Every K iterations (and at the first), write every conv and fc layer's gradient norm and
+    /// weight norm to DIR/grad_norms.csv; changes nothing in the training.
+    #[arg(long, value_name = "K", conflicts_with = "resume")]
+    log_grads: Option<usize>,
 }
 
 /// Optimiser, schedule and runtime options of `train`.
@@ -339,6 +346,7 @@ impl RunOptionArgs {
             precision: self.precision.resolve(runtime::device()).0,
             warmup: self.warmup,
             checkpoint_every: self.checkpoint_every,
+            log_grads: 0,
         }
     }
 }
@@ -425,6 +433,58 @@ struct ExportArgs {
 }
 
 #[derive(Subcommand)]
+enum AnalyzeCommand {
+    /// He et al. (2015), Fig. 7: the std of every 3x3 layer's response (after BN, before ReLU or
+    /// the addition) of complete runs on the test set: responses.csv and a two-panel chart.
+    Responses {
+        /// Run directories (complete runs).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Evaluate on this data instead of each run's own (CIFAR-10 binary, `embedded`, or an image folder).
+        #[arg(long)]
+        data: Option<DataSource>,
+        /// Use the first N images of the evaluation set.
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+    /// The gradient norms runs recorded with train --log-grads, against layer depth at points of training.
+    GradNorms {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+    /// Balduzzi et al. (2017): how gradients at neighbouring inputs decorrelate with depth, in their
+    /// toy networks and in the CIFAR nets (fresh, and the trained runs given).
+    Shattering {
+        /// Trained runs to add beside the fresh nets.
+        #[arg(long = "run", value_name = "DIR")]
+        runs: Vec<PathBuf>,
+        /// Depths of the fresh CIFAR nets (plain and residual each).
+        #[arg(long, value_delimiter = ',', default_value = "8,20,32,44,56,110")]
+        depths: Vec<i64>,
+        /// Initialisations averaged per CIFAR net.
+        #[arg(long, default_value_t = 4)]
+        inits: usize,
+        /// Hidden layers of the toy networks.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,6,8,12,16,24,32,50")]
+        toy_depths: Vec<usize>,
+        /// Initialisations averaged per toy network.
+        #[arg(long, default_value_t = 20)]
+        toy_inits: usize,
+        /// Where the two test images of the line come from.
+        #[arg(long, default_value = "embedded")]
+        data: DataSource,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DataCommand {
     /// Download CIFAR-10's binary archive (resumable), verify its checksum, extract it safely.
     Fetch {
@@ -489,6 +549,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
         Command::Export(args) => export(args),
+        Command::Analyze(command) => analyze(command),
         Command::Models { format } => models(format),
         Command::Data(DataCommand::Fetch { url, md5, sha256, dir }) => {
             let checksum = match (md5, sha256) {
@@ -595,6 +656,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name())));
+    if let Some(every) = args.log_grads {
+        anyhow::ensure!(every > 0, "--log-grads 0: expected a positive number of iterations between records");
+        config.log_grads = every;
+    }
     if args.resume.is_none() && args.config.is_none() {
         let (chosen, mut why) = args.run.precision.resolve(runtime::device());
         if args.run.precision == PrecisionChoice::Auto {
@@ -669,6 +734,55 @@ fn export(args: ExportArgs) -> Result<()> {
     };
     weights::save(&model.vs, 0, &args.out)?;
     println!("{}: wrote {} ({} parameters)", model.spec, args.out.display(), model.num_params());
+    Ok(())
+}
+
+fn analyze(command: AnalyzeCommand) -> Result<()> {
+    use reslab::analysis::{grad_norms, responses, shattering};
+    let written = match command {
+        AnalyzeCommand::Responses { runs, data, images, out } => {
+            let data = data.map(DataConfig::new);
+            let (results, written) = responses::analyze(&runs, data.as_ref(), images, &out)?;
+            for r in &results {
+                println!("{}: {} 3x3 layers, mean response std {:.4}", r.run, r.layers.len(), r.mean_std());
+            }
+            written
+        }
+        AnalyzeCommand::GradNorms { runs, out } => {
+            let (results, written) = grad_norms::analyze(&runs, &out)?;
+            for r in &results {
+                println!(
+                    "{}: {} layers at {} iterations",
+                    r.run,
+                    r.profile(r.iterations()[0]).len(),
+                    r.iterations().len()
+                );
+            }
+            written
+        }
+        AnalyzeCommand::Shattering { runs, depths, inits, toy_depths, toy_inits, data, seed, out } => {
+            let settings = shattering::ShatteringSettings {
+                toy_depths,
+                toy_inits,
+                cifar_depths: depths,
+                cifar_inits: inits,
+                runs,
+                seed,
+            };
+            let dataset = reslab::data::Dataset::open(&DataConfig::new(data), tch::Device::Cpu)?;
+            let (toy, cifar, written) = shattering::analyze(&settings, &dataset, &out)?;
+            for r in &toy {
+                println!("toy {} L={}: r(1) = {:.3}", r.label(), r.depth, r.correlation.neighbours());
+            }
+            for r in &cifar {
+                println!("{} {}: r(1) = {:.3}", r.model, r.state, r.correlation.neighbours());
+            }
+            written
+        }
+    };
+    for file in &written.files {
+        println!("wrote {}", file.display());
+    }
     Ok(())
 }
 

@@ -93,6 +93,21 @@ impl Dataset {
         }
     }
 
+    /// Images `start..start + len` of the evaluation set (center crops for image folders) and their
+    /// labels, on `device`.
+    pub fn eval_batch(&self, start: usize, len: usize, device: Device) -> (Tensor, Tensor) {
+        match self {
+            Dataset::Cifar(p) => {
+                let (start, len) = (start as i64, len as i64);
+                (p.eval_images.narrow(0, start, len), p.eval_labels.narrow(0, start, len))
+            }
+            Dataset::Folder(f) => {
+                let (images, labels) = f.val_batch(start, len, 0);
+                (images.to_device(device), labels.to_device(device))
+            }
+        }
+    }
+
     /// The training batch of `indices`, augmented when `augment`, on `device`.
     pub fn train_batch(&self, indices: &[i64], augment: bool, rng: &mut impl Rng, device: Device) -> (Tensor, Tensor) {
         match self {

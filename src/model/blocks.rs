@@ -43,7 +43,7 @@ impl ShortcutPath {
     }
 
     fn projection(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> ShortcutPath {
-        ShortcutPath::Projection(Box::new(ConvBn::new(&p / "0", &p / "1", c_in, c_out, 1, stride)))
+        ShortcutPath::Projection(Box::new(ConvBn::new(&p / "0", &p / "1", c_in, c_out, 1, stride).on_shortcut()))
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {

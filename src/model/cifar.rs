@@ -78,6 +78,10 @@ impl Network for CifarNet {
         total + (STAGE_WIDTHS[2] * self.num_classes) as u64
     }
 
+    fn classifier(&self) -> (&nn::Linear, &'static str) {
+        (&self.linear, "linear")
+    }
+
     fn conv_bns(&self) -> Vec<&ConvBn> {
         std::iter::once(&self.stem).chain(self.blocks().flat_map(|b| b.conv_bns())).collect()
     }

@@ -82,6 +82,10 @@ impl Network for ImageNetNet {
         total + (self.features * self.num_classes) as u64
     }
 
+    fn classifier(&self) -> (&nn::Linear, &'static str) {
+        (&self.fc, "fc")
+    }
+
     fn conv_bns(&self) -> Vec<&ConvBn> {
         std::iter::once(&self.stem).chain(self.blocks.iter().flat_map(|b| b.conv_bns())).collect()
     }

@@ -6,7 +6,7 @@
 //! and the final fully-connected layer PyTorch's default uniform(+-1/sqrt(fan_in)).
 
 use crate::native;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init, ModuleT};
 use tch::{Device, Kind, Tensor};
 
@@ -70,9 +70,17 @@ pub fn conv_macs(c_in: i64, c_out: i64, kernel: i64, h_out: i64, w_out: i64) -> 
 pub struct ConvBn {
     pub conv: nn::Conv2D,
     pub bn: nn::BatchNorm,
+    /// The convolution's variable path with dots (`layer1.0.conv1`), as PyTorch names the module.
+    pub name: String,
+    pub kernel: i64,
+    /// A shortcut's projection (options B and C), not a layer of the main path.
+    pub on_shortcut: bool,
     stride: i64,
     padding: i64,
     folded: RefCell<Option<Folded>>,
+    /// While set, each forward pass keeps the BN's output (the layer's response) for the analyses.
+    tapped: Cell<bool>,
+    response: RefCell<Option<Tensor>>,
 }
 
 /// The folded convolution's weight and bias, and whether to fuse what follows it.
@@ -87,12 +95,36 @@ impl ConvBn {
     /// A `kernel`x`kernel` convolution (variables under `conv_path`) and its BN (under `bn_path`).
     pub fn new(conv_path: nn::Path, bn_path: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvBn {
         ConvBn {
+            name: conv_path.components().collect::<Vec<_>>().join("."),
             conv: conv(conv_path, c_in, c_out, kernel, stride),
             bn: batch_norm(bn_path, c_out),
+            kernel,
+            on_shortcut: false,
             stride,
             padding: kernel / 2,
             folded: RefCell::new(None),
+            tapped: Cell::new(false),
+            response: RefCell::new(None),
         }
+    }
+
+    /// The same unit marked as a shortcut's projection.
+    pub fn on_shortcut(self) -> ConvBn {
+        ConvBn { on_shortcut: true, ..self }
+    }
+
+    /// Whether forward passes keep their response (`bn(conv(x))`) for [`ConvBn::take_response`].
+    /// The fused evaluation path never forms it: analyses run unfolded.
+    pub fn set_tapped(&self, tapped: bool) {
+        self.tapped.set(tapped);
+        if !tapped {
+            self.response.borrow_mut().take();
+        }
+    }
+
+    /// The response of the last forward pass while tapped.
+    pub fn take_response(&self) -> Option<Tensor> {
+        self.response.borrow_mut().take()
     }
 
     /// Folds the BN's current statistics and affine parameters into the convolution (computed in
@@ -144,12 +176,17 @@ impl ConvBn {
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        if !train {
-            if let Some(Folded { weight, bias, .. }) = self.folded.borrow().as_ref() {
-                return x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], 1);
+        let folded = match self.folded.borrow().as_ref() {
+            Some(Folded { weight, bias, .. }) if !train => {
+                Some(x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], 1))
             }
+            _ => None,
+        };
+        let response = folded.unwrap_or_else(|| x.apply(&self.conv).apply_t(&self.bn, train));
+        if self.tapped.get() {
+            *self.response.borrow_mut() = Some(response.shallow_clone());
         }
-        x.apply(&self.conv).apply_t(&self.bn, train)
+        response
     }
 }
 

@@ -22,8 +22,32 @@ pub trait Network: ModuleT + Send {
     /// Multiply-accumulates of one forward pass of one image (convolutions and fully-connected
     /// layers; BN, ReLU, additions and pooling are not counted, as in the paper's FLOPs).
     fn macs(&self) -> u64;
-    /// Every convolution with its BN.
+    /// Every convolution with its BN, in network order (a block's shortcut projection after the
+    /// block's own convolutions).
     fn conv_bns(&self) -> Vec<&layers::ConvBn>;
+    /// The final fully-connected layer and its name (`linear`, `fc`).
+    fn classifier(&self) -> (&nn::Linear, &'static str);
+}
+
+/// A convolution of a built model, placed in the network: what the layer analyses need.
+#[derive(Debug)]
+pub struct ConvLayer<'a> {
+    pub unit: &'a layers::ConvBn,
+    /// 1-based position among the weighted layers of the main path (the stem convolution is 1); a
+    /// shortcut's projection gets the depth of the layer whose output it is added to.
+    pub depth: usize,
+    /// 0 for the stem, 1.. for the stages (`layer1`, `layer2`, ...).
+    pub stage: usize,
+}
+
+/// A weight matrix or kernel of a built model: every convolution and the classifier.
+#[derive(Debug)]
+pub struct WeightLayer {
+    /// The module's name (`layer1.0.conv1`, `linear`).
+    pub name: String,
+    /// As in [`ConvLayer::depth`]; the classifier is the last.
+    pub depth: usize,
+    pub weight: Tensor,
 }
 
 /// A built model: its description, its variables and its forward pass.
@@ -75,6 +99,41 @@ impl Model {
 
     pub fn macs(&self) -> u64 {
         self.net.macs()
+    }
+
+    /// Every convolution in network order, with its depth and stage.
+    pub fn conv_layers(&self) -> Vec<ConvLayer<'_>> {
+        let mut depth = 0;
+        self.net
+            .conv_bns()
+            .into_iter()
+            .map(|unit| {
+                if !unit.on_shortcut {
+                    depth += 1;
+                }
+                let stage = unit
+                    .name
+                    .strip_prefix("layer")
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                ConvLayer { unit, depth, stage }
+            })
+            .collect()
+    }
+
+    /// The weights of every convolution and of the classifier, in network order (shared with
+    /// the model: their `.grad` is the training step's gradient).
+    pub fn weight_layers(&self) -> Vec<WeightLayer> {
+        let convs = self.conv_layers();
+        let depth = convs.iter().map(|c| c.depth).max().unwrap_or(0) + 1;
+        let (classifier, name) = self.net.classifier();
+        let mut layers: Vec<WeightLayer> = convs
+            .into_iter()
+            .map(|c| WeightLayer { name: c.unit.name.clone(), depth: c.depth, weight: c.unit.conv.ws.shallow_clone() })
+            .collect();
+        layers.push(WeightLayer { name: name.to_string(), depth, weight: classifier.ws.shallow_clone() });
+        layers
     }
 
     /// Runs `f` with every BN folded into its convolution for evaluation-mode forward passes

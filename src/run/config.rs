@@ -76,6 +76,14 @@ pub struct RunConfig {
     /// Write a checkpoint every this many iterations (and at the end); 0: at every metrics row.
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Record every layer's gradient and weight norm every this many iterations to
+    /// `grad_norms.csv`; 0: never. A recording: it changes nothing in the training.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_grads: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Mixed precision: `bf16` computes convolutions and matmuls in bfloat16 (libtorch's autocast),
@@ -161,6 +169,7 @@ pub struct TrainOptions {
     /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
     pub warmup: bool,
     pub checkpoint_every: usize,
+    pub log_grads: usize,
 }
 
 impl Default for TrainOptions {
@@ -178,6 +187,7 @@ impl Default for TrainOptions {
             precision: Precision::Fp32,
             warmup: false,
             checkpoint_every: 0,
+            log_grads: 0,
         }
     }
 }
@@ -204,14 +214,17 @@ impl RunConfig {
             channels_last: options.channels_last,
             precision: options.precision,
             checkpoint_every: options.checkpoint_every,
+            log_grads: options.log_grads,
         }
     }
 
     /// Whether `other` describes the same run: everything but the thread count, which is how the
-    /// run is executed (`--jobs` splits the cores). A run resumed with another thread count
-    /// continues correctly, though no longer bit for bit as it would have.
+    /// run is executed (`--jobs` splits the cores), and `log_grads`, which records without
+    /// changing anything. A run resumed with another thread count continues correctly, though no
+    /// longer bit for bit as it would have.
     pub fn same_run(&self, other: &RunConfig) -> bool {
-        RunConfig { threads: 0, ..self.clone() } == RunConfig { threads: 0, ..other.clone() }
+        let essence = |c: &RunConfig| RunConfig { threads: 0, log_grads: 0, ..c.clone() };
+        essence(self) == essence(other)
     }
 
     /// Takes the precision of the run already in `dir`, if it is this run but for its precision:
@@ -299,6 +312,7 @@ impl RunConfig {
             channels_last: true,
             precision: Precision::Fp32,
             checkpoint_every: 0,
+            log_grads: 0,
         }
     }
 }

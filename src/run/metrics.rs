@@ -47,32 +47,7 @@ impl MetricsWriter {
     /// after the checkpoint) and any partly written line are cut first, so no row is duplicated
     /// or lost.
     pub fn resume(dir: &Path, iteration: usize) -> Result<MetricsWriter> {
-        let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut kept = String::new();
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            let complete = line.ends_with('\n') && line.split(',').count() == HEADER.len();
-            let keep = if i == 0 {
-                complete && line.starts_with("iter,")
-            } else {
-                complete && line.split(',').next().and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n <= iteration)
-            };
-            if i == 0 && !keep {
-                kept.push_str(&HEADER.join(","));
-                kept.push('\n');
-            }
-            if keep {
-                kept.push_str(line);
-            }
-        }
-        if kept.is_empty() {
-            kept = HEADER.join(",") + "\n";
-        }
-        write_file(&path, kept.as_bytes())?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = reopen_at(&dir.join(FILE_NAME), &HEADER, iteration)?;
         Ok(MetricsWriter { writer: csv::WriterBuilder::new().has_headers(false).from_writer(file) })
     }
 
@@ -92,6 +67,34 @@ impl MetricsWriter {
         self.writer.flush().context("writing metrics.csv")?;
         Ok(())
     }
+}
+
+/// Reopens the CSV file at `path` (columns `header`, the first being the iteration) for appending
+/// from `iteration`: rows after it (written after the checkpoint) and any partly written line are
+/// cut first, so no row is duplicated or lost.
+pub(crate) fn reopen_at(path: &Path, header: &[&str], iteration: usize) -> Result<File> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let header_line = header.join(",") + "\n";
+    let mut kept = String::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let complete = line.ends_with('\n') && line.split(',').count() == header.len();
+        let keep = if i == 0 {
+            complete && line == header_line
+        } else {
+            complete && line.split(',').next().and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n <= iteration)
+        };
+        if i == 0 && !keep {
+            kept.push_str(&header_line);
+        }
+        if keep {
+            kept.push_str(line);
+        }
+    }
+    if kept.is_empty() {
+        kept = header_line;
+    }
+    write_file(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))
 }
 
 /// A run's rows so far; none if it has no `metrics.csv` yet.

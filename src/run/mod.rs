@@ -8,6 +8,7 @@
 //! | `metrics.csv` | a row per evaluation | [`metrics`] |
 //! | `checkpoint.safetensors`, `checkpoint.prev.safetensors` | the newest and previous checkpoint | [`checkpoint`] |
 //! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
+//! | `grad_norms.csv` | `--log-grads K`: gradient and weight norms of every layer every K iterations | [`grad_norms`] |
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
 //! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
@@ -17,6 +18,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod events;
+pub mod grad_norms;
 pub mod lock;
 pub mod metrics;
 pub mod summary;

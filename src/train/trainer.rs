@@ -10,10 +10,11 @@ use super::sgd::Sgd;
 use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
-use crate::model::{weights, Model, ModelSpec};
+use crate::model::{weights, Model, ModelSpec, WeightLayer};
 use crate::run::checkpoint::{self, LoopState};
 use crate::run::config::{Precision, RunConfig};
 use crate::run::events::EventWriter;
+use crate::run::grad_norms::{GradNormRow, GradNormWriter};
 use crate::run::lock::RunLock;
 use crate::run::metrics::{self, MetricsRow, MetricsWriter};
 use crate::run::{RunState, RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
@@ -108,6 +109,10 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
         config.model
     );
     write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
+    let mut grad_log = match config.log_grads {
+        0 => None,
+        _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),
+    };
     let mut rows = metrics::read_if_any(out)?;
     let mut events = EventWriter::create(out, &rows)?;
     let mut step_dump = match recording.dump_steps {
@@ -142,6 +147,11 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
             );
             summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
             bail!(message);
+        }
+        if let Some((writer, layers)) = &mut grad_log {
+            if iter == 0 || (iter + 1) % config.log_grads == 0 {
+                writer.write(&grad_norms(layers, iter + 1))?;
+            }
         }
         sgd.step(lr)?;
         if let Some(dump) = &mut step_dump {
@@ -243,6 +253,33 @@ pub fn forward_backward(
     sgd.zero_grad();
     loss.backward();
     Ok((logits, loss))
+}
+
+/// Every layer's gradient and weight norm now (between the backward pass and the step), read
+/// from the device at once.
+fn grad_norms(layers: &[WeightLayer], iter: usize) -> Vec<GradNormRow> {
+    let norms: Vec<Tensor> = layers
+        .iter()
+        .flat_map(|layer| {
+            let grad = layer.weight.grad();
+            let device = layer.weight.device();
+            let grad_norm =
+                if grad.defined() { grad.norm() } else { Tensor::full([], f64::NAN, (Kind::Float, device)) };
+            [grad_norm.to_kind(Kind::Double), layer.weight.detach().norm().to_kind(Kind::Double)]
+        })
+        .collect();
+    let values = Vec::<f64>::try_from(&Tensor::stack(&norms, 0)).expect("a vector of norms");
+    layers
+        .iter()
+        .zip(values.chunks(2))
+        .map(|(layer, norms)| GradNormRow {
+            iter,
+            layer: layer.name.clone(),
+            depth: layer.depth,
+            grad_norm: norms[0],
+            weight_norm: norms[1],
+        })
+        .collect()
 }
 
 /// The batch's loss and how many of its images were misclassified, read from the device together:
