@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Reproduce a figure or table of the paper (fig1, fig6, table6, abc, abc-imagenet), all of the
+    /// Reproduce a figure or table of the paper (fig1, fig6, table6, fig7, abc, abc-imagenet), all of the
     /// CIFAR-10 ones in one report (paper), or an experiment file.
     Reproduce(ReproduceArgs),
     /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
@@ -67,7 +67,7 @@ enum Format {
 /// Which study, at which length, with which seeds: shared by reproduce and plan.
 #[derive(clap::Args)]
 struct StudyArgs {
-    /// A built-in experiment (fig1, fig6, table6, abc, abc-imagenet), `paper` (fig1, fig6, table6
+    /// A built-in experiment (fig1, fig6, table6, fig7, abc, abc-imagenet), `paper` (fig1, fig6, table6
     /// and abc in one report) or the path of an experiment file (TOML).
     experiment: String,
     /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).

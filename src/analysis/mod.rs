@@ -30,6 +30,11 @@ pub struct Written {
 }
 
 impl Written {
+    pub fn extend(&mut self, other: Written) {
+        self.files.extend(other.files);
+        self.figures.extend(other.figures);
+    }
+
     fn csv(&mut self, path: PathBuf, text: &str) -> Result<()> {
         write_file(&path, text.as_bytes())?;
         self.files.push(path);

@@ -11,6 +11,11 @@ use crate::report::table::{self, ContextRow, GroupRow, MeanStd, RunRow, TableHea
 use crate::run::config::Preset;
 use crate::run::metrics::{self, MetricsRow};
 use crate::run::{RunDir, RunState, RunSummary};
+use crate::analysis::grad_norms::{self, RunGradNorms};
+use crate::analysis::shattering::{self, ShatteringSettings};
+use crate::analysis::{responses, Written};
+use crate::data::Dataset;
+use crate::run::RunConfig;
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ pub struct RunResult {
     pub seed: u64,
     pub summary: RunSummary,
     pub rows: Vec<MetricsRow>,
+    /// The std of each 3x3 layer's response, where the experiment analyses them.
+    pub responses: Option<Vec<f64>>,
 }
 
 /// A network's complete runs over seeds.
@@ -38,6 +45,13 @@ pub struct GroupResult {
 }
 
 impl GroupResult {
+    /// Each 3x3 layer's response std, averaged over the seeds; `None` where not analysed.
+    pub fn responses(&self) -> Option<Vec<f64>> {
+        let per_seed: Vec<&Vec<f64>> = self.runs.iter().map(|r| r.responses.as_ref()).collect::<Option<_>>()?;
+        let layers = per_seed.first()?.len();
+        Some((0..layers).map(|i| per_seed.iter().map(|v| v[i]).sum::<f64>() / per_seed.len() as f64).collect())
+    }
+
     /// Mean, sample standard deviation and count over the seeds of `value`.
     pub fn stat(&self, value: impl Fn(&RunSummary) -> f64) -> MeanStd {
         MeanStd::of(&self.runs.iter().map(|r| value(&r.summary)).collect::<Vec<_>>())
@@ -158,7 +172,8 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
                 continue;
             }
         };
-        let result = RunResult { dir: run.dir_name(), seed: run.seed, summary, rows: metrics::read(&dir)? };
+        let result =
+            RunResult { dir: run.dir_name(), seed: run.seed, summary, rows: metrics::read(&dir)?, responses: None };
         match groups.iter_mut().find(|g| g.name == run.name) {
             Some(group) => group.runs.push(result),
             None => {
@@ -178,7 +193,6 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
             }
         }
     }
-    let checks: Vec<CheckOutcome> = experiment.expect.iter().map(|e| check(e, &groups)).collect();
     let mut files = Vec::new();
     let mut figures = Vec::new();
     if !groups.is_empty() {
@@ -189,7 +203,11 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
             }
             files.push(chart);
         }
+        let analysed = analyses(experiment, &mut groups, out)?;
+        files.extend(analysed.files);
+        figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
+    let checks: Vec<CheckOutcome> = experiment.expect.iter().map(|e| check(e, &groups)).collect();
     files.extend(write_tables(experiment, &groups, &checks, out)?);
     let section = section(experiment, preset, runs, out, &groups, &checks, figures)?;
     let page = Page {
@@ -206,6 +224,44 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
     html::write(&page, &report)?;
     files.push(report);
     Ok(StudyReport { groups, checks, incomplete, section, files })
+}
+
+/// The experiment's `[analysis]` on its complete runs (responses go into the groups, for the
+/// checks): their files and figures.
+fn analyses(experiment: &Experiment, groups: &mut [GroupResult], out: &Path) -> Result<Written> {
+    let settings = &experiment.analysis;
+    let mut written = Written::default();
+    let dirs = |groups: &[GroupResult]| -> Vec<PathBuf> {
+        groups.iter().flat_map(|g| g.runs.iter().map(|r| out.join(&r.dir))).collect()
+    };
+    if settings.responses {
+        let mut all = Vec::new();
+        for run in groups.iter_mut().flat_map(|g| g.runs.iter_mut()) {
+            let result = responses::of_run(&out.join(&run.dir), None, usize::MAX)?;
+            run.responses = Some(result.layers.iter().map(|l| l.std).collect());
+            all.push(result);
+        }
+        written.extend(responses::write(&all, out, &format!("{}-responses", experiment.name))?);
+    }
+    if settings.grad_norms > 0 {
+        let recorded: Vec<RunGradNorms> = dirs(groups).iter().filter_map(|dir| RunGradNorms::read(dir).ok()).collect();
+        if !recorded.is_empty() {
+            written.extend(grad_norms::write(&recorded, out, &format!("{}-grad-norms", experiment.name))?);
+        }
+    }
+    if settings.shattering {
+        let first_runs: Vec<PathBuf> =
+            groups.iter().filter_map(|g| g.runs.first()).map(|r| out.join(&r.dir)).collect();
+        let mut depths: Vec<i64> = groups.iter().map(|g| g.depth).collect();
+        depths.sort_unstable();
+        depths.dedup();
+        let data_config = RunConfig::load(&RunDir::new(&first_runs[0]).config())?.data;
+        let data = Dataset::open(&data_config, tch::Device::Cpu)?;
+        let shattering_settings = ShatteringSettings { cifar_depths: depths, runs: first_runs, ..Default::default() };
+        let shattering_out = out.join("shattering");
+        written.extend(shattering::analyze(&shattering_settings, &data, &shattering_out)?.2);
+    }
+    Ok(written)
 }
 
 /// The study as a report section: caveats, claims with their evidence, the figure, the tables,
@@ -450,6 +506,27 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult]) -> CheckOutcome 
             let evidence =
                 format!("final training error {}: spread {spread:.2} points (allowed {within})", listed.join(", "));
             outcome(verdict(spread <= *within), evidence)
+        }
+        Prediction::SmallerResponses { smaller, larger } => {
+            let (smaller, larger) = (find(smaller), find(larger));
+            let (Some(s), Some(l)) = (smaller.responses(), larger.responses()) else {
+                return outcome(Verdict::NotMeasured, "the layer responses were not analysed".into());
+            };
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let mut evidence = format!(
+                "mean std of the 3x3 layers' responses of {}{} vs {}{}: {:.3} vs {:.3}",
+                smaller.name,
+                seeds(smaller),
+                larger.name,
+                seeds(larger),
+                mean(&s),
+                mean(&l)
+            );
+            if s.len() == l.len() {
+                let below = s.iter().zip(&l).filter(|(a, b)| a < b).count();
+                evidence += &format!("; smaller in {below} of {} layers", s.len());
+            }
+            outcome(verdict(mean(&s) < mean(&l)), evidence)
         }
     }
 }

@@ -110,6 +110,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
         threads: overrides.threads,
         precision: overrides.precision.resolve(runtime::device()).0,
+        log_grads: experiment.analysis.log_grads_every(iters),
         ..TrainOptions::default()
     };
     let seeds = seeds(experiment, preset, overrides)?;

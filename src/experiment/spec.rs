@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 6] = [
     ("fig1", include_str!("../../experiments/fig1.toml")),
     ("abc", include_str!("../../experiments/abc.toml")),
     ("abc-imagenet", include_str!("../../experiments/abc-imagenet.toml")),
     ("fig6", include_str!("../../experiments/fig6.toml")),
     ("table6", include_str!("../../experiments/table6.toml")),
+    ("fig7", include_str!("../../experiments/fig7.toml")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,45 @@ pub struct Experiment {
     /// How `--backend slurm` asks for resources; command-line flags override each field.
     #[serde(default)]
     pub slurm: SlurmSettings,
+    /// What is measured inside the networks after the runs (Figure 7, gradient norms, shattering).
+    #[serde(default, skip_serializing_if = "AnalysisSettings::is_empty")]
+    pub analysis: AnalysisSettings,
+}
+
+/// The `[analysis]` table: analyses aggregation runs on the study's complete runs, shown in its
+/// report beside the error curves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSettings {
+    /// He et al. (2015), Fig. 7: the std of every 3x3 layer's response on the test set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub responses: bool,
+    /// Record every layer's gradient norm at this many points of each run (`train --log-grads`
+    /// every iters/N iterations, and at the first); 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grad_norms: usize,
+    /// Balduzzi et al. (2017): shattered gradients of the toy nets, of fresh plain and residual
+    /// CIFAR nets at the study's depths, and of its trained runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shattering: bool,
+}
+
+impl AnalysisSettings {
+    fn is_empty(&self) -> bool {
+        *self == AnalysisSettings::default()
+    }
+
+    /// `train --log-grads` for a run of `iters` iterations: `grad_norms` points over it.
+    pub fn log_grads_every(&self, iters: usize) -> usize {
+        match self.grad_norms {
+            0 => 0,
+            points => (iters / points).max(1),
+        }
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The `[slurm]` table: the resources of each run's array task.
@@ -214,6 +254,9 @@ pub enum Prediction {
     HigherTestError { worse: String, better: String },
     /// These runs' final training errors lie within `within` points of each other (A/B/C).
     SimilarTrainError { runs: Vec<String>, within: f64 },
+    /// `smaller`'s 3x3 layers respond with a smaller std on average than `larger`'s (Figure 7;
+    /// needs `responses` in `[analysis]`).
+    SmallerResponses { smaller: String, larger: String },
 }
 
 /// An `[[expect]]` table as written: exactly one of `higher_train_error = R, than = S`,
@@ -225,6 +268,8 @@ struct ExpectationFields {
     higher_train_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     higher_test_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smaller_responses: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     than: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,16 +286,19 @@ impl TryFrom<ExpectationFields> for Expectation {
     type Error = String;
 
     fn try_from(f: ExpectationFields) -> Result<Self, String> {
-        let prediction = match (f.higher_train_error, f.higher_test_error, f.than, f.similar_train_error, f.within) {
-            (Some(worse), None, Some(better), None, None) => Prediction::HigherTrainError { worse, better },
-            (None, Some(worse), Some(better), None, None) => Prediction::HigherTestError { worse, better },
-            (None, None, None, Some(runs), Some(within)) if runs.len() >= 2 && within >= 0.0 => {
+        let named = (f.higher_train_error, f.higher_test_error, f.smaller_responses);
+        let prediction = match (named, f.than, f.similar_train_error, f.within) {
+            ((Some(worse), None, None), Some(better), None, None) => Prediction::HigherTrainError { worse, better },
+            ((None, Some(worse), None), Some(better), None, None) => Prediction::HigherTestError { worse, better },
+            ((None, None, Some(smaller)), Some(larger), None, None) => Prediction::SmallerResponses { smaller, larger },
+            ((None, None, None), None, Some(runs), Some(within)) if runs.len() >= 2 && within >= 0.0 => {
                 Prediction::SimilarTrainError { runs, within }
             }
             _ => {
                 return Err("an [[expect]] must be one of: higher_train_error = \"RUN\" with than = \"RUN\"; \
-                            higher_test_error = \"RUN\" with than = \"RUN\"; similar_train_error = [two or more runs] \
-                            with within = POINTS (plus claim and source, optional)"
+                            higher_test_error = \"RUN\" with than = \"RUN\"; smaller_responses = \"RUN\" with \
+                            than = \"RUN\"; similar_train_error = [two or more runs] with within = POINTS \
+                            (plus claim and source, optional)"
                     .into())
             }
         };
@@ -271,6 +319,9 @@ impl From<Expectation> for ExpectationFields {
             Prediction::SimilarTrainError { runs, within } => {
                 ExpectationFields { similar_train_error: Some(runs), within: Some(within), ..fields }
             }
+            Prediction::SmallerResponses { smaller, larger } => {
+                ExpectationFields { smaller_responses: Some(smaller), than: Some(larger), ..fields }
+            }
         }
     }
 }
@@ -281,6 +332,7 @@ impl Expectation {
             Prediction::HigherTrainError { worse, better } | Prediction::HigherTestError { worse, better } => {
                 vec![worse, better]
             }
+            Prediction::SmallerResponses { smaller, larger } => vec![smaller, larger],
             Prediction::SimilarTrainError { runs, .. } => runs.iter().collect(),
         }
     }
@@ -299,6 +351,9 @@ impl Expectation {
             }
             Prediction::SimilarTrainError { runs, within } => {
                 format!("{} end within {within} points of training error of each other", runs.join(", "))
+            }
+            Prediction::SmallerResponses { smaller, larger } => {
+                format!("{smaller}'s 3x3 layers respond with a smaller std than {larger}'s")
             }
         }
     }
@@ -370,6 +425,11 @@ impl Experiment {
                     );
                 }
             }
+        }
+        if !self.analysis.responses
+            && self.expect.iter().any(|e| matches!(e.prediction, Prediction::SmallerResponses { .. }))
+        {
+            bail!("an [[expect]] with smaller_responses needs responses = true in [analysis]");
         }
         let selectable: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
         for (name, preset) in &self.presets {
