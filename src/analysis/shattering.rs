@@ -550,7 +550,7 @@ mod tests {
         let cifar = [CifarResult { model: spec, state: NetState::Init(3), correlation }];
         write_cifar(&cifar, dir.path(), &mut written).unwrap();
         let text = std::fs::read_to_string(dir.path().join("shattering-cifar.csv")).unwrap();
-        assert_eq!(text, "model,depth,state,samples,lag,correlation,correlation_std\nresnet-8,8,init,3,1,0.500000,0.100000\nresnet-8,8,init,3,2,0.250000,0.100000\n");
+        assert_eq!(text, "model,depth,state,samples,lag,correlation,correlation_std\nresnet-8 (A),8,init,3,1,0.500000,0.100000\nresnet-8 (A),8,init,3,2,0.250000,0.100000\n");
         assert_eq!(written.files.len(), 6);
     }
 }

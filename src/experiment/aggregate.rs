@@ -4,18 +4,18 @@
 
 use super::plan::PlannedRun;
 use super::spec::{Expectation, Experiment, Prediction};
+use crate::analysis::grad_norms::{self, RunGradNorms};
+use crate::analysis::shattering::{self, ShatteringSettings};
+use crate::analysis::{responses, Written};
+use crate::data::Dataset;
 use crate::model::Kind;
 use crate::report::chart::{self, Curve, ErrorChart};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
 use crate::run::config::Preset;
 use crate::run::metrics::{self, MetricsRow};
-use crate::run::{RunDir, RunState, RunSummary};
-use crate::analysis::grad_norms::{self, RunGradNorms};
-use crate::analysis::shattering::{self, ShatteringSettings};
-use crate::analysis::{responses, Written};
-use crate::data::Dataset;
 use crate::run::RunConfig;
+use crate::run::{RunDir, RunState, RunSummary};
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -250,8 +250,7 @@ fn analyses(experiment: &Experiment, groups: &mut [GroupResult], out: &Path) -> 
         }
     }
     if settings.shattering {
-        let first_runs: Vec<PathBuf> =
-            groups.iter().filter_map(|g| g.runs.first()).map(|r| out.join(&r.dir)).collect();
+        let first_runs: Vec<PathBuf> = groups.iter().filter_map(|g| g.runs.first()).map(|r| out.join(&r.dir)).collect();
         let mut depths: Vec<i64> = groups.iter().map(|g| g.depth).collect();
         depths.sort_unstable();
         depths.dedup();

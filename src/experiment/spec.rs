@@ -576,6 +576,22 @@ mod tests {
     }
 
     #[test]
+    fn fig7_analyses_and_response_claims_are_checked_at_load() {
+        let fig7 = Experiment::load("fig7").unwrap();
+        assert!(fig7.analysis.responses && fig7.analysis.shattering);
+        assert_eq!(fig7.analysis.log_grads_every(60), 7);
+        assert_eq!(fig7.analysis.log_grads_every(4), 1);
+        assert!(fig7.expect.iter().all(|e| matches!(e.prediction, Prediction::SmallerResponses { .. })));
+        let again = Experiment::parse(&toml::to_string(&fig7).unwrap(), "written").unwrap();
+        assert_eq!(again, fig7);
+        let text = include_str!("../../experiments/fig7.toml").replace("responses = true", "responses = false");
+        let err = format!("{:#}", Experiment::parse(&text, "f").unwrap_err());
+        assert!(err.contains("smaller_responses needs responses = true"), "{err}");
+        // Experiments without the table write none back.
+        assert!(!toml::to_string(&Experiment::load("fig1").unwrap()).unwrap().contains("[analysis]"));
+    }
+
+    #[test]
     fn run_names_are_canonical_and_seeds_a_list_or_a_count() {
         let text = |runs: &str, seeds: &str| {
             format!("name = \"x\"\ntitle = \"x\"\n{seeds}\n{runs}\n[presets.quick]\niters = 10\neval_every = 5\n")

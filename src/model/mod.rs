@@ -316,6 +316,28 @@ mod tests {
     }
 
     #[test]
+    fn conv_layers_know_their_depth_stage_and_path() {
+        let model = build("resnet-20", Shortcut::B);
+        let layers = model.conv_layers();
+        let main: Vec<&ConvLayer> = layers.iter().filter(|l| !l.unit.on_shortcut).collect();
+        assert_eq!(main.len(), 19);
+        assert!(main.iter().all(|l| l.unit.kernel == 3));
+        assert_eq!(main.iter().map(|l| l.depth).collect::<Vec<_>>(), (1..=19).collect::<Vec<_>>());
+        assert_eq!((main[0].unit.name.as_str(), main[0].stage), ("conv1", 0));
+        assert_eq!((main[7].unit.name.as_str(), main[7].stage), ("layer2.0.conv1", 2));
+        // The projection joins the main path where its block adds: after layer2.0.conv2 (depth 9).
+        let projections: Vec<(&str, usize)> =
+            layers.iter().filter(|l| l.unit.on_shortcut).map(|l| (l.unit.name.as_str(), l.depth)).collect();
+        assert_eq!(projections, [("layer2.0.shortcut.0", 9), ("layer3.0.shortcut.0", 15)]);
+        let weights = model.weight_layers();
+        assert_eq!(weights.len(), 22);
+        let fc = weights.last().unwrap();
+        assert_eq!((fc.name.as_str(), fc.depth, fc.weight.size()), ("linear", 20, vec![10, 64]));
+        let r50 = build("resnet-50", Shortcut::B).weight_layers();
+        assert_eq!((r50.last().unwrap().name.as_str(), r50.last().unwrap().depth), ("fc", 50));
+    }
+
+    #[test]
     fn outputs_are_logits_for_ten_classes_in_both_modes() {
         for name in ["plain-8", "resnet-8"] {
             let model = build(name, Shortcut::B);
