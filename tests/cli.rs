@@ -328,6 +328,10 @@ fn reproduce_table6_over_two_seeds_with_two_jobs_then_skips_complete_runs() {
     ];
     let output = reslab(&args);
     assert!(output.status.success(), "{}", stderr(&output));
+    // Not a terminal: each child's progress lines still reach the output (a log file, CI).
+    for seed in [0, 1] {
+        assert!(stdout(&output).contains(&format!("resnet-20-seed{seed}: resnet-20  iter 2/2")), "{}", stdout(&output));
+    }
     for seed in [0, 1] {
         let run = out.join(format!("resnet-20-seed{seed}"));
         assert_eq!(read_rows(&run).len(), 1);

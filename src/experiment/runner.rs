@@ -177,7 +177,12 @@ fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<S
                 std::thread::spawn(move || {
                     for line in BufReader::new(stream).lines().map_while(Result::ok) {
                         let line = if line.starts_with(&dir) { line } else { format!("{dir}: {line}") };
-                        progress.println(line);
+                        // A hidden bar (output not a terminal: a log file, CI) prints nothing itself.
+                        if progress.is_hidden() {
+                            println!("{line}");
+                        } else {
+                            progress.println(line);
+                        }
                     }
                 })
             };
