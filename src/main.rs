@@ -795,17 +795,20 @@ fn models(format: Format) -> Result<()> {
                 reslab::model::Kind::Plain => "-".to_string(),
                 reslab::model::Kind::Residual => spec.shortcut.to_string(),
             };
+            let kind = if spec.groups.is_some() { "resnext".to_string() } else { spec.kind.to_string() };
             vec![
                 spec.family.to_string(),
-                spec.kind.to_string(),
+                kind,
                 spec.depth.to_string(),
                 shortcut,
+                spec.block.to_string(),
+                spec.name(),
                 entry.params.to_string(),
                 entry.macs.to_string(),
             ]
         })
         .collect();
-    let header = ["family", "kind", "depth", "shortcut", "params", "macs"];
+    let header = ["family", "kind", "depth", "shortcut", "block", "name", "params", "macs"];
     match format {
         Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
         Format::Table => print!("{}", table::aligned_text(&header, &rows, 2)),

@@ -10,12 +10,27 @@ fn models_lists_the_zoo_as_csv() {
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     let mut lines = out.lines();
-    assert_eq!(lines.next(), Some("family,kind,depth,shortcut,params,macs"));
+    assert_eq!(lines.next(), Some("family,kind,depth,shortcut,block,name,params,macs"));
     let rows: Vec<&str> = lines.collect();
-    assert!(rows.contains(&"cifar,resnet,20,A,269722,40551040"), "{out}");
-    assert!(rows.contains(&"cifar,plain,56,-,853018,125485696"), "{out}");
-    assert!(rows.contains(&"cifar,resnet,1202,A,19421274,2829238912"), "{out}");
-    assert!(rows.iter().any(|r| r.starts_with("cifar,resnet,56,C,900858,")), "{out}");
+    assert!(rows.contains(&"cifar,resnet,20,A,post,resnet-20,269722,40551040"), "{out}");
+    assert!(rows.contains(&"cifar,plain,56,-,post,plain-56,853018,125485696"), "{out}");
+    assert!(rows.contains(&"cifar,resnet,1202,A,post,resnet-1202,19421274,2829238912"), "{out}");
+    assert!(rows.iter().any(|r| r.starts_with("cifar,resnet,56,C,post,resnet-56,900858,")), "{out}");
+    // Every variant of He et al. (2016), the highway gate and ResNeXt, with params and MACs.
+    for prefix in [
+        "cifar,resnet,20,highway,post,resnet-20,",
+        "cifar,resnet,110,A,pre,resnet-110-pre,",
+        "cifar,resnet,110,A,bn-after-add,resnet-110-bn-after-add,",
+        "cifar,resnet,110,A,no-relu-after-add,resnet-110-no-relu-after-add,",
+        "cifar,resnet,164,B,pre,resnet-164-pre,",
+        "cifar,resnet,1001,B,pre,resnet-1001-pre,",
+        "cifar,resnext,29,B,post,resnext-29-8x64d,",
+        "imagenet,resnext,50,B,post,resnext-50-32x4d,25028904,",
+        "imagenet,resnext,101,B,post,resnext-101-32x8d,88791336,",
+        "imagenet,resnet,34,highway,post,resnet-34,",
+    ] {
+        assert!(rows.iter().any(|r| r.starts_with(prefix)), "{prefix} missing: {out}");
+    }
 }
 
 /// `reslab bench` in each mode, and beside the PyTorch reference (`../shared/bench`): it runs

@@ -46,3 +46,8 @@ fn resnet34_loads_into_torchvision_strictly_with_the_same_logits() {
 fn resnet50_v1_5_loads_into_torchvision_strictly_with_the_same_logits() {
     check("resnet-50", "resnet50", BottleneckStride::Spatial);
 }
+
+#[test]
+fn resnext50_loads_into_torchvision_strictly_with_the_same_logits() {
+    check("resnext-50-32x4d", "resnext50_32x4d", BottleneckStride::Spatial);
+}

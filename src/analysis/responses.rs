@@ -47,8 +47,11 @@ const BATCH: usize = 250;
 /// The response std of every 3x3 layer of `model` (main path: the shortcut projections are 1x1)
 /// over the first `images` images of `data`'s evaluation set, in evaluation mode.
 pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<Vec<LayerResponse>> {
-    let layers: Vec<_> =
-        model.conv_layers().into_iter().filter(|l| l.unit.kernel == 3 && !l.unit.on_shortcut).collect();
+    let layers: Vec<_> = model
+        .conv_layers()
+        .into_iter()
+        .filter(|l| l.unit.kernel == 3 && !l.unit.on_shortcut && l.unit.bn.is_some())
+        .collect();
     if layers.is_empty() {
         bail!("{} has no 3x3 layers", model.spec);
     }

@@ -4,7 +4,7 @@
 //! bottleneck blocks. Names as in torchvision (`conv1`, `bn1`, `layer1.0.conv1`,
 //! `layer2.0.downsample.0`, `fc`), so option-B weights load into `torchvision.models.resnetN`.
 
-use super::blocks::{BasicBlock, Block, Bottleneck};
+use super::blocks::{Block, BlockStyle, ResBlock};
 use super::layers::{conv_macs, linear, ConvBn};
 use super::zoo::{BottleneckStride, Kind, ModelSpec};
 use super::Network;
@@ -40,11 +40,13 @@ pub struct ImageNetNet {
 
 impl ImageNetNet {
     pub fn new(p: &nn::Path, spec: &ModelSpec) -> Result<ImageNetNet> {
+        spec.validate()?;
         let (counts, bottleneck) = layout(spec.depth)?;
         let shortcut = match spec.kind {
             Kind::Plain => None,
             Kind::Residual => Some(spec.shortcut),
         };
+        let style = BlockStyle { gate_bias: spec.gate_bias(), ..BlockStyle::post(shortcut, "downsample") };
         let stem = ConvBn::new(p / "conv1", p / "bn1", 3, 64, 7, 2);
         let expansion = if bottleneck { 4 } else { 1 };
         let mut c_in = 64;
@@ -56,9 +58,23 @@ impl ImageNetNet {
                 let block_path = &layer / i;
                 let block: Box<dyn Block> = if bottleneck {
                     let on_spatial = spec.bottleneck_stride == BottleneckStride::Spatial;
-                    Box::new(Bottleneck::new(block_path, c_in, width, stride, on_spatial, shortcut))
+                    // torchvision's ResNeXt width: planes * (group width / 64) * cardinality.
+                    let (inner, groups) = match spec.groups {
+                        Some(g) => (width * g.width / 64 * g.cardinality, g.cardinality),
+                        None => (width, 1),
+                    };
+                    Box::new(ResBlock::bottleneck(
+                        block_path,
+                        c_in,
+                        inner,
+                        width * expansion,
+                        stride,
+                        on_spatial,
+                        groups,
+                        style,
+                    ))
                 } else {
-                    Box::new(BasicBlock::new(block_path, c_in, width, stride, shortcut, "downsample"))
+                    Box::new(ResBlock::basic(block_path, c_in, width, stride, style))
                 };
                 blocks.push(block);
                 c_in = width * expansion;

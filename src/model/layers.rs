@@ -16,7 +16,14 @@ const HE_NORMAL: Init =
 
 /// A bias-free convolution with "same" padding for odd kernels.
 pub fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> nn::Conv2D {
-    let config = nn::ConvConfig { stride, padding: kernel / 2, bias: false, ws_init: HE_NORMAL, ..Default::default() };
+    grouped_conv(p, c_in, c_out, kernel, stride, 1)
+}
+
+/// [`conv`] in `groups` groups (ResNeXt's split-transform-merge); He normal over the fan-out of
+/// one group's filters, as torchvision initialises grouped convolutions.
+pub fn grouped_conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> nn::Conv2D {
+    let config =
+        nn::ConvConfig { stride, padding: kernel / 2, bias: false, ws_init: HE_NORMAL, groups, ..Default::default() };
     nn::conv2d(p, c_in, c_out, kernel, config)
 }
 
@@ -59,7 +66,8 @@ pub fn conv_macs(c_in: i64, c_out: i64, kernel: i64, h_out: i64, w_out: i64) -> 
     (kernel * kernel * c_in * c_out * h_out * w_out) as u64
 }
 
-/// A convolution and the BatchNorm after it. In evaluation mode the pair can run as one
+/// A convolution and the BatchNorm after it (or none: the last convolution of a pre-activation
+/// block; or one after the shortcut's addition: the "BN after addition" ablation). In evaluation mode the pair can run as one
 /// convolution with the BN folded in (weight scaled by gamma / sqrt(var + eps) per output
 /// channel, bias beta - mean * that scale): the same function up to float rounding, one pass over
 /// the activations fewer. Folding is switched on for one evaluation at a time by
@@ -69,7 +77,10 @@ pub fn conv_macs(c_in: i64, c_out: i64, kernel: i64, h_out: i64, w_out: i64) -> 
 #[derive(Debug)]
 pub struct ConvBn {
     pub conv: nn::Conv2D,
-    pub bn: nn::BatchNorm,
+    pub bn: Option<nn::BatchNorm>,
+    /// The BN normalises the sum of the convolution and the shortcut, not the convolution alone.
+    pub bn_after_add: bool,
+    pub groups: i64,
     /// The convolution's variable path with dots (`layer1.0.conv1`), as PyTorch names the module.
     pub name: String,
     pub kernel: i64,
@@ -94,10 +105,53 @@ struct Folded {
 impl ConvBn {
     /// A `kernel`x`kernel` convolution (variables under `conv_path`) and its BN (under `bn_path`).
     pub fn new(conv_path: nn::Path, bn_path: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvBn {
+        Self::build(conv_path, Some(bn_path), c_in, c_out, kernel, stride, 1)
+    }
+
+    /// [`ConvBn::new`] with the convolution in `groups` groups.
+    pub fn grouped(
+        conv_path: nn::Path,
+        bn_path: nn::Path,
+        (c_in, c_out): (i64, i64),
+        kernel: i64,
+        stride: i64,
+        groups: i64,
+    ) -> ConvBn {
+        Self::build(conv_path, Some(bn_path), c_in, c_out, kernel, stride, groups)
+    }
+
+    /// A convolution with no BN after it.
+    pub fn bare(conv_path: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvBn {
+        Self::build(conv_path, None, c_in, c_out, kernel, stride, 1)
+    }
+
+    /// A convolution whose BN comes after the shortcut's addition: see [`ConvBn::forward_add_relu`].
+    pub fn bn_after_add(
+        conv_path: nn::Path,
+        bn_path: nn::Path,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+    ) -> ConvBn {
+        ConvBn { bn_after_add: true, ..Self::new(conv_path, bn_path, c_in, c_out, kernel, stride) }
+    }
+
+    fn build(
+        conv_path: nn::Path,
+        bn_path: Option<nn::Path>,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+        groups: i64,
+    ) -> ConvBn {
         ConvBn {
             name: conv_path.components().collect::<Vec<_>>().join("."),
-            conv: conv(conv_path, c_in, c_out, kernel, stride),
-            bn: batch_norm(bn_path, c_out),
+            conv: grouped_conv(conv_path, c_in, c_out, kernel, stride, groups),
+            bn: bn_path.map(|p| batch_norm(p, c_out)),
+            bn_after_add: false,
+            groups,
             kernel,
             on_shortcut: false,
             stride,
@@ -106,6 +160,15 @@ impl ConvBn {
             tapped: Cell::new(false),
             response: RefCell::new(None),
         }
+    }
+
+    /// Multiply-accumulates for an `h_out`x`w_out` output.
+    pub fn macs(&self, h_out: i64, w_out: i64) -> u64 {
+        (self.conv.ws.numel() as i64 * h_out * w_out) as u64
+    }
+
+    pub fn stride(&self) -> i64 {
+        self.stride
     }
 
     /// The same unit marked as a shortcut's projection.
@@ -132,8 +195,10 @@ impl ConvBn {
     /// unfolded pair's bf16 output does, at other places). With `fuse`, fp32 CPU inputs also go
     /// through oneDNN's fused convolution (which autocast does not reach: fuse only in fp32).
     pub fn fold(&self, fuse: bool) {
+        let Some(bn) = self.bn.as_ref().filter(|_| !self.bn_after_add) else {
+            return; // nothing to fold: no BN, or one after the addition
+        };
         let folded = tch::no_grad(|| {
-            let bn = &self.bn;
             let weight = bn.ws.as_ref().expect("BN layers are affine");
             let bias = bn.bs.as_ref().expect("BN layers are affine");
             let scale = weight / (&bn.running_var + BN_EPS).sqrt();
@@ -153,15 +218,38 @@ impl ConvBn {
         self.fused(x, None, train).unwrap_or_else(|| x.apply_t(self, train).relu())
     }
 
-    /// `relu(bn(conv(x)) + other)`: the end of a residual block.
+    /// `relu(bn(conv(x)) + other)`: the end of a residual block; `relu(bn(conv(x) + other))` for a
+    /// unit whose BN comes after the addition.
     pub fn forward_add_relu(&self, x: &Tensor, other: &Tensor, train: bool) -> Tensor {
+        if self.bn_after_add {
+            let bn = self.bn.as_ref().expect("a BN after the addition");
+            let response = (x.apply(&self.conv) + other).apply_t(bn, train);
+            self.keep(&response);
+            return response.relu();
+        }
         self.fused(x, Some(other), train).unwrap_or_else(|| (x.apply_t(self, train) + other).relu())
+    }
+
+    /// `bn(conv(x)) + other`, no ReLU after the addition.
+    pub fn forward_add(&self, x: &Tensor, other: &Tensor, train: bool) -> Tensor {
+        self.fused_with(x, Some(other), false, train).unwrap_or_else(|| x.apply_t(self, train) + other)
+    }
+
+    /// Keeps `response` where the unit is tapped.
+    fn keep(&self, response: &Tensor) {
+        if self.tapped.get() {
+            *self.response.borrow_mut() = Some(response.shallow_clone());
+        }
     }
 
     /// The fused evaluation, where it applies: folded with `fuse`, fp32 tensors on the CPU; the
     /// op-by-op path computes the same otherwise (and if oneDNN refuses).
     fn fused(&self, x: &Tensor, other: Option<&Tensor>, train: bool) -> Option<Tensor> {
-        if train {
+        self.fused_with(x, other, true, train)
+    }
+
+    fn fused_with(&self, x: &Tensor, other: Option<&Tensor>, relu: bool, train: bool) -> Option<Tensor> {
+        if train || self.groups != 1 {
             return None;
         }
         let folded = self.folded.borrow();
@@ -170,7 +258,7 @@ impl ConvBn {
         if !fp32_cpu(x) || !other.is_none_or(fp32_cpu) {
             return None;
         }
-        native::conv_fused(x, &folded.weight, &folded.bias, self.stride, self.padding, other, true).ok()
+        native::conv_fused(x, &folded.weight, &folded.bias, self.stride, self.padding, other, relu).ok()
     }
 }
 
@@ -178,13 +266,19 @@ impl ModuleT for ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let folded = match self.folded.borrow().as_ref() {
             Some(Folded { weight, bias, .. }) if !train => {
-                Some(x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], 1))
+                Some(x.conv2d(weight, Some(bias), [self.stride; 2], [self.padding; 2], [1, 1], self.groups))
             }
             _ => None,
         };
-        let response = folded.unwrap_or_else(|| x.apply(&self.conv).apply_t(&self.bn, train));
-        if self.tapped.get() {
-            *self.response.borrow_mut() = Some(response.shallow_clone());
+        let response = folded.unwrap_or_else(|| {
+            let out = x.apply(&self.conv);
+            match &self.bn {
+                Some(bn) if !self.bn_after_add => out.apply_t(bn, train),
+                _ => out,
+            }
+        });
+        if self.bn.is_some() && !self.bn_after_add {
+            self.keep(&response);
         }
         response
     }

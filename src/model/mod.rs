@@ -11,7 +11,7 @@ pub mod layers;
 pub mod weights;
 pub mod zoo;
 
-pub use zoo::{BottleneckStride, Family, Kind, ModelSpec, Shortcut};
+pub use zoo::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
 
 use anyhow::Result;
 use tch::nn::{self, ModuleT};
@@ -216,6 +216,52 @@ mod tests {
             let model = build(&format!("resnet-{depth}"), Shortcut::B);
             assert_eq!(model.num_params(), params, "resnet-{depth}");
         }
+    }
+
+    #[test]
+    fn resnext_counts_match_torchvision_and_the_resnext_paper() {
+        let count = |name: &str| Model::new(&name.parse().unwrap(), Device::Cpu).unwrap().num_params();
+        assert_eq!(count("resnext-50-32x4d"), 25_028_904);
+        assert_eq!(count("resnext-101-32x8d"), 88_791_336);
+        // Xie et al. (2017), Table 7: 34.4M and 68.1M (ours: 34.43M and 68.16M).
+        let (c8, c16) = (count("resnext-29-8x64d"), count("resnext-29-16x64d"));
+        assert!((34_350_000..34_450_000).contains(&c8), "{c8}");
+        assert!((68_100_000..68_200_000).contains(&c16), "{c16}");
+    }
+
+    #[test]
+    fn he_2016_bottleneck_nets_have_the_papers_sizes_and_every_variant_classifies() {
+        // He et al. (2016), Table 2 (CIFAR-10): 164 layers 1.7M, 1001 layers 10.2M parameters.
+        let count = |name: &str| Model::new(&name.parse().unwrap(), Device::Cpu).unwrap().num_params();
+        let (p164, p1001) = (count("resnet-164"), count("resnet-1001-pre"));
+        assert!((1_650_000..1_750_000).contains(&p164), "{p164}");
+        assert!((10_150_000..10_350_000).contains(&p1001), "{p1001}");
+        let x = Tensor::randn([2, 3, 32, 32], (Dtype::Float, Device::Cpu));
+        for name in [
+            "resnet-8-pre",
+            "resnet-8-bn-after-add",
+            "resnet-8-no-relu-after-add",
+            "plain-8-pre",
+            "resnet-11-pre",
+            "resnet-11",
+        ] {
+            let model = Model::new(&name.parse().unwrap(), Device::Cpu).unwrap();
+            for train in [true, false] {
+                assert_eq!(model.forward_t(&x, train).size(), vec![2, 10], "{name}");
+            }
+            let folded = tch::no_grad(|| model.with_folded_batch_norm(true, || model.forward_t(&x, false)));
+            let plain = tch::no_grad(|| model.forward_t(&x, false));
+            assert!(folded.allclose(&plain, 1e-4, 1e-4, false), "{name}: folding changed the outputs");
+        }
+        let highway = build("resnet-20", Shortcut::Highway);
+        assert_eq!(highway.forward_t(&x, true).size(), vec![2, 10]);
+        // Gates: a 1x1 conv with bias per block (9 blocks); projections where the shape changes (2).
+        let gates = highway.vs.variables().keys().filter(|k| k.contains(".gate.")).count();
+        assert_eq!(gates, 18);
+        assert_eq!(
+            highway.num_params() - build("resnet-20", Shortcut::B).num_params(),
+            16 * 16 * 3 + 16 * 32 + 32 * 32 * 2 + 32 * 64 + 64 * 64 * 2 + 16 * 3 + 32 * 3 + 64 * 3
+        );
     }
 
     #[test]
