@@ -9,7 +9,7 @@ use reslab::data::{Cifar10, DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::spec::SlurmSettings;
 use reslab::experiment::{paper, runner, slurm, Experiment};
-use reslab::model::{weights, BottleneckStride, ModelSpec, Shortcut};
+use reslab::model::{weights, BlockVariant, BottleneckStride, ModelSpec, Shortcut};
 use reslab::report::table;
 use reslab::run::config::{Preset, RunConfig, TrainOptions};
 use reslab::run::RunDir;
@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Reproduce a figure or table of the paper (fig1, fig6, table6, fig7, abc, abc-imagenet), all of the
+    /// Reproduce a figure or table of the paper (fig1, fig6, table6, fig7, abc, abc-imagenet), a
+    /// comparison beyond it (shortcuts, blocks, width-vs-paths), all of the
     /// CIFAR-10 ones in one report (paper), or an experiment file.
     Reproduce(ReproduceArgs),
     /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
@@ -67,7 +68,8 @@ enum Format {
 /// Which study, at which length, with which seeds: shared by reproduce and plan.
 #[derive(clap::Args)]
 struct StudyArgs {
-    /// A built-in experiment (fig1, fig6, table6, fig7, abc, abc-imagenet), `paper` (fig1, fig6, table6
+    /// A built-in experiment (fig1, fig6, table6, fig7, abc, abc-imagenet, shortcuts, blocks,
+    /// width-vs-paths), `paper` (fig1, fig6, table6
     /// and abc in one report) or the path of an experiment file (TOML).
     experiment: String,
     /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).
@@ -199,16 +201,24 @@ impl SlurmArgs {
 /// Which network: shared by train, eval and export.
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// plain-N or resnet-N: N = 6n+2 for CIFAR (20, 56, 110, ...), 18/34/50/101/152 for ImageNet
-    /// (prefix cifar- or imagenet- to choose the family explicitly, e.g. cifar-resnet-50).
+    /// plain-N or resnet-N: N = 6n+2 for CIFAR (20, 56, 110, ...; 9n+2 bottlenecks: 164, 1001),
+    /// 18/34/50/101/152 for ImageNet (prefix cifar- or imagenet- to choose the family explicitly,
+    /// e.g. cifar-resnet-50); resnext-29-8x64d, resnext-29-16x64d, resnext-50-32x4d, resnext-101-32x8d.
     #[arg(long)]
     model: Option<ModelSpec>,
-    /// Shortcut option of a residual net; default A for CIFAR, B for ImageNet.
+    /// Shortcut option of a residual net (A, B, C, or highway); default A for CIFAR, B for ImageNet and bottleneck CIFAR nets.
     #[arg(long, value_enum)]
     shortcut: Option<Shortcut>,
     /// Bottleneck nets: stride on the first 1x1 conv (`reduce`, the paper's) or on the 3x3 (`spatial`, torchvision's v1.5).
     #[arg(long, value_enum)]
     bottleneck_stride: Option<BottleneckStride>,
+    /// CIFAR nets: where BN and ReLU sit in each block (He et al. 2016): post (the 2015 paper's),
+    /// pre (full pre-activation), bn-after-add, no-relu-after-add.
+    #[arg(long, value_enum)]
+    block: Option<BlockVariant>,
+    /// --shortcut highway: the gates' initial bias (negative: the gate first carries the input).
+    #[arg(long, allow_hyphen_values = true)]
+    gate_bias: Option<f64>,
 }
 
 impl ModelArgs {
@@ -220,6 +230,17 @@ impl ModelArgs {
         if let Some(stride) = self.bottleneck_stride {
             spec.bottleneck_stride = stride;
         }
+        if let Some(block) = self.block {
+            spec.block = block;
+        }
+        if let Some(bias) = self.gate_bias {
+            anyhow::ensure!(
+                spec.shortcut == Shortcut::Highway,
+                "--gate-bias is for highway shortcuts; expected --shortcut highway with it"
+            );
+            spec.gate_bias = Some(bias);
+        }
+        spec.validate().with_context(|| format!("model {spec}"))?;
         Ok(spec)
     }
 }
@@ -425,7 +446,7 @@ struct ExportArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Export a run's final weights instead (its config.toml says which model).
-    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "classes", "seed"])]
+    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "block", "gate_bias", "classes", "seed"])]
     run: Option<PathBuf>,
     /// The safetensors file to write.
     #[arg(long)]

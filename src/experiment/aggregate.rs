@@ -184,7 +184,8 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
                     depth: model.depth,
                     variant: match model.kind {
                         Kind::Plain => "plain".to_string(),
-                        Kind::Residual => model.shortcut.to_string(),
+                        Kind::Residual if model.block.is_post() => model.shortcut.to_string(),
+                        Kind::Residual => format!("{}, {}", model.shortcut, model.block),
                     },
                     paper_err: entry.and_then(|e| e.paper_err),
                     paper_note: entry.and_then(|e| e.paper_note.clone()),

@@ -1,7 +1,7 @@
 //! The experiment file format (see `experiments/*.toml`).
 
 use crate::data::{DataSource, EvalSet};
-use crate::model::Shortcut;
+use crate::model::{BlockVariant, Shortcut};
 use crate::run::config::{one_line, Preset};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
-pub const BUILTIN: [(&str, &str); 6] = [
+pub const BUILTIN: [(&str, &str); 9] = [
     ("fig1", include_str!("../../experiments/fig1.toml")),
     ("abc", include_str!("../../experiments/abc.toml")),
     ("abc-imagenet", include_str!("../../experiments/abc-imagenet.toml")),
     ("fig6", include_str!("../../experiments/fig6.toml")),
     ("table6", include_str!("../../experiments/table6.toml")),
     ("fig7", include_str!("../../experiments/fig7.toml")),
+    ("shortcuts", include_str!("../../experiments/shortcuts.toml")),
+    ("blocks", include_str!("../../experiments/blocks.toml")),
+    ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,10 +189,16 @@ pub struct ContextEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunEntry {
-    /// `plain-N` or `resnet-N`.
+    /// `plain-N`, `resnet-N` or `resnext-N-CxDd` (with a block variant: `resnet-110-pre`).
     pub model: String,
     #[serde(default)]
     pub shortcut: Option<Shortcut>,
+    /// Where BN and ReLU sit in each block (CIFAR nets); default post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockVariant>,
+    /// Highway shortcuts: the gates' initial bias; default -2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_bias: Option<f64>,
     /// The paper's error for this network, shown beside ours in the table.
     #[serde(default)]
     pub paper_err: Option<f64>,
@@ -493,11 +502,24 @@ impl Experiment {
 
 impl RunEntry {
     pub fn spec(&self) -> Result<crate::model::ModelSpec> {
-        let spec: crate::model::ModelSpec = self.model.parse()?;
-        Ok(match self.shortcut {
-            Some(shortcut) => spec.with_shortcut(shortcut),
-            None => spec,
-        })
+        let mut spec: crate::model::ModelSpec = self.model.parse()?;
+        if let Some(shortcut) = self.shortcut {
+            spec.shortcut = shortcut;
+        }
+        if let Some(block) = self.block {
+            spec.block = block;
+        }
+        if self.gate_bias.is_some() {
+            if spec.shortcut != Shortcut::Highway {
+                bail!(
+                    "model '{}': gate_bias is for highway shortcuts; expected shortcut = \"highway\" with it",
+                    self.model
+                );
+            }
+            spec.gate_bias = self.gate_bias;
+        }
+        spec.validate().with_context(|| format!("model '{}'", self.model))?;
+        Ok(spec)
     }
 
     /// The run's name, from its settings and canonical: the model's canonical name
@@ -505,11 +527,18 @@ impl RunEntry {
     /// family's default (`resnet-20-B`). Seeds are added by the planner.
     pub fn run_name(&self) -> Result<String> {
         let spec = self.spec()?;
-        let default = crate::model::ModelSpec::new(spec.family, spec.kind, spec.depth)?.shortcut;
-        Ok(match spec.kind {
+        let default = match spec.groups {
+            Some(groups) => crate::model::ModelSpec::resnext(spec.family, spec.depth, groups)?.shortcut,
+            None => crate::model::ModelSpec::new(spec.family, spec.kind, spec.depth)?.shortcut,
+        };
+        let mut name = match spec.kind {
             crate::model::Kind::Residual if spec.shortcut != default => format!("{}-{}", spec.name(), spec.shortcut),
             _ => spec.name(),
-        })
+        };
+        if let Some(bias) = spec.gate_bias {
+            name = format!("{name}-gate{bias}");
+        }
+        Ok(name)
     }
 }
 

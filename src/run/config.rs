@@ -273,6 +273,7 @@ impl RunConfig {
             bail!("optim.batch_size is 0; expected at least 1");
         }
         crate::model::ModelSpec::new(self.model.family, self.model.kind, self.model.depth)?;
+        self.model.validate()?;
         Ok(())
     }
 
