@@ -73,7 +73,7 @@ impl CifarNet {
                         ResBlock::bottleneck(path, c_in, width, 4 * width, stride, true, 1, style)
                     }
                     (Unit::Bottleneck, Some(g)) => {
-                        let width = g.cardinality * g.width << stage;
+                        let width = (g.cardinality * g.width) << stage;
                         ResBlock::bottleneck(
                             path,
                             c_in,
