@@ -130,14 +130,15 @@ impl StudyReport {
     /// What `reslab reproduce` prints: a line per network (mean over seeds), the checks, the files.
     pub fn text(&self, experiment: &Experiment) -> String {
         let mut text = format!("\n{}: {}\n", experiment.name, experiment.title);
+        let w = self.groups.iter().map(|g| g.name.len()).max().unwrap_or(0).max(16);
         text += &format!(
-            "{:<16} {:>5} {:>18} {:>18} {:>18}\n",
+            "{:<w$} {:>5} {:>18} {:>18} {:>18}\n",
             "run", "seeds", "final train err", "final test err", "mean train err"
         );
         for g in &self.groups {
             let cell = |s: MeanStd| format!("{}%", s.text());
             text += &format!(
-                "{:<16} {:>5} {:>18} {:>18} {:>18}\n",
+                "{:<w$} {:>5} {:>18} {:>18} {:>18}\n",
                 g.name,
                 g.runs.len(),
                 cell(g.stat(|s| s.final_train_err)),

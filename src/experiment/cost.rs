@@ -111,11 +111,13 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
 
 /// `plan`'s table: a line per run and the totals.
 pub fn text(costs: &[RunCost], out: &Path) -> String {
+    // Run names grow with their variants (resnet-110-no-relu-after-add-seed0): the column fits them.
+    let w = costs.iter().map(|c| c.dir.len()).max().unwrap_or(0).max(22);
     let mut text =
-        format!("{:<22} {:<28} {:>12} {:>16} {:>10}\n", "run", "state", "MACs/image", "train MACs", "est. hours");
+        format!("{:<w$} {:<28} {:>12} {:>16} {:>10}\n", "run", "state", "MACs/image", "train MACs", "est. hours");
     for c in costs {
         text += &format!(
-            "{:<22} {:<28} {:>12} {:>16.3e} {:>10.2}\n",
+            "{:<w$} {:<28} {:>12} {:>16.3e} {:>10.2}\n",
             c.dir,
             c.state.to_string(),
             c.macs,

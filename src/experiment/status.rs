@@ -74,14 +74,15 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
 
 impl StudyStatus {
     pub fn text(&self, out: &Path) -> String {
-        let mut text = format!("{:<22} {:<12} {:<14} state\n", "run", "phase", "slurm");
+        let w = self.runs.iter().map(|r| r.dir.len()).max().unwrap_or(0).max(22);
+        let mut text = format!("{:<w$} {:<12} {:<14} state\n", "run", "phase", "slurm");
         for run in &self.runs {
             let phase = format!("{:?}", run.phase).to_lowercase();
             let mut state = run.state.to_string();
             if let Some(holder) = &run.holder {
                 state += &format!(" (process {} on {})", holder.pid, holder.host);
             }
-            text += &format!("{:<22} {:<12} {:<14} {state}\n", run.dir, phase, run.slurm.as_deref().unwrap_or("-"));
+            text += &format!("{:<w$} {:<12} {:<14} {state}\n", run.dir, phase, run.slurm.as_deref().unwrap_or("-"));
         }
         let count = |p: Phase| self.runs.iter().filter(|r| r.phase == p).count();
         let left: f64 =

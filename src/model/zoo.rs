@@ -179,6 +179,12 @@ impl ModelSpec {
         if self.family == Family::Imagenet && !self.block.is_post() {
             bail!("block '{}' is built for the CIFAR family only; expected post for ImageNet nets", self.block.name());
         }
+        if self.kind == Kind::Plain && matches!(self.block, BlockVariant::BnAfterAdd | BlockVariant::NoReluAfterAdd) {
+            bail!(
+                "block '{}' changes the shortcut's addition, which a plain net has not; expected post or pre",
+                self.block.name()
+            );
+        }
         if self.groups.is_some() && !(self.block.is_post() && self.kind == Kind::Residual) {
             bail!("ResNeXt nets are residual with post-activation blocks");
         }
@@ -431,9 +437,16 @@ mod tests {
         assert!(spec.is_bottleneck() && spec.shortcut == Shortcut::B);
         assert!(!"resnet-110".parse::<ModelSpec>().unwrap().is_bottleneck());
         assert!("resnet-1001-pre".parse::<ModelSpec>().unwrap().is_bottleneck());
-        for bad in
-            ["resnet-21", "imagenet-resnet-20", "vgg-16", "resnet-x", "resnext-29", "resnext-29-8x", "resnet-34-pre"]
-        {
+        for bad in [
+            "resnet-21",
+            "imagenet-resnet-20",
+            "vgg-16",
+            "resnet-x",
+            "resnext-29",
+            "resnext-29-8x",
+            "resnet-34-pre",
+            "plain-20-bn-after-add",
+        ] {
             let err = bad.parse::<ModelSpec>().unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
