@@ -110,7 +110,8 @@ pub fn autocorrelation(g: &Tensor, max_lag: usize) -> Vec<f64> {
             .collect();
     }
     let centred = &g - g.mean_dim(1, true, Kind::Double);
-    let unit = &centred / centred.norm_scalaropt_dim(2, [1], true).clamp_min(1e-300);
+    // A zero gradient (the logit does not move with the input) has no direction: NaN, not 0.
+    let unit = &centred / centred.norm_scalaropt_dim(2, [1], true);
     (0..=max_lag as i64)
         .map(|k| {
             (unit.narrow(0, 0, p - k) * unit.narrow(0, k, p - k))
@@ -381,7 +382,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
         x_label: "depth L (hidden layers)".into(),
         y_label: "correlation r(1)".into(),
         curves,
-        y_range: Some((0.0, 1.05)),
+        y_range: Some((-0.1, 1.05)),
     };
     let mut depths: Vec<usize> = results.iter().map(|r| r.depth).collect();
     depths.sort_unstable();
@@ -389,12 +390,12 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
     let shown: Vec<usize> =
         [depths.first(), depths.get(depths.len() / 2), depths.last()].into_iter().flatten().copied().collect();
     let over_distance = ErrorChart {
-        title: "Autocorrelation of df/dx".into(),
+        title: "Autocorrelation of df/dx (with BN)".into(),
         x_label: "input distance".into(),
         y_label: "correlation".into(),
         curves: results
             .iter()
-            .filter(|r| shown.contains(&r.depth) && (r.batch_norm == (r.net == ToyNet::Residual)))
+            .filter(|r| shown.contains(&r.depth) && r.batch_norm)
             .enumerate()
             .map(|(series, r)| Curve {
                 label: format!("{}, L = {}", r.label(), r.depth),
@@ -506,6 +507,9 @@ mod tests {
         assert!((autocorrelation(&rows, 3)[3] - 1.0).abs() < 1e-9);
         let rows = Tensor::randn([8, 3072], (Kind::Float, Device::Cpu));
         assert!(autocorrelation(&rows, 1)[1].abs() < 0.05);
+        // A dead net's zero gradients have no correlation to report.
+        assert!(autocorrelation(&Tensor::zeros([8, 3072], (Kind::Float, Device::Cpu)), 1)[1].is_nan());
+        assert!(autocorrelation(&Tensor::ones([8], (Kind::Float, Device::Cpu)), 1)[1].is_nan());
     }
 
     #[test]
