@@ -10,8 +10,13 @@ use std::path::Path;
 /// 3 classes with a dominant colour each, 8 training and 2 validation images per class, of
 /// assorted sizes; plus a text file and a corrupt JPEG in train/.
 fn make_folder(root: &Path) {
+    make_folder_of(root, 8);
+}
+
+/// [`make_folder`] with `train_per_class` training images per class.
+fn make_folder_of(root: &Path, train_per_class: usize) {
     let colours = [[200u8, 30, 30], [30, 200, 30], [30, 30, 200]];
-    for (split, count) in [("train", 8), ("val", 2)] {
+    for (split, count) in [("train", train_per_class), ("val", 2)] {
         for (c, colour) in colours.iter().enumerate() {
             let dir = root.join(split).join(format!("class{c}"));
             std::fs::create_dir_all(&dir).unwrap();
@@ -110,4 +115,35 @@ fn a_folder_without_val_is_refused_with_the_layout_expected() {
     std::fs::remove_dir_all(dir.path().join("val")).unwrap();
     let output = reslab(&["train", "--model", "resnet-18", "--data", dir.path().to_str().unwrap(), "--iters", "1"]);
     assert_clean_error(&output, &["val", "is missing", "ROOT/train/<class>"]);
+}
+
+/// The width-vs-paths study (ResNet-50 against ResNeXt-50 32x4d) runs from its experiment file on
+/// an image folder, with Xie et al.'s numbers beside the runs.
+#[test]
+fn the_width_vs_paths_study_runs_on_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("images");
+    // The quick preset's batch of 64 needs 64 training images.
+    make_folder_of(&data, 22);
+    let out = dir.path().join("study");
+    let output = reslab(&[
+        "reproduce",
+        "width-vs-paths",
+        "--data",
+        data.to_str().unwrap(),
+        "--iters",
+        "1",
+        "--eval-every",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = std::fs::read_to_string(out.join("table_width_vs_paths.csv")).unwrap();
+    let row = |name: &str| {
+        table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {table}")).to_string()
+    };
+    assert!(row("resnet-50,").contains(",23.9"), "{table}");
+    assert!(row("resnext-50-32x4d,").contains(",22.2"), "{table}");
+    assert!(!table.contains("resnet-101"), "the quick preset runs the 50-layer pair only: {table}");
 }
