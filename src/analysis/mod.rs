@@ -56,8 +56,3 @@ impl Written {
 fn run_label(dir: &Path) -> String {
     dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
-
-/// CSV text of `rows` under `header`.
-fn csv_text(header: &[&str], rows: &[Vec<String>]) -> Result<String> {
-    crate::report::table::csv_text(header, rows)
-}

@@ -6,10 +6,11 @@
 //! The std is over every element of a layer's response (images, channels, positions) on the
 //! evaluation set, in evaluation mode.
 
-use super::{csv_text, run_label, Written};
+use super::{run_label, Written};
 use crate::data::{DataConfig, Dataset};
 use crate::model::Model;
 use crate::report::chart::{Curve, ErrorChart};
+use crate::report::table::csv_text;
 use crate::run::{RunConfig, RunDir};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -96,15 +97,30 @@ pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<V
         .collect()
 }
 
-/// The responses of a complete run's final weights, on its own evaluation set (or `data`).
-pub fn of_run(dir: &Path, data: Option<&DataConfig>, images: usize) -> Result<RunResponses> {
-    let run = RunDir::new(dir);
-    let config = RunConfig::load(&run.config())?;
-    let model = run.load_model().with_context(|| format!("run {}", dir.display()))?;
-    let data_config = data.cloned().unwrap_or(config.data);
-    let dataset = Dataset::open(&data_config, Device::Cpu)?;
-    let layers = layer_responses(&model, &dataset, images)?;
-    Ok(RunResponses { run: run_label(dir), model: model.spec.to_string(), layers })
+/// The responses of complete runs' final weights, each on its own evaluation set (or `data`); a
+/// data set several runs share is opened once.
+pub fn of_runs(dirs: &[PathBuf], data: Option<&DataConfig>, images: usize) -> Result<Vec<RunResponses>> {
+    let mut opened: Vec<(DataConfig, Dataset)> = Vec::new();
+    let mut results = Vec::new();
+    for dir in dirs {
+        let run = RunDir::new(dir);
+        let config = match data {
+            Some(data) => data.clone(),
+            None => RunConfig::load(&run.config())?.data,
+        };
+        let model = run.load_model().with_context(|| format!("run {}", dir.display()))?;
+        let index = match opened.iter().position(|(c, _)| *c == config) {
+            Some(index) => index,
+            None => {
+                let dataset = Dataset::open(&config, Device::Cpu)?;
+                opened.push((config, dataset));
+                opened.len() - 1
+            }
+        };
+        let layers = layer_responses(&model, &opened[index].1, images)?;
+        results.push(RunResponses { run: run_label(dir), model: model.spec.to_string(), layers });
+    }
+    Ok(results)
 }
 
 /// `responses.csv` and the Figure 7 chart (`<stem>.png`, `.svg`) of `runs` in `out`.
@@ -168,7 +184,7 @@ pub fn analyze(
     images: usize,
     out: &Path,
 ) -> Result<(Vec<RunResponses>, Written)> {
-    let results = runs.iter().map(|dir| of_run(dir, data, images)).collect::<Result<Vec<_>>>()?;
+    let results = of_runs(runs, data, images)?;
     let written = write(&results, out, "responses")?;
     Ok((results, written))
 }

@@ -23,10 +23,11 @@
 //! the input, at 128 points on the line between two test images of different classes, in
 //! evaluation mode; fresh nets (BN then holds its initial statistics) and trained runs.
 
-use super::{csv_text, run_label, Written};
+use super::{run_label, Written};
 use crate::data::Dataset;
 use crate::model::{Kind as NetKind, Model, ModelSpec};
 use crate::report::chart::{Curve, ErrorChart};
+use crate::report::table::csv_text;
 use crate::run::RunDir;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -237,11 +237,9 @@ fn analyses(experiment: &Experiment, groups: &mut [GroupResult], out: &Path) -> 
         groups.iter().flat_map(|g| g.runs.iter().map(|r| out.join(&r.dir))).collect()
     };
     if settings.responses {
-        let mut all = Vec::new();
-        for run in groups.iter_mut().flat_map(|g| g.runs.iter_mut()) {
-            let result = responses::of_run(&out.join(&run.dir), None, usize::MAX)?;
+        let all = responses::of_runs(&dirs(groups), None, usize::MAX)?;
+        for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&all) {
             run.responses = Some(result.layers.iter().map(|l| l.std).collect());
-            all.push(result);
         }
         written.extend(responses::write(&all, out, &format!("{}-responses", experiment.name))?);
     }

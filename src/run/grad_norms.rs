@@ -2,7 +2,7 @@
 //! norm of every convolution and of the classifier, a row per layer. The gradient is the one the
 //! step applies (the mini-batch's, before weight decay and momentum); the weight is before the step.
 
-use super::metrics::reopen_at;
+use super::metrics::{read_rows, reopen_at};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -66,15 +66,7 @@ pub fn read(dir: &Path) -> Result<Vec<GradNormRow>> {
             path.display()
         );
     }
-    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
-    let rows = reader
-        .deserialize()
-        .collect::<Result<Vec<GradNormRow>, _>>()
-        .with_context(|| format!("{}: malformed row", path.display()))?;
-    if rows.is_empty() {
-        bail!("{} has no rows", path.display());
-    }
-    Ok(rows)
+    read_rows(&path)
 }
 
 #[cfg(test)]

@@ -111,11 +111,16 @@ pub fn read_if_any(dir: &Path) -> Result<Vec<MetricsRow>> {
 
 /// Reads a run's `metrics.csv`.
 pub fn read(dir: &Path) -> Result<Vec<MetricsRow>> {
-    let path = dir.join(FILE_NAME);
-    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    read_rows(&dir.join(FILE_NAME))
+}
+
+/// The rows of the CSV file at `path` (a run's metrics or gradient norms); an error naming the
+/// file if it cannot be read, has a malformed row, or has none.
+pub(crate) fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let rows = reader
         .deserialize()
-        .collect::<Result<Vec<MetricsRow>, _>>()
+        .collect::<Result<Vec<T>, _>>()
         .with_context(|| format!("{}: malformed row", path.display()))?;
     if rows.is_empty() {
         bail!("{} has no rows", path.display());
