@@ -1,8 +1,10 @@
 //! Two jobs:
 //! - lets the binaries and tests find libtorch at run time without LD_LIBRARY_PATH: torch-sys
 //!   reports the directory it linked against, and we record it as an rpath;
-//! - compiles `csrc/reslab_native.cpp` (libtorch operations tch does not expose) against that same
-//!   libtorch's headers, with the C++ ABI that libtorch was built with.
+//! - compiles `csrc/reslab_native.cpp` (libtorch operations tch does not expose) and
+//!   `csrc/reslab_c10d.cpp` (libtorch's distributed layer) against that same libtorch's headers,
+//!   with the C++ ABI that libtorch was built with. The c10d shim also needs gloo's headers
+//!   (vendored in `csrc/third_party/gloo`) and, with the `nccl` feature, CUDA's and NCCL's.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,20 +12,48 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/reslab_native.cpp");
+    println!("cargo:rerun-if-changed=csrc/reslab_c10d.cpp");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports where libtorch is"));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", cxx11_abi()))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("csrc/reslab_native.cpp")
-        .compile("reslab_native");
+    let abi = cxx11_abi();
+    let against_libtorch = || {
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .pic(true)
+            .warnings(false)
+            .include(&include)
+            .include(include.join("torch/csrc/api/include"))
+            .flag("-std=c++17")
+            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+            .flag("-DGLOG_USE_GLOG_EXPORT");
+        build
+    };
+    against_libtorch().file("csrc/reslab_native.cpp").compile("reslab_native");
+
+    let mut c10d = against_libtorch();
+    c10d.include("csrc/third_party/gloo").define("USE_C10D_GLOO", None).file("csrc/reslab_c10d.cpp");
+    if std::env::var_os("CARGO_FEATURE_NCCL").is_some() {
+        // ProcessGroupNCCL.hpp includes CUDA's and NCCL's headers: a CUDA toolkit's, or those of
+        // the nvidia-* wheels a CUDA build of torch brings beside it.
+        let site_packages = lib.ancestors().nth(2).expect("torch/lib sits in site-packages").to_path_buf();
+        let cuda_home = PathBuf::from(std::env::var("CUDA_HOME").unwrap_or_else(|_| "/usr/local/cuda".into()));
+        for dir in [
+            cuda_home.join("include"),
+            site_packages.join("nvidia/cu13/include"),
+            site_packages.join("nvidia/nccl/include"),
+        ] {
+            if dir.is_dir() {
+                c10d.include(dir);
+            }
+        }
+        c10d.define("USE_C10D_NCCL", None).define("RESLAB_NCCL", None);
+        // The NCCL process group lives in libtorch_cuda, which torch-sys links only "as needed".
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+    c10d.compile("reslab_c10d");
 }
 
 /// The C++ ABI libtorch was built with, asked of its Python package as torch-sys does

@@ -8,16 +8,18 @@ use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::spec::SlurmSettings;
-use reslab::experiment::{paper, runner, slurm, Experiment};
+use reslab::experiment::{launch, paper, runner, slurm, Experiment};
 use reslab::model::{weights, BlockVariant, BottleneckStride, ModelSpec, Shortcut};
 use reslab::report::table;
 use reslab::run::config::{Preset, RunConfig, TrainOptions};
 use reslab::run::RunDir;
 use reslab::train::bench;
+use reslab::train::distributed::{World, DEFAULT_TIMEOUT};
 use reslab::train::evaluate::evaluate_weights;
 use reslab::train::runtime::{self, PrecisionChoice};
-use reslab::train::{train_recording, Recording};
+use reslab::train::{train_distributed, train_recording, Recording};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "reslab", version, about = "Plain vs residual networks: He et al. (2015) on tch-rs")]
@@ -40,6 +42,8 @@ enum Command {
     Aggregate(StudyArgs),
     /// Train one network and write metrics.csv, config.toml and the final weights to --out.
     Train(TrainArgs),
+    /// Train one run on N local processes together (data parallel over Gloo or NCCL): reslab launch --nproc N -- train ...
+    Launch(LaunchArgs),
     /// Print the test error of a model's weights (safetensors).
     Eval(EvalArgs),
     /// Write a model's weights as safetensors with PyTorch's names (fresh from a seed, or a run's).
@@ -177,6 +181,9 @@ struct SlurmArgs {
     /// Seconds before the time limit at which a task checkpoints and requeues itself; default 120.
     #[arg(long)]
     grace: Option<u32>,
+    /// Processes per run (data parallel, started by srun; --batch-size stays the global batch); default 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    tasks_per_run: Option<u32>,
     /// A further sbatch option, e.g. --sbatch=--account=proj42 (repeat for more).
     #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
     sbatch: Vec<String>,
@@ -193,6 +200,7 @@ impl SlurmArgs {
         settings.cpus_per_task = self.cpus_per_task.unwrap_or(settings.cpus_per_task);
         settings.gpus_per_task = self.gpus_per_task.or(settings.gpus_per_task);
         settings.grace_s = self.grace.or(settings.grace_s);
+        settings.tasks_per_run = self.tasks_per_run.or(settings.tasks_per_run);
         settings.sbatch.extend(self.sbatch.iter().cloned());
         settings
     }
@@ -312,6 +320,30 @@ struct TrainArgs {
     /// weight norm to DIR/grad_norms.csv; changes nothing in the training.
     #[arg(long, value_name = "K", conflicts_with = "resume")]
     log_grads: Option<usize>,
+    /// Be one rank of a data parallel run: rank, world size and rendezvous from the environment
+    /// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as reslab launch or torchrun set them, or
+    /// Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_JOB_NODELIST under srun). --batch-size is the global batch.
+    #[arg(long)]
+    distributed: bool,
+    /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT.as_secs(), requires = "distributed")]
+    dist_timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct LaunchArgs {
+    /// Processes (ranks) on this machine.
+    #[arg(long)]
+    nproc: usize,
+    /// Port rank 0 listens on (127.0.0.1); default a free one.
+    #[arg(long)]
+    master_port: Option<u16>,
+    /// Seconds the other ranks may take to stop once one has failed, before they are killed.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    grace: u64,
+    /// The command every rank runs: train and its options (after --).
+    #[arg(last = true, required = true, value_name = "train [OPTIONS]")]
+    command: Vec<std::ffi::OsString>,
 }
 
 /// Optimiser, schedule and runtime options of `train`.
@@ -368,6 +400,7 @@ impl RunOptionArgs {
             warmup: self.warmup,
             checkpoint_every: self.checkpoint_every,
             log_grads: 0,
+            world_size: 1,
         }
     }
 }
@@ -567,6 +600,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status_command(args),
         Command::Aggregate(args) => aggregate_command(args),
         Command::Train(args) => train_command(args),
+        Command::Launch(args) => launch::launch(
+            &std::env::current_exe().context("finding the reslab executable")?,
+            &launch::Launch {
+                nproc: args.nproc,
+                master_port: args.master_port,
+                grace: Duration::from_secs(args.grace),
+                command: args.command,
+            },
+        ),
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
         Command::Export(args) => export(args),
@@ -668,6 +710,8 @@ fn plan_command(args: StudyArgs) -> Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
+    let world = if args.distributed { Some(World::from_env()?) } else { None };
+    let leader = world.as_ref().is_none_or(|w| w.rank == 0);
     let (mut config, out) = match (&args.resume, &args.config) {
         (Some(dir), _) => (RunConfig::load(&RunDir::new(dir).config())?, Some(dir.clone())),
         (None, Some(path)) => (RunConfig::load(path)?, args.out.clone()),
@@ -689,10 +733,22 @@ fn train_command(args: TrainArgs) -> Result<()> {
                 why = format!("{} (auto: kept from the run already in {})", config.precision, out.display());
             }
         }
-        println!("precision: {why}");
+        if leader {
+            println!("precision: {why}");
+        }
     }
     let recording = Recording { dump_steps: args.dump_steps };
-    let summary = train_recording(&config, &out, &config.model.name(), &recording)?;
+    let label = config.model.name();
+    let summary = if let Some(world) = world {
+        config.world_size = world.size;
+        let timeout = Duration::from_secs(args.dist_timeout);
+        match train_distributed(&config, &out, &label, &recording, &world, timeout)? {
+            Some(summary) => summary,
+            None => return Ok(()),
+        }
+    } else {
+        train_recording(&config, &out, &label, &recording)?
+    };
     println!(
         "{}: {} iterations, final train error {:.2}%, test error {:.2}%, {:.0} img/s; wrote {}",
         summary.model,

@@ -38,7 +38,7 @@ extern "C" {
 }
 
 /// The error a native call returned, if any (and frees it).
-fn check(error: *mut c_char, what: &str) -> Result<()> {
+pub(crate) fn check(error: *mut c_char, what: &str) -> Result<()> {
     if error.is_null() {
         return Ok(());
     }

@@ -3,10 +3,11 @@
 
 use super::folder::{BadImages, ImageFolder, TestCrops};
 use super::{Cifar10, DataSource, EvalSet, Normalization, Prepared};
-use crate::data::augment::{crop_and_flip, PAD};
+use crate::data::augment::{apply_crops, draw_crops, PAD};
 use anyhow::Result;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,16 +111,34 @@ impl Dataset {
 
     /// The training batch of `indices`, augmented when `augment`, on `device`.
     pub fn train_batch(&self, indices: &[i64], augment: bool, rng: &mut impl Rng, device: Device) -> (Tensor, Tensor) {
+        self.train_shard(indices, 0..indices.len(), augment, rng, device)
+    }
+
+    /// The images `shard` of the training batch of `indices`: exactly those images of
+    /// [`Dataset::train_batch`] (the random draws of the whole batch are made, and the shard's
+    /// used), so data parallel ranks together see the batch one process would.
+    pub fn train_shard(
+        &self,
+        indices: &[i64],
+        shard: Range<usize>,
+        augment: bool,
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> (Tensor, Tensor) {
         match self {
             Dataset::Cifar(p) => {
-                let indices = Tensor::from_slice(indices).to_device(device);
-                let images = p.train_images.index_select(0, &indices);
-                let labels = p.train_labels.index_select(0, &indices);
-                let images = if augment { crop_and_flip(&images, PAD, rng) } else { images };
+                let crops = augment.then(|| draw_crops(indices.len() as i64, PAD, rng));
+                let selected = Tensor::from_slice(&indices[shard.clone()]).to_device(device);
+                let images = p.train_images.index_select(0, &selected);
+                let labels = p.train_labels.index_select(0, &selected);
+                let images = match crops {
+                    Some(crops) => apply_crops(&images, PAD, &crops[shard]),
+                    None => images,
+                };
                 (images, labels)
             }
             Dataset::Folder(f) => {
-                let (images, labels) = f.train_batch(indices, rng);
+                let (images, labels) = f.train_shard(indices, shard, rng);
                 (images.to_device(device), labels.to_device(device))
             }
         }

@@ -141,6 +141,12 @@ impl ImageFolder {
 
     /// An augmented, mean-subtracted training batch (N, 3, input, input) and its labels.
     pub fn train_batch(&self, indices: &[i64], rng: &mut impl Rng) -> (Tensor, Tensor) {
+        self.train_shard(indices, 0..indices.len(), rng)
+    }
+
+    /// The images `shard` of [`ImageFolder::train_batch`]: the same random draws, only the
+    /// shard's images decoded.
+    pub fn train_shard(&self, indices: &[i64], shard: std::ops::Range<usize>, rng: &mut impl Rng) -> (Tensor, Tensor) {
         let input = self.input as f64;
         // Draw every random number up front, in order, so the batch depends only on the rng.
         let draws: Vec<(u32, f64, f64, bool)> = indices
@@ -150,6 +156,7 @@ impl ImageFolder {
                 (short, rng.gen::<f64>(), rng.gen::<f64>(), rng.gen_bool(0.5))
             })
             .collect();
+        let (draws, indices) = (&draws[shard.clone()], &indices[shard]);
         let (stored, size) = (&self.train.images, self.input);
         let crops = parallel_map(indices.len(), |i| {
             let (short, fx, fy, flip) = draws[i];

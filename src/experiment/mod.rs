@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod cost;
+pub mod launch;
 pub mod paper;
 pub mod plan;
 pub mod runner;

@@ -96,10 +96,15 @@ pub fn scripts(
         eprintln!("note: the Slurm tasks train in fp32; give --precision bf16 where bf16 is faster on the nodes (AMX-BF16, GPUs of compute capability 8.0+)");
         overrides.precision = PrecisionChoice::Fp32;
     }
-    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
+    let tasks = settings.tasks_per_run.unwrap_or(1).max(1);
+    let mut runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
         .into_iter()
         .filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete())
         .collect();
+    for run in &mut runs {
+        run.config.world_size = tasks as usize;
+        run.config.validate().with_context(|| format!("{} on {tasks} tasks", run.dir_name()))?;
+    }
     let out = absolute(out)?;
     let slurm = out.join(SLURM_DIR);
     let workdir = std::env::current_dir().context("finding the current directory")?;
@@ -116,7 +121,7 @@ pub fn scripts(
     array.push(format!("#SBATCH --array=0-{}", runs.len().saturating_sub(1)));
     array.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/%A_%a.log").display().to_string())));
     array.push("#SBATCH --open-mode=append".into());
-    array.push("#SBATCH --ntasks=1".into());
+    array.push(format!("#SBATCH --ntasks={tasks}"));
     array.push(format!("#SBATCH --cpus-per-task={}", settings.cpus_per_task));
     if let Some(gpus) = settings.gpus_per_task.filter(|g| *g > 0) {
         array.push(format!("#SBATCH --gpus-per-task={gpus}"));
@@ -133,7 +138,7 @@ pub fn scripts(
     array.push(format!(
         r#"
 # Made by reslab {version} for `reslab reproduce {experiment} --preset {preset} --backend slurm`:
-# one task per run that was not complete at submission.
+# one array task per run that was not complete at submission.
 set -u
 runs=({names})
 run="${{runs[$SLURM_ARRAY_TASK_ID]}}"
@@ -151,7 +156,7 @@ requeue() {{
 }}
 trap requeue USR1
 
-RESLAB_PROGRESS_LINES=1 {exe} train --config "$out/{slurm_dir}/configs/$run.toml" --out "$out/$run" &
+RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config "$out/{slurm_dir}/configs/$run.toml" --out "$out/$run" &
 pid=$!
 wait "$pid"
 "#,
@@ -161,6 +166,10 @@ wait "$pid"
         names = names.join(" "),
         out = quote(&out.display().to_string()),
         slurm_dir = SLURM_DIR,
+        // Several tasks: srun starts a rank in each (the signal reaches them all through it, and
+        // one failing ends the step).
+        launcher = if tasks > 1 { "srun --kill-on-bad-exit=1 " } else { "" },
+        distributed = if tasks > 1 { " --distributed" } else { "" },
     ));
     let mut aggregate = header;
     aggregate.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/aggregate-%j.log").display().to_string())));
@@ -338,6 +347,7 @@ mod tests {
             cpus_per_task: 4,
             gpus_per_task: Some(1),
             grace_s: None,
+            tasks_per_run: None,
             sbatch: vec!["--account=proj42".into()],
         };
         let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
@@ -362,6 +372,32 @@ mod tests {
         let aggregate = scripts.aggregate.lines().last().unwrap();
         assert!(aggregate.starts_with("/opt/reslab/bin/reslab aggregate table6 --preset smoke --out /"), "{aggregate}");
         assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20 --precision fp32"), "{aggregate}");
+    }
+
+    #[test]
+    fn a_run_on_several_tasks_is_one_srun_of_distributed_ranks() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let settings = SlurmSettings { tasks_per_run: Some(4), gpus_per_task: Some(1), ..SlurmSettings::default() };
+        let four = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
+        assert!(four.runs.iter().all(|r| r.config.world_size == 4), "each run's config says its world size");
+        assert!(four.array.lines().any(|l| l == "#SBATCH --ntasks=4"), "{}", four.array);
+        assert!(four.array.lines().any(|l| l == "#SBATCH --gpus-per-task=1"), "{}", four.array);
+        assert!(
+            four.array.contains("srun --kill-on-bad-exit=1 /opt/reslab/bin/reslab train --distributed --config"),
+            "{}",
+            four.array
+        );
+        let uneven = SlurmSettings { tasks_per_run: Some(3), ..SlurmSettings::default() };
+        let error = format!("{:#}", scripts_error(&experiment, &uneven, dir.path()));
+        assert!(error.contains("does not divide among 3 processes"), "{error}");
+        let one = scripts(&experiment, &invocation(), &SlurmSettings::default(), dir.path()).unwrap();
+        assert!(one.array.contains("RESLAB_PROGRESS_LINES=1 /opt/reslab/bin/reslab train --config"), "{}", one.array);
+        assert!(one.array.lines().any(|l| l == "#SBATCH --ntasks=1"));
+    }
+
+    fn scripts_error(experiment: &Experiment, settings: &SlurmSettings, out: &Path) -> anyhow::Error {
+        scripts(experiment, &invocation(), settings, out).expect_err("an error")
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct SlurmSettings {
     /// Seconds before the time limit at which a task checkpoints and requeues itself (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_s: Option<u32>,
+    /// Processes that train each run together (data parallel: `srun` starts them, each with
+    /// `cpus_per_task` CPUs and `gpus_per_task` GPUs, on as many nodes as Slurm gives); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_per_run: Option<u32>,
     /// Further `#SBATCH` options, each as sbatch takes it (`--account=proj42`, `--qos=long`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sbatch: Vec<String>,
@@ -135,6 +139,7 @@ impl Default for SlurmSettings {
             cpus_per_task: 1,
             gpus_per_task: None,
             grace_s: None,
+            tasks_per_run: None,
             sbatch: vec![],
         }
     }

@@ -211,6 +211,18 @@ fn refuse_other_config(path: &Path, saved: &str, config: &RunConfig) -> Result<(
     if saved.same_run(config) {
         return Ok(());
     }
+    if saved.same_run(&RunConfig { world_size: saved.world_size, ..config.clone() }) {
+        let processes = |n: usize| if n == 1 { "1 process".to_string() } else { format!("{n} processes") };
+        bail!(
+            "checkpoint {} was made by {} and this run has {}; resume it with {} \
+             (reslab launch --nproc {} -- train ...), or use another --out",
+            path.display(),
+            processes(saved.world_size),
+            processes(config.world_size),
+            saved.world_size,
+            saved.world_size
+        );
+    }
     let (then, now) = (saved.to_toml(), config.to_toml());
     let difference = now
         .lines()

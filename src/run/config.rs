@@ -80,10 +80,23 @@ pub struct RunConfig {
     /// `grad_norms.csv`; 0: never. A recording: it changes nothing in the training.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub log_grads: usize,
+    /// Processes training the run together (data parallel, `train --distributed`), each on its
+    /// shard of every batch (`optim.batch_size` is the global batch). Part of what the run is:
+    /// BN statistics are per process, so another world size is another run.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Mixed precision: `bf16` computes convolutions and matmuls in bfloat16 (libtorch's autocast),
@@ -170,6 +183,8 @@ pub struct TrainOptions {
     pub warmup: bool,
     pub checkpoint_every: usize,
     pub log_grads: usize,
+    /// Data parallel processes (1: one process).
+    pub world_size: usize,
 }
 
 impl Default for TrainOptions {
@@ -188,6 +203,7 @@ impl Default for TrainOptions {
             warmup: false,
             checkpoint_every: 0,
             log_grads: 0,
+            world_size: 1,
         }
     }
 }
@@ -215,6 +231,7 @@ impl RunConfig {
             precision: options.precision,
             checkpoint_every: options.checkpoint_every,
             log_grads: options.log_grads,
+            world_size: options.world_size,
         }
     }
 
@@ -272,6 +289,18 @@ impl RunConfig {
         if o.batch_size == 0 {
             bail!("optim.batch_size is 0; expected at least 1");
         }
+        if self.world_size == 0 {
+            bail!("world_size is 0; expected at least 1 process");
+        }
+        if !o.batch_size.is_multiple_of(self.world_size) {
+            bail!(
+                "the batch size {} does not divide among {} processes; expected a multiple of {} \
+                 (the batch size is the global batch, shared equally)",
+                o.batch_size,
+                self.world_size,
+                self.world_size
+            );
+        }
         crate::model::ModelSpec::new(self.model.family, self.model.kind, self.model.depth)?;
         self.model.validate()?;
         Ok(())
@@ -314,6 +343,7 @@ impl RunConfig {
             precision: Precision::Fp32,
             checkpoint_every: 0,
             log_grads: 0,
+            world_size: 1,
         }
     }
 }

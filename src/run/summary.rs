@@ -30,6 +30,10 @@ pub struct RunSummary {
     pub mean_test_err: f64,
     pub mean_img_per_s: f64,
     pub wall_s: f64,
+    /// Data parallel runs: the mean time per step that averaging the gradients over the
+    /// processes took (milliseconds, in the last session of the run: not kept across resumptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_ms_per_step: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -8,6 +8,7 @@ use crate::data::{DataConfig, Dataset};
 use crate::model::{weights, Model, ModelSpec};
 use crate::run::config::Precision;
 use anyhow::Result;
+use std::ops::Range;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -48,15 +49,28 @@ pub const EVAL_BATCH: usize = 500;
 /// Error rate (%) of `model` on the evaluation set of `data`, its forward passes in `precision`;
 /// image folders average the softmax over `test_crops`.
 pub fn error_rate(model: &Model, data: &Dataset, test_crops: TestCrops, precision: Precision) -> Result<f64> {
-    let device = model.vs.device();
     let n = data.num_eval();
+    Ok(100.0 * count_errors(model, data, 0..n, test_crops, precision)? as f64 / n as f64)
+}
+
+/// How many of the evaluation images `range` `model` misclassifies (what data parallel ranks
+/// each count on their share of the evaluation set, to be summed).
+pub fn count_errors(
+    model: &Model,
+    data: &Dataset,
+    range: Range<usize>,
+    test_crops: TestCrops,
+    precision: Precision,
+) -> Result<i64> {
+    let device = model.vs.device();
+    let end = range.end;
     let _autocast = autocast(precision, device)?;
     let wrong: i64 = model.with_folded_batch_norm(precision == Precision::Fp32, || {
         tch::no_grad(|| {
-            (0..n)
+            range
                 .step_by(EVAL_BATCH)
                 .map(|start| {
-                    let len = EVAL_BATCH.min(n - start);
+                    let len = EVAL_BATCH.min(end - start);
                     match data {
                         Dataset::Cifar(p) => {
                             let (start, len) = (start as i64, len as i64);
@@ -84,7 +98,7 @@ pub fn error_rate(model: &Model, data: &Dataset, test_crops: TestCrops, precisio
                 .sum()
         })
     });
-    Ok(100.0 * wrong as f64 / n as f64)
+    Ok(wrong)
 }
 
 /// Images whose highest score is not their label.

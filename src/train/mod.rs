@@ -1,6 +1,8 @@
 //! Training: the run configuration, SGD, the learning-rate schedule, the loop and its outputs.
 
 pub mod bench;
+pub mod c10d;
+pub mod distributed;
 pub mod evaluate;
 pub mod runtime;
 pub mod schedule;
@@ -8,4 +10,4 @@ pub mod sgd;
 pub mod step_dump;
 pub mod trainer;
 
-pub use trainer::{train, train_recording, Recording};
+pub use trainer::{train, train_distributed, train_recording, Recording};

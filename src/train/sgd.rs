@@ -64,6 +64,21 @@ impl Sgd {
         )
     }
 
+    /// Every parameter, in one flat buffer (what data parallel ranks broadcast).
+    pub fn flat_values(&self) -> &Tensor {
+        &self.values
+    }
+
+    /// Every gradient, in one flat buffer (what data parallel ranks average after backward).
+    pub fn flat_gradients(&mut self) -> &mut Tensor {
+        &mut self.grads
+    }
+
+    /// Every momentum buffer, in one flat buffer.
+    pub fn flat_momentum(&self) -> &Tensor {
+        &self.momentum
+    }
+
     /// The momentum buffers by parameter name.
     pub fn buffers(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.names.iter().map(String::as_str).zip(&self.buffers)

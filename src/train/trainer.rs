@@ -3,7 +3,8 @@
 //! `model.safetensors` (final weights) and, written last, `summary.toml`. A run directory
 //! without a `summary.toml` saying `status = "complete"` is not a finished result.
 
-use super::evaluate::error_rate;
+use super::distributed::{shard, DataParallel, World};
+use super::evaluate::{count_errors, error_rate};
 use super::runtime::{self, autocast, set_threads};
 use super::schedule::learning_rate;
 use super::sgd::Sgd;
@@ -23,7 +24,7 @@ use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 /// Environment variable that makes training print a line per metrics row instead of drawing a
@@ -47,6 +48,67 @@ pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> 
 
 /// [`train`], also recording what `recording` asks for.
 pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
+    check_request(config, recording)?;
+    if config.world_size != 1 {
+        bail!(
+            "this run is for {} processes (world_size = {}); start it with reslab launch --nproc {} -- train ... \
+             (or srun), which runs train --distributed",
+            config.world_size,
+            config.world_size,
+            config.world_size
+        );
+    }
+    let Prepared { lock: _lock, complete } = prepare_directory(config, out, label)?;
+    if let Some(summary) = complete {
+        return Ok(summary);
+    }
+    train_recording_failure(out, train_locked(config, out, label, recording, None))
+}
+
+/// One rank of a data parallel run of `config` (whose `world_size` is the world's): joins the
+/// other ranks, then trains as [`train_recording`] does, rank 0 alone reading and writing `out`.
+/// Every collective waits at most `timeout`. Rank 0 returns the summary; the others `None`.
+pub fn train_distributed(
+    config: &RunConfig,
+    out: &Path,
+    label: &str,
+    recording: &Recording,
+    world: &World,
+    timeout: Duration,
+) -> Result<Option<RunSummary>> {
+    check_request(config, recording)?;
+    if recording.dump_steps > 0 {
+        bail!("--dump-steps records one process's steps; it cannot be used with --distributed");
+    }
+    if config.world_size != world.size {
+        bail!("the configuration is for {} processes but the world has {}", config.world_size, world.size);
+    }
+    set_threads(world.threads(config.threads));
+    let mut parallel = DataParallel::join(world, world.device(), timeout)?;
+    // Rank 0 tells the others whether to train: "train", "complete" or the error that stopped it.
+    if !parallel.is_leader() {
+        let word = String::from_utf8_lossy(&parallel.broadcast_bytes(&[])?).into_owned();
+        return match word.split_once('\n') {
+            Some(("error", message)) => bail!("rank 0 stopped before training: {message}"),
+            _ if word == "complete" => Ok(None),
+            _ => train_locked(config, out, label, recording, Some(&mut parallel)).map(|_| None),
+        };
+    }
+    let prepared = prepare_directory(config, out, label);
+    let word = match &prepared {
+        Err(e) => format!("error\n{e:#}"),
+        Ok(Prepared { complete: Some(_), .. }) => "complete".into(),
+        Ok(_) => "train".into(),
+    };
+    parallel.broadcast_bytes(word.as_bytes())?;
+    let Prepared { lock: _lock, complete } = prepared?;
+    if let Some(summary) = complete {
+        return Ok(Some(summary));
+    }
+    train_recording_failure(out, train_locked(config, out, label, recording, Some(&mut parallel))).map(Some)
+}
+
+fn check_request(config: &RunConfig, recording: &Recording) -> Result<()> {
     config.validate()?;
     if recording.dump_steps > config.schedule.iters {
         bail!(
@@ -56,16 +118,30 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
             config.schedule.iters
         );
     }
+    Ok(())
+}
+
+/// The run directory, locked, and the run it already holds complete, if it does.
+struct Prepared {
+    lock: RunLock,
+    complete: Option<RunSummary>,
+}
+
+fn prepare_directory(config: &RunConfig, out: &Path, label: &str) -> Result<Prepared> {
     std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
-    let _lock = RunLock::acquire(out)?;
-    if let Some(summary) = existing_complete_run(config, out)? {
-        eprintln!("{label}: {} already holds this run, complete; not training again", out.display());
-        return Ok(summary);
+    let lock = RunLock::acquire(out)?;
+    let complete = existing_complete_run(config, out)?;
+    match &complete {
+        Some(_) => eprintln!("{label}: {} already holds this run, complete; not training again", out.display()),
+        None => RunState::clear_failure(out),
     }
-    RunState::clear_failure(out);
-    let result = train_locked(config, out, label, recording);
+    Ok(Prepared { lock, complete })
+}
+
+/// `result`, with a failure recorded in `out` (an interrupt is a pause, not a failure; a
+/// divergence says so in summary.toml).
+fn train_recording_failure(out: &Path, result: Result<RunSummary>) -> Result<RunSummary> {
     if let Err(e) = &result {
-        // An interrupt is a pause, not a failure; a divergence says so in summary.toml.
         if !interrupt::requested() && RunSummary::load(out).is_err() {
             let _ = RunState::record_failure(out, e);
         }
@@ -73,13 +149,35 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
     result
 }
 
-/// The training itself, with the directory's lock held.
-fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
+/// What only the process that writes the run directory (the only one, or rank 0) keeps open.
+struct Outputs {
+    metrics: MetricsWriter,
+    events: EventWriter,
+    grad_log: Option<(GradNormWriter, Vec<WeightLayer>)>,
+    step_dump: Option<StepDump>,
+}
+
+/// The training itself, with the directory's lock held by the process that writes it (`parallel`:
+/// this process's part of a data parallel run).
+fn train_locked(
+    config: &RunConfig,
+    out: &Path,
+    label: &str,
+    recording: &Recording,
+    mut parallel: Option<&mut DataParallel>,
+) -> Result<RunSummary> {
     interrupt::install()?;
-    set_threads(config.threads);
-    let device = runtime::device();
+    let leader = parallel.as_ref().is_none_or(|p| p.is_leader());
+    let device = match &parallel {
+        Some(p) => p.world().device(),
+        None => {
+            set_threads(config.threads);
+            runtime::device()
+        }
+    };
     let data = Dataset::open(&config.data, device)?;
-    let mut order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
+    let batch_size = config.optim.batch_size;
+    let mut order = BatchOrder::new(data.num_train(), batch_size, config.seed)?;
     tch::manual_seed(config.seed as i64);
     let mut model = Model::new(&model_for_data(&config.model, &data)?, device)?;
     if config.channels_last {
@@ -88,38 +186,23 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
     let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay)?;
 
     let mut state = LoopState::default();
-    let mut metrics = match checkpoint::latest(out, config)? {
-        Some(saved) => {
-            saved.restore_model(&model.vs)?;
-            sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
-            state = saved.state;
-            eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
-            MetricsWriter::resume(out, state.iteration)?
-        }
-        None => {
-            for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
-                let _ = std::fs::remove_file(out.join(stale));
-            }
-            MetricsWriter::create(out)?
-        }
+    let saved = if leader { checkpoint::latest(out, config)? } else { None };
+    if let Some(saved) = &saved {
+        saved.restore_model(&model.vs)?;
+        sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
+        state = saved.state.clone();
+        eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
+    }
+    if let Some(parallel) = parallel.as_deref_mut() {
+        parallel.broadcast_state(&model.vs, &mut sgd)?;
+        state = parallel.broadcast_loop_state(&state)?;
+    }
+    let mut outputs = match leader {
+        true => Some(open_outputs(config, out, &model, recording, &state, saved.is_some())?),
+        false => None,
     };
-    let header = format!(
-        "# reslab {} run of {}. Re-run (or resume) it with: reslab train --config {CONFIG_FILE} --out DIR\n",
-        env!("CARGO_PKG_VERSION"),
-        config.model
-    );
-    write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
-    let mut grad_log = match config.log_grads {
-        0 => None,
-        _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),
-    };
-    let mut rows = metrics::read_if_any(out)?;
-    let mut events = EventWriter::create(out, &rows)?;
-    let mut step_dump = match recording.dump_steps {
-        0 => None,
-        steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
-    };
-    let progress = progress_bar(label, config.schedule.iters);
+    let mut rows = if leader { metrics::read_if_any(out)? } else { Vec::new() };
+    let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
     progress.set_position(state.iteration as u64);
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
     let iters = config.schedule.iters;
@@ -127,42 +210,51 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
         let momentum = sgd.buffers().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
         checkpoint::save(out, config, &model.vs, momentum, state)
     };
+    let first_iteration = state.iteration;
 
     while state.iteration < iters {
         let iter = state.iteration;
         let lr = learning_rate(&config.optim, &config.schedule, iter, state.warmup_ended_at);
         let step_started = Instant::now();
         let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
-        let (images, labels) = data.train_batch(order.batch(iter), config.data.augment, &mut augment_rng, device);
+        let shard = parallel.as_ref().map_or(0..batch_size, |p| p.shard(batch_size));
+        let (images, labels) =
+            data.train_shard(order.batch(iter), shard, config.data.augment, &mut augment_rng, device);
         let (logits, loss) = forward_backward(&model, &mut sgd, &images, &labels, config.precision)?;
-        let (loss_value, wrong) = loss_and_errors(&loss, &logits, &labels);
-        if !loss_value.is_finite() {
+        if let Some(parallel) = parallel.as_deref_mut() {
+            parallel.average_gradients(&mut sgd)?;
+        }
+        let step = step_outcome(&loss, &logits, &labels, parallel.as_deref_mut())?;
+        if !step.loss.is_finite() {
             progress.abandon();
             let message = format!(
-                "training diverged at iteration {}: the loss is {loss_value}; {} keeps the {} rows before it \
+                "training diverged at iteration {}: the loss is {}; {} keeps the {} rows before it \
                  (try a lower --lr, or --warmup)",
                 iter + 1,
+                step.loss,
                 out.join(metrics::FILE_NAME).display(),
                 rows.len()
             );
-            summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
+            if leader {
+                summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
+            }
             bail!(message);
         }
-        if let Some((writer, layers)) = &mut grad_log {
+        if let Some(Outputs { grad_log: Some((writer, layers)), .. }) = &mut outputs {
             if iter == 0 || (iter + 1) % config.log_grads == 0 {
                 writer.write(&grad_norms(layers, iter + 1))?;
             }
         }
         sgd.step(lr)?;
-        if let Some(dump) = &mut step_dump {
-            dump.record(&images, &labels, lr, loss_value, &model.vs)?;
+        if let Some(Outputs { step_dump: Some(dump), .. }) = &mut outputs {
+            dump.record(&images, &labels, lr, step.loss, &model.vs)?;
         }
-        state.record_batch(loss_value, wrong, labels.size()[0], step_started.elapsed().as_secs_f64());
+        state.record_batch(step.loss, step.wrong, batch_size as i64, step_started.elapsed().as_secs_f64());
         state.update_warmup(&config.schedule);
         state.iteration = iter + 1;
         state.elapsed_s = started.elapsed().as_secs_f64();
         progress.inc(1);
-        progress.set_message(format!("loss {loss_value:.3}  train err {:.1}%", state.row_error()));
+        progress.set_message(format!("loss {:.3}  train err {:.1}%", step.loss, state.row_error()));
 
         let done = state.iteration;
         if done % config.schedule.eval_every == 0 || done == iters {
@@ -172,24 +264,30 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
                 lr,
                 train_loss: state.row_loss(),
                 train_err: state.row_error(),
-                test_err: error_rate(&model, &data, config.data.test_crops, config.precision)?,
+                test_err: test_error(&model, &data, config, parallel.as_deref_mut())?,
                 img_per_s: state.row_images_per_second(),
                 wall_s: started.elapsed().as_secs_f64(),
             };
-            metrics.write(&row)?;
-            events.write(&row)?;
-            if progress.is_hidden() {
-                println!(
-                    "{label}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
-                    row.train_loss, row.train_err, row.test_err, row.img_per_s
-                );
+            if let Some(outputs) = &mut outputs {
+                outputs.metrics.write(&row)?;
+                outputs.events.write(&row)?;
+                if progress.is_hidden() {
+                    println!(
+                        "{label}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
+                        row.train_loss, row.train_err, row.test_err, row.img_per_s
+                    );
+                }
             }
             rows.push(row);
             state.start_row();
         }
-        if interrupt::requested() {
+        // Ranks stop together, at the step where any of them was asked to (they agreed on it in
+        // `step_outcome`); one process stops when it is asked.
+        if step.stop || (parallel.is_none() && interrupt::requested()) {
             progress.abandon();
-            checkpoint(&state, &sgd)?;
+            if leader {
+                checkpoint(&state, &sgd)?;
+            }
             bail!(
                 "interrupted at iteration {done} of {iters}: checkpoint written to {}; run the same command \
                  (or reslab train --resume {}) to continue",
@@ -197,15 +295,76 @@ fn train_locked(config: &RunConfig, out: &Path, label: &str, recording: &Recordi
                 out.display()
             );
         }
-        if done % config.checkpoint_interval() == 0 || done == iters {
+        if leader && (done % config.checkpoint_interval() == 0 || done == iters) {
             checkpoint(&state, &sgd)?;
         }
     }
     progress.finish();
-    weights::save(&model.vs, iters as i64, &out.join(WEIGHTS_FILE))?;
-    let summary = summarize(&model, &rows, iters, started, RunStatus::Complete, None);
-    summary.save(out)?;
+    let mut summary = summarize(&model, &rows, iters, started, RunStatus::Complete, None);
+    if let Some(parallel) = parallel {
+        let steps = (iters - first_iteration).max(1) as f64;
+        summary.all_reduce_ms_per_step = Some(parallel.take_reduce_time().as_secs_f64() * 1000.0 / steps);
+    }
+    if leader {
+        weights::save(&model.vs, iters as i64, &out.join(WEIGHTS_FILE))?;
+        summary.save(out)?;
+    }
     Ok(summary)
+}
+
+/// Opens the run directory's outputs for writing: from scratch, or continued at the checkpoint's
+/// iteration when `resuming`.
+fn open_outputs(
+    config: &RunConfig,
+    out: &Path,
+    model: &Model,
+    recording: &Recording,
+    state: &LoopState,
+    resuming: bool,
+) -> Result<Outputs> {
+    let metrics = if resuming {
+        MetricsWriter::resume(out, state.iteration)?
+    } else {
+        for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
+            let _ = std::fs::remove_file(out.join(stale));
+        }
+        MetricsWriter::create(out)?
+    };
+    let command = match config.world_size {
+        1 => "reslab train".to_string(),
+        n => format!("reslab launch --nproc {n} -- train"),
+    };
+    let header = format!(
+        "# reslab {} run of {}. Re-run (or resume) it with: {command} --config {CONFIG_FILE} --out DIR\n",
+        env!("CARGO_PKG_VERSION"),
+        config.model,
+    );
+    write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
+    let grad_log = match config.log_grads {
+        0 => None,
+        _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),
+    };
+    let rows = metrics::read_if_any(out)?;
+    let events = EventWriter::create(out, &rows)?;
+    let step_dump = match recording.dump_steps {
+        0 => None,
+        steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
+    };
+    Ok(Outputs { metrics, events, grad_log, step_dump })
+}
+
+/// The test error (%): one process evaluates the whole set; data parallel ranks each their
+/// share, and sum the errors.
+fn test_error(model: &Model, data: &Dataset, config: &RunConfig, parallel: Option<&mut DataParallel>) -> Result<f64> {
+    let (crops, precision) = (config.data.test_crops, config.precision);
+    let Some(parallel) = parallel else {
+        return error_rate(model, data, crops, precision);
+    };
+    let n = data.num_eval();
+    let world = parallel.world();
+    let wrong = count_errors(model, data, shard(n, world.rank, world.size), crops, precision)?;
+    let total = parallel.sum(&Tensor::from_slice(&[wrong as f64]))?;
+    Ok(100.0 * total.double_value(&[0]) / n as f64)
 }
 
 /// The summary of a complete run already in `out` with exactly this configuration.
@@ -282,13 +441,34 @@ fn grad_norms(layers: &[WeightLayer], iter: usize) -> Vec<GradNormRow> {
         .collect()
 }
 
+/// What a step ended with, over the whole batch.
+struct StepOutcome {
+    loss: f64,
+    wrong: i64,
+    /// Data parallel runs: whether any rank was asked to stop (all then stop after this step).
+    stop: bool,
+}
+
 /// The batch's loss and how many of its images were misclassified, read from the device together:
 /// the one host synchronisation of a step (the loss is needed at once, to stop a diverged run).
-fn loss_and_errors(loss: &Tensor, logits: &Tensor, labels: &Tensor) -> (f64, i64) {
+/// Data parallel ranks sum theirs (and their stop requests) in the same exchange, so every rank
+/// sees the global batch's figures and takes the same decisions.
+fn step_outcome(
+    loss: &Tensor,
+    logits: &Tensor,
+    labels: &Tensor,
+    parallel: Option<&mut DataParallel>,
+) -> Result<StepOutcome> {
     let wrong = logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Float);
-    let both = Tensor::stack(&[loss.detach(), wrong], 0).to_kind(Kind::Double);
-    let values = Vec::<f64>::try_from(&both).expect("two numbers");
-    (values[0], values[1] as i64)
+    let stop = Tensor::from(if interrupt::requested() { 1.0f32 } else { 0.0 }).to_device(loss.device());
+    let mut all = Tensor::stack(&[loss.detach().to_kind(Kind::Float), wrong, stop], 0).to_kind(Kind::Double);
+    let mut processes = 1.0;
+    if let Some(parallel) = parallel {
+        all = parallel.sum(&all)?;
+        processes = parallel.world().size as f64;
+    }
+    let values = Vec::<f64>::try_from(&all).expect("three numbers");
+    Ok(StepOutcome { loss: values[0] / processes, wrong: values[1] as i64, stop: values[2] > 0.0 })
 }
 
 fn summarize(
@@ -319,6 +499,7 @@ fn summarize(
         mean_test_err: mean(|r| r.test_err),
         mean_img_per_s: mean(|r| r.img_per_s),
         wall_s: started.elapsed().as_secs_f64(),
+        all_reduce_ms_per_step: None,
         message,
     }
 }

@@ -1,0 +1,193 @@
+//! `reslab launch --nproc N -- train ...`: one run on N local processes (torchrun's role on one
+//! machine). Each child is `reslab train --distributed ...` with torchrun's variables (`RANK`,
+//! `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`); rank 0 listens
+//! on 127.0.0.1 at a free port unless one is given.
+//!
+//! The children run in their own process group, so a Ctrl-C reaches only this process, which
+//! passes one interrupt to every rank: they stop together at the same step and rank 0 writes the
+//! checkpoint. When a rank fails, the others fail at their next collective (the connection to it
+//! is gone) or at their timeout; any still running after `grace` are killed.
+
+use crate::util::interrupt;
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Processes (ranks).
+    pub nproc: usize,
+    /// Rank 0's port; `None`: a free one.
+    pub master_port: Option<u16>,
+    /// How long the other ranks may take to end once one has failed, before they are killed.
+    pub grace: Duration,
+    /// The reslab command each rank runs: `train` and its options.
+    pub command: Vec<OsString>,
+}
+
+/// Runs `launch` with the reslab executable `exe`; an error naming the first rank that failed.
+pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
+    if launch.nproc == 0 {
+        bail!("--nproc 0: expected at least 1 process");
+    }
+    let args = rank_arguments(&launch.command)?;
+    let port = match launch.master_port {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    interrupt::install()?;
+    let mut ranks: Vec<Rank> = Vec::new();
+    for rank in 0..launch.nproc {
+        let mut command = Command::new(exe);
+        command
+            .args(&args)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", launch.nproc.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", launch.nproc.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .process_group(0);
+        // Rank 0 owns the terminal (its progress bar); the others' lines say whose they are.
+        if rank > 0 {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                stop_all(&mut ranks);
+                return Err(e).with_context(|| format!("starting rank {rank} ({})", exe.display()));
+            }
+        };
+        let readers = if rank > 0 {
+            vec![
+                forward(Box::new(child.stdout.take().expect("piped")), rank, false),
+                forward(Box::new(child.stderr.take().expect("piped")), rank, true),
+            ]
+        } else {
+            Vec::new()
+        };
+        ranks.push(Rank { rank, child, readers, status: None });
+    }
+
+    let mut first_failure: Option<(usize, ExitStatus, Instant)> = None;
+    let mut interrupted = false;
+    while ranks.iter().any(|r| r.status.is_none()) {
+        if interrupt::requested() && !interrupted {
+            interrupted = true;
+            for r in ranks.iter().filter(|r| r.status.is_none()) {
+                // SAFETY: signalling a child process we spawned and have not reaped.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+            }
+        }
+        for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
+            if let Some(status) = r.child.try_wait()? {
+                r.status = Some(status);
+                if !status.success() && first_failure.is_none() {
+                    first_failure = Some((r.rank, status, Instant::now()));
+                }
+            }
+        }
+        if let Some((_, _, at)) = first_failure {
+            if at.elapsed() > launch.grace {
+                stop_all(&mut ranks);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for r in &mut ranks {
+        for reader in r.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+    match first_failure {
+        None => Ok(()),
+        Some(_) if interrupted => {
+            bail!("interrupted: the ranks stopped together and rank 0 wrote a checkpoint; launch the same command to continue")
+        }
+        Some((rank, status, _)) => bail!(
+            "rank {rank} of {} {} (its error is above); launch the same command to resume from the run's last checkpoint",
+            launch.nproc,
+            describe(status)
+        ),
+    }
+}
+
+/// The arguments of every rank: `train ...` with `--distributed` added.
+fn rank_arguments(command: &[OsString]) -> Result<Vec<OsString>> {
+    match command.first().and_then(|c| c.to_str()) {
+        Some("train") => {}
+        Some(other) => {
+            bail!("reslab launch runs train, not '{other}'; expected: reslab launch --nproc N -- train [OPTIONS]")
+        }
+        None => bail!("reslab launch: no command; expected: reslab launch --nproc N -- train [OPTIONS]"),
+    }
+    let mut args = command.to_vec();
+    if !args.iter().any(|a| a == "--distributed") {
+        args.insert(1, "--distributed".into());
+    }
+    Ok(args)
+}
+
+/// A port on 127.0.0.1 that nothing listens on now (the system's choice).
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+struct Rank {
+    rank: usize,
+    child: Child,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+fn stop_all(ranks: &mut [Rank]) {
+    for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
+        let _ = r.child.kill();
+        r.status = r.child.wait().ok();
+    }
+}
+
+fn forward(stream: Box<dyn std::io::Read + Send>, rank: usize, to_stderr: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if to_stderr {
+                eprintln!("rank {rank}: {line}");
+            } else {
+                println!("rank {rank}: {line}");
+            }
+        }
+    })
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "ended abnormally".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_runs_train_and_adds_distributed_once() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            rank_arguments(&args(&["train", "--iters", "2"])).unwrap(),
+            args(&["train", "--distributed", "--iters", "2"])
+        );
+        assert_eq!(rank_arguments(&args(&["train", "--distributed"])).unwrap(), args(&["train", "--distributed"]));
+        let error = rank_arguments(&args(&["eval"])).unwrap_err().to_string();
+        assert!(error.contains("not 'eval'"), "{error}");
+        assert!(rank_arguments(&[]).is_err());
+    }
+}
