@@ -40,11 +40,10 @@ fn main() {
         // the nvidia-* wheels a CUDA build of torch brings beside it.
         let site_packages = lib.ancestors().nth(2).expect("torch/lib sits in site-packages").to_path_buf();
         let cuda_home = PathBuf::from(std::env::var("CUDA_HOME").unwrap_or_else(|_| "/usr/local/cuda".into()));
-        for dir in [
-            cuda_home.join("include"),
-            site_packages.join("nvidia/cu13/include"),
-            site_packages.join("nvidia/nccl/include"),
-        ] {
+        // (The runtime wheel lacks `crt/`, which Triton's copy of CUDA's headers has.)
+        let wheels = ["nvidia/cu13/include", "nvidia/nccl/include", "triton/backends/nvidia/include"];
+        let dirs = std::iter::once(cuda_home.join("include")).chain(wheels.iter().map(|w| site_packages.join(w)));
+        for dir in dirs {
             if dir.is_dir() {
                 c10d.include(dir);
             }
