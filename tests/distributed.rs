@@ -309,7 +309,7 @@ fn an_interrupted_launch_stops_every_rank_at_one_step_and_continues() {
     let out = dir.path().join("run");
     let mut args = vec!["launch", "--nproc", "2", "--"];
     args.extend(train_args(out.to_str().unwrap(), "100", &["--eval-every", "50", "--checkpoint-every", "5"]));
-    let mut launch = Command::new(env!("CARGO_BIN_EXE_reslab"))
+    let launch = Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
