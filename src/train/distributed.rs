@@ -192,6 +192,8 @@ fn first_count(tasks_per_node: &str) -> Option<usize> {
 pub struct DataParallel {
     group: ProcessGroup,
     world: World,
+    /// Where this rank's collectives run: NCCL reduces CUDA tensors only, Gloo CPU tensors.
+    device: Device,
     /// Time spent summing gradients since the last [`DataParallel::take_reduce_time`].
     reduce_time: Duration,
 }
@@ -207,7 +209,7 @@ impl DataParallel {
         let loopback = matches!(world.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
         let hostname = loopback.then_some(world.master_addr.as_str());
         let group = ProcessGroup::new(backend, store, world.rank, world.size, hostname, timeout)?;
-        Ok(DataParallel { group, world: world.clone(), reduce_time: Duration::ZERO })
+        Ok(DataParallel { group, world: world.clone(), device, reduce_time: Duration::ZERO })
     }
 
     pub fn world(&self) -> &World {
@@ -252,14 +254,14 @@ impl DataParallel {
 
     /// Rank 0's `bytes` on every rank (other ranks pass anything; their bytes are replaced).
     pub fn broadcast_bytes(&mut self, bytes: &[u8]) -> Result<Vec<u8>> {
-        let mut length = vec![Tensor::from_slice(&[bytes.len() as i64])];
+        let mut length = vec![Tensor::from_slice(&[bytes.len() as i64]).to_device(self.device)];
         self.group.broadcast(&mut length, 0)?;
         let length = length[0].int64_value(&[0]) as usize;
         let mut padded = bytes.to_vec();
         padded.resize(length, 0);
-        let mut data = vec![Tensor::from_slice(&padded)];
+        let mut data = vec![Tensor::from_slice(&padded).to_device(self.device)];
         self.group.broadcast(&mut data, 0)?;
-        Vec::<u8>::try_from(&data[0]).context("reading the broadcast bytes")
+        Vec::<u8>::try_from(&data[0].to_device(Device::Cpu)).context("reading the broadcast bytes")
     }
 
     /// Rank 0's training loop state on every rank.
@@ -286,9 +288,10 @@ impl DataParallel {
         Ok(())
     }
 
-    /// Sums `values` over the ranks (a few per-step statistics: loss, errors, a stop request).
+    /// Sums `values` over the ranks (a few per-step statistics: loss, errors, a stop request), on
+    /// this rank's device.
     pub fn sum(&mut self, values: &Tensor) -> Result<Tensor> {
-        let mut summed = vec![values.to_kind(Kind::Double).contiguous()];
+        let mut summed = vec![values.to_device(self.device).to_kind(Kind::Double).contiguous()];
         self.group.all_reduce_sum(&mut summed).context(STOPPED)?;
         Ok(summed.pop().expect("one tensor"))
     }
