@@ -227,6 +227,22 @@ fn launch_trains_one_run_on_two_processes_and_rank_0_alone_writes_it() {
     // One process cannot continue a 2-process run.
     let output = reslab(&["train", "--resume", two.to_str().unwrap()]);
     assert_clean_error(&output, &["this run is for 2 processes", "reslab launch --nproc 2"]);
+
+    // Rank 0 tells the others what it found before training: the run complete (all end at once,
+    // successfully), or a directory it cannot take (all end with its reason).
+    let mut args = vec!["launch", "--nproc", "2", "--"];
+    args.extend(train_args(two.to_str().unwrap(), "6", &["--eval-every", "3"]));
+    let output = reslab(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("already holds this run, complete"), "{}", stderr(&output));
+    std::fs::write(two.join(".lock"), std::process::id().to_string()).unwrap();
+    let output = reslab(&args);
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("is in use by process") && err.contains("rank 1: error: rank 0 stopped before training"),
+        "{err}"
+    );
 }
 
 /// Starts `size` trainers as ranks by hand (as srun or torchrun would).
