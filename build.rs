@@ -13,6 +13,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/reslab_native.cpp");
     println!("cargo:rerun-if-changed=csrc/reslab_c10d.cpp");
+    println!("cargo:rerun-if-changed=csrc/reslab_guarded.h");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports where libtorch is"));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());

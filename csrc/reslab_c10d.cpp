@@ -17,31 +17,14 @@
 #endif
 
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
 
+#include "reslab_guarded.h"
+
+using reslab::guarded;
+
 namespace {
-char* copy_message(const char* message) {
-  char* copy = static_cast<char*>(std::malloc(std::strlen(message) + 1));
-  if (copy != nullptr) std::strcpy(copy, message);
-  return copy;
-}
-
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const std::exception& e) {
-    return copy_message(e.what());
-  } catch (...) {
-    return copy_message("unknown C++ exception");
-  }
-}
-
 std::chrono::milliseconds millis(int64_t ms) { return std::chrono::milliseconds(ms); }
 
 // Waits for `work` at most `timeout_ms`; a collective that does not finish in time, or fails on
@@ -52,12 +35,6 @@ void wait_for(const c10::intrusive_ptr<c10d::Work>& work, int64_t timeout_ms, co
   }
 }
 
-std::vector<at::Tensor> tensors_of(at::Tensor** tensors, int64_t count) {
-  std::vector<at::Tensor> list;
-  list.reserve(count);
-  for (int64_t i = 0; i < count; ++i) list.push_back(*tensors[i]);
-  return list;
-}
 }  // namespace
 
 struct ReslabStore {
@@ -155,8 +132,8 @@ char* reslab_broadcast(ReslabProcessGroup* group, at::Tensor** tensors, int64_t 
     c10d::BroadcastOptions options;
     options.rootRank = root;
     options.timeout = millis(group->timeout_ms);
-    for (auto& tensor : tensors_of(tensors, count)) {
-      std::vector<at::Tensor> one{tensor};
+    for (int64_t i = 0; i < count; ++i) {
+      std::vector<at::Tensor> one{*tensors[i]};
       works.push_back(group->backend->broadcast(one, options));
     }
     for (auto& work : works) wait_for(work, group->timeout_ms, "a broadcast");

@@ -8,30 +8,9 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/core/stack.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <exception>
+#include "reslab_guarded.h"
 
-namespace {
-char* copy_message(const char* message) {
-  char* copy = static_cast<char*>(std::malloc(std::strlen(message) + 1));
-  if (copy != nullptr) std::strcpy(copy, message);
-  return copy;
-}
-
-// Runs `body`, turning any C++ exception into a message for Rust (null: no error).
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const std::exception& e) {
-    return copy_message(e.what());
-  } catch (...) {
-    return copy_message("unknown C++ exception");
-  }
-}
-}  // namespace
+using reslab::guarded;
 
 extern "C" {
 

@@ -143,8 +143,7 @@ impl World {
         if threads != 0 {
             return threads;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / self.local_size).max(1)
+        (super::runtime::thread_count(0) / self.local_size).max(1)
     }
 }
 
@@ -294,11 +293,6 @@ impl DataParallel {
         let mut summed = vec![values.to_device(self.device).to_kind(Kind::Double).contiguous()];
         self.group.all_reduce_sum(&mut summed).context(STOPPED)?;
         Ok(summed.pop().expect("one tensor"))
-    }
-
-    /// Waits for every rank.
-    pub fn barrier(&mut self) -> Result<()> {
-        self.group.barrier()
     }
 
     /// The time spent averaging gradients since the last call.

@@ -197,11 +197,14 @@ fn train_locked(
         parallel.broadcast_state(&model.vs, &mut sgd)?;
         state = parallel.broadcast_loop_state(&state)?;
     }
-    let mut outputs = match leader {
-        true => Some(open_outputs(config, out, &model, recording, &state, saved.is_some())?),
-        false => None,
+    // The rows kept so far (rank 0's; the other ranks only count the ones they add).
+    let (mut outputs, mut rows) = match leader {
+        true => {
+            let (outputs, rows) = open_outputs(config, out, &model, recording, &state, saved.is_some())?;
+            (Some(outputs), rows)
+        }
+        false => (None, Vec::new()),
     };
-    let mut rows = if leader { metrics::read_if_any(out)? } else { Vec::new() };
     let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
     progress.set_position(state.iteration as u64);
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
@@ -313,7 +316,7 @@ fn train_locked(
 }
 
 /// Opens the run directory's outputs for writing: from scratch, or continued at the checkpoint's
-/// iteration when `resuming`.
+/// iteration when `resuming`; with the metrics rows kept.
 fn open_outputs(
     config: &RunConfig,
     out: &Path,
@@ -321,7 +324,7 @@ fn open_outputs(
     recording: &Recording,
     state: &LoopState,
     resuming: bool,
-) -> Result<Outputs> {
+) -> Result<(Outputs, Vec<MetricsRow>)> {
     let metrics = if resuming {
         MetricsWriter::resume(out, state.iteration)?
     } else {
@@ -350,7 +353,7 @@ fn open_outputs(
         0 => None,
         steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
     };
-    Ok(Outputs { metrics, events, grad_log, step_dump })
+    Ok((Outputs { metrics, events, grad_log, step_dump }, rows))
 }
 
 /// The test error (%): one process evaluates the whole set; data parallel ranks each their
