@@ -274,12 +274,12 @@ fn wait_for(path: &Path, limit: Duration) {
     }
 }
 
-/// Waits for `child`; how long it took.
-fn time_to_exit(child: &mut Child, limit: Duration) -> (Duration, std::process::ExitStatus) {
+/// Waits for `child`, failing the test rather than hanging it if it never ends.
+fn exit_status(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return (started.elapsed(), status);
+            return status;
         }
         assert!(started.elapsed() < limit, "rank 0 did not stop within {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
@@ -296,13 +296,13 @@ fn a_killed_rank_stops_the_others_and_the_run_resumes_from_its_checkpoint() {
     wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
     ranks[1].kill().unwrap();
     ranks[1].wait().unwrap();
-    // Far sooner than the 60 s timeout: the connection to the dead rank is closed.
-    let (took, status) = time_to_exit(&mut ranks[0], Duration::from_secs(90));
+    let status = exit_status(&mut ranks[0], Duration::from_secs(90));
     assert!(!status.success());
-    assert!(took < Duration::from_secs(30), "rank 0 took {took:?} to notice");
     let err = std::fs::read_to_string(dir.path().join("rank0.err")).unwrap();
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: ") && last.contains("another rank died or stopped answering"), "{err}");
+    // Noticed through the closed connection, not by waiting out the 60 s timeout.
+    assert!(last.contains("Connection") && !last.to_lowercase().contains("timed out"), "{err}");
     assert!(!err.contains("panicked") && !err.contains("terminate called"), "{err}");
     assert!(!out.join("summary.toml").exists(), "no summary: the run is not complete");
 
@@ -354,11 +354,10 @@ fn a_rank_that_stops_answering_is_an_error_on_the_others_within_their_timeout() 
     wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
     // SAFETY: signalling a child process we spawned and have not reaped.
     unsafe { libc::kill(ranks[1].id() as i32, libc::SIGSTOP) };
-    let (took, status) = time_to_exit(&mut ranks[0], Duration::from_secs(60));
+    let status = exit_status(&mut ranks[0], Duration::from_secs(60));
     ranks[1].kill().unwrap();
     ranks[1].wait().unwrap();
     assert!(!status.success());
-    assert!(took < Duration::from_secs(30), "rank 0 took {took:?}");
     let err = std::fs::read_to_string(dir.path().join("rank0.err")).unwrap();
     let last = err.lines().last().unwrap_or_default();
     // Gloo says "Timed out waiting 3000ms for recv ..." or c10d "Operation timed out!".
@@ -395,10 +394,8 @@ fn bad_distributed_input_is_one_clear_line() {
     let port = taken.local_addr().unwrap().port().to_string();
     let mut args = vec!["launch", "--nproc", "2", "--master-port", &port, "--grace", "2", "--"];
     args.extend(train_args(out.to_str().unwrap(), "2", &["--dist-timeout", "20"]));
-    let started = Instant::now();
     let output = reslab(&args);
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains(&format!("listening at 127.0.0.1:{port}")) && err.contains("EADDRINUSE"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(20), "launch took {:?}", started.elapsed());
 }
