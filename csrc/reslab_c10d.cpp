@@ -49,13 +49,18 @@ struct ReslabProcessGroup {
 extern "C" {
 
 // A TCPStore at host:port. Rank 0 (`is_server`) listens there and waits for all `world_size`
-// ranks to connect; the others connect, retrying until `timeout_ms`.
-char* reslab_store_tcp(const char* host, int port, int is_server, int world_size, int64_t timeout_ms,
-                       ReslabStore** out) {
+// ranks to connect; the others connect, retrying until `timeout_ms`. A server given
+// `listen_fd` >= 0 serves on that socket, already bound to `port` by whoever started it, instead
+// of binding one itself (so no other process can take the port in between).
+char* reslab_store_tcp(const char* host, int port, int is_server, int listen_fd, int world_size,
+                       int64_t timeout_ms, ReslabStore** out) {
   return guarded([&] {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(port);
     options.isServer = is_server != 0;
+    if (is_server != 0 && listen_fd >= 0) {
+      options.masterListenFd = listen_fd;
+    }
     options.numWorkers = world_size;
     options.waitWorkers = true;
     options.timeout = millis(timeout_ms);

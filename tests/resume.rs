@@ -129,10 +129,11 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     let out = dir.path().join("terminated");
     let child = spawn(&out);
     // Wait for the first metrics row, then ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(240);
     while rows_if_any(&out) < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(rows_if_any(&out) >= 2, "no metrics row within 240 s");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -175,9 +176,13 @@ fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_ref
     let iters = long_run.iter().position(|a| a == "--iters").unwrap();
     long_run[iters + 1] = "100000".into();
     let mut first = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(240);
     while !busy.join(".lock").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
+    }
+    if !busy.join(".lock").exists() {
+        first.kill().unwrap();
+        panic!("the first process took no lock within 240 s");
     }
     let second = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).output().unwrap();
     assert!(first.try_wait().unwrap().is_none(), "the first process is still training");
@@ -187,12 +192,13 @@ fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_ref
 
     let out = dir.path().join("run");
     let mut child = spawn(&out);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(240);
     while !out.join("checkpoint.safetensors").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(out.join("checkpoint.safetensors").exists(), "no checkpoint within 240 s");
     // The killed process's lock is stale; its take-over is tested on its own below.
     let _ = std::fs::remove_file(out.join(".lock"));
 

@@ -502,7 +502,8 @@ mod tests {
         assert!((r[0] - 1.0).abs() < 1e-9 && r[1] > 0.95, "{r:?}");
         tch::manual_seed(1);
         let noise = Tensor::randn([4096], (Kind::Float, Device::Cpu));
-        assert!(autocorrelation(&noise, 1)[1].abs() < 0.06);
+        // 5 standard errors (1/sqrt(4096)).
+        assert!(autocorrelation(&noise, 1)[1].abs() < 0.08);
         // Image gradients: identical rows correlate 1, independent rows about 0.
         let rows = Tensor::randn([1, 3072], (Kind::Float, Device::Cpu)).repeat([8, 1]);
         assert!((autocorrelation(&rows, 3)[3] - 1.0).abs() < 1e-9);
@@ -532,7 +533,10 @@ mod tests {
         assert_eq!(line.size(), vec![32, 3, 32, 32]);
         let specs: Vec<ModelSpec> =
             ["plain-8", "plain-32", "resnet-8", "resnet-32"].iter().map(|n| n.parse().unwrap()).collect();
-        let cifar = cifar_at_init(&specs, &line, class, 2, 0).unwrap();
+        // 6 initialisations: over 40 single ones the two differences below were 0.27 +- 0.10 and
+        // 0.23 +- 0.10, so their means over 6 lie about 6 standard deviations above zero (2 gave
+        // 3.4: a failure every few thousand runs, as the seeds do not repeat beside other tests).
+        let cifar = cifar_at_init(&specs, &line, class, 6, 0).unwrap();
         let r = |i: usize| cifar[i].correlation.neighbours();
         assert!(r(1) < r(3), "plain-32 {} vs resnet-32 {}", r(1), r(3));
         assert!(r(0) - r(1) > r(2) - r(3), "plain fell {} -> {}, residual {} -> {}", r(0), r(1), r(2), r(3));

@@ -106,7 +106,13 @@ pub fn fetch(url: &str, checksum: &Checksum, dir: &Path) -> Result<PathBuf> {
 /// Downloads `url` to `part`, continuing a partial file with a range request.
 fn download(url: &str, part: &Path) -> Result<()> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let mut request = ureq::get(url).timeout(std::time::Duration::from_secs(60));
+    // Per connection and per read, not overall: a slow link may take hours for the archive, but a
+    // server that stops sending is an error within a minute.
+    let mut request = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(30))
+        .timeout_read(std::time::Duration::from_secs(60))
+        .build()
+        .get(url);
     if have > 0 {
         request = request.set("Range", &format!("bytes={have}-"));
     }

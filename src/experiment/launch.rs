@@ -1,17 +1,21 @@
 //! `reslab launch --nproc N -- train ...`: one run on N local processes (torchrun's role on one
 //! machine). Each child is `reslab train --distributed ...` with torchrun's variables (`RANK`,
 //! `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`); rank 0 listens
-//! on 127.0.0.1 at a free port unless one is given.
+//! on 127.0.0.1 at a free port unless one is given. This process binds that port itself and hands
+//! rank 0 the listening socket, so nothing can take the port between its choice and the
+//! rendezvous, and a port in use is refused before any rank starts.
 //!
 //! The children run in their own process group, so a Ctrl-C reaches only this process, which
 //! passes one interrupt to every rank: they stop together at the same step and rank 0 writes the
 //! checkpoint. When a rank fails, the others fail at their next collective (the connection to it
 //! is gone) or at their timeout; any still running after `grace` are killed.
 
+use crate::train::distributed::hand_over_listener;
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,10 +40,9 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
         bail!("--nproc 0: expected at least 1 process");
     }
     let args = rank_arguments(&launch.command)?;
-    let port = match launch.master_port {
-        Some(port) => port,
-        None => free_port()?,
-    };
+    let listener = rendezvous_listener(launch.master_port)?;
+    let port = listener.local_addr()?.port();
+    let mut listener = Some(listener);
     interrupt::install()?;
     let mut ranks: Vec<Rank> = Vec::new();
     for rank in 0..launch.nproc {
@@ -57,7 +60,13 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
         if rank > 0 {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        let mut child = match command.spawn() {
+        if let Some(listener) = &listener {
+            hand_over_listener(&mut command, listener);
+        }
+        let spawned = command.spawn();
+        // Rank 0 holds the socket now; a copy kept here would accept nothing.
+        listener = None;
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 stop_all(&mut ranks);
@@ -134,10 +143,14 @@ fn rank_arguments(command: &[OsString]) -> Result<Vec<OsString>> {
     Ok(args)
 }
 
-/// A port on 127.0.0.1 that nothing listens on now (the system's choice).
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
+/// The rendezvous socket on 127.0.0.1: at `port`, or at a free one (the system's choice).
+fn rendezvous_listener(port: Option<u16>) -> Result<TcpListener> {
+    match port {
+        Some(port) => TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+            format!("--master-port {port}: cannot listen at 127.0.0.1:{port}; expected a free port, or leave --master-port out for one")
+        }),
+        None => TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1"),
+    }
 }
 
 struct Rank {

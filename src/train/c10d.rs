@@ -26,6 +26,7 @@ extern "C" {
         host: *const c_char,
         port: c_int,
         is_server: c_int,
+        listen_fd: c_int,
         world_size: c_int,
         timeout_ms: i64,
         out: *mut *mut RawStore,
@@ -99,8 +100,16 @@ unsafe impl Send for Store {}
 impl Store {
     /// A TCP store at `host:port`: rank 0 listens there (and fails at once if the port is taken)
     /// and waits until all `world_size` ranks have connected; the others connect to it, retrying,
-    /// for at most `timeout`.
-    pub fn tcp(host: &str, port: u16, rank: usize, world_size: usize, timeout: Duration) -> Result<Store> {
+    /// for at most `timeout`. Rank 0 given `listen_fd` serves on that inherited socket, already
+    /// bound to `port` (see [`crate::train::distributed::hand_over_listener`]).
+    pub fn tcp(
+        host: &str,
+        port: u16,
+        rank: usize,
+        listen_fd: Option<i32>,
+        world_size: usize,
+        timeout: Duration,
+    ) -> Result<Store> {
         let host_c = c_string(host, "host")?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: plain values and a NUL-terminated string; on success `raw` is a new store.
@@ -109,6 +118,7 @@ impl Store {
                 host_c.as_ptr(),
                 port as c_int,
                 (rank == 0) as c_int,
+                listen_fd.unwrap_or(-1),
                 world_size as c_int,
                 millis(timeout),
                 &mut raw,

@@ -44,6 +44,34 @@ pub struct World {
     /// Rank 0's host and port: the rendezvous.
     pub master_addr: String,
     pub master_port: u16,
+    /// Rank 0 only: a socket already listening at the master port, inherited from the launcher
+    /// ([`MASTER_LISTEN_FD`]), so the port cannot be taken between its choice and the rendezvous.
+    pub master_listen_fd: Option<i32>,
+}
+
+/// The variable through which a launcher hands rank 0 the rendezvous socket it bound (its file
+/// descriptor number).
+pub const MASTER_LISTEN_FD: &str = "RESLAB_MASTER_LISTEN_FD";
+
+/// Makes `command` (rank 0) inherit `listener`, bound at the rendezvous port, and serve the
+/// rendezvous on it: the port is held from its choice until rank 0 listens, so no other process
+/// can take it in between. The launcher may close its own copy once the child is spawned.
+pub fn hand_over_listener(command: &mut std::process::Command, listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    command.env(MASTER_LISTEN_FD, fd.to_string());
+    // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe and touches only
+    // the child's copy of the descriptor table (the parent's socket stays close-on-exec, so no
+    // other child inherits it).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 impl World {
@@ -81,6 +109,7 @@ impl World {
                 local_size: number("LOCAL_WORLD_SIZE")?.unwrap_or(size),
                 master_addr: required("MASTER_ADDR", of)?,
                 master_port: port(&required("MASTER_PORT", of)?)?,
+                master_listen_fd: None,
             }
         } else if var("SLURM_PROCID").is_some() {
             let of = "srun";
@@ -101,6 +130,7 @@ impl World {
                     None => first_host(&nodes)?,
                 },
                 master_port,
+                master_listen_fd: None,
             }
         } else {
             bail!(
@@ -109,6 +139,12 @@ impl World {
                  SLURM_PROCID, SLURM_NTASKS and SLURM_JOB_NODELIST (srun)"
             );
         };
+        let mut world = world;
+        if let Some(fd) = var(MASTER_LISTEN_FD).filter(|_| world.rank == 0) {
+            world.master_listen_fd = Some(fd.trim().parse::<i32>().ok().filter(|&fd| fd >= 0).with_context(|| {
+                format!("{MASTER_LISTEN_FD} is '{fd}'; expected the number of an inherited listening socket")
+            })?);
+        }
         if world.size == 0 {
             bail!("the world size is 0; expected at least 1 process");
         }
@@ -202,7 +238,8 @@ impl DataParallel {
     /// there, or fails after `timeout`, which also bounds every later collective.
     pub fn join(world: &World, device: Device, timeout: Duration) -> Result<DataParallel> {
         let backend = if device.is_cuda() { Backend::Nccl } else { Backend::Gloo };
-        let store = Store::tcp(&world.master_addr, world.master_port, world.rank, world.size, timeout)?;
+        let store =
+            Store::tcp(&world.master_addr, world.master_port, world.rank, world.master_listen_fd, world.size, timeout)?;
         // Gloo's transport binds where MASTER_ADDR points when that is this machine's loopback
         // (one machine), else to this machine's own hostname.
         let loopback = matches!(world.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
@@ -331,9 +368,23 @@ mod tests {
                 local_rank: 3,
                 local_size: 4,
                 master_addr: "10.0.0.1".into(),
-                master_port: 29400
+                master_port: 29400,
+                master_listen_fd: None,
             }
         );
+        // The launcher's socket reaches rank 0 only.
+        let launched = |rank: &str| {
+            world(&[
+                ("RANK", rank),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", "29400"),
+                (MASTER_LISTEN_FD, "5"),
+            ])
+            .unwrap()
+            .master_listen_fd
+        };
+        assert_eq!((launched("0"), launched("1")), (Some(5), None));
         let w = world(&[
             ("RANK", "5"),
             ("WORLD_SIZE", "8"),
@@ -359,13 +410,21 @@ mod tests {
         .unwrap();
         assert_eq!(
             w,
-            World { rank: 2, size: 4, local_rank: 0, local_size: 2, master_addr: "gpu07".into(), master_port: 29956 }
+            World {
+                rank: 2,
+                size: 4,
+                local_rank: 0,
+                local_size: 2,
+                master_addr: "gpu07".into(),
+                master_port: 29956,
+                master_listen_fd: None
+            }
         );
     }
 
     #[test]
     fn bad_or_missing_variables_are_one_line_errors() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (&[], "no rank in the environment"),
             (&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")], "MASTER_PORT is not set"),
             (
@@ -376,6 +435,16 @@ mod tests {
             (
                 &[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "99999")],
                 "MASTER_PORT is '99999'",
+            ),
+            (
+                &[
+                    ("RANK", "0"),
+                    ("WORLD_SIZE", "2"),
+                    ("MASTER_ADDR", "h"),
+                    ("MASTER_PORT", "1"),
+                    (MASTER_LISTEN_FD, "x"),
+                ],
+                "RESLAB_MASTER_LISTEN_FD is 'x'; expected",
             ),
         ];
         for (vars, expected) in cases {
