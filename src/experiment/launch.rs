@@ -60,12 +60,14 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
         if rank > 0 {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        if let Some(listener) = &listener {
-            hand_over_listener(&mut command, listener);
+        // The first rank spawned (rank 0) inherits the rendezvous socket; launch's copy is closed
+        // once it is spawned, so connections go nowhere if rank 0 dies.
+        let rendezvous = listener.take();
+        if let Some(socket) = &rendezvous {
+            hand_over_listener(&mut command, socket);
         }
         let spawned = command.spawn();
-        // Rank 0 holds the socket now; a copy kept here would accept nothing.
-        listener = None;
+        drop(rendezvous);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {

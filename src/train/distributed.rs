@@ -97,7 +97,7 @@ impl World {
         let required = |name: &str, of: &str| -> Result<String> {
             var(name).with_context(|| format!("{name} is not set; {of} sets it for every rank"))
         };
-        let world = if var("RANK").is_some() || var("WORLD_SIZE").is_some() {
+        let mut world = if var("RANK").is_some() || var("WORLD_SIZE").is_some() {
             let of = "reslab launch (or torchrun)";
             let rank = number("RANK")?.with_context(|| format!("RANK is not set; {of} sets it for every rank"))?;
             let size =
@@ -139,7 +139,6 @@ impl World {
                  SLURM_PROCID, SLURM_NTASKS and SLURM_JOB_NODELIST (srun)"
             );
         };
-        let mut world = world;
         if let Some(fd) = var(MASTER_LISTEN_FD).filter(|_| world.rank == 0) {
             world.master_listen_fd = Some(fd.trim().parse::<i32>().ok().filter(|&fd| fd >= 0).with_context(|| {
                 format!("{MASTER_LISTEN_FD} is '{fd}'; expected the number of an inherited listening socket")
