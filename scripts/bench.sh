@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed table of the README: reslab against the PyTorch reference (../shared/bench/torch_reference.py)
+# The speed table of docs/results.md: reslab against the PyTorch reference (../shared/bench/torch_reference.py)
 # for resnet-20 and resnet-56 at batch 128, each measurement alternating with the reference's.
 #   scripts/bench.sh [ROUNDS]     (default 3; the median of the rounds is reported)
 # Needs the full CIFAR-10 for the training loops: $RESLAB_SHARED_DATA/cifar-10-binary.tar.gz

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The data parallel speed figures of the README: training images/s of one process (2 threads, and
+# The data parallel speed figures of docs/results.md: training images/s of one process (2 threads, and
 # 1 thread) against `reslab launch --nproc 2` (two Gloo ranks of 1 thread each) on this machine,
 # and the all-reduce time per step, for resnet-20 and resnet-56 at batch 128, fp32.
 #   scripts/dp-speed.sh [ITERS]     (default 200; each run also evaluates once at the end)

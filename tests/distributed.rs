@@ -14,8 +14,8 @@ use reslab::data::{DataConfig, DataSource};
 use reslab::model::Model;
 use reslab::train::c10d::{Backend, ProcessGroup, Store};
 use reslab::train::distributed::{hand_over_listener, DataParallel, World};
+use reslab::train::evaluate::model_for_data;
 use reslab::train::sgd::Sgd;
-use reslab::train::trainer::model_for_data;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,10 +25,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Ranks started by hand, as a launcher starts them: rank 0 inherits the rendezvous socket this
 /// process bound (so no other test's process can take the port first).
-fn spawn_ranks(size: usize, command: impl Fn(usize) -> Command) -> Vec<Child> {
+fn spawn_ranks(size: usize, command: impl Fn(usize) -> Command) -> Children {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    (0..size)
+    let children = (0..size)
         .map(|rank| {
             let mut command = command(rank);
             command
@@ -41,7 +41,8 @@ fn spawn_ranks(size: usize, command: impl Fn(usize) -> Command) -> Vec<Child> {
             }
             command.spawn().unwrap()
         })
-        .collect()
+        .collect();
+    Children(children)
 }
 
 /// Runs the ignored test `worker` of this binary as `size` ranks; their outputs, by rank. Each
@@ -56,7 +57,9 @@ fn run_ranks(worker: &str, size: usize, env: &[(&str, String)]) -> Vec<Output> {
             .stderr(Stdio::piped());
         command
     });
-    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let mut children = children;
+    let outputs: Vec<Output> =
+        std::mem::take(&mut children.0).into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     for (rank, output) in outputs.iter().enumerate() {
         assert!(output.status.success(), "{worker}, rank {rank} of {size}:\n{}\n{}", stdout(output), stderr(output));
         assert!(stdout(output).contains("test result: ok. 1 passed"), "{worker} did not run:\n{}", stdout(output));
@@ -256,7 +259,7 @@ fn launch_trains_one_run_on_two_processes_and_rank_0_alone_writes_it() {
 }
 
 /// Starts `size` trainers as ranks by hand (as srun or torchrun would).
-fn start_ranks(size: usize, args: &[&str], log_dir: &Path) -> Vec<Child> {
+fn start_ranks(size: usize, args: &[&str], log_dir: &Path) -> Children {
     spawn_ranks(size, |rank| {
         let log = |name: &str| std::fs::File::create(log_dir.join(format!("rank{rank}.{name}"))).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_reslab"));
@@ -325,16 +328,16 @@ fn an_interrupted_launch_stops_every_rank_at_one_step_and_continues() {
     let out = dir.path().join("run");
     let mut args = vec!["launch", "--nproc", "2", "--"];
     args.extend(train_args(out.to_str().unwrap(), "100", &["--eval-every", "50", "--checkpoint-every", "5"]));
-    let launch = Command::new(env!("CARGO_BIN_EXE_reslab"))
+    let mut launch = Children(vec![Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()]);
     wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
     // SAFETY: signalling a child process we spawned and have not reaped.
-    unsafe { libc::kill(launch.id() as i32, libc::SIGINT) };
-    let output = launch.wait_with_output().unwrap();
+    unsafe { libc::kill(launch[0].id() as i32, libc::SIGINT) };
+    let output = launch.0.remove(0).wait_with_output().unwrap();
     let err = stderr(&output);
     assert!(!output.status.success());
     assert!(err.contains("interrupted at iteration") && !err.contains("another rank died"), "{err}");

@@ -123,6 +123,8 @@ fn compare(run: &Path, reference: &Path) -> Differences {
         }
         let scale = b.abs().max().double_value(&[]).max(f64::MIN_POSITIVE);
         let diff = (a - b).abs().max().double_value(&[]) / scale;
+        // A NaN anywhere is the largest difference there is, not one that no comparison keeps.
+        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
         if diff >= weights.0 {
             weights = (diff, name.clone());
         }

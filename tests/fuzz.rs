@@ -20,14 +20,13 @@ fn one_line(e: &anyhow::Error) -> bool {
 fn config_text() -> String {
     let config = reslab::experiment::plan::plan(
         &Experiment::load("fig1").unwrap(),
-        reslab::run::config::Preset::Demo,
+        reslab::experiment::Preset::Demo,
         &Default::default(),
         std::path::Path::new("no-such-dir"),
     )
     .unwrap()
-    .remove(0)
-    .config;
-    config.to_toml()
+    .remove(0);
+    config.config().to_toml()
 }
 
 /// `text` with bytes replaced at a few positions.

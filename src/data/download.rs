@@ -25,6 +25,15 @@ pub enum Checksum {
 }
 
 impl Checksum {
+    /// The checksum the user gave (SHA-256 or MD5), or the official archive's MD5.
+    pub fn given_or_official(md5: Option<&str>, sha256: Option<&str>) -> Result<Checksum> {
+        match (md5, sha256) {
+            (_, Some(sha256)) => Checksum::sha256(sha256),
+            (Some(md5), None) => Checksum::md5(md5),
+            (None, None) => Checksum::md5(OFFICIAL_MD5),
+        }
+    }
+
     pub fn md5(hex: &str) -> Result<Checksum> {
         Ok(Checksum::Md5(Self::hex(hex, 32, "--md5")?))
     }

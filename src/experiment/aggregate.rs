@@ -3,16 +3,15 @@
 //! it works for runs made anywhere (this machine, child processes, a cluster).
 
 use super::plan::PlannedRun;
+use super::preset::Preset;
 use super::spec::{Expectation, Experiment, Prediction};
 use crate::analysis::grad_norms::{self, RunGradNorms};
 use crate::analysis::shattering::{self, ShatteringSettings};
 use crate::analysis::{responses, Written};
 use crate::data::Dataset;
-use crate::model::Kind;
 use crate::report::chart::{self, Curve, ErrorChart};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
-use crate::run::config::Preset;
 use crate::run::metrics::{self, MetricsRow};
 use crate::run::RunConfig;
 use crate::run::{RunDir, RunState, RunSummary};
@@ -165,7 +164,7 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
     let mut groups: Vec<GroupResult> = Vec::new();
     let mut incomplete = Vec::new();
     for run in runs {
-        let dir = out.join(run.dir_name());
+        let dir = run.dir().path.clone();
         let summary = match RunState::read(&dir) {
             RunState::Complete(summary) => *summary,
             other => {
@@ -178,16 +177,12 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
         match groups.iter_mut().find(|g| g.name == run.name) {
             Some(group) => group.runs.push(result),
             None => {
-                let model = &run.config.model;
+                let model = &run.config().model;
                 let entry = experiment.entry(&run.name);
                 groups.push(GroupResult {
                     name: run.name.clone(),
                     depth: model.depth,
-                    variant: match model.kind {
-                        Kind::Plain => "plain".to_string(),
-                        Kind::Residual if model.block.is_post() => model.shortcut.to_string(),
-                        Kind::Residual => format!("{}, {}", model.shortcut, model.block),
-                    },
+                    variant: model.variant(),
                     paper_err: entry.and_then(|e| e.paper_err),
                     paper_note: entry.and_then(|e| e.paper_note.clone()),
                     runs: vec![result],
@@ -211,7 +206,7 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
     }
     let checks: Vec<CheckOutcome> = experiment.expect.iter().map(|e| check(e, &groups)).collect();
     files.extend(write_tables(experiment, &groups, &checks, out)?);
-    let section = section(experiment, preset, runs, out, &groups, &checks, figures)?;
+    let section = section(experiment, preset, runs, &groups, &checks, figures)?;
     let page = Page {
         title: experiment.title.clone(),
         lede: vec![format!(
@@ -269,7 +264,6 @@ fn section(
     experiment: &Experiment,
     preset: Preset,
     runs: &[PlannedRun],
-    out: &Path,
     groups: &[GroupResult],
     checks: &[CheckOutcome],
     figures: Vec<Figure>,
@@ -282,8 +276,8 @@ fn section(
         notes.push(format!(
             "Preset {}: {} iterations per run on {}, seeds {:?}; the paper trains 64k iterations on all of CIFAR-10.",
             preset.name(),
-            first.config.schedule.iters,
-            first.config.data.source,
+            first.config().schedule.iters,
+            first.config().data.source,
             seeds
         ));
         if preset != Preset::Paper {
@@ -299,7 +293,7 @@ fn section(
     }
     let mut details = Vec::new();
     for run in runs {
-        let dir = RunDir::new(out.join(run.dir_name()));
+        let dir = run.dir().clone();
         let state = RunState::read(&dir.path);
         if !state.is_complete() {
             notes.push(format!("{} is {state}: not in the tables, charts or claims.", run.dir_name()));

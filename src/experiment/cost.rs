@@ -18,7 +18,7 @@ use std::path::Path;
 
 /// Images in CIFAR-10's evaluation set for `eval_set` (the embedded sample evaluates on 500).
 fn eval_images(run: &PlannedRun) -> f64 {
-    match (&run.config.data.source, run.config.data.eval_set) {
+    match (&run.config().data.source, run.config().data.eval_set) {
         (crate::data::DataSource::Embedded, _) => 500.0,
         (_, EvalSet::Test) => 10_000.0,
         (_, EvalSet::Holdout) => 5_000.0,
@@ -44,16 +44,16 @@ pub struct RunCost {
 
 /// The cost of every run of a plan in `out`, measuring this machine with a probe when no run of
 /// the study has measured a network yet.
-pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<RunCost>> {
+pub fn estimate(runs: &[PlannedRun], threads: usize) -> Result<Vec<RunCost>> {
     let mut macs_of: HashMap<String, u64> = HashMap::new();
     let mut measured: HashMap<String, f64> = HashMap::new();
     for run in runs {
-        let spec = &run.config.model;
+        let spec = &run.config().model;
         let key = spec.to_string();
         if !macs_of.contains_key(&key) {
             macs_of.insert(key.clone(), Model::new(spec, tch::Device::Cpu)?.macs());
         }
-        if let Ok(rows) = metrics::read_if_any(&out.join(run.dir_name())) {
+        if let Ok(rows) = metrics::read_if_any(&run.dir().path) {
             let speeds: Vec<f64> = rows.iter().map(|r| r.img_per_s).filter(|v| v.is_finite() && *v > 0.0).collect();
             if !speeds.is_empty() && !measured.contains_key(&key) {
                 measured.insert(key, speeds.iter().sum::<f64>() / speeds.len() as f64);
@@ -63,11 +63,11 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
     let mut probe: Option<(f64, f64)> = None; // (MAC/s, img/s) of resnet-20
     let mut costs = Vec::new();
     for run in runs {
-        let spec = &run.config.model;
+        let spec = &run.config().model;
         let key = spec.to_string();
         let macs = macs_of[&key];
-        let schedule = &run.config.schedule;
-        let images = (schedule.iters * run.config.optim.batch_size) as f64;
+        let schedule = &run.config().schedule;
+        let images = (schedule.iters * run.config().optim.batch_size) as f64;
         let (train_img_per_s, speed_from) = match measured.get(&key) {
             Some(&speed) => (speed, format!("measured by a run of {key}")),
             None => {
@@ -76,7 +76,8 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
                     None => {
                         let probe_spec = ModelSpec::cifar(crate::model::Kind::Residual, 20)?;
                         let probe_macs = Model::new(&probe_spec, tch::Device::Cpu)?.macs() as f64;
-                        let img_per_s = bench::step_img_per_s(&Bench::probe(probe_spec.clone(), &run.config, threads))?;
+                        let img_per_s =
+                            bench::step_img_per_s(&Bench::probe(probe_spec.clone(), run.config(), threads))?;
                         probe = Some((img_per_s * probe_macs, img_per_s));
                         (img_per_s * probe_macs, img_per_s)
                     }
@@ -88,7 +89,7 @@ pub fn estimate(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<Vec<R
         let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
         // Evaluation: a forward pass, about a third of a training image's work.
         let total_s = images / train_img_per_s + evals * eval_images(run) / (3.0 * train_img_per_s);
-        let state = RunState::read(&out.join(run.dir_name()));
+        let state = RunState::read(&run.dir().path);
         let remaining_s = match &state {
             RunState::Complete(_) | RunState::Diverged(_) => 0.0,
             RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {

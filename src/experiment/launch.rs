@@ -12,13 +12,14 @@
 
 use crate::train::distributed::hand_over_listener;
 use crate::util::interrupt;
+use crate::util::supervisor::{Output, Stream, Supervisor};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to launch.
@@ -44,7 +45,7 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
     let port = listener.local_addr()?.port();
     let mut listener = Some(listener);
     interrupt::install()?;
-    let mut ranks: Vec<Rank> = Vec::new();
+    let mut ranks = Supervisor::default();
     for rank in 0..launch.nproc {
         let mut command = Command::new(exe);
         command
@@ -54,75 +55,47 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
             .env("LOCAL_RANK", rank.to_string())
             .env("LOCAL_WORLD_SIZE", launch.nproc.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
-            .process_group(0);
-        // Rank 0 owns the terminal (its progress bar); the others' lines say whose they are.
-        if rank > 0 {
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        }
+            .env("MASTER_PORT", port.to_string());
         // The first rank spawned (rank 0) inherits the rendezvous socket; launch's copy is closed
         // once it is spawned, so connections go nowhere if rank 0 dies.
         let rendezvous = listener.take();
         if let Some(socket) = &rendezvous {
             hand_over_listener(&mut command, socket);
         }
-        let spawned = command.spawn();
+        // Rank 0 owns the terminal (its progress bar); the others' lines say whose they are.
+        let output = match rank {
+            0 => Output::Inherit,
+            _ => Output::Lines(Arc::new(move |line: &str, stream: Stream| match stream {
+                Stream::Stdout => println!("rank {rank}: {line}"),
+                Stream::Stderr => eprintln!("rank {rank}: {line}"),
+            })),
+        };
+        // A rank that cannot start: the others are killed as the supervisor goes.
+        ranks.spawn(&format!("rank {rank}"), command, output)?;
         drop(rendezvous);
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                stop_all(&mut ranks);
-                return Err(e).with_context(|| format!("starting rank {rank} ({})", exe.display()));
-            }
-        };
-        let readers = if rank > 0 {
-            vec![
-                forward(Box::new(child.stdout.take().expect("piped")), rank, false),
-                forward(Box::new(child.stderr.take().expect("piped")), rank, true),
-            ]
-        } else {
-            Vec::new()
-        };
-        ranks.push(Rank { rank, child, readers, status: None });
     }
 
-    let mut first_failure: Option<(usize, ExitStatus, Instant)> = None;
-    let mut interrupted = false;
-    while ranks.iter().any(|r| r.status.is_none()) {
-        if interrupt::requested() && !interrupted {
-            interrupted = true;
-            for r in ranks.iter().filter(|r| r.status.is_none()) {
-                // SAFETY: signalling a child process we spawned and have not reaped.
-                unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
-            }
-        }
-        for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
-            if let Some(status) = r.child.try_wait()? {
-                r.status = Some(status);
-                if !status.success() && first_failure.is_none() {
-                    first_failure = Some((r.rank, status, Instant::now()));
-                }
+    let mut first_failure: Option<(String, ExitStatus, Instant)> = None;
+    while ranks.running_count() > 0 {
+        for ended in ranks.poll()? {
+            if !ended.status.success() && first_failure.is_none() {
+                first_failure = Some((ended.name, ended.status, Instant::now()));
             }
         }
         if let Some((_, _, at)) = first_failure {
             if at.elapsed() > launch.grace {
-                stop_all(&mut ranks);
+                ranks.kill_all();
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    for r in &mut ranks {
-        for reader in r.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
     match first_failure {
         None => Ok(()),
-        Some(_) if interrupted => {
+        Some(_) if ranks.interrupted() => {
             bail!("interrupted: the ranks stopped together and rank 0 wrote a checkpoint; launch the same command to continue")
         }
         Some((rank, status, _)) => bail!(
-            "rank {rank} of {} {} (its error is above); launch the same command to resume from the run's last checkpoint",
+            "{rank} of {} {} (its error is above); launch the same command to resume from the run's last checkpoint",
             launch.nproc,
             describe(status)
         ),
@@ -153,32 +126,6 @@ fn rendezvous_listener(port: Option<u16>) -> Result<TcpListener> {
         }),
         None => TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1"),
     }
-}
-
-struct Rank {
-    rank: usize,
-    child: Child,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    status: Option<ExitStatus>,
-}
-
-fn stop_all(ranks: &mut [Rank]) {
-    for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
-        let _ = r.child.kill();
-        r.status = r.child.wait().ok();
-    }
-}
-
-fn forward(stream: Box<dyn std::io::Read + Send>, rank: usize, to_stderr: bool) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if to_stderr {
-                eprintln!("rank {rank}: {line}");
-            } else {
-                println!("rank {rank}: {line}");
-            }
-        }
-    })
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -6,9 +6,13 @@ pub mod cost;
 pub mod launch;
 pub mod paper;
 pub mod plan;
+pub mod preset;
 pub mod runner;
 pub mod slurm;
 pub mod spec;
 pub mod status;
+pub mod study;
+pub mod study_dir;
 
+pub use preset::Preset;
 pub use spec::Experiment;

@@ -6,11 +6,11 @@
 
 use super::aggregate::StudyReport;
 use super::plan::{plan, Overrides};
+use super::preset::Preset;
 use super::runner::{run_study, Parallelism};
 use super::spec::Experiment;
 use crate::report::html::{self, Page};
-use crate::run::config::{Preset, RunConfig};
-use crate::run::{RunDir, RunState};
+use crate::run::RunDir;
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -125,14 +125,14 @@ fn link_finished_runs(
     let runs = plan(study, preset, overrides, study_out)?;
     std::fs::create_dir_all(study_out).with_context(|| format!("creating {}", study_out.display()))?;
     for run in runs {
-        let dir = study_out.join(run.dir_name());
+        let dir = run.dir().path.clone();
         if dir.symlink_metadata().is_ok() {
             continue;
         }
         let Some(other) = STUDIES.iter().filter(|s| **s != study.name).find(|other| {
             let candidate = out.join(other).join(run.dir_name());
             // A linked run is not linked again: a link always points at the run itself.
-            !candidate.is_symlink() && finished_same_run(&candidate, &run.config)
+            !candidate.is_symlink() && RunDir::new(&candidate).holds_complete(run.config())
         }) else {
             continue;
         };
@@ -142,11 +142,6 @@ fn link_finished_runs(
         eprintln!("{}/{}: the same run is complete in {other}; reusing it", study.name, run.dir_name());
     }
     Ok(())
-}
-
-fn finished_same_run(dir: &Path, config: &RunConfig) -> bool {
-    RunState::read(dir).is_complete()
-        && RunConfig::load(&RunDir::new(dir).config()).is_ok_and(|existing| existing.same_run(config))
 }
 
 #[cfg(test)]

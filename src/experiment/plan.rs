@@ -1,9 +1,12 @@
 //! From an experiment and a preset to one run configuration per run.
 
+use super::preset::Preset;
 use super::spec::Experiment;
+use super::study_dir::StudyDir;
 use crate::data::DataSource;
-use crate::run::config::{DataConfig, Preset, RunConfig, TrainOptions};
-use crate::train::runtime::{self, PrecisionChoice};
+use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
+use crate::run::RunDir;
+use crate::train::{Run, RunRequest};
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use std::path::Path;
@@ -23,6 +26,8 @@ pub struct Overrides {
     pub precision: PrecisionChoice,
     /// Only the runs at these depths.
     pub depths: Option<Vec<i64>>,
+    /// Processes training each run together (data parallel: a Slurm task's ranks); default 1.
+    pub world_size: Option<usize>,
 }
 
 impl Overrides {
@@ -63,14 +68,27 @@ pub struct PlannedRun {
     /// expectations and tables name, and what seeds are aggregated over.
     pub name: String,
     pub seed: u64,
-    pub config: RunConfig,
+    /// Its configuration and its directory in the study's folder.
+    pub run: Run,
 }
 
 impl PlannedRun {
     /// Directory name inside the experiment's output folder: the name and the seed.
     pub fn dir_name(&self) -> String {
-        format!("{}-seed{}", self.name, self.seed)
+        dir_name(&self.name, self.seed)
     }
+
+    pub fn config(&self) -> &RunConfig {
+        self.run.config()
+    }
+
+    pub fn dir(&self) -> &RunDir {
+        self.run.dir()
+    }
+}
+
+fn dir_name(name: &str, seed: u64) -> String {
+    StudyDir::run_name(name, seed)
 }
 
 /// The seeds of a plan: the command line's, the preset's, the experiment's, or seed 0.
@@ -109,8 +127,9 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         lr_steps: spec.lr_steps.clone().filter(|_| overrides.iters.is_none()),
         batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
         threads: overrides.threads,
-        precision: overrides.precision.resolve(runtime::device()).0,
+        precision: overrides.precision,
         log_grads: experiment.analysis.log_grads_every(iters),
+        world_size: overrides.world_size.unwrap_or(1),
         ..TrainOptions::default()
     };
     let seeds = seeds(experiment, preset, overrides)?;
@@ -128,15 +147,16 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         if depths.is_some_and(|d| !d.contains(&model.depth)) {
             continue;
         }
+        let name = run.run_name()?;
         for &seed in &seeds {
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
-            let mut config = RunConfig::from_options(model.clone(), data.clone(), &options);
-            config.validate()?;
-            let planned = PlannedRun { name: run.run_name()?, seed, config: config.clone() };
-            if overrides.precision == PrecisionChoice::Auto {
-                config.keep_precision_of(&out.join(planned.dir_name()));
-            }
-            runs.push(PlannedRun { config, ..planned });
+            let request =
+                RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);
+            let resolved = request.resolve().map_err(|e| match overrides.world_size {
+                Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", dir_name(&name, seed))),
+                _ => e,
+            })?;
+            runs.push(PlannedRun { name: name.clone(), seed, run: resolved });
         }
     }
     if runs.is_empty() {
@@ -155,8 +175,8 @@ mod tests {
         let runs = plan(&experiment, Preset::Demo, &Overrides::default(), Path::new("no-such-dir")).unwrap();
         let names: Vec<String> = runs.iter().map(|r| r.dir_name()).collect();
         assert_eq!(names, ["plain-20-seed0", "plain-56-seed0"]);
-        assert_eq!(runs[0].config.data.source, DataSource::Embedded);
-        let s = &runs[1].config.schedule;
+        assert_eq!(runs[0].config().data.source, DataSource::Embedded);
+        let s = &runs[1].config().schedule;
         assert_eq!(s.lr_steps, vec![s.iters / 2, s.iters * 3 / 4]);
     }
 
@@ -168,9 +188,9 @@ mod tests {
         assert!(err.contains("--data"), "{err}");
         let overrides = Overrides { data: Some(DataSource::Path("x".into())), ..Default::default() };
         let runs = plan(&experiment, Preset::Paper, &overrides, Path::new("no-such-dir")).unwrap();
-        assert_eq!(runs[0].config.schedule.iters, 64_000);
-        assert_eq!(runs[0].config.schedule.lr_steps, vec![32_000, 48_000]);
-        assert_eq!(runs[0].config.optim, crate::run::config::OptimConfig::default());
+        assert_eq!(runs[0].config().schedule.iters, 64_000);
+        assert_eq!(runs[0].config().schedule.lr_steps, vec![32_000, 48_000]);
+        assert_eq!(runs[0].config().optim, crate::run::config::OptimConfig::default());
     }
 
     #[test]
@@ -183,13 +203,13 @@ mod tests {
         assert_eq!(dirs[..2], ["plain-20-seed0".to_string(), "plain-20-seed1".to_string()]);
         assert!(!dirs.iter().any(|d| d.contains("1202")));
         let r110 = runs.iter().find(|r| r.name == "resnet-110").unwrap();
-        assert!(r110.config.schedule.warmup.is_some());
-        assert!(runs.iter().find(|r| r.name == "resnet-56").unwrap().config.schedule.warmup.is_none());
-        assert_eq!(runs[1].config.seed, 1);
+        assert!(r110.config().schedule.warmup.is_some());
+        assert!(runs.iter().find(|r| r.name == "resnet-56").unwrap().config().schedule.warmup.is_none());
+        assert_eq!(runs[1].config().seed, 1);
         let overrides = Overrides { seeds: Some(3), ..Default::default() };
         assert_eq!(plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap().len(), 27);
         let overrides = Overrides { seed: Some(7), ..Default::default() };
         let runs = plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap();
-        assert!(runs.len() == 9 && runs.iter().all(|r| r.seed == 7 && r.config.seed == 7));
+        assert!(runs.len() == 9 && runs.iter().all(|r| r.seed == 7 && r.config().seed == 7));
     }
 }

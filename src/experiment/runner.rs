@@ -7,19 +7,20 @@
 
 use super::aggregate::{aggregate, StudyReport};
 use super::plan::{plan, Overrides, PlannedRun};
+use super::preset::Preset;
 use super::spec::Experiment;
-use crate::run::config::Preset;
+use super::study_dir::StudyDir;
 use crate::run::RunState;
 use crate::train::train;
 use crate::train::trainer::PROGRESS_LINES_ENV as LINES_ENV;
 use crate::util::fs::write_file;
 use crate::util::interrupt;
+use crate::util::supervisor::{Output, Stream, Supervisor};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to run the runs.
@@ -71,19 +72,19 @@ pub fn run_study(
     parallelism: Parallelism,
     out: &Path,
 ) -> Result<(StudyReport, Vec<String>)> {
-    let runs = plan(experiment, preset, overrides, out)?;
-    record_experiment(experiment, preset, out)?;
+    let pending_of = |runs: Vec<PlannedRun>| -> Vec<PlannedRun> {
+        runs.into_iter().filter(|run| !RunState::read(&run.dir().path).is_complete()).collect()
+    };
+    let pending_count = pending_of(plan(experiment, preset, overrides, out)?).len();
+    // Fewer runs left than jobs: fewer jobs, each with more threads.
+    let jobs = Parallelism { jobs: parallelism.jobs.min(pending_count).max(1) };
+    let overrides = Overrides { threads: jobs.threads_per_job(overrides.threads), ..overrides.clone() };
+    let runs = plan(experiment, preset, &overrides, out)?;
+    StudyDir::new(out).record_experiment(experiment, preset)?;
     if let Some(note) = &experiment.preset(preset)?.note {
         eprintln!("note: {note}");
     }
-
-    let mut pending: Vec<PlannedRun> =
-        runs.iter().filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete()).cloned().collect();
-    // Fewer runs left than jobs: fewer jobs, each with more threads.
-    let jobs = Parallelism { jobs: parallelism.jobs.min(pending.len()).max(1) };
-    for run in &mut pending {
-        run.config.threads = jobs.threads_per_job(overrides.threads);
-    }
+    let pending = pending_of(runs.clone());
     if pending.len() < runs.len() {
         eprintln!(
             "{} of {} runs are complete already; running the other {}",
@@ -93,18 +94,9 @@ pub fn run_study(
         );
     }
     interrupt::install()?;
-    let failures = if jobs.jobs <= 1 { run_here(&pending, out)? } else { run_as_children(&pending, out, jobs.jobs)? };
+    let failures = if jobs.jobs <= 1 { run_here(&pending)? } else { run_as_children(&pending, out, jobs.jobs)? };
     let report = aggregate(experiment, preset, &runs, out)?;
     Ok((report, failures))
-}
-
-/// Creates the study's folder and writes the experiment as run into it (`experiment.toml`).
-pub fn record_experiment(experiment: &Experiment, preset: Preset, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
-    let header =
-        format!("# reslab {}: this experiment was run with --preset {}.\n", env!("CARGO_PKG_VERSION"), preset.name());
-    let text = toml::to_string(experiment).expect("an experiment always serialises");
-    write_file(&out.join("experiment.toml"), (header + &text).as_bytes())
 }
 
 /// Aggregates the study's run directories in `out` as they are, training nothing.
@@ -119,11 +111,11 @@ pub fn aggregate_only(
 }
 
 /// One run after another in this process; the names of the runs that failed.
-fn run_here(runs: &[PlannedRun], out: &Path) -> Result<Vec<String>> {
+fn run_here(runs: &[PlannedRun]) -> Result<Vec<String>> {
     let mut failures = Vec::new();
     for run in runs {
         let dir = run.dir_name();
-        if let Err(e) = train(&run.config, &out.join(&dir), &dir) {
+        if let Err(e) = train(&run.run, &dir) {
             // Ctrl-C stops the experiment, not just this run; re-running it resumes.
             if interrupt::requested() {
                 return Err(e.context(format!("{dir} (run again to continue the experiment)")));
@@ -140,7 +132,7 @@ fn run_here(runs: &[PlannedRun], out: &Path) -> Result<Vec<String>> {
 /// their checkpoints). Their output is forwarded above an overall progress bar.
 fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<String>> {
     let exe = std::env::current_exe().context("finding the reslab executable")?;
-    let configs = out.join(".configs");
+    let configs = StudyDir::new(out).configs();
     std::fs::create_dir_all(&configs)?;
     let progress = ProgressBar::new(runs.len() as u64);
     progress.set_style(
@@ -152,78 +144,49 @@ fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<S
     let mut queue = runs.iter();
     // One run per GPU where there are GPUs: each child sees only its own as cuda:0.
     let gpus = tch::Cuda::device_count().max(0) as usize;
-    let mut running: Vec<Job> = Vec::new();
+    let mut gpu_of: Vec<(String, usize)> = Vec::new();
+    let mut jobs_running = Supervisor::default();
     let mut failures = Vec::new();
-    let mut interrupted = false;
     loop {
-        while !interrupted && running.len() < jobs {
+        while !jobs_running.interrupted() && jobs_running.running_count() < jobs {
             let Some(run) = queue.next() else { break };
             let dir = run.dir_name();
             let config = configs.join(format!("{dir}.toml"));
-            write_file(&config, run.config.to_toml().as_bytes())?;
-            let gpu = (0..gpus).find(|g| !running.iter().any(|job| job.gpu == Some(*g)));
+            write_file(&config, run.config().to_toml().as_bytes())?;
             let mut command = Command::new(&exe);
-            command.args(["train", "--config"]).arg(&config).arg("--out").arg(out.join(&dir)).env(LINES_ENV, "1");
-            if let Some(gpu) = gpu {
+            command.args(["train", "--config"]).arg(&config).arg("--out").arg(&run.dir().path).env(LINES_ENV, "1");
+            if let Some(gpu) = (0..gpus).find(|g| !gpu_of.iter().any(|(_, used)| used == g)) {
                 command.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+                gpu_of.push((dir.clone(), gpu));
             }
-            let mut child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .with_context(|| format!("starting {}", exe.display()))?;
-            let forward = |stream: Box<dyn std::io::Read + Send>, progress: ProgressBar, dir: String| {
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let line = if line.starts_with(&dir) { line } else { format!("{dir}: {line}") };
-                        // A hidden bar (output not a terminal: a log file, CI) prints nothing itself.
-                        if progress.is_hidden() {
-                            println!("{line}");
-                        } else {
-                            progress.println(line);
-                        }
-                    }
-                })
+            let (progress, prefix) = (progress.clone(), dir.clone());
+            let forward = move |line: &str, _: Stream| {
+                let line = if line.starts_with(&prefix) { line.to_string() } else { format!("{prefix}: {line}") };
+                // A hidden bar (output not a terminal: a log file, CI) prints nothing itself.
+                if progress.is_hidden() {
+                    println!("{line}");
+                } else {
+                    progress.println(line);
+                }
             };
-            let readers = vec![
-                forward(Box::new(child.stdout.take().expect("piped")), progress.clone(), dir.clone()),
-                forward(Box::new(child.stderr.take().expect("piped")), progress.clone(), dir.clone()),
-            ];
-            running.push(Job { dir, child, readers, gpu });
+            jobs_running.spawn(&dir, command, Output::Lines(Arc::new(forward)))?;
         }
-        progress.set_message(running.iter().map(|job| job.dir.as_str()).collect::<Vec<_>>().join(", "));
-        if running.is_empty() {
+        progress.set_message(jobs_running.running().collect::<Vec<_>>().join(", "));
+        if jobs_running.running_count() == 0 {
             break;
         }
-        if interrupt::requested() && !interrupted {
-            interrupted = true;
-            for job in &running {
-                // SAFETY: signalling a child process we spawned and have not reaped.
-                unsafe { libc::kill(job.child.id() as i32, libc::SIGINT) };
+        for ended in jobs_running.poll()? {
+            gpu_of.retain(|(dir, _)| *dir != ended.name);
+            progress.inc(1);
+            if !ended.status.success() && !jobs_running.interrupted() {
+                failures.push(ended.name);
             }
         }
-        let mut still_running = Vec::new();
-        for mut job in running {
-            match job.child.try_wait()? {
-                None => still_running.push(job),
-                Some(status) => {
-                    for reader in job.readers {
-                        let _ = reader.join();
-                    }
-                    progress.inc(1);
-                    if !status.success() && !interrupted {
-                        failures.push(job.dir);
-                    }
-                }
-            }
-        }
-        running = still_running;
         std::thread::sleep(Duration::from_millis(100));
     }
     progress.finish_and_clear();
     let _ = std::fs::remove_dir_all(&configs);
-    if interrupted {
+    if jobs_running.interrupted() {
         bail!(
             "interrupted: every running job wrote a checkpoint; run the same command again to continue the experiment"
         );
@@ -231,23 +194,9 @@ fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<S
     Ok(failures)
 }
 
-/// A run in a child process.
-struct Job {
-    dir: String,
-    child: Child,
-    /// The threads forwarding its stdout and stderr.
-    readers: Vec<std::thread::JoinHandle<()>>,
-    gpu: Option<usize>,
-}
-
-/// The output folder of the study `name` at `preset` when none is given.
-pub fn default_out(name: &str, preset: Preset) -> PathBuf {
-    PathBuf::from(format!("results/{name}-{}", preset.name()))
-}
-
 /// Runs at a time when the user does not say: one per GPU where there are GPUs; on a CPU one per
 /// core, each with one thread, which beat one run on every core on this project's 2-core machine
-/// for every network size measured (README, "Running studies in parallel").
+/// for every network size measured (docs/results.md, "Runs side by side").
 pub fn default_jobs() -> usize {
     match tch::Cuda::device_count() {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

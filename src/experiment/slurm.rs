@@ -11,18 +11,17 @@
 //! `reslab status` read them; `.slurm/jobs.toml` only adds Slurm's view of the tasks.
 
 use super::plan::{plan, Overrides, PlannedRun};
+use super::preset::Preset;
 use super::spec::{Experiment, SlurmSettings};
-use crate::run::config::Preset;
+use super::study_dir::StudyDir;
+use crate::run::config::PrecisionChoice;
 use crate::run::RunState;
-use crate::train::runtime::PrecisionChoice;
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The folder inside a study's output folder that holds the batch scripts, task configs and logs.
-pub const SLURM_DIR: &str = ".slurm";
 const JOBS_FILE: &str = "jobs.toml";
 /// Seconds before the time limit at which a task checkpoints and requeues itself.
 pub const DEFAULT_GRACE_S: u32 = 120;
@@ -38,12 +37,12 @@ pub struct Submission {
 
 impl Submission {
     pub fn load(out: &Path) -> Option<Submission> {
-        toml::from_str(&std::fs::read_to_string(out.join(SLURM_DIR).join(JOBS_FILE)).ok()?).ok()
+        toml::from_str(&std::fs::read_to_string(StudyDir::new(out).slurm().join(JOBS_FILE)).ok()?).ok()
     }
 
     fn save(&self, out: &Path) -> Result<()> {
         let text = toml::to_string(self).expect("a submission always serialises");
-        write_file(&out.join(SLURM_DIR).join(JOBS_FILE), text.as_bytes())
+        write_file(&StudyDir::new(out).slurm().join(JOBS_FILE), text.as_bytes())
     }
 }
 
@@ -97,16 +96,13 @@ pub fn scripts(
         overrides.precision = PrecisionChoice::Fp32;
     }
     let tasks = settings.tasks_per_run.unwrap_or(1).max(1);
-    let mut runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
+    overrides.world_size = Some(tasks as usize);
+    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
         .into_iter()
-        .filter(|run| !RunState::read(&out.join(run.dir_name())).is_complete())
+        .filter(|run| !RunState::read(&run.dir().path).is_complete())
         .collect();
-    for run in &mut runs {
-        run.config.world_size = tasks as usize;
-        run.config.validate().with_context(|| format!("{} on {tasks} tasks", run.dir_name()))?;
-    }
     let out = absolute(out)?;
-    let slurm = out.join(SLURM_DIR);
+    let slurm = StudyDir::new(&out).slurm();
     let workdir = std::env::current_dir().context("finding the current directory")?;
     let exe = quote(&invocation.exe.display().to_string());
     let mut header = vec![
@@ -156,7 +152,7 @@ requeue() {{
 }}
 trap requeue USR1
 
-RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config "$out/{slurm_dir}/configs/$run.toml" --out "$out/$run" &
+RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config {configs}/"$run.toml" --out "$out/$run" &
 pid=$!
 wait "$pid"
 "#,
@@ -164,8 +160,8 @@ wait "$pid"
         experiment = experiment.name,
         preset = invocation.preset.name(),
         names = names.join(" "),
+        configs = quote(&slurm.join("configs").display().to_string()),
         out = quote(&out.display().to_string()),
-        slurm_dir = SLURM_DIR,
         // Several tasks: srun starts a rank in each (the signal reaches them all through it, and
         // one failing ends the step).
         launcher = if tasks > 1 { "srun --kill-on-bad-exit=1 " } else { "" },
@@ -209,11 +205,11 @@ pub fn reproduce(
 ) -> Result<Option<Submission>> {
     let scripts = scripts(experiment, invocation, settings, out)?;
     if dry_run {
-        println!("# {}/array.sh\n{}", out.join(SLURM_DIR).display(), scripts.array);
-        println!("# {}/aggregate.sh\n{}", out.join(SLURM_DIR).display(), scripts.aggregate);
+        println!("# {}/array.sh\n{}", StudyDir::new(out).slurm().display(), scripts.array);
+        println!("# {}/aggregate.sh\n{}", StudyDir::new(out).slurm().display(), scripts.aggregate);
         return Ok(None);
     }
-    super::runner::record_experiment(experiment, invocation.preset, out)?;
+    StudyDir::new(out).record_experiment(experiment, invocation.preset)?;
     submit(&scripts, out).map(Some)
 }
 
@@ -223,11 +219,11 @@ pub fn submit(scripts: &Scripts, out: &Path) -> Result<Submission> {
     if scripts.runs.is_empty() {
         bail!("every run of the study is complete already; nothing to submit (reslab aggregate writes the report)");
     }
-    let slurm = out.join(SLURM_DIR);
+    let slurm = StudyDir::new(out).slurm();
     std::fs::create_dir_all(slurm.join("logs")).with_context(|| format!("creating {}", slurm.display()))?;
     std::fs::create_dir_all(slurm.join("configs"))?;
     for run in &scripts.runs {
-        write_file(&slurm.join("configs").join(format!("{}.toml", run.dir_name())), run.config.to_toml().as_bytes())?;
+        write_file(&slurm.join("configs").join(format!("{}.toml", run.dir_name())), run.config().to_toml().as_bytes())?;
     }
     let (array_path, aggregate_path) = (slurm.join("array.sh"), slurm.join("aggregate.sh"));
     write_file(&array_path, scripts.array.as_bytes())?;
@@ -353,7 +349,7 @@ mod tests {
         let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
         let names: Vec<String> = scripts.runs.iter().map(PlannedRun::dir_name).collect();
         assert_eq!(names, ["resnet-20-seed0", "resnet-20-seed1"]);
-        assert!(scripts.runs.iter().all(|r| r.config.threads == 4), "threads = the task's CPUs");
+        assert!(scripts.runs.iter().all(|r| r.config().threads == 4), "threads = the task's CPUs");
         for line in [
             "#SBATCH --array=0-1",
             "#SBATCH --partition=gpu",
@@ -380,7 +376,7 @@ mod tests {
         let experiment = Experiment::load("table6").unwrap();
         let settings = SlurmSettings { tasks_per_run: Some(4), gpus_per_task: Some(1), ..SlurmSettings::default() };
         let four = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
-        assert!(four.runs.iter().all(|r| r.config.world_size == 4), "each run's config says its world size");
+        assert!(four.runs.iter().all(|r| r.config().world_size == 4), "each run's config says its world size");
         assert!(four.array.lines().any(|l| l == "#SBATCH --ntasks=4"), "{}", four.array);
         assert!(four.array.lines().any(|l| l == "#SBATCH --gpus-per-task=1"), "{}", four.array);
         assert!(

@@ -1,8 +1,9 @@
 //! The experiment file format (see `experiments/*.toml`).
 
+use super::preset::Preset;
 use crate::data::{DataSource, EvalSet};
-use crate::model::{BlockVariant, Shortcut};
-use crate::run::config::{one_line, Preset};
+use crate::model::{BlockVariant, ModelOptions, Shortcut, Spelling};
+use crate::run::config::one_line;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ pub const BUILTIN: [(&str, &str); 9] = [
     ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     /// Names the outputs: `<name>.png`, `<name>.svg`.
@@ -131,6 +132,34 @@ fn one() -> u32 {
     1
 }
 
+/// What the command line says of the `[slurm]` table: each field, where given, replaces the
+/// file's (`sbatch` options are added to the file's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlurmOverrides {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus_per_task: Option<u32>,
+    pub gpus_per_task: Option<u32>,
+    pub grace_s: Option<u32>,
+    pub tasks_per_run: Option<u32>,
+    pub sbatch: Vec<String>,
+}
+
+impl SlurmSettings {
+    /// These settings with the command line's on top.
+    pub fn overridden_by(&self, o: &SlurmOverrides) -> SlurmSettings {
+        let mut settings = self.clone();
+        settings.partition = o.partition.clone().or(settings.partition);
+        settings.time = o.time.clone().or(settings.time);
+        settings.cpus_per_task = o.cpus_per_task.unwrap_or(settings.cpus_per_task);
+        settings.gpus_per_task = o.gpus_per_task.or(settings.gpus_per_task);
+        settings.grace_s = o.grace_s.or(settings.grace_s);
+        settings.tasks_per_run = o.tasks_per_run.or(settings.tasks_per_run);
+        settings.sbatch.extend(o.sbatch.iter().cloned());
+        settings
+    }
+}
+
 impl Default for SlurmSettings {
     fn default() -> Self {
         SlurmSettings {
@@ -191,7 +220,7 @@ pub struct ContextEntry {
 }
 
 /// One network to train.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunEntry {
     /// `plain-N`, `resnet-N` or `resnext-N-CxDd` (with a block variant: `resnet-110-pre`).
@@ -218,7 +247,7 @@ pub struct RunEntry {
 
 /// A schedule length and the data it runs on. The learning-rate steps default to the paper's
 /// shape (1/2 and 3/4 of `iters`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresetSpec {
     /// `embedded` or a path; without it, `--data` must be given.
@@ -400,7 +429,9 @@ impl Experiment {
         Ok(experiment)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks what the types cannot (runs named once, seeds, claims naming runs it has, ...):
+    /// what loading a file does, for an experiment built in code.
+    pub fn validate(&self) -> Result<()> {
         if self.runs.is_empty() {
             bail!("no [[runs]]; expected at least one model to train");
         }
@@ -507,24 +538,14 @@ impl Experiment {
 
 impl RunEntry {
     pub fn spec(&self) -> Result<crate::model::ModelSpec> {
-        let mut spec: crate::model::ModelSpec = self.model.parse()?;
-        if let Some(shortcut) = self.shortcut {
-            spec.shortcut = shortcut;
-        }
-        if let Some(block) = self.block {
-            spec.block = block;
-        }
-        if self.gate_bias.is_some() {
-            if spec.shortcut != Shortcut::Highway {
-                bail!(
-                    "model '{}': gate_bias is for highway shortcuts; expected shortcut = \"highway\" with it",
-                    self.model
-                );
-            }
-            spec.gate_bias = self.gate_bias;
-        }
-        spec.validate().with_context(|| format!("model '{}'", self.model))?;
-        Ok(spec)
+        let spec: crate::model::ModelSpec = self.model.parse()?;
+        let options = ModelOptions {
+            shortcut: self.shortcut,
+            block: self.block,
+            gate_bias: self.gate_bias,
+            ..ModelOptions::default()
+        };
+        options.apply(spec, Spelling::FileKeys).with_context(|| format!("model '{}'", self.model))
     }
 
     /// The run's name, from its settings and canonical: the model's canonical name

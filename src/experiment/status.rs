@@ -52,7 +52,7 @@ fn phase(state: &RunState, slurm: Option<&str>, holder: Option<&LockOwner>) -> P
 /// The status of every planned run in `out`; `threads` for the speed probe when no run of the
 /// study has measured a network yet.
 pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudyStatus> {
-    let costs: Vec<RunCost> = cost::estimate(runs, out, threads)?;
+    let costs: Vec<RunCost> = cost::estimate(runs, threads)?;
     let submission = Submission::load(out);
     let slurm_states = submission.as_ref().map(slurm::task_states).unwrap_or_default();
     let lines = runs
@@ -64,7 +64,7 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
                 .as_ref()
                 .and_then(|s| s.runs.iter().position(|r| *r == dir))
                 .and_then(|task| slurm_states.get(task).cloned().flatten());
-            let holder = LockOwner::read(&out.join(&dir)).filter(|(o, age)| o.is_live(*age)).map(|(o, _)| o);
+            let holder = LockOwner::read(&run.dir().path).filter(|(o, age)| o.is_live(*age)).map(|(o, _)| o);
             let phase = phase(&cost.state, slurm.as_deref(), holder.as_ref());
             RunLine { dir, state: cost.state, slurm, holder, phase, remaining_s: cost.remaining_s }
         })

@@ -8,9 +8,11 @@ pub mod blocks;
 pub mod cifar;
 pub mod imagenet;
 pub mod layers;
+pub mod options;
 pub mod weights;
 pub mod zoo;
 
+pub use options::{ModelOptions, Spelling};
 pub use zoo::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
 
 use anyhow::Result;

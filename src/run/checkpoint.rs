@@ -9,7 +9,7 @@
 //! catches corruption. Written atomically: a temporary file, fsync, then the previous checkpoint
 //! is kept as `checkpoint.prev.safetensors` and the new one renamed into place.
 
-use super::config::{RunConfig, ScheduleConfig};
+use super::config::RunConfig;
 use crate::util::fs::write_atomically;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -43,9 +43,6 @@ pub struct LoopState {
     pub elapsed_s: f64,
 }
 
-/// Batches between checks of the warm-up's end condition.
-const WARMUP_CHECK_EVERY: i64 = 20;
-
 impl LoopState {
     pub fn record_batch(&mut self, loss: f64, wrong: i64, seen: i64, seconds: f64) {
         self.row_loss_sum += loss;
@@ -55,24 +52,6 @@ impl LoopState {
         self.row_seconds += seconds;
         self.warmup_wrong += wrong;
         self.warmup_seen += seen;
-    }
-
-    /// The paper's warm-up (Section 4.2, 110 layers): the warm-up rate until the training error
-    /// over the last batches is below the threshold, then the schedule's.
-    pub fn update_warmup(&mut self, schedule: &ScheduleConfig) {
-        let Some(warmup) = &schedule.warmup else { return };
-        if self.warmup_ended_at.is_some() {
-            return;
-        }
-        self.warmup_batches += 1;
-        if self.warmup_batches < WARMUP_CHECK_EVERY {
-            return;
-        }
-        let error = 100.0 * self.warmup_wrong as f64 / self.warmup_seen.max(1) as f64;
-        if error < warmup.until_train_err {
-            self.warmup_ended_at = Some(self.iteration + 1);
-        }
-        (self.warmup_wrong, self.warmup_seen, self.warmup_batches) = (0, 0, 0);
     }
 
     pub fn start_row(&mut self) {

@@ -136,30 +136,21 @@ impl ScheduleConfig {
     }
 }
 
-/// Named schedule lengths: the same shape as the paper's, scaled down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// Minutes on a 2-core CPU, on the embedded sample: checks a study end to end.
-    Smoke,
-    /// Minutes on a laptop CPU, on the embedded sample.
-    Demo,
-    /// An eighth of the paper's schedule (8k iterations): hours on a CPU.
-    Quick,
-    /// The paper's 64k iterations.
-    Paper,
+/// What `--precision` may say: a precision, or `auto` (bf16 where the hardware makes it faster,
+/// else fp32; decided by [`crate::train::request::RunRequest`], which alone resolves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PrecisionChoice {
+    #[default]
+    Auto,
+    Fp32,
+    Bf16,
 }
 
-impl Preset {
-    /// Every preset, shortest first.
-    pub const ALL: [Preset; 4] = [Preset::Smoke, Preset::Demo, Preset::Quick, Preset::Paper];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Smoke => "smoke",
-            Preset::Demo => "demo",
-            Preset::Quick => "quick",
-            Preset::Paper => "paper",
+impl From<Precision> for PrecisionChoice {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::Fp32 => PrecisionChoice::Fp32,
+            Precision::Bf16 => PrecisionChoice::Bf16,
         }
     }
 }
@@ -178,7 +169,8 @@ pub struct TrainOptions {
     pub seed: u64,
     pub threads: usize,
     pub channels_last: bool,
-    pub precision: Precision,
+    /// `auto` is resolved on this machine when the run is requested.
+    pub precision: PrecisionChoice,
     /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
     pub warmup: bool,
     pub checkpoint_every: usize,
@@ -199,7 +191,7 @@ impl Default for TrainOptions {
             seed: 0,
             threads: 0,
             channels_last: true,
-            precision: Precision::Fp32,
+            precision: PrecisionChoice::Auto,
             warmup: false,
             checkpoint_every: 0,
             log_grads: 0,
@@ -209,32 +201,6 @@ impl Default for TrainOptions {
 }
 
 impl RunConfig {
-    /// The configuration of one run of `model` on `data` with `options`.
-    pub fn from_options(model: ModelSpec, data: DataConfig, options: &TrainOptions) -> RunConfig {
-        let iters = options.iters;
-        let eval_every = options.eval_every.unwrap_or(iters.div_ceil(64)).min(iters.max(1));
-        let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
-        if let Some(steps) = &options.lr_steps {
-            schedule.lr_steps = steps.clone();
-        }
-        if options.warmup {
-            schedule.warmup = Some(Warmup::default());
-        }
-        RunConfig {
-            model,
-            data,
-            optim: OptimConfig { lr: options.lr, batch_size: options.batch_size, ..OptimConfig::default() },
-            schedule,
-            seed: options.seed,
-            threads: options.threads,
-            channels_last: options.channels_last,
-            precision: options.precision,
-            checkpoint_every: options.checkpoint_every,
-            log_grads: options.log_grads,
-            world_size: options.world_size,
-        }
-    }
-
     /// Whether `other` describes the same run: everything but the thread count, which is how the
     /// run is executed (`--jobs` splits the cores), and `log_grads`, which records without
     /// changing anything. A run resumed with another thread count continues correctly, though no
@@ -242,17 +208,6 @@ impl RunConfig {
     pub fn same_run(&self, other: &RunConfig) -> bool {
         let essence = |c: &RunConfig| RunConfig { threads: 0, log_grads: 0, ..c.clone() };
         essence(self) == essence(other)
-    }
-
-    /// Takes the precision of the run already in `dir`, if it is this run but for its precision:
-    /// what `--precision auto` does with an existing run, so that a run made in fp32 (or before
-    /// the setting existed) resumes in fp32 where `auto` now means bf16.
-    pub fn keep_precision_of(&mut self, dir: &Path) {
-        if let Ok(existing) = RunConfig::load(&dir.join(super::CONFIG_FILE)) {
-            if existing.same_run(&RunConfig { precision: existing.precision, ..self.clone() }) {
-                self.precision = existing.precision;
-            }
-        }
     }
 
     /// Iterations between checkpoints.
@@ -366,22 +321,6 @@ mod tests {
         let c = config();
         let back = RunConfig::from_toml(&c.to_toml(), Path::new("config.toml")).unwrap();
         assert_eq!(back, c);
-    }
-
-    #[test]
-    fn auto_keeps_the_precision_of_the_same_run_already_in_a_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let existing = RunConfig { precision: Precision::Bf16, ..config() };
-        std::fs::write(dir.path().join(super::super::CONFIG_FILE), existing.to_toml()).unwrap();
-        let mut same = config();
-        same.keep_precision_of(dir.path());
-        assert_eq!(same.precision, Precision::Bf16, "the run in the directory keeps its precision");
-        let mut other = RunConfig { seed: 4, ..config() };
-        other.keep_precision_of(dir.path());
-        assert_eq!(other.precision, Precision::Fp32, "another run does not take it");
-        let mut nowhere = config();
-        nowhere.keep_precision_of(&dir.path().join("missing"));
-        assert_eq!(nowhere.precision, Precision::Fp32);
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub use config::RunConfig;
 pub use summary::{RunStatus, RunSummary};
 
 use crate::model::{weights, Model};
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use config::Precision;
+use lock::RunLock;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -53,6 +55,67 @@ impl RunDir {
 
     pub fn weights(&self) -> PathBuf {
         self.path.join(WEIGHTS_FILE)
+    }
+
+    /// Creates the directory and takes its lock: the one process writing it.
+    pub fn lock(&self) -> Result<RunLock> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("creating run directory {}", self.path.display()))?;
+        RunLock::acquire(&self.path)
+    }
+
+    /// Writes `config` as the directory's `config.toml`, with a header saying how to run it again.
+    pub fn write_config(&self, config: &RunConfig) -> Result<()> {
+        let command = match config.world_size {
+            1 => "reslab train".to_string(),
+            n => format!("reslab launch --nproc {n} -- train"),
+        };
+        let header = format!(
+            "# reslab {} run of {}. Re-run (or resume) it with: {command} --config {CONFIG_FILE} --out DIR\n",
+            env!("CARGO_PKG_VERSION"),
+            config.model,
+        );
+        crate::util::fs::write_file(&self.config(), (header + &config.to_toml()).as_bytes())
+    }
+
+    /// Removes the results of an earlier attempt that a run started from scratch replaces
+    /// (its summary and final weights), so that nothing stale looks complete.
+    pub fn clear_results(&self) {
+        for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
+            let _ = std::fs::remove_file(self.path.join(stale));
+        }
+    }
+
+    /// The summary of a complete run already here with exactly this configuration (by
+    /// [`RunConfig::same_run`]); an error if the directory holds a complete run of another.
+    pub fn complete_run(&self, config: &RunConfig) -> Result<Option<RunSummary>> {
+        let Ok(summary) = RunSummary::load(&self.path) else {
+            return Ok(None);
+        };
+        if summary.status != RunStatus::Complete {
+            return Ok(None);
+        }
+        match RunConfig::load(&self.config()) {
+            Ok(existing) if existing.same_run(config) => Ok(Some(summary)),
+            _ => bail!(
+                "run directory {} already holds a complete run with another configuration; \
+                 choose another --out or remove it",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Whether the directory holds this run, complete.
+    pub fn holds_complete(&self, config: &RunConfig) -> bool {
+        RunState::read(&self.path).is_complete() && self.complete_run(config).is_ok_and(|s| s.is_some())
+    }
+
+    /// The precision of the run already here, if it is this run but for its precision: what
+    /// `--precision auto` keeps, so that a run made in fp32 (or before the setting existed)
+    /// resumes in fp32 where `auto` now means bf16.
+    pub fn precision_of_same_run(&self, config: &RunConfig) -> Option<Precision> {
+        let existing = RunConfig::load(&self.config()).ok()?;
+        existing.same_run(&RunConfig { precision: existing.precision, ..config.clone() }).then_some(existing.precision)
     }
 
     /// The run's final model: its configuration's network with its saved weights (on the CPU).

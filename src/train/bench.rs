@@ -13,6 +13,7 @@
 //! the rounds is reported.
 
 use super::evaluate::EVAL_BATCH;
+use super::request::RunRequest;
 use super::runtime::{self, autocast, set_threads};
 use super::sgd::Sgd;
 use super::trainer::{forward_backward, train};
@@ -195,17 +196,18 @@ pub fn train_img_per_s(bench: &Bench) -> Result<f64> {
         batch_size: bench.batch as usize,
         threads: bench.threads,
         channels_last: bench.channels_last,
-        precision: bench.precision,
+        precision: bench.precision.into(),
         checkpoint_every: bench.warmup + bench.iters,
+        // One learning rate throughout: no step inside the timed rows.
+        lr_steps: Some(Vec::new()),
         ..TrainOptions::default()
     };
     let mut data = DataConfig::new(bench.data.clone());
     data.augment = bench.augment;
     // The untimed evaluations that end the rows, on the smaller held-out tenth.
     data.eval_set = EvalSet::Holdout;
-    let mut config = RunConfig::from_options(bench.spec.clone(), data, &options);
-    config.schedule.lr_steps.clear();
-    train(&config, dir.path(), "bench")?;
+    let run = RunRequest::new(bench.spec.clone(), data, options).in_dir(dir.path()).resolve()?;
+    train(&run, "bench")?;
     let rows = metrics::read(dir.path())?;
     if rows.len() < 2 {
         bail!("the benchmark run wrote {} metrics rows; expected at least 2", rows.len());

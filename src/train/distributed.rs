@@ -13,7 +13,7 @@
 //!   by the world size: every rank then takes the same step. Unlike PyTorch's DDP the reduction
 //!   does not overlap the backward pass (tch has no autograd hooks).
 //! - BN statistics are per rank, over its shard, as in DDP without SyncBatchNorm: N ranks with
-//!   batch B/N each do not compute exactly what one rank with batch B does (README, *Distributed*).
+//!   batch B/N each do not compute exactly what one rank with batch B does (docs/clusters.md).
 
 use super::c10d::{Backend, ProcessGroup, Store};
 use super::sgd::Sgd;

@@ -2,12 +2,11 @@
 //! gradients, with every BN folded into its convolution (see [`ConvBn`](crate::model::layers::ConvBn)).
 
 use super::runtime::{self, autocast, set_threads};
-use super::trainer::model_for_data;
 use crate::data::folder::TestCrops;
 use crate::data::{DataConfig, Dataset};
 use crate::model::{weights, Model, ModelSpec};
 use crate::run::config::Precision;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::ops::Range;
 use std::path::Path;
 use tch::{Kind, Tensor};
@@ -41,6 +40,15 @@ pub fn evaluate_weights(
     model.use_channels_last();
     let error = error_rate(&model, &dataset, data.test_crops, precision)?;
     Ok(Evaluation { spec, error, images: dataset.num_eval() })
+}
+
+/// The model for `data`: its classifier sized to the data's classes unless the config fixes it.
+pub fn model_for_data(spec: &ModelSpec, data: &Dataset) -> Result<ModelSpec> {
+    let classes = data.num_classes();
+    match spec.num_classes {
+        Some(n) if n != classes => bail!("the model has {n} outputs but the data has {classes} classes"),
+        _ => Ok(ModelSpec { num_classes: Some(classes), ..spec.clone() }),
+    }
 }
 
 /// Images per forward pass when evaluating.

@@ -4,10 +4,13 @@ pub mod bench;
 pub mod c10d;
 pub mod distributed;
 pub mod evaluate;
+pub mod peers;
+pub mod request;
 pub mod runtime;
 pub mod schedule;
 pub mod sgd;
 pub mod step_dump;
 pub mod trainer;
 
+pub use request::{Run, RunRequest, RunSource};
 pub use trainer::{train, train_distributed, train_recording, Recording};

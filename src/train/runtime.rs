@@ -33,15 +33,7 @@ pub fn set_threads(threads: usize) {
     tch::set_num_threads(thread_count(threads) as i32);
 }
 
-/// What `--precision` may say: a precision, or `auto` (bf16 where the hardware makes it faster,
-/// else fp32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum PrecisionChoice {
-    #[default]
-    Auto,
-    Fp32,
-    Bf16,
-}
+pub use crate::run::config::PrecisionChoice;
 
 impl PrecisionChoice {
     /// The precision to train with on `device`, and why, for the user.
@@ -61,7 +53,7 @@ impl PrecisionChoice {
 /// compute capability 8.0 or later (Ampere: bf16 tensor cores), on a CPU with AMX-BF16 (matrix
 /// tiles, which oneDNN's bf16 convolutions use). A CPU with AVX512-BF16 alone computes bf16
 /// natively too, but there oneDNN's bf16 convolutions measured slower than fp32 for these nets
-/// (README, *Speed*): `--precision bf16` still uses it.
+/// (docs/results.md): `--precision bf16` still uses it.
 pub fn fast_bf16(device: Device) -> Result<String, String> {
     if device.is_cuda() {
         return match cuda_compute_capability() {

@@ -109,12 +109,29 @@ mod tests {
     /// The flat update computes each element exactly as the per-parameter update PyTorch runs:
     /// elementwise ops whose vectorised and scalar paths round alike, however a buffer is split
     /// into vector lanes, tails and thread chunks.
+    /// Set in the child process that runs the thread-count test alone.
+    const THREADS_CHILD: &str = "RESLAB_SGD_THREADS_CHILD";
+
+    /// libtorch's thread count is global to a process, so this test sets it in a process of its
+    /// own (this test binary again, running only this test), never under the other tests.
     #[test]
     fn the_flat_update_equals_the_per_parameter_update_bit_for_bit() {
-        for threads in [1, 2] {
-            tch::set_num_threads(threads);
-            flat_equals_per_parameter();
+        const NAME: &str = "train::sgd::tests::the_flat_update_equals_the_per_parameter_update_bit_for_bit";
+        if std::env::var_os(THREADS_CHILD).is_some() {
+            for threads in [1, 2] {
+                tch::set_num_threads(threads);
+                flat_equals_per_parameter();
+            }
+            return;
         }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
+            .env(THREADS_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("test result: ok. 1 passed"), "the child ran no test:\n{stdout}");
     }
 
     fn flat_equals_per_parameter() {

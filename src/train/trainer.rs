@@ -3,27 +3,27 @@
 //! `model.safetensors` (final weights) and, written last, `summary.toml`. A run directory
 //! without a `summary.toml` saying `status = "complete"` is not a finished result.
 
-use super::distributed::{shard, DataParallel, World};
-use super::evaluate::{count_errors, error_rate};
+use super::distributed::{DataParallel, World};
+use super::evaluate::model_for_data;
+use super::peers::Peers;
+use super::request::Run;
 use super::runtime::{self, autocast, set_threads};
-use super::schedule::learning_rate;
+use super::schedule::{learning_rate, update_warmup};
 use super::sgd::Sgd;
 use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
-use crate::model::{weights, Model, ModelSpec, WeightLayer};
+use crate::model::{weights, Model, WeightLayer};
 use crate::run::checkpoint::{self, LoopState};
 use crate::run::config::{Precision, RunConfig};
 use crate::run::events::EventWriter;
 use crate::run::grad_norms::{GradNormRow, GradNormWriter};
 use crate::run::lock::RunLock;
 use crate::run::metrics::{self, MetricsRow, MetricsWriter};
-use crate::run::{RunState, RunStatus, RunSummary, CONFIG_FILE, SUMMARY_FILE, WEIGHTS_FILE};
-use crate::util::fs::write_file;
+use crate::run::{RunDir, RunState, RunStatus, RunSummary};
 use crate::util::interrupt;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
@@ -38,16 +38,17 @@ pub struct Recording {
     pub dump_steps: usize,
 }
 
-/// Trains `config` into `out`, resuming from the directory's checkpoint when it has one.
+/// Trains `run` into its directory, resuming from the directory's checkpoint when it has one.
 ///
 /// A directory that already holds this exact run, complete, is returned as it is; a complete run
 /// or a checkpoint of another configuration is refused; a directory with neither is started over.
-pub fn train(config: &RunConfig, out: &Path, label: &str) -> Result<RunSummary> {
-    train_recording(config, out, label, &Recording::default())
+pub fn train(run: &Run, label: &str) -> Result<RunSummary> {
+    train_recording(run, label, &Recording::default())
 }
 
 /// [`train`], also recording what `recording` asks for.
-pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &Recording) -> Result<RunSummary> {
+pub fn train_recording(run: &Run, label: &str, recording: &Recording) -> Result<RunSummary> {
+    let (config, out) = (run.config(), run.dir());
     check_request(config, recording)?;
     if config.world_size != 1 {
         bail!(
@@ -62,20 +63,20 @@ pub fn train_recording(config: &RunConfig, out: &Path, label: &str, recording: &
     if let Some(summary) = complete {
         return Ok(summary);
     }
-    train_recording_failure(out, train_locked(config, out, label, recording, None))
+    train_recording_failure(out, train_locked(config, out, label, recording, Peers::Alone))
 }
 
-/// One rank of a data parallel run of `config` (whose `world_size` is the world's): joins the
-/// other ranks, then trains as [`train_recording`] does, rank 0 alone reading and writing `out`.
+/// One rank of a data parallel run (whose `world_size` is the world's): joins the other ranks,
+/// then trains as [`train_recording`] does, rank 0 alone reading and writing the run directory.
 /// Every collective waits at most `timeout`. Rank 0 returns the summary; the others `None`.
 pub fn train_distributed(
-    config: &RunConfig,
-    out: &Path,
+    run: &Run,
     label: &str,
     recording: &Recording,
     world: &World,
     timeout: Duration,
 ) -> Result<Option<RunSummary>> {
+    let (config, out) = (run.config(), run.dir());
     check_request(config, recording)?;
     if recording.dump_steps > 0 {
         bail!("--dump-steps records one process's steps; it cannot be used with --distributed");
@@ -91,7 +92,7 @@ pub fn train_distributed(
         return match word.split_once('\n') {
             Some(("error", message)) => bail!("rank 0 stopped before training: {message}"),
             _ if word == "complete" => Ok(None),
-            _ => train_locked(config, out, label, recording, Some(&mut parallel)).map(|_| None),
+            _ => train_locked(config, out, label, recording, Peers::Ranks(&mut parallel)).map(|_| None),
         };
     }
     let prepared = prepare_directory(config, out, label);
@@ -105,11 +106,10 @@ pub fn train_distributed(
     if let Some(summary) = complete {
         return Ok(Some(summary));
     }
-    train_recording_failure(out, train_locked(config, out, label, recording, Some(&mut parallel))).map(Some)
+    train_recording_failure(out, train_locked(config, out, label, recording, Peers::Ranks(&mut parallel))).map(Some)
 }
 
 fn check_request(config: &RunConfig, recording: &Recording) -> Result<()> {
-    config.validate()?;
     if recording.dump_steps > config.schedule.iters {
         bail!(
             "--dump-steps {} asks for more steps than the run's {} iterations; expected at most {}",
@@ -127,23 +127,22 @@ struct Prepared {
     complete: Option<RunSummary>,
 }
 
-fn prepare_directory(config: &RunConfig, out: &Path, label: &str) -> Result<Prepared> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
-    let lock = RunLock::acquire(out)?;
-    let complete = existing_complete_run(config, out)?;
+fn prepare_directory(config: &RunConfig, out: &RunDir, label: &str) -> Result<Prepared> {
+    let lock = out.lock()?;
+    let complete = out.complete_run(config)?;
     match &complete {
-        Some(_) => eprintln!("{label}: {} already holds this run, complete; not training again", out.display()),
-        None => RunState::clear_failure(out),
+        Some(_) => eprintln!("{label}: {} already holds this run, complete; not training again", out.path.display()),
+        None => RunState::clear_failure(&out.path),
     }
     Ok(Prepared { lock, complete })
 }
 
 /// `result`, with a failure recorded in `out` (an interrupt is a pause, not a failure; a
 /// divergence says so in summary.toml).
-fn train_recording_failure(out: &Path, result: Result<RunSummary>) -> Result<RunSummary> {
+fn train_recording_failure(out: &RunDir, result: Result<RunSummary>) -> Result<RunSummary> {
     if let Err(e) = &result {
-        if !interrupt::requested() && RunSummary::load(out).is_err() {
-            let _ = RunState::record_failure(out, e);
+        if !interrupt::requested() && RunSummary::load(&out.path).is_err() {
+            let _ = RunState::record_failure(&out.path, e);
         }
     }
     result
@@ -157,192 +156,281 @@ struct Outputs {
     step_dump: Option<StepDump>,
 }
 
-/// The training itself, with the directory's lock held by the process that writes it (`parallel`:
-/// this process's part of a data parallel run).
+/// The training itself, with the directory's lock held by the process that writes it: set up
+/// (or resumed), then a step at a time, a metrics row at every evaluation, until it ends,
+/// diverges or is asked to stop.
 fn train_locked(
     config: &RunConfig,
-    out: &Path,
+    dir: &RunDir,
     label: &str,
     recording: &Recording,
-    mut parallel: Option<&mut DataParallel>,
+    peers: Peers,
 ) -> Result<RunSummary> {
-    interrupt::install()?;
-    let leader = parallel.as_ref().is_none_or(|p| p.is_leader());
-    let device = match &parallel {
-        Some(p) => p.world().device(),
-        None => {
-            set_threads(config.threads);
-            runtime::device()
+    let mut training = Training::set_up(config, dir, label, recording, peers)?;
+    while training.state.iteration < config.schedule.iters {
+        let step = training.step()?;
+        training.metrics_row_if_due(step.lr)?;
+        if training.peers.stop(step.stop) {
+            return Err(training.stop());
         }
-    };
-    let data = Dataset::open(&config.data, device)?;
-    let batch_size = config.optim.batch_size;
-    let mut order = BatchOrder::new(data.num_train(), batch_size, config.seed)?;
-    tch::manual_seed(config.seed as i64);
-    let mut model = Model::new(&model_for_data(&config.model, &data)?, device)?;
-    if config.channels_last {
-        model.use_channels_last();
+        training.checkpoint_if_due()?;
     }
-    let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay)?;
+    training.finish()
+}
 
-    let mut state = LoopState::default();
-    let saved = if leader { checkpoint::latest(out, config)? } else { None };
-    if let Some(saved) = &saved {
-        saved.restore_model(&model.vs)?;
-        sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
-        state = saved.state.clone();
-        eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
-    }
-    if let Some(parallel) = parallel.as_deref_mut() {
-        parallel.broadcast_state(&model.vs, &mut sgd)?;
-        state = parallel.broadcast_loop_state(&state)?;
-    }
-    // The rows kept so far (rank 0's; the other ranks only count the ones they add).
-    let (mut outputs, mut rows) = match leader {
-        true => {
-            let (outputs, rows) = open_outputs(config, out, &model, recording, &state, saved.is_some())?;
-            (Some(outputs), rows)
+/// A run being trained: everything the loop carries from one step to the next.
+struct Training<'a> {
+    config: &'a RunConfig,
+    dir: &'a RunDir,
+    label: &'a str,
+    peers: Peers<'a>,
+    data: Dataset,
+    order: BatchOrder,
+    model: Model,
+    sgd: Sgd,
+    state: LoopState,
+    /// The leader's open outputs; `None` on the other ranks.
+    outputs: Option<Outputs>,
+    /// The metrics rows so far (rank 0's; the other ranks only count the ones they add).
+    rows: Vec<MetricsRow>,
+    progress: ProgressBar,
+    started: Instant,
+    first_iteration: usize,
+}
+
+/// What one step did.
+struct Step {
+    /// The learning rate it used.
+    lr: f64,
+    /// Whether any process was asked to stop (data parallel runs agree on it in the step).
+    stop: bool,
+}
+
+impl<'a> Training<'a> {
+    /// The data, the model and the optimiser for `config`, from the directory's checkpoint when
+    /// it has one (read by the leader, shared with the other ranks), and the outputs opened.
+    fn set_up(
+        config: &'a RunConfig,
+        dir: &'a RunDir,
+        label: &'a str,
+        recording: &Recording,
+        mut peers: Peers<'a>,
+    ) -> Result<Training<'a>> {
+        interrupt::install()?;
+        let device = match &peers {
+            Peers::Ranks(parallel) => parallel.world().device(),
+            Peers::Alone => {
+                set_threads(config.threads);
+                runtime::device()
+            }
+        };
+        let data = Dataset::open(&config.data, device)?;
+        let order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
+        tch::manual_seed(config.seed as i64);
+        let mut model = Model::new(&model_for_data(&config.model, &data)?, device)?;
+        if config.channels_last {
+            model.use_channels_last();
         }
-        false => (None, Vec::new()),
-    };
-    let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
-    progress.set_position(state.iteration as u64);
-    let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
-    let iters = config.schedule.iters;
-    let checkpoint = |state: &LoopState, sgd: &Sgd| {
-        let momentum = sgd.buffers().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
-        checkpoint::save(out, config, &model.vs, momentum, state)
-    };
-    let first_iteration = state.iteration;
+        let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay)?;
+        let leader = peers.is_leader();
+        let saved = if leader { checkpoint::latest(&dir.path, config)? } else { None };
+        let mut state = LoopState::default();
+        if let Some(saved) = &saved {
+            saved.restore_model(&model.vs)?;
+            sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
+            state = saved.state.clone();
+            eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
+        }
+        let state = peers.share_start(&model.vs, &mut sgd, state)?;
+        let (outputs, rows) = match leader {
+            true => {
+                let (outputs, rows) = open_outputs(config, dir, &model, recording, &state, saved.is_some())?;
+                (Some(outputs), rows)
+            }
+            false => (None, Vec::new()),
+        };
+        let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
+        progress.set_position(state.iteration as u64);
+        let started = Instant::now() - Duration::from_secs_f64(state.elapsed_s);
+        let first_iteration = state.iteration;
+        Ok(Training {
+            config,
+            dir,
+            label,
+            peers,
+            data,
+            order,
+            model,
+            sgd,
+            state,
+            outputs,
+            rows,
+            progress,
+            started,
+            first_iteration,
+        })
+    }
 
-    while state.iteration < iters {
-        let iter = state.iteration;
-        let lr = learning_rate(&config.optim, &config.schedule, iter, state.warmup_ended_at);
+    /// One iteration: this process's share of the batch forward and backward, the gradients
+    /// averaged, the outcome agreed, the recordings, and the SGD step. A diverged loss ends the
+    /// run with a summary saying so.
+    fn step(&mut self) -> Result<Step> {
+        let config = self.config;
+        let iter = self.state.iteration;
+        let lr = learning_rate(&config.optim, &config.schedule, iter, self.state.warmup_ended_at);
         let step_started = Instant::now();
         let mut augment_rng = rng(config.seed, Stream::Augment, iter as u64);
-        let shard = parallel.as_ref().map_or(0..batch_size, |p| p.shard(batch_size));
+        let batch_size = config.optim.batch_size;
+        let shard = self.peers.shard(batch_size);
+        let device = self.model.vs.device();
         let (images, labels) =
-            data.train_shard(order.batch(iter), shard, config.data.augment, &mut augment_rng, device);
-        let (logits, loss) = forward_backward(&model, &mut sgd, &images, &labels, config.precision)?;
-        if let Some(parallel) = parallel.as_deref_mut() {
-            parallel.average_gradients(&mut sgd)?;
+            self.data.train_shard(self.order.batch(iter), shard, config.data.augment, &mut augment_rng, device);
+        let (logits, loss) = forward_backward(&self.model, &mut self.sgd, &images, &labels, config.precision)?;
+        self.peers.average_gradients(&mut self.sgd)?;
+        let outcome = step_outcome(&loss, &logits, &labels, &mut self.peers)?;
+        if !outcome.loss.is_finite() {
+            return Err(self.diverged(iter, outcome.loss));
         }
-        let step = step_outcome(&loss, &logits, &labels, parallel.as_deref_mut())?;
-        if !step.loss.is_finite() {
-            progress.abandon();
-            let message = format!(
-                "training diverged at iteration {}: the loss is {}; {} keeps the {} rows before it \
-                 (try a lower --lr, or --warmup)",
-                iter + 1,
-                step.loss,
-                out.join(metrics::FILE_NAME).display(),
-                rows.len()
-            );
-            if leader {
-                summarize(&model, &rows, iter, started, RunStatus::Diverged, Some(message.clone())).save(out)?;
-            }
-            bail!(message);
-        }
-        if let Some(Outputs { grad_log: Some((writer, layers)), .. }) = &mut outputs {
-            if iter == 0 || (iter + 1) % config.log_grads == 0 {
+        if let Some(Outputs { grad_log: Some((writer, layers)), .. }) = &mut self.outputs {
+            if iter == 0 || (iter + 1).is_multiple_of(config.log_grads) {
                 writer.write(&grad_norms(layers, iter + 1))?;
             }
         }
-        sgd.step(lr)?;
-        if let Some(Outputs { step_dump: Some(dump), .. }) = &mut outputs {
-            dump.record(&images, &labels, lr, step.loss, &model.vs)?;
+        self.sgd.step(lr)?;
+        if let Some(Outputs { step_dump: Some(dump), .. }) = &mut self.outputs {
+            dump.record(&images, &labels, lr, outcome.loss, &self.model.vs)?;
         }
-        state.record_batch(step.loss, step.wrong, batch_size as i64, step_started.elapsed().as_secs_f64());
-        state.update_warmup(&config.schedule);
+        let state = &mut self.state;
+        state.record_batch(outcome.loss, outcome.wrong, batch_size as i64, step_started.elapsed().as_secs_f64());
+        update_warmup(state, &config.schedule);
         state.iteration = iter + 1;
-        state.elapsed_s = started.elapsed().as_secs_f64();
-        progress.inc(1);
-        progress.set_message(format!("loss {:.3}  train err {:.1}%", step.loss, state.row_error()));
+        state.elapsed_s = self.started.elapsed().as_secs_f64();
+        self.progress.inc(1);
+        self.progress.set_message(format!("loss {:.3}  train err {:.1}%", outcome.loss, state.row_error()));
+        Ok(Step { lr, stop: outcome.stop })
+    }
 
-        let done = state.iteration;
-        if done % config.schedule.eval_every == 0 || done == iters {
-            let row = MetricsRow {
-                iter: done,
-                epoch: order.epoch(done),
-                lr,
-                train_loss: state.row_loss(),
-                train_err: state.row_error(),
-                test_err: test_error(&model, &data, config, parallel.as_deref_mut())?,
-                img_per_s: state.row_images_per_second(),
-                wall_s: started.elapsed().as_secs_f64(),
-            };
-            if let Some(outputs) = &mut outputs {
-                outputs.metrics.write(&row)?;
-                outputs.events.write(&row)?;
-                if progress.is_hidden() {
-                    println!(
-                        "{label}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
-                        row.train_loss, row.train_err, row.test_err, row.img_per_s
-                    );
-                }
+    /// The error that ends a diverged run, after its summary says so (the rows before it kept).
+    fn diverged(&mut self, iter: usize, loss: f64) -> anyhow::Error {
+        self.progress.abandon();
+        let message = format!(
+            "training diverged at iteration {}: the loss is {loss}; {} keeps the {} rows before it \
+             (try a lower --lr, or --warmup)",
+            iter + 1,
+            self.dir.path.join(metrics::FILE_NAME).display(),
+            self.rows.len()
+        );
+        if self.peers.is_leader() {
+            let summary =
+                summarize(&self.model, &self.rows, iter, self.started, RunStatus::Diverged, Some(message.clone()));
+            if let Err(e) = summary.save(&self.dir.path) {
+                return e;
             }
-            rows.push(row);
-            state.start_row();
         }
-        // Ranks stop together, at the step where any of them was asked to (they agreed on it in
-        // `step_outcome`); one process stops when it is asked.
-        if step.stop || (parallel.is_none() && interrupt::requested()) {
-            progress.abandon();
-            if leader {
-                checkpoint(&state, &sgd)?;
+        anyhow::anyhow!(message)
+    }
+
+    /// At every `eval_every` iterations and at the end: the test error, and a metrics row.
+    fn metrics_row_if_due(&mut self, lr: f64) -> Result<()> {
+        let (done, iters) = (self.state.iteration, self.config.schedule.iters);
+        if done % self.config.schedule.eval_every != 0 && done != iters {
+            return Ok(());
+        }
+        let test_err =
+            self.peers.test_error(&self.model, &self.data, self.config.data.test_crops, self.config.precision)?;
+        let row = MetricsRow {
+            iter: done,
+            epoch: self.order.epoch(done),
+            lr,
+            train_loss: self.state.row_loss(),
+            train_err: self.state.row_error(),
+            test_err,
+            img_per_s: self.state.row_images_per_second(),
+            wall_s: self.started.elapsed().as_secs_f64(),
+        };
+        if let Some(outputs) = &mut self.outputs {
+            outputs.metrics.write(&row)?;
+            outputs.events.write(&row)?;
+            if self.progress.is_hidden() {
+                println!(
+                    "{}  iter {done}/{iters}  loss {:.4}  train err {:.2}%  test err {:.2}%  {:.0} img/s",
+                    self.label, row.train_loss, row.train_err, row.test_err, row.img_per_s
+                );
             }
-            bail!(
-                "interrupted at iteration {done} of {iters}: checkpoint written to {}; run the same command \
-                 (or reslab train --resume {}) to continue",
-                out.join(checkpoint::FILE).display(),
-                out.display()
-            );
         }
-        if leader && (done % config.checkpoint_interval() == 0 || done == iters) {
-            checkpoint(&state, &sgd)?;
+        self.rows.push(row);
+        self.state.start_row();
+        Ok(())
+    }
+
+    /// The leader's checkpoint: weights, momentum and loop state.
+    fn checkpoint(&self) -> Result<()> {
+        if !self.peers.is_leader() {
+            return Ok(());
         }
+        let momentum = self.sgd.buffers().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+        checkpoint::save(&self.dir.path, self.config, &self.model.vs, momentum, &self.state)
     }
-    progress.finish();
-    let mut summary = summarize(&model, &rows, iters, started, RunStatus::Complete, None);
-    if let Some(parallel) = parallel {
-        let steps = (iters - first_iteration).max(1) as f64;
-        summary.all_reduce_ms_per_step = Some(parallel.take_reduce_time().as_secs_f64() * 1000.0 / steps);
+
+    fn checkpoint_if_due(&self) -> Result<()> {
+        let done = self.state.iteration;
+        if done.is_multiple_of(self.config.checkpoint_interval()) || done == self.config.schedule.iters {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
-    if leader {
-        weights::save(&model.vs, iters as i64, &out.join(WEIGHTS_FILE))?;
-        summary.save(out)?;
+
+    /// Stopped when asked: a checkpoint to continue from, and the error that says how.
+    fn stop(&self) -> anyhow::Error {
+        self.progress.abandon();
+        if let Err(e) = self.checkpoint() {
+            return e;
+        }
+        anyhow::anyhow!(
+            "interrupted at iteration {} of {}: checkpoint written to {}; run the same command \
+             (or reslab train --resume {}) to continue",
+            self.state.iteration,
+            self.config.schedule.iters,
+            self.dir.path.join(checkpoint::FILE).display(),
+            self.dir.path.display()
+        )
     }
-    Ok(summary)
+
+    /// The end: the final weights and, written last, the summary.
+    fn finish(mut self) -> Result<RunSummary> {
+        self.progress.finish();
+        let iters = self.config.schedule.iters;
+        let mut summary = summarize(&self.model, &self.rows, iters, self.started, RunStatus::Complete, None);
+        if let Some(reduce) = self.peers.take_reduce_time() {
+            let steps = (iters - self.first_iteration).max(1) as f64;
+            summary.all_reduce_ms_per_step = Some(reduce.as_secs_f64() * 1000.0 / steps);
+        }
+        if self.peers.is_leader() {
+            weights::save(&self.model.vs, iters as i64, &self.dir.weights())?;
+            summary.save(&self.dir.path)?;
+        }
+        Ok(summary)
+    }
 }
 
 /// Opens the run directory's outputs for writing: from scratch, or continued at the checkpoint's
 /// iteration when `resuming`; with the metrics rows kept.
 fn open_outputs(
     config: &RunConfig,
-    out: &Path,
+    run_dir: &RunDir,
     model: &Model,
     recording: &Recording,
     state: &LoopState,
     resuming: bool,
 ) -> Result<(Outputs, Vec<MetricsRow>)> {
+    let out = run_dir.path.as_path();
     let metrics = if resuming {
         MetricsWriter::resume(out, state.iteration)?
     } else {
-        for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
-            let _ = std::fs::remove_file(out.join(stale));
-        }
+        run_dir.clear_results();
         MetricsWriter::create(out)?
     };
-    let command = match config.world_size {
-        1 => "reslab train".to_string(),
-        n => format!("reslab launch --nproc {n} -- train"),
-    };
-    let header = format!(
-        "# reslab {} run of {}. Re-run (or resume) it with: {command} --config {CONFIG_FILE} --out DIR\n",
-        env!("CARGO_PKG_VERSION"),
-        config.model,
-    );
-    write_file(&out.join(CONFIG_FILE), (header + &config.to_toml()).as_bytes())?;
+    run_dir.write_config(config)?;
     let grad_log = match config.log_grads {
         0 => None,
         _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),
@@ -354,47 +442,6 @@ fn open_outputs(
         steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
     };
     Ok((Outputs { metrics, events, grad_log, step_dump }, rows))
-}
-
-/// The test error (%): one process evaluates the whole set; data parallel ranks each their
-/// share, and sum the errors.
-fn test_error(model: &Model, data: &Dataset, config: &RunConfig, parallel: Option<&mut DataParallel>) -> Result<f64> {
-    let (crops, precision) = (config.data.test_crops, config.precision);
-    let Some(parallel) = parallel else {
-        return error_rate(model, data, crops, precision);
-    };
-    let n = data.num_eval();
-    let world = parallel.world();
-    let wrong = count_errors(model, data, shard(n, world.rank, world.size), crops, precision)?;
-    let total = parallel.sum(&Tensor::from_slice(&[wrong as f64]))?;
-    Ok(100.0 * total.double_value(&[0]) / n as f64)
-}
-
-/// The summary of a complete run already in `out` with exactly this configuration.
-fn existing_complete_run(config: &RunConfig, out: &Path) -> Result<Option<RunSummary>> {
-    let Ok(summary) = RunSummary::load(out) else {
-        return Ok(None);
-    };
-    if summary.status != RunStatus::Complete {
-        return Ok(None);
-    }
-    match RunConfig::load(&out.join(CONFIG_FILE)) {
-        Ok(existing) if existing.same_run(config) => Ok(Some(summary)),
-        _ => bail!(
-            "run directory {} already holds a complete run with another configuration; \
-             choose another --out or remove it",
-            out.display()
-        ),
-    }
-}
-
-/// The model for `data`: its classifier sized to the data's classes unless the config fixes it.
-pub fn model_for_data(spec: &ModelSpec, data: &Dataset) -> Result<ModelSpec> {
-    let classes = data.num_classes();
-    match spec.num_classes {
-        Some(n) if n != classes => bail!("the model has {n} outputs but the data has {classes} classes"),
-        _ => Ok(ModelSpec { num_classes: Some(classes), ..spec.clone() }),
-    }
 }
 
 /// The forward pass in `precision`, the cross-entropy in fp32 (on the logits cast up, as
@@ -456,22 +503,13 @@ struct StepOutcome {
 /// the one host synchronisation of a step (the loss is needed at once, to stop a diverged run).
 /// Data parallel ranks sum theirs (and their stop requests) in the same exchange, so every rank
 /// sees the global batch's figures and takes the same decisions.
-fn step_outcome(
-    loss: &Tensor,
-    logits: &Tensor,
-    labels: &Tensor,
-    parallel: Option<&mut DataParallel>,
-) -> Result<StepOutcome> {
+fn step_outcome(loss: &Tensor, logits: &Tensor, labels: &Tensor, peers: &mut Peers) -> Result<StepOutcome> {
     let wrong = logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Float);
     let stop = Tensor::from(if interrupt::requested() { 1.0f32 } else { 0.0 }).to_device(loss.device());
-    let mut all = Tensor::stack(&[loss.detach().to_kind(Kind::Float), wrong, stop], 0).to_kind(Kind::Double);
-    let mut processes = 1.0;
-    if let Some(parallel) = parallel {
-        all = parallel.sum(&all)?;
-        processes = parallel.world().size as f64;
-    }
+    let all = Tensor::stack(&[loss.detach().to_kind(Kind::Float), wrong, stop], 0).to_kind(Kind::Double);
+    let all = peers.sum(all)?;
     let values = Vec::<f64>::try_from(&all).expect("three numbers");
-    Ok(StepOutcome { loss: values[0] / processes, wrong: values[1] as i64, stop: values[2] > 0.0 })
+    Ok(StepOutcome { loss: values[0] / peers.count() as f64, wrong: values[1] as i64, stop: values[2] > 0.0 })
 }
 
 fn summarize(

@@ -2,6 +2,7 @@
 
 pub mod fs;
 pub mod interrupt;
+pub mod supervisor;
 
 /// serde's default for flags that are on unless a file turns them off.
 pub fn yes() -> bool {

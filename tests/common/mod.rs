@@ -56,3 +56,54 @@ pub fn assert_clean_error(output: &Output, must_mention: &[&str]) -> String {
     }
     err
 }
+
+/// Child processes a test started, stopped when the test ends, also when an assertion panics:
+/// each still running is continued (if stopped), asked to end (SIGTERM, which a trainer answers
+/// with a checkpoint and a launcher passes on to its ranks), and killed after 10 s.
+pub struct Children(pub Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                continue;
+            }
+            // SAFETY: signalling a child process this test spawned and has not reaped.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Children {
+    type Target = Vec<std::process::Child>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Children {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// Whether `tool` is here; where it is not, a test that needs it is skipped with `why`, except
+/// under `CI=true`, where a missing tool fails the test.
+pub fn have_tool(tool: &str, why: &str) -> bool {
+    let here =
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    if !here {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is not installed under CI=true: {why}");
+        eprintln!("SKIPPED: {tool} is not installed: {why}");
+    }
+    here
+}

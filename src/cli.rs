@@ -1,0 +1,662 @@
+//! The command line's grammar (clap): every command, option and default a user can type. Each
+//! group maps its flags onto the library's request types, field for field; what they mean is
+//! decided in the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use reslab::data::download::OFFICIAL_URL;
+use reslab::data::folder::{BadImages, TestCrops};
+use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
+use reslab::experiment::plan::Overrides;
+use reslab::experiment::spec::SlurmOverrides;
+use reslab::experiment::study::{Backend, Execution, StudyRequest};
+use reslab::experiment::Preset;
+use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
+use reslab::run::config::{PrecisionChoice, TrainOptions};
+use reslab::train::bench;
+use reslab::train::distributed::DEFAULT_TIMEOUT;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "reslab", version, about = "Plain vs residual networks: He et al. (2015) on tch-rs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Reproduce a figure or table of the paper (fig1, fig6, table6, fig7, abc, abc-imagenet), a
+    /// comparison beyond it (shortcuts, blocks, width-vs-paths), all of the
+    /// CIFAR-10 ones in one report (paper), or an experiment file.
+    Reproduce(ReproduceArgs),
+    /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
+    Plan(StudyArgs),
+    /// Where a study stands: each run's state (and Slurm's, for a submitted study), and a summary.
+    Status(StudyArgs),
+    /// Write a study's tables, charts and report.html from its run directories as they are.
+    Aggregate(StudyArgs),
+    /// Train one network and write metrics.csv, config.toml and the final weights to --out.
+    Train(TrainArgs),
+    /// Train one run on N local processes together (data parallel over Gloo or NCCL): reslab launch --nproc N -- train ...
+    Launch(LaunchArgs),
+    /// Print the test error of a model's weights (safetensors).
+    Eval(EvalArgs),
+    /// Write a model's weights as safetensors with PyTorch's names (fresh from a seed, or a run's).
+    Export(ExportArgs),
+    /// Images per second of a model here (training step, training loop, or evaluation), beside the PyTorch reference.
+    Bench(BenchArgs),
+    /// Look inside networks: layer responses (Figure 7), recorded gradient norms, shattered gradients.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
+    /// List the model zoo with parameter counts and multiply-accumulates.
+    Models {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Data utilities.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+}
+
+/// Which study, at which length, with which seeds: shared by reproduce and plan.
+#[derive(clap::Args)]
+pub struct StudyArgs {
+    /// A built-in experiment (fig1, fig6, table6, fig7, abc, abc-imagenet, shortcuts, blocks,
+    /// width-vs-paths), `paper` (fig1, fig6, table6
+    /// and abc in one report) or the path of an experiment file (TOML).
+    pub experiment: String,
+    /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Only the runs at these depths (e.g. --depths 20).
+    #[arg(long, value_delimiter = ',')]
+    pub depths: Option<Vec<i64>>,
+    /// CIFAR-10 binary version (folder or .tar.gz); default: the preset's (the embedded sample for demo).
+    #[arg(long)]
+    pub data: Option<DataSource>,
+    /// Output folder; default results/<experiment>-<preset>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the preset's number of iterations (the schedule keeps its shape).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Train every run with this one seed instead of the experiment's seeds.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Train every run with seeds 0..N instead of the experiment's seeds.
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<u64>,
+    /// CPU threads per run; 0: the machine's cores, split between the jobs.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
+}
+
+#[derive(clap::Args)]
+pub struct ReproduceArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Runs at a time, each a child process with the machine's cores split between them; default
+    /// one per GPU, or on a CPU one per core (the fastest here: see docs/performance.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// Where the runs run: here, or as a Slurm array job (one task per run) and a job that aggregates after it.
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// `--backend slurm`: each overrides the experiment file's `[slurm]` table.
+#[derive(clap::Args)]
+pub struct SlurmArgs {
+    /// Slurm partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Each task's time limit, as sbatch takes it (04:00:00, 2-00:00:00); a run longer than this requeues itself.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per task (also the run's threads); default 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus_per_task: Option<u32>,
+    #[arg(long)]
+    pub gpus_per_task: Option<u32>,
+    /// Seconds before the time limit at which a task checkpoints and requeues itself; default 120.
+    #[arg(long)]
+    pub grace: Option<u32>,
+    /// Processes per run (data parallel, started by srun; --batch-size stays the global batch); default 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks_per_run: Option<u32>,
+    /// A further sbatch option, e.g. --sbatch=--account=proj42 (repeat for more).
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// Print the batch scripts; submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Which network: shared by train, eval and export.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// plain-N or resnet-N: N = 6n+2 for CIFAR (20, 56, 110, ...; 9n+2 bottlenecks: 164, 1001),
+    /// 18/34/50/101/152 for ImageNet (prefix cifar- or imagenet- to choose the family explicitly,
+    /// e.g. cifar-resnet-50); resnext-29-8x64d, resnext-29-16x64d, resnext-50-32x4d, resnext-101-32x8d.
+    #[arg(long)]
+    pub model: Option<ModelSpec>,
+    /// Shortcut option of a residual net (A, B, C, or highway); default A for CIFAR, B for ImageNet and bottleneck CIFAR nets.
+    #[arg(long, value_enum)]
+    pub shortcut: Option<Shortcut>,
+    /// Bottleneck nets: stride on the first 1x1 conv (`reduce`, the paper's) or on the 3x3 (`spatial`, torchvision's v1.5).
+    #[arg(long, value_enum)]
+    pub bottleneck_stride: Option<BottleneckStride>,
+    /// CIFAR nets: where BN and ReLU sit in each block (He et al. 2016): post (the 2015 paper's),
+    /// pre (full pre-activation), bn-after-add, no-relu-after-add.
+    #[arg(long, value_enum)]
+    pub block: Option<BlockVariant>,
+    /// --shortcut highway: the gates' initial bias (negative: the gate first carries the input).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gate_bias: Option<f64>,
+}
+
+/// Which data and how it is prepared: shared by train and eval.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// CIFAR-10's binary version (cifar-10-batches-bin/, its parent, or the .tar.gz), `embedded`
+    /// for the built-in sample, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/<class>/...).
+    #[arg(long, default_value = "embedded")]
+    pub data: DataSource,
+    /// `pixel-mean` (the paper's) or `imagenet` (torchvision's; the public pretrained CIFAR ResNets').
+    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
+    pub normalization: Normalization,
+    /// `holdout`: the paper's 45k/5k split (evaluate on the last tenth of the training set).
+    #[arg(long, value_enum, default_value_t = EvalSet::Test)]
+    pub eval_set: EvalSet,
+    /// Image folders: network input size in pixels (the paper's 224; 64 or 32 train on a CPU).
+    #[arg(long, default_value_t = 224)]
+    pub input_size: u32,
+    /// Image folders: `skip` unreadable files (counted in a warning) or stop with an `error`.
+    #[arg(long, value_enum, default_value_t = BadImages::Skip)]
+    pub bad_images: BadImages,
+    /// Image folders: `center` crop, or the paper's `ten-crop` testing.
+    #[arg(long, value_enum, default_value_t = TestCrops::Center)]
+    pub test_crops: TestCrops,
+}
+
+/// The options that define a run are not allowed with --config or --resume, which bring their
+/// own: `RunOptionArgs` says so as a group; the model and data options, which eval and export
+/// share, are named here by their groups (each flattened struct is a clap group of its name).
+pub const MODEL_AND_DATA: [&str; 2] = ["ModelArgs", "DataArgs"];
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Re-run the configuration of an earlier run (its config.toml); other training options are then not allowed.
+    #[arg(long, conflicts_with_all = MODEL_AND_DATA)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (the same as re-running its command).
+    #[arg(long, value_name = "DIR", conflicts_with_all = MODEL_AND_DATA, conflicts_with_all = ["config", "out"])]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub run: RunOptionArgs,
+    /// Run directory; default results/train-<model>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the initial weights, the first K augmented batches with their losses, and the
+    /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
+    #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
+    pub dump_steps: usize,
+    /// Every K iterations (and at the first), write every conv and fc layer's gradient norm and
+    /// weight norm to DIR/grad_norms.csv; changes nothing in the training.
+    #[arg(long, value_name = "K", conflicts_with = "resume")]
+    pub log_grads: Option<usize>,
+    /// Be one rank of a data parallel run: rank, world size and rendezvous from the environment
+    /// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as reslab launch or torchrun set them, or
+    /// Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_JOB_NODELIST under srun). --batch-size is the global batch.
+    #[arg(long)]
+    pub distributed: bool,
+    /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT.as_secs(), requires = "distributed")]
+    pub dist_timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct LaunchArgs {
+    /// Processes (ranks) on this machine.
+    #[arg(long)]
+    pub nproc: usize,
+    /// Port rank 0 listens on (127.0.0.1); default a free one.
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// Seconds the other ranks may take to stop once one has failed, before they are killed.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub grace: u64,
+    /// The command every rank runs: train and its options (after --).
+    #[arg(last = true, required = true, value_name = "train [OPTIONS]")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Optimiser, schedule and runtime options of `train`.
+#[derive(clap::Args)]
+#[group(multiple = true, conflicts_with_all = ["config", "resume"])]
+pub struct RunOptionArgs {
+    /// Iterations (mini-batches); the paper's 64k by default.
+    #[arg(long, default_value_t = 64_000)]
+    pub iters: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Iterations at which the learning rate is divided by 10; default 1/2 and 3/4 of --iters.
+    #[arg(long, value_delimiter = ',')]
+    pub lr_steps: Option<Vec<usize>>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Evaluate and write a metrics row every this many iterations; default iters/64.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Train without augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Keep tensors in the default NCHW layout instead of channels-last.
+    #[arg(long)]
+    pub contiguous: bool,
+    /// bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
+    /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.
+    #[arg(long)]
+    pub warmup: bool,
+    /// Write a checkpoint every K iterations and at the end; default at every metrics row.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub checkpoint_every: usize,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// safetensors file with PyTorch-style names (a run's model.safetensors, the CIFAR reproductions', torchvision's).
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The forward passes' arithmetic; fp32 by default, for an exact check of the weights.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
+    pub precision: PrecisionChoice,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A zoo model, e.g. resnet-20, plain-56.
+    #[arg(long)]
+    pub model: ModelSpec,
+    /// step: the training step on a fixed batch; train: the training loop (data, augmentation,
+    /// step, metrics); eval: evaluation forward passes (no gradients, BN folded).
+    #[arg(long, value_enum, default_value_t = bench::Mode::Step)]
+    pub mode: bench::Mode,
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
+    /// NCHW instead of channels-last.
+    #[arg(long)]
+    pub contiguous: bool,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: i64,
+    /// Timed iterations per round.
+    #[arg(long, default_value_t = 30)]
+    pub iters: usize,
+    /// Untimed iterations first (oneDNN chooses its kernels on the first).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Rounds, alternating with the reference; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// --mode train: the data (the reference's pipeline reads the same training images).
+    #[arg(long, default_value = "embedded")]
+    pub data: DataSource,
+    /// --mode train: without augmentation (to measure its share).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Also run the PyTorch reference (its step or pipeline mode) beside each round and print the ratio.
+    #[arg(long)]
+    pub reference: bool,
+    /// The reference script; default ../shared/bench/torch_reference.py beside the project.
+    #[arg(long, value_name = "PATH", requires = "reference")]
+    pub reference_script: Option<PathBuf>,
+    /// The reference's precision; default reslab's.
+    #[arg(long, value_enum, requires = "reference")]
+    pub reference_precision: Option<PrecisionChoice>,
+    /// Print the achieved GFLOP/s as a share of this peak (e.g. 333 for 2 Zen 5 cores in fp32).
+    #[arg(long)]
+    pub peak_gflops: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Outputs of the classifier (default 10 for CIFAR nets, 1000 for ImageNet nets).
+    #[arg(long)]
+    pub classes: Option<i64>,
+    /// Fresh weights initialised from this seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Export a run's final weights instead (its config.toml says which model).
+    #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "block", "gate_bias", "classes", "seed"])]
+    pub run: Option<PathBuf>,
+    /// The safetensors file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum AnalyzeCommand {
+    /// He et al. (2015), Fig. 7: the std of every 3x3 layer's response (after BN, before ReLU or
+    /// the addition) of complete runs on the test set: responses.csv and a two-panel chart.
+    Responses {
+        /// Run directories (complete runs).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Evaluate on this data instead of each run's own (CIFAR-10 binary, `embedded`, or an image folder).
+        #[arg(long)]
+        data: Option<DataSource>,
+        /// Use the first N images of the evaluation set.
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+    /// The gradient norms runs recorded with train --log-grads, against layer depth at points of training.
+    GradNorms {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+    /// Balduzzi et al. (2017): how gradients at neighbouring inputs decorrelate with depth, in their
+    /// toy networks and in the CIFAR nets (fresh, and the trained runs given).
+    Shattering {
+        /// Trained runs to add beside the fresh nets.
+        #[arg(long = "run", value_name = "DIR")]
+        runs: Vec<PathBuf>,
+        /// Depths of the fresh CIFAR nets (plain and residual each).
+        #[arg(long, value_delimiter = ',', default_value = "8,20,32,44,56,110")]
+        depths: Vec<i64>,
+        /// Initialisations averaged per CIFAR net.
+        #[arg(long, default_value_t = 4)]
+        inits: usize,
+        /// Hidden layers of the toy networks.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,6,8,12,16,24,32,50")]
+        toy_depths: Vec<usize>,
+        /// Initialisations averaged per toy network.
+        #[arg(long, default_value_t = 20)]
+        toy_inits: usize,
+        /// Where the two test images of the line come from.
+        #[arg(long, default_value = "embedded")]
+        data: DataSource,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Download CIFAR-10's binary archive (resumable), verify its checksum, extract it safely.
+    Fetch {
+        #[arg(long, default_value = OFFICIAL_URL)]
+        url: String,
+        /// Expected MD5 of the archive (default: the official archive's).
+        #[arg(long, conflicts_with = "sha256")]
+        md5: Option<String>,
+        /// Expected SHA-256 of the archive.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Where the archive and cifar-10-batches-bin/ go.
+        #[arg(long, default_value = "data/cifar10")]
+        dir: PathBuf,
+    },
+    /// Write a small balanced sample of CIFAR-10 in the binary layout (how data/cifar10-sample.tar.gz was made).
+    Sample {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 250)]
+        train_per_class: usize,
+        #[arg(long, default_value_t = 50)]
+        test_per_class: usize,
+    },
+}
+
+impl StudyArgs {
+    pub fn request(&self) -> StudyRequest {
+        StudyRequest {
+            experiment: self.experiment.clone(),
+            preset: self.preset,
+            out: self.out.clone(),
+            overrides: Overrides {
+                data: self.data.clone(),
+                iters: self.iters,
+                eval_every: self.eval_every,
+                seed: self.seed,
+                seeds: self.seeds,
+                threads: self.threads,
+                precision: self.precision,
+                depths: self.depths.clone(),
+                world_size: None,
+            },
+        }
+    }
+}
+
+impl ReproduceArgs {
+    pub fn execution(&self) -> Execution {
+        let s = &self.slurm;
+        Execution {
+            jobs: self.jobs.map(|jobs| jobs as usize),
+            backend: self.backend,
+            slurm: SlurmOverrides {
+                partition: s.partition.clone(),
+                time: s.time.clone(),
+                cpus_per_task: s.cpus_per_task,
+                gpus_per_task: s.gpus_per_task,
+                grace_s: s.grace,
+                tasks_per_run: s.tasks_per_run,
+                sbatch: s.sbatch.clone(),
+            },
+            dry_run: s.dry_run,
+        }
+    }
+}
+
+impl ModelArgs {
+    /// `--model` (required where this is called) and its variant options.
+    pub fn model(&self) -> anyhow::Result<ModelSpec> {
+        use anyhow::Context;
+        self.model.clone().context("--model is required")
+    }
+
+    pub fn options(&self, classes: Option<i64>) -> ModelOptions {
+        ModelOptions {
+            shortcut: self.shortcut,
+            bottleneck_stride: self.bottleneck_stride,
+            block: self.block,
+            gate_bias: self.gate_bias,
+            classes,
+        }
+    }
+}
+
+impl DataArgs {
+    pub fn config(&self) -> DataConfig {
+        DataConfig {
+            normalization: self.normalization,
+            eval_set: self.eval_set,
+            input_size: self.input_size,
+            bad_images: self.bad_images,
+            test_crops: self.test_crops,
+            ..DataConfig::new(self.data.clone())
+        }
+    }
+}
+
+impl RunOptionArgs {
+    pub fn options(&self) -> TrainOptions {
+        TrainOptions {
+            iters: self.iters,
+            lr: self.lr,
+            lr_steps: self.lr_steps.clone(),
+            batch_size: self.batch_size,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            threads: self.threads,
+            channels_last: !self.contiguous,
+            precision: self.precision,
+            warmup: self.warmup,
+            checkpoint_every: self.checkpoint_every,
+            log_grads: 0,
+            world_size: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Every `reslab ...` command line of README.md and docs/*.md, with where it stands: the
+    /// lines of fenced code blocks that start with `reslab ` (backslash continuations joined),
+    /// and every inline code span that does.
+    fn documented_commands() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .expect("docs/ beside README.md")
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "md"))
+            .collect();
+        docs.sort();
+        files.extend(docs);
+        let mut commands = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            let mut fenced = false;
+            let mut pending: Option<(usize, String)> = None;
+            for (number, line) in text.lines().enumerate() {
+                let origin = format!("{name}:{}", number + 1);
+                if line.trim_start().starts_with("```") {
+                    fenced = !fenced;
+                    continue;
+                }
+                if fenced {
+                    let line = line.trim();
+                    let joined = match pending.take() {
+                        Some((start, before)) => Some((start, format!("{before} {line}"))),
+                        None if line.starts_with("reslab ") => Some((number + 1, line.to_string())),
+                        None => None,
+                    };
+                    if let Some((start, command)) = joined {
+                        match command.strip_suffix('\\') {
+                            Some(open) => pending = Some((start, open.trim_end().to_string())),
+                            None => commands.push((format!("{name}:{start}"), command)),
+                        }
+                    }
+                } else {
+                    for (i, span) in line.split('`').enumerate() {
+                        if i % 2 == 1 && span.starts_with("reslab ") {
+                            commands.push((origin.clone(), span.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        commands
+    }
+
+    /// The words of a command line as a shell splits them, up to a pipe, redirection, `&&` or
+    /// comment.
+    fn words(command: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let (mut word, mut quote, mut any) = (String::new(), None, false);
+        for c in command.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => (quote, any) = (Some(c), true),
+                (None, c) if c.is_whitespace() => {
+                    if any || !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    any = false;
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        if any || !word.is_empty() {
+            words.push(word);
+        }
+        let end = words
+            .iter()
+            .position(|w| ["|", "&&", ">", "2>", "#", ";", "&"].contains(&w.as_str()) || w.starts_with("2>"));
+        words.truncate(end.unwrap_or(words.len()));
+        words
+    }
+
+    #[test]
+    fn every_command_line_of_the_documentation_parses() {
+        let commands = documented_commands();
+        assert!(commands.len() >= 40, "expected the README and docs/ to show many commands; found {}", commands.len());
+        let failures: Vec<String> = commands
+            .iter()
+            .filter_map(|(origin, command)| match Cli::try_parse_from(words(command)) {
+                Ok(_) => None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => Some(format!("{origin}: `{command}`: {}", e.to_string().lines().next().unwrap_or_default())),
+            })
+            .collect();
+        assert!(failures.is_empty(), "{} documented commands do not parse:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn command_lines_split_as_a_shell_splits_them() {
+        assert_eq!(words("reslab train --out 'my runs' | tee log"), ["reslab", "train", "--out", "my runs"]);
+        assert_eq!(words("reslab models  # the zoo"), ["reslab", "models"]);
+        assert_eq!(words("reslab x --sbatch=\"--qos=long\" 2>&1"), ["reslab", "x", "--sbatch=--qos=long"]);
+    }
+
+    #[test]
+    fn a_wrong_flag_fails_to_parse() {
+        assert!(Cli::try_parse_from(words("reslab train --modle plain-20")).is_err());
+        assert!(Cli::try_parse_from(words("reslab reproduce fig1 --preset demo")).is_ok());
+    }
+}

@@ -1,0 +1,31 @@
+//! Presets: the named schedule lengths every experiment file offers.
+
+use serde::{Deserialize, Serialize};
+
+/// Named schedule lengths: the same shape as the paper's, scaled down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Minutes on a 2-core CPU, on the embedded sample: checks a study end to end.
+    Smoke,
+    /// Minutes on a laptop CPU, on the embedded sample.
+    Demo,
+    /// An eighth of the paper's schedule (8k iterations): hours on a CPU.
+    Quick,
+    /// The paper's 64k iterations.
+    Paper,
+}
+
+impl Preset {
+    /// Every preset, shortest first.
+    pub const ALL: [Preset; 4] = [Preset::Smoke, Preset::Demo, Preset::Quick, Preset::Paper];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Smoke => "smoke",
+            Preset::Demo => "demo",
+            Preset::Quick => "quick",
+            Preset::Paper => "paper",
+        }
+    }
+}

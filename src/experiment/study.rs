@@ -1,0 +1,173 @@
+//! A study as a user names it: an experiment (built-in, a file, or `paper` for the paper's
+//! CIFAR-10 studies together), a preset, an output folder and the command line's overrides;
+//! resolved to each experiment with its preset and folder, and reproduced here or on Slurm.
+
+use super::plan::Overrides;
+use super::preset::Preset;
+use super::spec::{Experiment, SlurmOverrides};
+use super::{paper, runner, slurm};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+/// A study before it is resolved: what `reproduce`, `plan`, `status` and `aggregate` are given.
+#[derive(Debug, Clone)]
+pub struct StudyRequest {
+    /// A built-in experiment, `paper`, or the path of an experiment file.
+    pub experiment: String,
+    /// Default: the experiment's default preset (`paper`: smoke).
+    pub preset: Option<Preset>,
+    /// Default: `results/<experiment>-<preset>`.
+    pub out: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+/// One experiment at one preset, with its folder.
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub experiment: Experiment,
+    pub preset: Preset,
+    pub out: PathBuf,
+    pub overrides: Overrides,
+}
+
+/// Where `reproduce` runs the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Here, `jobs` runs at a time.
+    Local,
+    /// As a Slurm array job (a task per run) and a job that aggregates after it.
+    Slurm,
+}
+
+/// How `reproduce` runs a study.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Runs at a time here; default one per GPU, or on a CPU one per core.
+    pub jobs: Option<usize>,
+    pub backend: Backend,
+    /// `--backend slurm`: the command line's resources on top of the file's `[slurm]`.
+    pub slurm: SlurmOverrides,
+    /// `--backend slurm`: print the batch scripts, submit nothing.
+    pub dry_run: bool,
+}
+
+/// What `reproduce` did: the text for the user, and whether every run succeeded.
+pub struct Reproduced {
+    pub text: String,
+    pub outcome: Result<()>,
+}
+
+impl StudyRequest {
+    pub fn is_paper(&self) -> bool {
+        self.experiment == paper::PAPER
+    }
+
+    /// The one experiment it names (not `paper`), with its preset and folder.
+    pub fn study(&self) -> Result<Study> {
+        let experiment = Experiment::load(&self.experiment)?;
+        let preset = match self.preset {
+            Some(preset) => preset,
+            None => experiment.default_preset()?,
+        };
+        let out = self.out.clone().unwrap_or_else(|| default_out(&experiment.name, preset));
+        Ok(Study { experiment, preset, out, overrides: self.overrides.clone() })
+    }
+
+    /// `paper`: its preset (default smoke) and folder.
+    pub fn paper(&self) -> (Preset, PathBuf) {
+        let preset = self.preset.unwrap_or(Preset::Smoke);
+        (preset, self.out.clone().unwrap_or_else(|| default_out(paper::PAPER, preset)))
+    }
+
+    /// Every study it names: the one, or each of the paper's in its folder.
+    pub fn studies(&self) -> Result<Vec<Study>> {
+        if !self.is_paper() {
+            return Ok(vec![self.study()?]);
+        }
+        let (preset, out) = self.paper();
+        let studies = paper::studies(preset)?;
+        Ok(studies
+            .into_iter()
+            .map(|experiment| Study {
+                out: paper::study_out(&out, &experiment),
+                experiment,
+                preset,
+                overrides: self.overrides.clone(),
+            })
+            .collect())
+    }
+}
+
+/// Reproduces the study `request` names as `execution` says.
+pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reproduced> {
+    let parallelism = runner::Parallelism { jobs: execution.jobs.unwrap_or_else(runner::default_jobs) };
+    if request.is_paper() {
+        if execution.backend == Backend::Slurm {
+            bail!(
+                "reproduce paper runs here; on Slurm submit its studies one by one (fig1, fig6, table6, abc) with --backend slurm"
+            );
+        }
+        let (preset, out) = request.paper();
+        let report = paper::run(preset, &request.overrides, parallelism, &out)?;
+        return Ok(Reproduced { text: report.text(), outcome: report.result() });
+    }
+    let study = request.study()?;
+    if execution.backend == Backend::Local {
+        let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism, &study.out)?;
+        return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
+    }
+    let invocation = slurm::Invocation {
+        exe: std::env::current_exe().context("finding the reslab executable")?,
+        experiment: slurm::experiment_argument(&request.experiment)?,
+        preset: study.preset,
+        overrides: study.overrides.clone(),
+    };
+    let settings = study.experiment.slurm.overridden_by(&execution.slurm);
+    let submitted = slurm::reproduce(&study.experiment, &invocation, &settings, &study.out, execution.dry_run)?;
+    let text = match submitted {
+        None => String::new(),
+        Some(submission) => format!(
+            "submitted {} runs as array job {}; job {} aggregates the study when it ends.\n\
+             follow them with: reslab status {} --preset {} --out {}{}   (or squeue -j {})\n",
+            submission.runs.len(),
+            submission.array_job,
+            submission.aggregate_job,
+            request.experiment,
+            study.preset.name(),
+            study.out.display(),
+            study.overrides.to_args().iter().map(|a| format!(" {a}")).collect::<String>(),
+            submission.array_job
+        ),
+    };
+    Ok(Reproduced { text, outcome: Ok(()) })
+}
+
+/// The output folder of the study `name` at `preset` when none is given.
+pub fn default_out(name: &str, preset: Preset) -> PathBuf {
+    PathBuf::from(format!("results/{name}-{}", preset.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(experiment: &str) -> StudyRequest {
+        StudyRequest { experiment: experiment.into(), preset: None, out: None, overrides: Overrides::default() }
+    }
+
+    #[test]
+    fn a_study_defaults_to_its_shortest_preset_and_its_folder() {
+        let study = request("fig1").study().unwrap();
+        assert_eq!(study.preset, Preset::Demo);
+        assert_eq!(study.out, PathBuf::from("results/fig1-demo"));
+    }
+
+    #[test]
+    fn paper_is_its_studies_each_in_its_folder() {
+        let studies = request("paper").studies().unwrap();
+        let names: Vec<&str> = studies.iter().map(|s| s.experiment.name.as_str()).collect();
+        assert_eq!(names, paper::STUDIES);
+        assert!(studies.iter().all(|s| s.preset == Preset::Smoke));
+        assert_eq!(studies[1].out, PathBuf::from("results/paper-smoke/fig6"));
+    }
+}

@@ -1,0 +1,71 @@
+//! A study's folder, the one place that names what is in it:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `<run>-seed<N>/` | a run directory per planned run (see [`crate::run`]) |
+//! | `experiment.toml` | the experiment as it was run, with the preset it was run at |
+//! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
+//! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
+//! | tables, charts, `report.html` | written by the aggregation (see [`super::aggregate`]) |
+
+use super::preset::Preset;
+use super::spec::Experiment;
+use crate::run::RunDir;
+use crate::util::fs::write_file;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The paths of one study's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyDir {
+    pub path: PathBuf,
+}
+
+impl StudyDir {
+    pub fn new(path: impl Into<PathBuf>) -> StudyDir {
+        StudyDir { path: path.into() }
+    }
+
+    /// The name of the run directory of run `name` with `seed`.
+    pub fn run_name(name: &str, seed: u64) -> String {
+        format!("{name}-seed{seed}")
+    }
+
+    /// The run directory of run `name` with `seed`.
+    pub fn run(&self, name: &str, seed: u64) -> RunDir {
+        RunDir::new(self.path.join(Self::run_name(name, seed)))
+    }
+
+    /// The configurations handed to the local runner's child processes.
+    pub fn configs(&self) -> PathBuf {
+        self.path.join(".configs")
+    }
+
+    /// What `--backend slurm` keeps: scripts, task configurations, logs and job ids.
+    pub fn slurm(&self) -> PathBuf {
+        self.path.join(".slurm")
+    }
+
+    pub fn experiment_file(&self) -> PathBuf {
+        self.path.join("experiment.toml")
+    }
+
+    /// Creates the folder and writes the experiment as run into it.
+    pub fn record_experiment(&self, experiment: &Experiment, preset: Preset) -> Result<()> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("creating output directory {}", self.path.display()))?;
+        let header = format!(
+            "# reslab {}: this experiment was run with --preset {}.\n",
+            env!("CARGO_PKG_VERSION"),
+            preset.name()
+        );
+        let text = toml::to_string(experiment).expect("an experiment always serialises");
+        write_file(&self.experiment_file(), (header + &text).as_bytes())
+    }
+}
+
+impl AsRef<Path> for StudyDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
