@@ -8,7 +8,7 @@
 
 use super::{run_label, Written};
 use crate::data::{DataConfig, Dataset};
-use crate::model::Model;
+use crate::model::{Model, Taps};
 use crate::report::chart::{Curve, ErrorChart};
 use crate::report::table::csv_text;
 use crate::run::{RunConfig, RunDir};
@@ -48,11 +48,8 @@ const BATCH: usize = 250;
 /// The response std of every 3x3 layer of `model` (main path: the shortcut projections are 1x1)
 /// over the first `images` images of `data`'s evaluation set, in evaluation mode.
 pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<Vec<LayerResponse>> {
-    let layers: Vec<_> = model
-        .conv_layers()
-        .into_iter()
-        .filter(|l| l.unit.kernel == 3 && !l.unit.on_shortcut && l.unit.bn.is_some())
-        .collect();
+    let layers: Vec<_> =
+        model.conv_layers().into_iter().filter(|l| l.conv.kernel == 3 && !l.on_shortcut && l.bn.is_some()).collect();
     if layers.is_empty() {
         bail!("{} has no 3x3 layers", model.spec);
     }
@@ -60,14 +57,7 @@ pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<V
     if n == 0 {
         bail!("the evaluation set is empty");
     }
-    struct Untap<'a>(&'a [crate::model::ConvLayer<'a>]);
-    impl Drop for Untap<'_> {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|l| l.unit.set_tapped(false));
-        }
-    }
-    let _untap = Untap(&layers);
-    layers.iter().for_each(|l| l.unit.set_tapped(true));
+    let taps = Taps::new(layers.iter().map(|l| l.conv.name.as_str()));
     let device = model.vs.device();
     // Per layer: sum, sum of squares and count, in f64 on the device until the end.
     let zeros = || Tensor::zeros([3], (Kind::Double, device));
@@ -75,9 +65,9 @@ pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<V
     tch::no_grad(|| -> Result<()> {
         for start in (0..n).step_by(BATCH) {
             let (images, _) = data.eval_batch(start, BATCH.min(n - start), device);
-            let _ = model.forward_t(&images.to_device(device), false);
+            let _ = model.forward_tapped(&images.to_device(device), &taps);
             for (layer, m) in layers.iter().zip(&mut moments) {
-                let r = layer.unit.take_response().context("a tapped layer kept no response")?.to_kind(Kind::Double);
+                let r = taps.take(&layer.conv.name).context("a tapped layer kept no response")?.to_kind(Kind::Double);
                 let count = Tensor::full([], r.numel() as f64, (Kind::Double, device));
                 *m += Tensor::stack(&[r.sum(Kind::Double), r.square().sum(Kind::Double), count], 0);
             }
@@ -92,7 +82,7 @@ pub fn layer_responses(model: &Model, data: &Dataset, images: usize) -> Result<V
             let v = Vec::<f64>::try_from(m)?;
             let mean = v[0] / v[2];
             let variance = (v[1] / v[2] - mean * mean).max(0.0);
-            Ok(LayerResponse { layer: i + 1, name: layer.unit.name.clone(), stage: layer.stage, std: variance.sqrt() })
+            Ok(LayerResponse { layer: i + 1, name: layer.conv.name.clone(), stage: layer.stage, std: variance.sqrt() })
         })
         .collect()
 }
@@ -223,8 +213,6 @@ mod tests {
                 crate::model::Kind::Residual => assert!(after.iter().all(|r| r.std > 0.0), "{responses:?}"),
                 crate::model::Kind::Plain => assert!(after.iter().all(|r| r.std == 0.0), "{responses:?}"),
             }
-            // The taps are off again: nothing is kept after the analysis.
-            assert!(model.conv_layers().iter().all(|l| l.unit.take_response().is_none()));
         }
     }
 

@@ -1,20 +1,25 @@
-//! Building blocks: the residual block in its variants (basic, bottleneck, grouped; post- and
-//! pre-activation and the ablations of He et al. 2016) and the shortcuts that make it residual
-//! (identity, zero padding, projection, the highway gate).
+//! Building blocks, as torchvision's `BasicBlock` and `Bottleneck`: a residual function F (two 3x3
+//! convolutions, or a 1x1-3x3-1x1 bottleneck with optionally grouped 3x3), the shortcut that
+//! carries the input to the addition (identity, zero padding, projection), and how the two meet:
+//!
+//! | block | forward |
+//! | --- | --- |
+//! | [`Block::Plain`] | relu(F(x)) |
+//! | [`Block::Post`] (He et al. 2015) | relu(F(x) + shortcut(x)) |
+//! | [`Block::NoReluAfterAdd`] | F(x) + shortcut(x) |
+//! | [`Block::BnAfterAdd`] | relu(bn(F'(x) + shortcut(x))) |
+//! | [`Block::Pre`] (He et al. 2016) | F'(relu(bn1(x))) + shortcut(x) |
+//! | [`Block::PlainPre`] | F'(relu(bn1(x))) |
+//! | [`Block::Highway`] | T(x) * relu(F(x)) + (1 - T(x)) * shortcut(x) |
+//!
+//! F ends with its last convolution's BN ([`Branch`]); F' ends at the bare convolution
+//! ([`BareBranch`]).
 
-use super::layers::{batch_norm, ConvBn};
-use super::zoo::{BlockVariant, Shortcut};
-use tch::nn::{self, Init, ModuleT};
+use super::layers::{batch_norm, conv1x1, conv3x3, Conv, ConvBn, ConvRef};
+use super::spec::{BlockVariant, Kind, Shortcut, Unit};
+use super::taps::Pass;
+use tch::nn::{self, Init};
 use tch::Tensor;
-
-/// A block of layers (with or without a shortcut) and its cost.
-pub trait Block: ModuleT + Send + std::fmt::Debug {
-    /// Multiply-accumulates for an `h`x`w` input.
-    fn macs(&self, h: i64, w: i64) -> u64;
-    fn stride(&self) -> i64;
-    /// Every convolution with its BN, for folding in evaluation.
-    fn conv_bns(&self) -> Vec<&ConvBn>;
-}
 
 /// How a residual block's input reaches the addition.
 #[derive(Debug)]
@@ -45,10 +50,10 @@ impl ShortcutPath {
     }
 
     fn projection(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> ShortcutPath {
-        ShortcutPath::Projection(Box::new(ConvBn::new(&p / "0", &p / "1", c_in, c_out, 1, stride).on_shortcut()))
+        ShortcutPath::Projection(Box::new(ConvBn::new(conv1x1(&p / "0", c_in, c_out, stride), &p / "1")))
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
             ShortcutPath::Identity => x.shallow_clone(),
             ShortcutPath::ZeroPad { stride, pad_before, pad_after } => {
@@ -56,14 +61,21 @@ impl ShortcutPath {
                 // constant_pad_nd pads the last dimension first: (W, W, H, H, C, C).
                 subsampled.constant_pad_nd([0, 0, 0, 0, *pad_before, *pad_after])
             }
-            ShortcutPath::Projection(projection) => x.apply_t(projection.as_ref(), train),
+            ShortcutPath::Projection(projection) => projection.forward(x, pass),
         }
     }
 
     fn macs(&self, h_out: i64, w_out: i64) -> u64 {
         match self {
-            ShortcutPath::Projection(projection) => projection.macs(h_out, w_out),
+            ShortcutPath::Projection(projection) => projection.conv.macs(h_out, w_out),
             _ => 0,
+        }
+    }
+
+    fn layers(&self) -> Option<ConvRef<'_>> {
+        match self {
+            ShortcutPath::Projection(p) => Some(ConvRef { conv: &p.conv, bn: Some(&p.bn), on_shortcut: true }),
+            _ => None,
         }
     }
 }
@@ -72,247 +84,361 @@ impl ShortcutPath {
 /// negative so the block first carries its input.
 #[derive(Debug)]
 pub struct Gate {
-    conv: nn::Conv2D,
-    c_in: i64,
-    c_out: i64,
+    pub conv: nn::Conv2D,
 }
-
-/// The gate bias highway blocks start from (Srivastava et al.: "negative, e.g. -1 or -3").
-pub const DEFAULT_GATE_BIAS: f64 = -2.0;
 
 impl Gate {
     fn new(p: nn::Path, c_in: i64, c_out: i64, stride: i64, bias: f64) -> Gate {
         let config = nn::ConvConfig { stride, bias: true, bs_init: Init::Const(bias), ..Default::default() };
-        Gate { conv: nn::conv2d(p, c_in, c_out, 1, config), c_in, c_out }
+        Gate { conv: nn::conv2d(p, c_in, c_out, 1, config) }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.conv).sigmoid()
     }
+
+    /// The gate's bias, to set it in tests and analyses.
+    pub fn bias(&self) -> &Tensor {
+        self.conv.bs.as_ref().expect("a gate has a bias")
+    }
 }
 
-/// A block: (pre-activation only: BN and ReLU of the input), convolutions each followed by BN
-/// and ReLU, and the last one's end, which the variant decides:
-///
-/// | variant | end, with a shortcut s | without (a plain net) |
-/// | --- | --- | --- |
-/// | post (He et al. 2015) | relu(bn(conv(h)) + s(x)) | relu(bn(conv(h))) |
-/// | pre (He et al. 2016) | conv(h) + s(x) | conv(h) |
-/// | bn-after-add | relu(bn(conv(h) + s(x))) | |
-/// | no-relu-after-add | bn(conv(h)) + s(x) | |
-/// | post with a highway gate T | T * relu(bn(conv(h))) + (1 - T) * s(x) | |
-///
-/// Pre-activation blocks project the activated input, and add the input itself where the shortcut
-/// is an identity (or zero padding), as the public pre-activation reproductions do.
+/// The shape of a block's convolutions: basic (two 3x3 convolutions to `c_out`) or bottleneck (1x1
+/// reduce to `width`, 3x3 in `groups` groups, 1x1 expand to `c_out`), from `c_in` channels; the
+/// stride on the first convolution, or a bottleneck's 3x3 with `stride_on_spatial`
+/// (torchvision's "v1.5").
+#[derive(Debug, Clone, Copy)]
+pub struct BlockShape {
+    pub unit: Unit,
+    pub c_in: i64,
+    pub width: i64,
+    pub c_out: i64,
+    pub stride: i64,
+    pub groups: i64,
+    pub stride_on_spatial: bool,
+}
+
+impl BlockShape {
+    /// How many convolutions F has.
+    fn len(&self) -> usize {
+        match self.unit {
+            Unit::Basic => 2,
+            Unit::Bottleneck => 3,
+        }
+    }
+
+    /// F's convolution `i` (0-based), named `conv{i+1}` under `p`.
+    fn conv(&self, p: &nn::Path, i: usize) -> Conv {
+        let path = p / format!("conv{}", i + 1);
+        let (reduce_stride, spatial_stride) = if self.stride_on_spatial { (1, self.stride) } else { (self.stride, 1) };
+        match (self.unit, i) {
+            (Unit::Basic, 0) => conv3x3(path, self.c_in, self.c_out, self.stride, 1),
+            (Unit::Basic, _) => conv3x3(path, self.c_out, self.c_out, 1, 1),
+            (Unit::Bottleneck, 0) => conv1x1(path, self.c_in, self.width, reduce_stride),
+            (Unit::Bottleneck, 1) => conv3x3(path, self.width, self.width, spatial_stride, self.groups),
+            (Unit::Bottleneck, _) => conv1x1(path, self.width, self.c_out, 1),
+        }
+    }
+}
+
+/// A residual function F: convolutions each followed by its BN, a ReLU between them
+/// (`conv3x3-bn-relu-conv3x3-bn`; a bottleneck's `conv1x1-bn-relu-conv3x3-bn-relu-conv1x1-bn`).
 #[derive(Debug)]
-pub struct ResBlock {
-    pre_bn: Option<nn::BatchNorm>,
-    convs: Vec<ConvBn>,
-    pub shortcut: Option<ShortcutPath>,
-    gate: Option<Gate>,
-    variant: BlockVariant,
-    stride: i64,
+pub struct Branch {
+    pub convs: Vec<ConvBn>,
 }
 
-/// What every block of a net shares: its shortcut option (None: plain), variant and gate bias,
-/// and where a projection's variables live (`shortcut` in the CIFAR reproductions, `downsample` in torchvision).
+impl Branch {
+    /// `conv{i}` and `bn{i}` under `p`.
+    pub fn new(p: &nn::Path, shape: &BlockShape) -> Branch {
+        let convs = (0..shape.len()).map(|i| ConvBn::new(shape.conv(p, i), p / format!("bn{}", i + 1))).collect();
+        Branch { convs }
+    }
+
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        let (last, hidden) = self.convs.split_last().expect("a branch has convolutions");
+        let mut out = x.shallow_clone();
+        for unit in hidden {
+            out = unit.forward(&out, pass).relu();
+        }
+        last.forward(&out, pass)
+    }
+
+    fn layers(&self) -> impl Iterator<Item = ConvRef<'_>> {
+        self.convs.iter().map(|u| ConvRef { conv: &u.conv, bn: Some(&u.bn), on_shortcut: false })
+    }
+}
+
+/// A residual function F' that ends at its last convolution, bare: `conv-bn-relu-conv` (the BN of
+/// the last convolution, if any, is the block's: after the addition, or the next block's bn1).
+#[derive(Debug)]
+pub struct BareBranch {
+    pub hidden: Vec<ConvBn>,
+    pub last: Conv,
+}
+
+impl BareBranch {
+    /// `conv{i}` under `p`, each but the last followed by `bn{i + first_bn - 1}`.
+    pub fn new(p: &nn::Path, shape: &BlockShape, first_bn: usize) -> BareBranch {
+        let last = shape.len() - 1;
+        let hidden = (0..last).map(|i| ConvBn::new(shape.conv(p, i), p / format!("bn{}", i + first_bn))).collect();
+        BareBranch { hidden, last: shape.conv(p, last) }
+    }
+
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        let mut out = x.shallow_clone();
+        for unit in &self.hidden {
+            out = unit.forward(&out, pass).relu();
+        }
+        self.last.forward(&out)
+    }
+
+    /// Its convolutions; `last_bn` the BN that normalises the last one (after the addition).
+    fn layers<'a>(&'a self, last_bn: Option<&'a nn::BatchNorm>) -> impl Iterator<Item = ConvRef<'a>> {
+        let hidden = self.hidden.iter().map(|u| ConvRef { conv: &u.conv, bn: Some(&u.bn), on_shortcut: false });
+        hidden.chain(std::iter::once(ConvRef { conv: &self.last, bn: last_bn, on_shortcut: false }))
+    }
+}
+
+/// F and a shortcut: the paper's block, and its no-ReLU-after-addition ablation.
+#[derive(Debug)]
+pub struct Residual {
+    pub branch: Branch,
+    pub shortcut: ShortcutPath,
+}
+
+/// The BN-after-addition ablation: F', the shortcut, and the BN of their sum.
+#[derive(Debug)]
+pub struct BnAfterAdd {
+    pub branch: BareBranch,
+    pub bn: nn::BatchNorm,
+    pub shortcut: ShortcutPath,
+}
+
+/// Full pre-activation: BN and ReLU of the input, F', the shortcut.
+#[derive(Debug)]
+pub struct PreAct {
+    pub bn1: nn::BatchNorm,
+    pub branch: BareBranch,
+    pub shortcut: ShortcutPath,
+}
+
+/// A plain net's pre-activation block: BN and ReLU of the input, F'.
+#[derive(Debug)]
+pub struct PreActPlain {
+    pub bn1: nn::BatchNorm,
+    pub branch: BareBranch,
+}
+
+/// F, the shortcut and the gate that mixes them.
+#[derive(Debug)]
+pub struct Highway {
+    pub branch: Branch,
+    pub shortcut: ShortcutPath,
+    pub gate: Gate,
+}
+
+/// One block of a net (the table in this module's documentation).
+#[derive(Debug)]
+pub enum Block {
+    Plain(Branch),
+    PlainPre(PreActPlain),
+    Post(Residual),
+    NoReluAfterAdd(Residual),
+    BnAfterAdd(BnAfterAdd),
+    Pre(PreAct),
+    Highway(Highway),
+}
+
+/// What every block of a net shares: plain or residual, the shortcut option and block variant,
+/// the gate bias (highway), and where a projection's variables live (`shortcut` in the CIFAR
+/// reproductions, `downsample` in torchvision).
 #[derive(Debug, Clone, Copy)]
 pub struct BlockStyle<'a> {
-    pub shortcut: Option<Shortcut>,
+    pub kind: Kind,
+    pub shortcut: Shortcut,
     pub variant: BlockVariant,
     pub gate_bias: f64,
     pub shortcut_name: &'a str,
 }
 
-impl<'a> BlockStyle<'a> {
-    /// The paper's post-activation block with `shortcut`.
-    pub fn post(shortcut: Option<Shortcut>, shortcut_name: &'a str) -> BlockStyle<'a> {
-        BlockStyle { shortcut, variant: BlockVariant::Post, gate_bias: DEFAULT_GATE_BIAS, shortcut_name }
-    }
-}
-
-impl ResBlock {
-    /// Two 3x3 convolutions from `c_in` to `c_out` channels, the first with `stride`.
-    pub fn basic(p: nn::Path, c_in: i64, c_out: i64, stride: i64, style: BlockStyle) -> ResBlock {
-        Self::build(&p, c_in, c_out, &[(3, c_out, stride, 1), (3, c_out, 1, 1)], stride, style)
-    }
-
-    /// 1x1 reduce to `width`, 3x3 (`groups` groups), 1x1 expand to `c_out`; the stride on the first
-    /// 1x1 conv, as in the paper, or on the 3x3 with `stride_on_spatial` (torchvision's "v1.5").
-    #[allow(clippy::too_many_arguments)]
-    pub fn bottleneck(
-        p: nn::Path,
-        c_in: i64,
-        width: i64,
-        c_out: i64,
-        stride: i64,
-        stride_on_spatial: bool,
-        groups: i64,
-        style: BlockStyle,
-    ) -> ResBlock {
-        let (stride1, stride2) = if stride_on_spatial { (1, stride) } else { (stride, 1) };
-        Self::build(
-            &p,
-            c_in,
-            c_out,
-            &[(1, width, stride1, 1), (3, width, stride2, groups), (1, c_out, 1, 1)],
-            stride,
-            style,
-        )
-    }
-
-    /// `convs`: (kernel, output channels, stride, groups) of each convolution.
-    fn build(
-        p: &nn::Path,
-        c_in: i64,
-        c_out: i64,
-        convs: &[(i64, i64, i64, i64)],
-        stride: i64,
-        style: BlockStyle,
-    ) -> ResBlock {
-        let variant = if style.shortcut.is_none() && variant_needs_shortcut(style.variant) {
-            BlockVariant::Post
-        } else {
-            style.variant
-        };
-        let pre = variant == BlockVariant::Pre;
-        let last = convs.len() - 1;
-        let mut channels = c_in;
-        let units = convs
-            .iter()
-            .enumerate()
-            .map(|(i, &(kernel, out, stride, groups))| {
-                let conv_path = p / format!("conv{}", i + 1);
-                // Pre-activation: bn1 normalises the input, bn(i+1) follows conv(i); the last conv has none.
-                let bn_path = p / format!("bn{}", if pre { i + 2 } else { i + 1 });
-                let unit = match (i == last, variant) {
-                    (true, BlockVariant::Pre) => ConvBn::bare(conv_path, channels, out, kernel, stride),
-                    (true, BlockVariant::BnAfterAdd) => {
-                        ConvBn::bn_after_add(conv_path, bn_path, channels, out, kernel, stride)
-                    }
-                    _ => ConvBn::grouped(conv_path, bn_path, (channels, out), kernel, stride, groups),
-                };
-                channels = out;
-                unit
-            })
-            .collect();
-        ResBlock {
-            pre_bn: pre.then(|| batch_norm(p / "bn1", c_in)),
-            convs: units,
-            shortcut: style.shortcut.map(|s| ShortcutPath::new(p / style.shortcut_name, s, c_in, c_out, stride)),
-            gate: (style.shortcut == Some(Shortcut::Highway))
-                .then(|| Gate::new(p / "gate", c_in, c_out, stride, style.gate_bias)),
-            variant,
-            stride,
+impl Block {
+    /// The block `style` asks for, of `shape`, under `p`. A plain net's ablation variants (which
+    /// change an addition it has not) are its post-activation block.
+    pub fn new(p: &nn::Path, shape: &BlockShape, style: &BlockStyle) -> Block {
+        let shortcut =
+            || ShortcutPath::new(p / style.shortcut_name, style.shortcut, shape.c_in, shape.c_out, shape.stride);
+        match (style.kind, style.variant) {
+            (Kind::Plain, BlockVariant::Pre) => {
+                let branch = BareBranch::new(p, shape, 2);
+                Block::PlainPre(PreActPlain { branch, bn1: batch_norm(p / "bn1", shape.c_in) })
+            }
+            (Kind::Plain, _) => Block::Plain(Branch::new(p, shape)),
+            (Kind::Residual, BlockVariant::Post) if style.shortcut == Shortcut::Highway => {
+                let (branch, shortcut) = (Branch::new(p, shape), shortcut());
+                let gate = Gate::new(p / "gate", shape.c_in, shape.c_out, shape.stride, style.gate_bias);
+                Block::Highway(Highway { branch, shortcut, gate })
+            }
+            (Kind::Residual, BlockVariant::Post) => {
+                Block::Post(Residual { branch: Branch::new(p, shape), shortcut: shortcut() })
+            }
+            (Kind::Residual, BlockVariant::NoReluAfterAdd) => {
+                Block::NoReluAfterAdd(Residual { branch: Branch::new(p, shape), shortcut: shortcut() })
+            }
+            (Kind::Residual, BlockVariant::BnAfterAdd) => {
+                let branch = BareBranch::new(p, shape, 1);
+                let bn = batch_norm(p / format!("bn{}", shape.len()), shape.c_out);
+                Block::BnAfterAdd(BnAfterAdd { branch, bn, shortcut: shortcut() })
+            }
+            (Kind::Residual, BlockVariant::Pre) => {
+                // bn1 normalises the input; bn(i+1) follows conv(i); the last conv has none.
+                let branch = BareBranch::new(p, shape, 2);
+                let bn1 = batch_norm(p / "bn1", shape.c_in);
+                Block::Pre(PreAct { bn1, branch, shortcut: shortcut() })
+            }
         }
     }
 
-    /// Multiply-accumulates for an `h`x`w` input.
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
+        match self {
+            Block::Plain(branch) => branch.forward(x, pass).relu(),
+            Block::PlainPre(b) => {
+                let out = x.apply_t(&b.bn1, pass.train).relu();
+                b.branch.forward(&out, pass)
+            }
+            Block::Post(b) => {
+                let out = b.branch.forward(x, pass);
+                let identity = b.shortcut.forward(x, pass);
+                (out + identity).relu()
+            }
+            Block::NoReluAfterAdd(b) => {
+                let out = b.branch.forward(x, pass);
+                let identity = b.shortcut.forward(x, pass);
+                out + identity
+            }
+            Block::BnAfterAdd(b) => {
+                let out = b.branch.forward(x, pass);
+                let identity = b.shortcut.forward(x, pass);
+                let out = (out + identity).apply_t(&b.bn, pass.train);
+                pass.keep(&b.branch.last.name, &out);
+                out.relu()
+            }
+            Block::Pre(b) => {
+                let out = x.apply_t(&b.bn1, pass.train).relu();
+                // A projection sees the activated input; the identity (and zero padding) the input
+                // itself, as the public pre-activation reproductions do.
+                let identity = match b.shortcut {
+                    ShortcutPath::Projection(_) => b.shortcut.forward(&out, pass),
+                    _ => b.shortcut.forward(x, pass),
+                };
+                b.branch.forward(&out, pass) + identity
+            }
+            Block::Highway(b) => {
+                let out = b.branch.forward(x, pass).relu();
+                let identity = b.shortcut.forward(x, pass);
+                let t = b.gate.forward(x);
+                &t * out + (1.0 - &t) * identity
+            }
+        }
+    }
+
+    /// Every convolution with the BN that normalises it, in order: F's, then a projection's.
+    pub fn layers(&self) -> Vec<ConvRef<'_>> {
+        let (main, shortcut): (Vec<ConvRef>, Option<&ShortcutPath>) = match self {
+            Block::Plain(branch) => (branch.layers().collect(), None),
+            Block::PlainPre(b) => (b.branch.layers(None).collect(), None),
+            Block::Post(b) | Block::NoReluAfterAdd(b) => (b.branch.layers().collect(), Some(&b.shortcut)),
+            Block::BnAfterAdd(b) => (b.branch.layers(Some(&b.bn)).collect(), Some(&b.shortcut)),
+            Block::Pre(b) => (b.branch.layers(None).collect(), Some(&b.shortcut)),
+            Block::Highway(b) => (b.branch.layers().collect(), Some(&b.shortcut)),
+        };
+        main.into_iter().chain(shortcut.and_then(ShortcutPath::layers)).collect()
+    }
+
+    /// The shortcut (none in a plain net).
+    pub fn shortcut(&self) -> Option<&ShortcutPath> {
+        match self {
+            Block::Plain(_) | Block::PlainPre(_) => None,
+            Block::Post(b) | Block::NoReluAfterAdd(b) => Some(&b.shortcut),
+            Block::BnAfterAdd(b) => Some(&b.shortcut),
+            Block::Pre(b) => Some(&b.shortcut),
+            Block::Highway(b) => Some(&b.shortcut),
+        }
+    }
+
+    /// The output size for an input `size` pixels wide.
+    pub fn out_size(&self, size: i64) -> i64 {
+        self.layers().iter().filter(|l| !l.on_shortcut).fold(size, |size, l| l.conv.out_size(size))
+    }
+
+    /// Multiply-accumulates for an `h`x`w` input: convolutions, a projection and a gate.
     pub fn macs(&self, h: i64, w: i64) -> u64 {
         let (mut h_now, mut w_now) = (h, w);
         let mut total = 0;
-        for unit in &self.convs {
-            (h_now, w_now) = (out_size(h_now, unit.stride()), out_size(w_now, unit.stride()));
-            total += unit.macs(h_now, w_now);
+        for layer in self.layers().iter().filter(|l| !l.on_shortcut) {
+            (h_now, w_now) = (layer.conv.out_size(h_now), layer.conv.out_size(w_now));
+            total += layer.conv.macs(h_now, w_now);
         }
-        let (h_out, w_out) = (out_size(h, self.stride), out_size(w, self.stride));
-        let shortcut = self.shortcut.as_ref().map_or(0, |s| s.macs(h_out, w_out));
-        let gate = self.gate.as_ref().map_or(0, |g| (g.c_in * g.c_out * h_out * w_out) as u64);
+        let shortcut = self.shortcut().map_or(0, |s| s.macs(h_now, w_now));
+        let gate = match self {
+            Block::Highway(b) => b.gate.conv.ws.numel() as u64 * (h_now * w_now) as u64,
+            _ => 0,
+        };
         total + shortcut + gate
     }
-
-    /// The gate's bias (highway blocks), to set it in tests and analyses.
-    pub fn gate_bias(&self) -> Option<&Tensor> {
-        self.gate.as_ref().and_then(|g| g.conv.bs.as_ref())
-    }
-}
-
-/// The ablations change the addition: without a shortcut they are the post-activation block.
-fn variant_needs_shortcut(variant: BlockVariant) -> bool {
-    matches!(variant, BlockVariant::BnAfterAdd | BlockVariant::NoReluAfterAdd)
-}
-
-impl Block for ResBlock {
-    fn macs(&self, h: i64, w: i64) -> u64 {
-        self.macs(h, w)
-    }
-
-    fn stride(&self) -> i64 {
-        self.stride
-    }
-
-    fn conv_bns(&self) -> Vec<&ConvBn> {
-        let mut units: Vec<&ConvBn> = self.convs.iter().collect();
-        if let Some(ShortcutPath::Projection(projection)) = &self.shortcut {
-            units.push(projection);
-        }
-        units
-    }
-}
-
-impl ModuleT for ResBlock {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let activated = self.pre_bn.as_ref().map(|bn| x.apply_t(bn, train).relu());
-        let input = activated.as_ref().unwrap_or(x);
-        let (last, first) = self.convs.split_last().expect("a block has convolutions");
-        let mut h = input.shallow_clone();
-        for unit in first {
-            h = unit.forward_relu(&h, train);
-        }
-        let Some(shortcut) = &self.shortcut else {
-            return match self.variant {
-                BlockVariant::Pre => last.forward_t(&h, train),
-                _ => last.forward_relu(&h, train),
-            };
-        };
-        let carried = match shortcut {
-            ShortcutPath::Projection(_) => shortcut.forward_t(input, train),
-            _ => shortcut.forward_t(x, train),
-        };
-        if let Some(gate) = &self.gate {
-            let t = gate.forward(x);
-            return &t * last.forward_relu(&h, train) + (1.0 - &t) * carried;
-        }
-        match self.variant {
-            BlockVariant::Post | BlockVariant::BnAfterAdd => last.forward_add_relu(&h, &carried, train),
-            BlockVariant::NoReluAfterAdd => last.forward_add(&h, &carried, train),
-            BlockVariant::Pre => last.forward_t(&h, train) + carried,
-        }
-    }
-}
-
-/// Output size of a padded convolution (or pooling) with `stride`: ceil(size / stride).
-pub fn out_size(size: i64, stride: i64) -> i64 {
-    (size + stride - 1) / stride
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use tch::{Device, Kind as Dtype};
+
+    fn style(kind: Kind, shortcut: Shortcut, variant: BlockVariant) -> BlockStyle<'static> {
+        BlockStyle {
+            kind,
+            shortcut,
+            variant,
+            gate_bias: super::super::spec::DEFAULT_GATE_BIAS,
+            shortcut_name: "shortcut",
+        }
+    }
+
+    fn basic(c_in: i64, c_out: i64, stride: i64) -> BlockShape {
+        BlockShape { unit: Unit::Basic, c_in, width: c_out, c_out, stride, groups: 1, stride_on_spatial: false }
+    }
+
+    fn zero_bn2(vs: &nn::VarStore) {
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.ends_with("bn2.weight") || name.ends_with("bn2.bias") {
+                    let _ = t.zero_();
+                }
+            }
+        });
+    }
 
     #[test]
     fn option_a_subsamples_and_pads_zero_channels_equally_around_the_input() {
         let vs = nn::VarStore::new(Device::Cpu);
         let shortcut = ShortcutPath::new(vs.root(), Shortcut::A, 16, 32, 2);
         assert!(vs.variables().is_empty(), "option A has no parameters");
-        let x = Tensor::randn([2, 16, 8, 8], (Kind::Float, Device::Cpu));
-        let y = shortcut.forward_t(&x, true);
+        let x = Tensor::randn([2, 16, 8, 8], (Dtype::Float, Device::Cpu));
+        let y = shortcut.forward(&x, Pass::new(true));
         assert_eq!(y.size(), vec![2, 32, 4, 4]);
         let subsampled = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
         assert!(y.narrow(1, 8, 16).equal(&subsampled), "the input sits in channels 8..24");
-        assert_eq!(y.narrow(1, 0, 8).abs().sum(Kind::Float).double_value(&[]), 0.0);
-        assert_eq!(y.narrow(1, 24, 8).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(y.narrow(1, 0, 8).abs().sum(Dtype::Float).double_value(&[]), 0.0);
+        assert_eq!(y.narrow(1, 24, 8).abs().sum(Dtype::Float).double_value(&[]), 0.0);
     }
 
     #[test]
     fn identity_where_the_shape_is_kept_projection_where_the_option_asks() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let x = Tensor::randn([1, 16, 4, 4], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([1, 16, 4, 4], (Dtype::Float, Device::Cpu));
         for option in [Shortcut::A, Shortcut::B] {
             let s = ShortcutPath::new(vs.root(), option, 16, 16, 1);
             assert!(matches!(s, ShortcutPath::Identity));
-            assert!(s.forward_t(&x, false).equal(&x));
+            assert!(s.forward(&x, Pass::new(false)).equal(&x));
         }
         assert!(matches!(ShortcutPath::new(vs.root(), Shortcut::B, 16, 32, 2), ShortcutPath::Projection { .. }));
         assert!(matches!(ShortcutPath::new(vs.root() / "c", Shortcut::C, 16, 16, 1), ShortcutPath::Projection { .. }));
@@ -321,69 +447,72 @@ mod tests {
     #[test]
     fn a_plain_block_has_no_shortcut_and_a_residual_block_adds_its_input() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let plain = ResBlock::basic(vs.root() / "p", 16, 16, 1, BlockStyle::post(None, "shortcut"));
-        let residual = ResBlock::basic(vs.root() / "r", 16, 16, 1, BlockStyle::post(Some(Shortcut::A), "shortcut"));
-        assert!(plain.shortcut.is_none());
+        let plain =
+            Block::new(&(vs.root() / "p"), &basic(16, 16, 1), &style(Kind::Plain, Shortcut::A, BlockVariant::Post));
+        let residual =
+            Block::new(&(vs.root() / "r"), &basic(16, 16, 1), &style(Kind::Residual, Shortcut::A, BlockVariant::Post));
+        assert!(matches!(plain, Block::Plain(_)) && plain.shortcut().is_none());
+        assert!(matches!(residual, Block::Post(_)));
         // With the second BN's weight at zero the residual branch is zero: out = relu(x).
-        tch::no_grad(|| {
-            for (name, mut t) in vs.variables() {
-                if name.ends_with("bn2.weight") || name.ends_with("bn2.bias") {
-                    let _ = t.zero_();
-                }
-            }
-        });
-        let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
-        assert!(residual.forward_t(&x, false).allclose(&x.relu(), 1e-6, 1e-6, false));
-        assert_eq!(plain.forward_t(&x, false).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        zero_bn2(&vs);
+        let x = Tensor::randn([2, 16, 4, 4], (Dtype::Float, Device::Cpu));
+        assert!(residual.forward(&x, Pass::new(false)).allclose(&x.relu(), 1e-6, 1e-6, false));
+        assert_eq!(plain.forward(&x, Pass::new(false)).abs().sum(Dtype::Float).double_value(&[]), 0.0);
     }
 
     #[test]
     fn a_highway_block_with_its_gate_shut_is_exactly_the_identity_on_its_input() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let style = BlockStyle::post(Some(Shortcut::Highway), "shortcut");
-        let block = ResBlock::basic(vs.root() / "h", 16, 16, 1, style);
-        assert!(matches!(block.shortcut, Some(ShortcutPath::Identity)));
-        let bias = block.gate_bias().expect("a gate with a bias");
+        let highway = style(Kind::Residual, Shortcut::Highway, BlockVariant::Post);
+        let block = Block::new(&(vs.root() / "h"), &basic(16, 16, 1), &highway);
+        let Block::Highway(h) = &block else { panic!("a highway block: {block:?}") };
+        assert!(matches!(h.shortcut, ShortcutPath::Identity));
+        let bias = h.gate.bias();
         assert_eq!(Vec::<f32>::try_from(bias).unwrap(), vec![-2.0; 16], "the gate starts at the default bias");
         tch::no_grad(|| {
             let _ = bias.shallow_clone().fill_(f64::NEG_INFINITY);
         });
         // Any input, negative values included: the carried input comes out unchanged.
-        let x = Tensor::randn([2, 16, 6, 6], (Kind::Float, Device::Cpu)) * 3.0;
+        let x = Tensor::randn([2, 16, 6, 6], (Dtype::Float, Device::Cpu)) * 3.0;
         for train in [false, true] {
-            assert!(block.forward_t(&x, train).equal(&x), "train {train}");
+            assert!(block.forward(&x, Pass::new(train)).equal(&x), "train {train}");
         }
         // Where the shape changes, the carry is option B's projection.
-        let down = ResBlock::basic(vs.root() / "d", 16, 32, 2, style);
-        assert!(matches!(down.shortcut, Some(ShortcutPath::Projection(_))));
-        assert_eq!(down.forward_t(&x, false).size(), vec![2, 32, 3, 3]);
+        let down = Block::new(&(vs.root() / "d"), &basic(16, 32, 2), &highway);
+        assert!(matches!(down.shortcut(), Some(ShortcutPath::Projection(_))));
+        assert_eq!(down.forward(&x, Pass::new(false)).size(), vec![2, 32, 3, 3]);
     }
 
     #[test]
     fn a_pre_activation_block_starts_with_bn_and_ends_with_a_bare_convolution() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let style = BlockStyle { variant: BlockVariant::Pre, ..BlockStyle::post(Some(Shortcut::A), "shortcut") };
-        let block = ResBlock::basic(vs.root() / "b", 16, 16, 1, style);
+        let block =
+            Block::new(&(vs.root() / "b"), &basic(16, 16, 1), &style(Kind::Residual, Shortcut::A, BlockVariant::Pre));
         let vars = vs.variables();
         assert_eq!(vars["b.bn1.weight"].size(), vec![16], "the first op: BN of the input");
         assert!(vars.contains_key("b.bn2.running_var") && !vars.contains_key("b.bn3.weight"));
-        assert!(block.convs[1].bn.is_none(), "the last convolution has no BN");
+        let layers = block.layers();
+        assert!(layers[1].bn.is_none(), "the last convolution has no BN");
         // Its first BN sees the input: scale it to zero and the block's branch sees relu(beta) = 0,
         // so the block is the identity (the convolutions have no bias).
         tch::no_grad(|| {
             let _ = vars["b.bn1.weight"].shallow_clone().zero_();
         });
-        let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
-        assert!(block.forward_t(&x, false).allclose(&x, 1e-6, 1e-6, false));
+        let x = Tensor::randn([2, 16, 4, 4], (Dtype::Float, Device::Cpu));
+        assert!(block.forward(&x, Pass::new(false)).allclose(&x, 1e-6, 1e-6, false));
     }
 
     #[test]
     fn the_ablations_move_the_bn_or_drop_the_relu_after_the_addition() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let style = |variant| BlockStyle { variant, ..BlockStyle::post(Some(Shortcut::A), "shortcut") };
-        let no_relu = ResBlock::basic(vs.root() / "n", 8, 8, 1, style(BlockVariant::NoReluAfterAdd));
-        let bn_after = ResBlock::basic(vs.root() / "a", 8, 8, 1, style(BlockVariant::BnAfterAdd));
-        assert!(bn_after.convs[1].bn_after_add && !no_relu.convs[1].bn_after_add);
+        let shape = basic(8, 8, 1);
+        let no_relu =
+            Block::new(&(vs.root() / "n"), &shape, &style(Kind::Residual, Shortcut::A, BlockVariant::NoReluAfterAdd));
+        let bn_after =
+            Block::new(&(vs.root() / "a"), &shape, &style(Kind::Residual, Shortcut::A, BlockVariant::BnAfterAdd));
+        assert!(matches!(bn_after, Block::BnAfterAdd(_)) && matches!(no_relu, Block::NoReluAfterAdd(_)));
+        // The BN after the addition is the last convolution's (the analyses' response).
+        assert_eq!(bn_after.layers().iter().filter(|l| l.bn.is_some()).count(), 2);
         tch::no_grad(|| {
             for (name, t) in vs.variables() {
                 if name.ends_with("bn2.weight") {
@@ -391,10 +520,48 @@ mod tests {
                 }
             }
         });
-        let x = Tensor::randn([2, 8, 4, 4], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([2, 8, 4, 4], (Dtype::Float, Device::Cpu));
         // No ReLU after the addition: with the branch at zero, the input passes negative values too.
-        assert!(no_relu.forward_t(&x, false).allclose(&x, 1e-6, 1e-6, false));
+        assert!(no_relu.forward(&x, Pass::new(false)).allclose(&x, 1e-6, 1e-6, false));
         // BN after the addition with weight 0: relu(0 * (...) + 0) = 0 everywhere.
-        assert_eq!(bn_after.forward_t(&x, false).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(bn_after.forward(&x, Pass::new(false)).abs().sum(Dtype::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_bottleneck_reduces_convolves_in_groups_and_expands_with_its_stride_where_asked() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let shape = |stride_on_spatial| BlockShape {
+            unit: Unit::Bottleneck,
+            c_in: 16,
+            width: 8,
+            c_out: 32,
+            stride: 2,
+            groups: 4,
+            stride_on_spatial,
+        };
+        let post = style(Kind::Residual, Shortcut::B, BlockVariant::Post);
+        for (name, on_spatial, strides) in [("r", false, [2, 1, 1]), ("s", true, [1, 2, 1])] {
+            let block = Block::new(&(vs.root() / name), &shape(on_spatial), &post);
+            let layers = block.layers();
+            let names: Vec<&str> = layers.iter().map(|l| l.conv.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    &format!("{name}.conv1"),
+                    &format!("{name}.conv2"),
+                    &format!("{name}.conv3"),
+                    &format!("{name}.shortcut.0")
+                ]
+                .map(|s| s.as_str())
+            );
+            assert_eq!(layers.iter().take(3).map(|l| l.conv.stride).collect::<Vec<_>>(), strides);
+            assert_eq!(layers[1].conv.conv.ws.size(), vec![8, 2, 3, 3], "grouped 3x3");
+            let x = Tensor::randn([2, 16, 8, 8], (Dtype::Float, Device::Cpu));
+            assert_eq!(block.forward(&x, Pass::new(true)).size(), vec![2, 32, 4, 4]);
+            assert_eq!(block.out_size(8), 4);
+            // 1x1 16->8 at 8x8 or 4x4, 3x3 grouped 8->8 at 4x4, 1x1 8->32 and the projection 16->32 at 4x4.
+            let reduce = if on_spatial { 16 * 8 * 64 } else { 16 * 8 * 16 };
+            assert_eq!(block.macs(8, 8), (reduce + 8 * 2 * 9 * 16 + 8 * 32 * 16 + 16 * 32 * 16) as u64);
+        }
     }
 }

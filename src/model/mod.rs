@@ -1,40 +1,49 @@
-//! Networks: plain and residual, the CIFAR family of He et al. (2015), Section 4.2.
+//! Networks: plain and residual, the CIFAR family of He et al. (2015), Section 4.2, and the
+//! ImageNet family (Table 1).
 //!
 //! A model is described by a [`ModelSpec`] (family, kind, depth, shortcut option) and built into a
 //! [`Model`] that owns its `VarStore`; parameter names follow the PyTorch reproductions so
 //! checkpoints move between the two.
+//!
+//! The files import downwards only: `spec` (the descriptions) and `zoo` (the list of them);
+//! `layers` (conv3x3, conv1x1, conv + BN) and `taps` (what a pass keeps); `blocks`; `net` (stem,
+//! stages built by `make_layer`, head); `cifar` and `imagenet` (what each family puts in);
+//! `folded` (the evaluation form); this file.
 
 pub mod blocks;
 pub mod cifar;
+pub mod folded;
 pub mod imagenet;
 pub mod layers;
+pub mod net;
 pub mod options;
+pub mod spec;
+pub mod taps;
 pub mod weights;
 pub mod zoo;
 
+pub use folded::Folded;
 pub use options::{ModelOptions, Spelling};
-pub use zoo::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
+pub use spec::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
+pub use taps::Taps;
 
 use anyhow::Result;
-use tch::nn::{self, ModuleT};
+use layers::Conv;
+use net::Net;
+use taps::Pass;
+use tch::nn;
 use tch::{Device, Tensor};
-
-/// A network: the forward pass from images (N, 3, H, W) to logits (N, classes), and its cost.
-pub trait Network: ModuleT + Send {
-    /// Multiply-accumulates of one forward pass of one image (convolutions and fully-connected
-    /// layers; BN, ReLU, additions and pooling are not counted, as in the paper's FLOPs).
-    fn macs(&self) -> u64;
-    /// Every convolution with its BN, in network order (a block's shortcut projection after the
-    /// block's own convolutions).
-    fn conv_bns(&self) -> Vec<&layers::ConvBn>;
-    /// The final fully-connected layer and its name (`linear`, `fc`).
-    fn classifier(&self) -> (&nn::Linear, &'static str);
-}
 
 /// A convolution of a built model, placed in the network: what the layer analyses need.
 #[derive(Debug)]
 pub struct ConvLayer<'a> {
-    pub unit: &'a layers::ConvBn,
+    pub conv: &'a Conv,
+    /// The BN that normalises its output: right after it, or after the shortcut's addition (the
+    /// "BN after addition" ablation); none for the last convolution of a pre-activation block.
+    /// Its output is the layer's response (see [`Model::forward_tapped`]).
+    pub bn: Option<&'a nn::BatchNorm>,
+    /// A shortcut's projection (options B and C), not a layer of the main path.
+    pub on_shortcut: bool,
     /// 1-based position among the weighted layers of the main path (the stem convolution is 1); a
     /// shortcut's projection gets the depth of the layer whose output it is added to.
     pub depth: usize,
@@ -53,10 +62,11 @@ pub struct WeightLayer {
 }
 
 /// A built model: its description, its variables and its forward pass.
+#[derive(Debug)]
 pub struct Model {
     pub spec: ModelSpec,
     pub vs: nn::VarStore,
-    net: Box<dyn Network>,
+    net: Net,
     channels_last: bool,
 }
 
@@ -70,9 +80,9 @@ impl Model {
     /// `tch::manual_seed` for a reproducible initialisation).
     pub fn new(spec: &ModelSpec, device: Device) -> Result<Model> {
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn Network> = match spec.family {
-            Family::Cifar => Box::new(cifar::CifarNet::new(&vs.root(), spec)?),
-            Family::Imagenet => Box::new(imagenet::ImageNetNet::new(&vs.root(), spec)?),
+        let net = match spec.family {
+            Family::Cifar => cifar::build(&vs.root(), spec)?,
+            Family::Imagenet => imagenet::build(&vs.root(), spec)?,
         };
         Ok(Model { spec: spec.clone(), vs, net, channels_last: false })
     }
@@ -91,35 +101,51 @@ impl Model {
         });
     }
 
-    pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+    fn input(&self, images: &Tensor) -> Tensor {
         if self.channels_last {
-            self.net.forward_t(&to_channels_last(images), train)
+            to_channels_last(images)
         } else {
-            self.net.forward_t(images, train)
+            images.shallow_clone()
         }
     }
 
+    /// Logits (N, classes) of images (N, 3, H, W), in training or evaluation mode.
+    pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.net.forward(&self.input(images), Pass::new(train))
+    }
+
+    /// An evaluation-mode forward pass that keeps the responses of the layers `taps` names (by
+    /// [`Conv::name`]) for [`Taps::take`]: each one's BN output, before the ReLU or the addition.
+    pub fn forward_tapped(&self, images: &Tensor, taps: &Taps) -> Tensor {
+        self.net.forward(&self.input(images), Pass::tapped(taps))
+    }
+
+    /// Multiply-accumulates of one forward pass of one image at the family's image size
+    /// (convolutions and fully-connected layers; BN, ReLU, additions and pooling are not counted,
+    /// as in the paper's FLOPs).
     pub fn macs(&self) -> u64 {
         self.net.macs()
     }
 
-    /// Every convolution in network order, with its depth and stage.
+    /// Every convolution in network order (a block's shortcut projection after the block's own
+    /// convolutions), with its depth and stage.
     pub fn conv_layers(&self) -> Vec<ConvLayer<'_>> {
         let mut depth = 0;
         self.net
-            .conv_bns()
+            .convs()
             .into_iter()
-            .map(|unit| {
-                if !unit.on_shortcut {
+            .map(|layer| {
+                if !layer.on_shortcut {
                     depth += 1;
                 }
-                let stage = unit
+                let stage = layer
+                    .conv
                     .name
                     .strip_prefix("layer")
                     .and_then(|rest| rest.split('.').next())
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0);
-                ConvLayer { unit, depth, stage }
+                ConvLayer { conv: layer.conv, bn: layer.bn, on_shortcut: layer.on_shortcut, depth, stage }
             })
             .collect()
     }
@@ -129,30 +155,22 @@ impl Model {
     pub fn weight_layers(&self) -> Vec<WeightLayer> {
         let convs = self.conv_layers();
         let depth = convs.iter().map(|c| c.depth).max().unwrap_or(0) + 1;
-        let (classifier, name) = self.net.classifier();
+        let head = &self.net.head;
         let mut layers: Vec<WeightLayer> = convs
             .into_iter()
-            .map(|c| WeightLayer { name: c.unit.name.clone(), depth: c.depth, weight: c.unit.conv.ws.shallow_clone() })
+            .map(|c| WeightLayer { name: c.conv.name.clone(), depth: c.depth, weight: c.conv.conv.ws.shallow_clone() })
             .collect();
-        layers.push(WeightLayer { name: name.to_string(), depth, weight: classifier.ws.shallow_clone() });
+        layers.push(WeightLayer { name: head.name.to_string(), depth, weight: head.fc.ws.shallow_clone() });
         layers
     }
 
-    /// Runs `f` with every BN folded into its convolution for evaluation-mode forward passes
-    /// (`forward_t(x, false)`): the same outputs up to float rounding, faster. The folding is
-    /// computed from the weights as they are now and undone when `f` returns. With `fuse`, fp32
-    /// CPU passes also fuse each convolution with the addition and ReLU after it (oneDNN); give
-    /// `false` under bf16 autocast, which the fused convolution does not follow.
-    pub fn with_folded_batch_norm<T>(&self, fuse: bool, f: impl FnOnce() -> T) -> T {
-        struct Unfold<'a>(Vec<&'a layers::ConvBn>);
-        impl Drop for Unfold<'_> {
-            fn drop(&mut self) {
-                self.0.iter().for_each(|unit| unit.unfold());
-            }
-        }
-        let units = Unfold(self.net.conv_bns());
-        units.0.iter().for_each(|unit| unit.fold(fuse));
-        f()
+    /// The model for evaluation-mode forward passes with every BN folded into its convolution:
+    /// the same outputs up to float rounding, faster. The folding is computed from the weights
+    /// as they are now. With `fuse`, fp32 CPU passes also fuse each convolution with the addition
+    /// and ReLU after it (oneDNN); give `false` under bf16 autocast, which the fused convolution
+    /// does not follow.
+    pub fn fold_batch_norm(&self, fuse: bool) -> Folded<'_> {
+        Folded::new(&self.net, fuse, self.channels_last)
     }
 
     /// Number of trainable parameters (conv weights, BN weight and bias, fc weight and bias).
@@ -171,7 +189,7 @@ pub struct ZooEntry {
 
 /// Every network of the zoo, built once (on the CPU) to count its parameters and MACs.
 pub fn zoo_entries() -> Result<Vec<ZooEntry>> {
-    ModelSpec::zoo()
+    zoo::specs()
         .into_iter()
         .map(|spec| {
             let model = Model::new(&spec, Device::Cpu)?;
@@ -251,7 +269,7 @@ mod tests {
             for train in [true, false] {
                 assert_eq!(model.forward_t(&x, train).size(), vec![2, 10], "{name}");
             }
-            let folded = tch::no_grad(|| model.with_folded_batch_norm(true, || model.forward_t(&x, false)));
+            let folded = tch::no_grad(|| model.fold_batch_norm(true).forward(&x));
             let plain = tch::no_grad(|| model.forward_t(&x, false));
             assert!(folded.allclose(&plain, 1e-4, 1e-4, false), "{name}: folding changed the outputs");
         }
@@ -338,7 +356,7 @@ mod tests {
             model.use_channels_last();
             let convs = model.vs.variables().values().filter(|t| t.dim() == 4).count();
             let bns = model.vs.variables().keys().filter(|k| k.ends_with("running_mean")).count();
-            assert_eq!(model.net.conv_bns().len(), convs, "{name}: every conv (all but the fc weight)");
+            assert_eq!(model.net.convs().len(), convs, "{name}: every conv (all but the fc weight)");
             assert_eq!(bns, convs, "{name}: one BN per conv");
             // Trained-looking statistics, so folding has something to fold.
             tch::no_grad(|| {
@@ -351,7 +369,7 @@ mod tests {
             let x = Tensor::randn([4, 3, size, size], (Dtype::Float, Device::Cpu));
             let plain = tch::no_grad(|| model.forward_t(&x, false));
             for fuse in [false, true] {
-                let folded = tch::no_grad(|| model.with_folded_batch_norm(fuse, || model.forward_t(&x, false)));
+                let folded = tch::no_grad(|| model.fold_batch_norm(fuse).forward(&x));
                 let scale = plain.abs().max().double_value(&[]);
                 let diff = (&folded - &plain).abs().max().double_value(&[]);
                 assert!(
@@ -359,7 +377,7 @@ mod tests {
                     "{name} {fuse}: folded differs by {diff} (outputs up to {scale})"
                 );
             }
-            assert!(tch::no_grad(|| model.forward_t(&x, false)).equal(&plain), "{name}: unfolded after");
+            assert!(tch::no_grad(|| model.forward_t(&x, false)).equal(&plain), "{name}: the model itself unchanged");
         }
     }
 
@@ -367,15 +385,15 @@ mod tests {
     fn conv_layers_know_their_depth_stage_and_path() {
         let model = build("resnet-20", Shortcut::B);
         let layers = model.conv_layers();
-        let main: Vec<&ConvLayer> = layers.iter().filter(|l| !l.unit.on_shortcut).collect();
+        let main: Vec<&ConvLayer> = layers.iter().filter(|l| !l.on_shortcut).collect();
         assert_eq!(main.len(), 19);
-        assert!(main.iter().all(|l| l.unit.kernel == 3));
+        assert!(main.iter().all(|l| l.conv.kernel == 3));
         assert_eq!(main.iter().map(|l| l.depth).collect::<Vec<_>>(), (1..=19).collect::<Vec<_>>());
-        assert_eq!((main[0].unit.name.as_str(), main[0].stage), ("conv1", 0));
-        assert_eq!((main[7].unit.name.as_str(), main[7].stage), ("layer2.0.conv1", 2));
+        assert_eq!((main[0].conv.name.as_str(), main[0].stage), ("conv1", 0));
+        assert_eq!((main[7].conv.name.as_str(), main[7].stage), ("layer2.0.conv1", 2));
         // The projection joins the main path where its block adds: after layer2.0.conv2 (depth 9).
         let projections: Vec<(&str, usize)> =
-            layers.iter().filter(|l| l.unit.on_shortcut).map(|l| (l.unit.name.as_str(), l.depth)).collect();
+            layers.iter().filter(|l| l.on_shortcut).map(|l| (l.conv.name.as_str(), l.depth)).collect();
         assert_eq!(projections, [("layer2.0.shortcut.0", 9), ("layer3.0.shortcut.0", 15)]);
         let weights = model.weight_layers();
         assert_eq!(weights.len(), 22);

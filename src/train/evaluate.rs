@@ -1,5 +1,5 @@
 //! Evaluation: a model's error rate on a data set's evaluation set, in evaluation mode, without
-//! gradients, with every BN folded into its convolution (see [`ConvBn`](crate::model::layers::ConvBn)).
+//! gradients, with every BN folded into its convolution (see [`crate::model::folded`]).
 
 use super::runtime::{self, autocast, set_threads};
 use crate::data::folder::TestCrops;
@@ -73,38 +73,36 @@ pub fn count_errors(
     let device = model.vs.device();
     let end = range.end;
     let _autocast = autocast(precision, device)?;
-    let wrong: i64 = model.with_folded_batch_norm(precision == Precision::Fp32, || {
-        tch::no_grad(|| {
-            range
-                .step_by(EVAL_BATCH)
-                .map(|start| {
-                    let len = EVAL_BATCH.min(end - start);
-                    match data {
-                        Dataset::Cifar(p) => {
-                            let (start, len) = (start as i64, len as i64);
-                            let logits = model.forward_t(&p.eval_images.narrow(0, start, len), false);
-                            count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
-                        }
-                        Dataset::Folder(f) => {
-                            let crops = match test_crops {
-                                TestCrops::Center => 1,
-                                TestCrops::TenCrop => 10,
-                            };
-                            let classes = f.classes.len() as i64;
-                            let mut probabilities = Tensor::zeros([len as i64, classes], (Kind::Float, device));
-                            let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
-                            for crop in 0..crops {
-                                let (images, l) = f.val_batch(start, len, crop);
-                                probabilities +=
-                                    model.forward_t(&images.to_device(device), false).softmax(-1, Kind::Float);
-                                labels = l.to_device(device);
-                            }
-                            count_wrong(&probabilities, &labels)
-                        }
+    let folded = model.fold_batch_norm(precision == Precision::Fp32);
+    let wrong: i64 = tch::no_grad(|| {
+        range
+            .step_by(EVAL_BATCH)
+            .map(|start| {
+                let len = EVAL_BATCH.min(end - start);
+                match data {
+                    Dataset::Cifar(p) => {
+                        let (start, len) = (start as i64, len as i64);
+                        let logits = folded.forward(&p.eval_images.narrow(0, start, len));
+                        count_wrong(&logits, &p.eval_labels.narrow(0, start, len))
                     }
-                })
-                .sum()
-        })
+                    Dataset::Folder(f) => {
+                        let crops = match test_crops {
+                            TestCrops::Center => 1,
+                            TestCrops::TenCrop => 10,
+                        };
+                        let classes = f.classes.len() as i64;
+                        let mut probabilities = Tensor::zeros([len as i64, classes], (Kind::Float, device));
+                        let mut labels = Tensor::zeros([len as i64], (Kind::Int64, device));
+                        for crop in 0..crops {
+                            let (images, l) = f.val_batch(start, len, crop);
+                            probabilities += folded.forward(&images.to_device(device)).softmax(-1, Kind::Float);
+                            labels = l.to_device(device);
+                        }
+                        count_wrong(&probabilities, &labels)
+                    }
+                }
+            })
+            .sum()
     });
     Ok(wrong)
 }
