@@ -8,7 +8,7 @@
 //! | [`Block::Post`] (He et al. 2015) | relu(F(x) + shortcut(x)) |
 //! | [`Block::NoReluAfterAdd`] | F(x) + shortcut(x) |
 //! | [`Block::BnAfterAdd`] | relu(bn(F'(x) + shortcut(x))) |
-//! | [`Block::Pre`] (He et al. 2016) | F'(relu(bn1(x))) + shortcut(x) |
+//! | [`Block::Pre`] (He et al. 2016) | F'(relu(bn1(x))) + shortcut(x), a projection of relu(bn1(x)) |
 //! | [`Block::PlainPre`] | F'(relu(bn1(x))) |
 //! | [`Block::Highway`] | T(x) * relu(F(x)) + (1 - T(x)) * shortcut(x) |
 //!
@@ -53,6 +53,7 @@ impl ShortcutPath {
         ShortcutPath::Projection(Box::new(ConvBn::new(conv1x1(&p / "0", c_in, c_out, stride), &p / "1")))
     }
 
+    /// What reaches the addition from `x`.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
             ShortcutPath::Identity => x.shallow_clone(),
@@ -84,6 +85,7 @@ impl ShortcutPath {
 /// negative so the block first carries its input.
 #[derive(Debug)]
 pub struct Gate {
+    /// A 1x1 convolution with a bias (tch's default initialisation), at the block's stride.
     pub conv: nn::Conv2D,
 }
 
@@ -93,6 +95,7 @@ impl Gate {
         Gate { conv: nn::conv2d(p, c_in, c_out, 1, config) }
     }
 
+    /// T(x), in (0, 1) per channel and position.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.conv).sigmoid()
     }
@@ -111,10 +114,13 @@ impl Gate {
 pub struct BlockShape {
     pub unit: Unit,
     pub c_in: i64,
+    /// A bottleneck's inner width; a basic block's is `c_out`.
     pub width: i64,
     pub c_out: i64,
     pub stride: i64,
+    /// Groups of the bottleneck's 3x3 (ResNeXt's cardinality); 1 otherwise.
     pub groups: i64,
+    /// Bottlenecks: the stride on the 3x3 rather than the first 1x1.
     pub stride_on_spatial: bool,
 }
 
@@ -155,6 +161,7 @@ impl Branch {
         Branch { convs }
     }
 
+    /// F(x): the last convolution's BN output, before any addition or ReLU.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let (last, hidden) = self.convs.split_last().expect("a branch has convolutions");
         let mut out = x.shallow_clone();
@@ -173,6 +180,7 @@ impl Branch {
 /// the last convolution, if any, is the block's: after the addition, or the next block's bn1).
 #[derive(Debug)]
 pub struct BareBranch {
+    /// Each followed by a ReLU.
     pub hidden: Vec<ConvBn>,
     pub last: Conv,
 }
@@ -185,6 +193,7 @@ impl BareBranch {
         BareBranch { hidden, last: shape.conv(p, last) }
     }
 
+    /// F'(x): the last convolution's output.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let mut out = x.shallow_clone();
         for unit in &self.hidden {
@@ -258,7 +267,9 @@ pub struct BlockStyle<'a> {
     pub kind: Kind,
     pub shortcut: Shortcut,
     pub variant: BlockVariant,
+    /// The highway gates' initial bias.
     pub gate_bias: f64,
+    /// The projection's module name (`shortcut`, `downsample`).
     pub shortcut_name: &'a str,
 }
 
@@ -291,7 +302,8 @@ impl Block {
                 Block::BnAfterAdd(BnAfterAdd { branch, bn, shortcut: shortcut() })
             }
             (Kind::Residual, BlockVariant::Pre) => {
-                // bn1 normalises the input; bn(i+1) follows conv(i); the last conv has none.
+                // bn1 normalises the input; bn(i+1) follows conv(i); the last conv has none. bn1 is
+                // made after the convolutions, as it always was: the optimizer's parameter order.
                 let branch = BareBranch::new(p, shape, 2);
                 let bn1 = batch_norm(p / "bn1", shape.c_in);
                 Block::Pre(PreAct { bn1, branch, shortcut: shortcut() })
@@ -299,6 +311,7 @@ impl Block {
         }
     }
 
+    /// The block's output (the table in this module's documentation).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
             Block::Plain(branch) => branch.forward(x, pass).relu(),
@@ -344,15 +357,15 @@ impl Block {
 
     /// Every convolution with the BN that normalises it, in order: F's, then a projection's.
     pub fn layers(&self) -> Vec<ConvRef<'_>> {
-        let (main, shortcut): (Vec<ConvRef>, Option<&ShortcutPath>) = match self {
-            Block::Plain(branch) => (branch.layers().collect(), None),
-            Block::PlainPre(b) => (b.branch.layers(None).collect(), None),
-            Block::Post(b) | Block::NoReluAfterAdd(b) => (b.branch.layers().collect(), Some(&b.shortcut)),
-            Block::BnAfterAdd(b) => (b.branch.layers(Some(&b.bn)).collect(), Some(&b.shortcut)),
-            Block::Pre(b) => (b.branch.layers(None).collect(), Some(&b.shortcut)),
-            Block::Highway(b) => (b.branch.layers().collect(), Some(&b.shortcut)),
+        let main: Vec<ConvRef> = match self {
+            Block::Plain(branch) => branch.layers().collect(),
+            Block::Post(b) | Block::NoReluAfterAdd(b) => b.branch.layers().collect(),
+            Block::Highway(b) => b.branch.layers().collect(),
+            Block::PlainPre(b) => b.branch.layers(None).collect(),
+            Block::Pre(b) => b.branch.layers(None).collect(),
+            Block::BnAfterAdd(b) => b.branch.layers(Some(&b.bn)).collect(),
         };
-        main.into_iter().chain(shortcut.and_then(ShortcutPath::layers)).collect()
+        main.into_iter().chain(self.shortcut().and_then(ShortcutPath::layers)).collect()
     }
 
     /// The shortcut (none in a plain net).

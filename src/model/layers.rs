@@ -23,7 +23,9 @@ pub struct Conv {
     pub conv: nn::Conv2D,
     /// The variable path with dots (`layer1.0.conv1`), as PyTorch names the module.
     pub name: String,
+    /// The kernel's side (1, 3, 7).
     pub kernel: i64,
+    /// The stride in both dimensions.
     pub stride: i64,
     pub groups: i64,
 }
@@ -45,10 +47,12 @@ impl Conv {
         Conv { conv: nn::conv2d(p, c_in, c_out, kernel, config), name, kernel, stride, groups }
     }
 
+    /// `conv(x)`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.conv)
     }
 
+    /// The "same" padding: half the kernel.
     pub fn padding(&self) -> i64 {
         self.kernel / 2
     }

@@ -382,6 +382,29 @@ mod tests {
     }
 
     #[test]
+    fn a_tapped_pass_keeps_each_bn_output_and_computes_the_same_logits() {
+        let mut spec: ModelSpec = "resnet-8-bn-after-add".parse().unwrap();
+        spec.shortcut = Shortcut::B;
+        let model = Model::new(&spec, Device::Cpu).unwrap();
+        let layers = model.conv_layers();
+        let taps = Taps::new(layers.iter().map(|l| l.conv.name.as_str()));
+        let x = Tensor::randn([2, 3, 32, 32], (Dtype::Float, Device::Cpu));
+        let logits = tch::no_grad(|| model.forward_tapped(&x, &taps));
+        assert!(logits.equal(&tch::no_grad(|| model.forward_t(&x, false))));
+        for layer in &layers {
+            let response = taps.take(&layer.conv.name);
+            assert_eq!(response.is_some(), layer.bn.is_some(), "{}", layer.conv.name);
+        }
+        // The BN after the addition: its response is the sum's, normalised, before the ReLU.
+        let last = layers.iter().find(|l| l.conv.name == "layer3.0.conv2").unwrap();
+        assert!(last.bn.is_some());
+        let _ = tch::no_grad(|| model.forward_tapped(&x, &taps));
+        let response = taps.take("layer3.0.conv2").unwrap();
+        assert_eq!(response.size(), vec![2, 64, 8, 8]);
+        assert!(response.min().double_value(&[]) < 0.0, "taken before the ReLU");
+    }
+
+    #[test]
     fn conv_layers_know_their_depth_stage_and_path() {
         let model = build("resnet-20", Shortcut::B);
         let layers = model.conv_layers();

@@ -18,6 +18,7 @@ pub enum Stem {
 }
 
 impl Stem {
+    /// The stem's output, the first stage's input.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
             Stem::Post { conv, max_pool } => {
@@ -32,6 +33,7 @@ impl Stem {
         }
     }
 
+    /// The stem convolution and its BN (none in pre-activation nets).
     pub fn conv(&self) -> ConvRef<'_> {
         match self {
             Stem::Post { conv, .. } => ConvRef { conv: &conv.conv, bn: Some(&conv.bn), on_shortcut: false },
@@ -64,6 +66,7 @@ pub enum Pool {
 /// fully-connected classifier.
 #[derive(Debug)]
 pub struct Head {
+    /// Pre-activation nets: the BN before the final ReLU and pooling.
     pub final_bn: Option<nn::BatchNorm>,
     pub pool: Pool,
     pub fc: nn::Linear,
@@ -72,6 +75,7 @@ pub struct Head {
 }
 
 impl Head {
+    /// Logits of the last stage's output.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let out = match &self.final_bn {
             Some(bn) => x.apply_t(bn, pass.train).relu(),
@@ -100,6 +104,7 @@ pub struct Net {
 }
 
 impl Net {
+    /// Logits (N, classes) of images (N, 3, H, W).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let mut out = self.stem.forward(x, pass);
         for block in self.blocks() {

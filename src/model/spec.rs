@@ -62,13 +62,16 @@ pub enum BlockVariant {
 }
 
 impl BlockVariant {
+    /// Every variant, post first.
     pub const ALL: [BlockVariant; 4] =
         [BlockVariant::Post, BlockVariant::Pre, BlockVariant::BnAfterAdd, BlockVariant::NoReluAfterAdd];
 
+    /// The 2015 paper's block.
     pub fn is_post(&self) -> bool {
         *self == BlockVariant::Post
     }
 
+    /// The name in model names and on the command line (`bn-after-add`).
     pub fn name(self) -> &'static str {
         match self {
             BlockVariant::Post => "post",
@@ -226,15 +229,18 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// A CIFAR net at `depth` with the family's default shortcut.
     pub fn cifar(kind: Kind, depth: i64) -> Result<ModelSpec> {
         Self::new(Family::Cifar, kind, depth)
     }
 
+    /// The same net with `shortcut`.
     pub fn with_shortcut(mut self, shortcut: Shortcut) -> ModelSpec {
         self.shortcut = shortcut;
         self
     }
 
+    /// Outputs of the classifier.
     pub fn classes(&self) -> i64 {
         self.num_classes.unwrap_or(match self.family {
             Family::Cifar => 10,
@@ -242,6 +248,7 @@ impl ModelSpec {
         })
     }
 
+    /// Whether the net is built of bottleneck blocks.
     pub fn is_bottleneck(&self) -> bool {
         match self.family {
             Family::Imagenet => self.depth >= 50,
