@@ -75,7 +75,7 @@ pub struct PlannedRun {
 impl PlannedRun {
     /// Directory name inside the experiment's output folder: the name and the seed.
     pub fn dir_name(&self) -> String {
-        dir_name(&self.name, self.seed)
+        StudyDir::run_name(&self.name, self.seed)
     }
 
     pub fn config(&self) -> &RunConfig {
@@ -85,10 +85,6 @@ impl PlannedRun {
     pub fn dir(&self) -> &RunDir {
         self.run.dir()
     }
-}
-
-fn dir_name(name: &str, seed: u64) -> String {
-    StudyDir::run_name(name, seed)
 }
 
 /// The seeds of a plan: the command line's, the preset's, the experiment's, or seed 0.
@@ -153,7 +149,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
             let request =
                 RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);
             let resolved = request.resolve().map_err(|e| match overrides.world_size {
-                Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", dir_name(&name, seed))),
+                Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", StudyDir::run_name(&name, seed))),
                 _ => e,
             })?;
             runs.push(PlannedRun { name: name.clone(), seed, run: resolved });

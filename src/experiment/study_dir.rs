@@ -13,7 +13,7 @@ use super::spec::Experiment;
 use crate::run::RunDir;
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The paths of one study's folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +61,5 @@ impl StudyDir {
         );
         let text = toml::to_string(experiment).expect("an experiment always serialises");
         write_file(&self.experiment_file(), (header + &text).as_bytes())
-    }
-}
-
-impl AsRef<Path> for StudyDir {
-    fn as_ref(&self) -> &Path {
-        &self.path
     }
 }

@@ -107,7 +107,7 @@ impl RunDir {
 
     /// Whether the directory holds this run, complete.
     pub fn holds_complete(&self, config: &RunConfig) -> bool {
-        RunState::read(&self.path).is_complete() && self.complete_run(config).is_ok_and(|s| s.is_some())
+        self.complete_run(config).is_ok_and(|s| s.is_some())
     }
 
     /// The precision of the run already here, if it is this run but for its precision: what
