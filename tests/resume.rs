@@ -64,20 +64,25 @@ fn assert_same_run(reference: &Path, resumed: &Path, what: &str) {
     assert!(!resumed.join(".lock").exists(), "{what}: lock left behind");
 }
 
-/// The uninterrupted run, and how long it took.
-fn reference(dir: &Path) -> (std::path::PathBuf, Duration) {
-    let out = dir.join("reference");
-    let started = Instant::now();
-    run_to_end(&out);
-    let took = started.elapsed();
-    eprintln!("uninterrupted run: {:.1} s", took.as_secs_f64());
-    (out, took)
+/// The uninterrupted run and how long it took, made once for every test of this file.
+fn reference() -> &'static (std::path::PathBuf, Duration) {
+    static REFERENCE: std::sync::OnceLock<(std::path::PathBuf, Duration)> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("resume-reference");
+        let _ = std::fs::remove_dir_all(&out);
+        let started = Instant::now();
+        run_to_end(&out);
+        let took = started.elapsed();
+        eprintln!("uninterrupted run: {:.1} s", took.as_secs_f64());
+        (out, took)
+    })
 }
 
 #[test]
 fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let (reference, took) = reference(dir.path());
+    let (reference, took) = reference();
+    let (reference, took) = (reference.as_path(), *took);
     let trials: usize = std::env::var("RESLAB_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let seed: u64 = std::env::var("RESLAB_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -119,7 +124,7 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
         assert!(!points.is_empty(), "trial {trial}: no kill happened");
         run_to_end(&out);
         eprintln!("trial {trial} (seed {seed}): killed after {points:?} ms, resumed: identical");
-        assert_same_run(&reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
+        assert_same_run(reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
     }
     assert!(
         kills_after_a_checkpoint > 0,
@@ -133,7 +138,7 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
 #[test]
 fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (reference, _) = reference(dir.path());
+    let reference = reference().0.as_path();
     let out = dir.path().join("terminated");
     let child = spawn(&out);
     // Wait for the first metrics row, then ask it to stop.
@@ -167,7 +172,7 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     assert!(output.status.success(), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(err.contains("is corrupt") && err.contains("previous checkpoint"), "{err}");
-    assert_same_run(&reference, &out, "SIGTERM, then resume");
+    assert_same_run(reference, &out, "SIGTERM, then resume");
 }
 
 fn rows_if_any(dir: &Path) -> usize {

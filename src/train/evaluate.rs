@@ -32,13 +32,24 @@ pub fn evaluate_weights(
 ) -> Result<Evaluation> {
     weights::ensure_exists(weights_file)?;
     set_threads(threads);
-    let device = runtime::device();
-    let dataset = Dataset::open(data, device)?;
-    let spec = model_for_data(spec, &dataset)?;
-    let mut model = Model::new(&spec, device)?;
+    let dataset = Dataset::open(data, runtime::device())?;
+    evaluate_weights_on(spec, weights_file, &dataset, data.test_crops, precision)
+}
+
+/// [`evaluate_weights`] on a data set already open (several models on one data set read it once).
+pub fn evaluate_weights_on(
+    spec: &ModelSpec,
+    weights_file: &Path,
+    dataset: &Dataset,
+    test_crops: TestCrops,
+    precision: Precision,
+) -> Result<Evaluation> {
+    weights::ensure_exists(weights_file)?;
+    let spec = model_for_data(spec, dataset)?;
+    let mut model = Model::new(&spec, runtime::device())?;
     weights::load(&mut model.vs, weights_file)?;
     model.use_channels_last();
-    let error = error_rate(&model, &dataset, data.test_crops, precision)?;
+    let error = error_rate(&model, dataset, test_crops, precision)?;
     Ok(Evaluation { spec, error, images: dataset.num_eval() })
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch's side of the step-for-step equality test (tests/equality.rs).
 
-usage: step_reference.py RUN_DIR OUT.safetensors [--break WHAT]
+usage: step_reference.py RUN_DIR OUT_DIR [--replays exact,WHAT,...]
 
 RUN_DIR is a reslab run made with `reslab train ... --dump-steps K`: its config.toml says which
 net and optimiser, steps/initial.safetensors holds the initial weights (PyTorch names) and
@@ -11,11 +11,13 @@ PyTorch reproduction does (akamaster/pytorch_resnet_cifar10: its names, its opti
 its avg_pool2d), loads the weights with strict=True, and trains K steps in train mode with
 F.cross_entropy and torch.optim.SGD(lr, momentum, weight_decay) on those batches, in the memory
 layout and with the thread count of the run; a bf16 run's forward pass runs under
-torch.autocast("cpu", dtype=torch.bfloat16), its loss on the logits cast to fp32. It writes `loss` (K float64 losses) and the final
-state dict (weights, BN running statistics) to OUT.
+torch.autocast("cpu", dtype=torch.bfloat16), its loss on the logits cast to fp32. Each replay
+writes `loss` (K float64 losses) and the final state dict (weights, BN running statistics) to
+OUT_DIR/<replay>.safetensors.
 
---break WHAT changes one thing of the protocol, so the test can show that the comparison catches
-it: weight-decay (0 instead of the run's), momentum (0.95), bn-momentum (0.01, Keras's 0.99),
+--replays names the replays, in one process (importing torch once): `exact` (the default) is the
+protocol as the run has it; each other one changes one thing of it, so the test can show that
+the comparison catches it: weight-decay (0 instead of the run's), momentum (0.95), bn-momentum (0.01, Keras's 0.99),
 bn-eps (1e-3, Keras's), padding (option A pads all new channels after the input's instead of
 equally around it), update-rule (Nesterov momentum), loss (label smoothing 0.1).
 """
@@ -38,12 +40,21 @@ BREAKS = ["weight-decay", "momentum", "bn-momentum", "bn-eps", "padding", "updat
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--break", dest="broken", choices=BREAKS)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--replays", default="exact", help="comma-separated: exact and/or " + ", ".join(BREAKS))
     args = p.parse_args()
-    broken = args.broken
+    replays = args.replays.split(",")
+    unknown = [r for r in replays if r != "exact" and r not in BREAKS]
+    if unknown:
+        p.error(f"unknown replay {unknown[0]!r}; expected exact or one of {', '.join(BREAKS)}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for replay in replays:
+        replay_run(args.run_dir, args.out_dir / f"{replay}.safetensors", None if replay == "exact" else replay)
 
-    text = (args.run_dir / "config.toml").read_text()
+
+def replay_run(run_dir, out, broken):
+    """Trains the run's K batches in PyTorch with `broken` changed (None: nothing) and writes OUT."""
+    text = (run_dir / "config.toml").read_text()
     config = tomllib.loads(text)
     spec, optim = config["model"], config.get("optim", {})
     assert spec["family"] == "cifar", "the reference builds the CIFAR family"
@@ -64,7 +75,7 @@ def main():
 
     option = None if spec["kind"] == "plain" else spec["shortcut"]
     model = CifarResNet(spec["depth"], option, bn, broken == "padding")
-    model.load_state_dict(load_file(args.run_dir / "steps" / "initial.safetensors"), strict=True)
+    model.load_state_dict(load_file(run_dir / "steps" / "initial.safetensors"), strict=True)
     model = model.to(memory_format=fmt)
     model.train()
 
@@ -75,7 +86,7 @@ def main():
         weight_decay=0.0 if broken == "weight-decay" else weight_decay,
         nesterov=broken == "update-rule",
     )
-    batches = load_file(args.run_dir / "steps" / "batches.safetensors")
+    batches = load_file(run_dir / "steps" / "batches.safetensors")
     images, labels, lrs = batches["images"], batches["labels"], batches["lr"]
     losses = []
     for step in range(images.shape[0]):
@@ -92,8 +103,9 @@ def main():
 
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     state["loss"] = torch.tensor(losses, dtype=torch.float64)
-    save_file(state, args.out)
-    print(f"{spec['kind']}-{spec['depth']}: {len(losses)} steps, losses {losses[0]:.6f} .. {losses[-1]:.6f}")
+    save_file(state, out)
+    name = f"{spec['kind']}-{spec['depth']} ({broken or 'exact'})"
+    print(f"{name}: {len(losses)} steps, losses {losses[0]:.6f} .. {losses[-1]:.6f}")
 
 
 if __name__ == "__main__":
