@@ -18,6 +18,8 @@ fn main() {
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports where libtorch is"));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
+    // Measurements cached per machine name the libtorch they were made with.
+    println!("cargo:rustc-env=RESLAB_LIBTORCH_VERSION={}", libtorch_version(&include));
     let abi = cxx11_abi();
     let against_libtorch = || {
         let mut build = cc::Build::new();
@@ -54,6 +56,21 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     c10d.compile("reslab_c10d");
+}
+
+/// libtorch's version (`2.13.0`) from its headers' TORCH_VERSION_MAJOR/MINOR/PATCH; `unknown`
+/// where the headers do not say.
+fn libtorch_version(include: &std::path::Path) -> String {
+    let headers = ["torch/headeronly/version.h", "torch/csrc/api/include/torch/version.h"];
+    let text = headers.iter().find_map(|h| std::fs::read_to_string(include.join(h)).ok()).unwrap_or_default();
+    let part = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{name} ")).map(|v| v.trim().to_string()))
+    };
+    match (part("MAJOR"), part("MINOR"), part("PATCH")) {
+        (Some(major), Some(minor), Some(patch)) => format!("{major}.{minor}.{patch}"),
+        _ => "unknown".into(),
+    }
 }
 
 /// The C++ ABI libtorch was built with, asked of its Python package as torch-sys does

@@ -97,7 +97,7 @@ pub struct StudyArgs {
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
 }
@@ -276,7 +276,7 @@ pub struct RunOptionArgs {
     /// Keep tensors in the default NCHW layout instead of channels-last.
     #[arg(long)]
     pub contiguous: bool,
-    /// bf16 (mixed precision) or fp32; auto: bf16 where it is faster (a CPU with AMX-BF16, a GPU of compute capability 8.0+).
+    /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
     /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.

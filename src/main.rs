@@ -14,10 +14,10 @@ use reslab::experiment::{cost, launch, plan, runner, status};
 use reslab::model::{options::zoo_table, weights, Spelling};
 use reslab::report::table;
 use reslab::run::RunDir;
-use reslab::train::bench;
 use reslab::train::distributed::World;
 use reslab::train::evaluate::evaluate_weights;
 use reslab::train::runtime;
+use reslab::train::{auto_precision, bench};
 use reslab::train::{train_distributed, train_recording, Recording, RunRequest, RunSource};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Eval(args) => {
             let spec = args.model.options(None).apply(args.model.model()?, Spelling::Flags)?;
-            let precision = args.precision.resolve(runtime::device()).0;
+            let precision = args.precision.for_evaluation();
             let result = evaluate_weights(&spec, &args.weights, &args.data.config(), args.threads, precision)?;
             println!(
                 "{}: test error {:.2}% on {} images of {} ({})",
@@ -147,10 +147,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
         },
     };
     let request = RunRequest {
-        source,
         out: args.out.clone(),
         log_grads: args.log_grads,
         world_size: world.as_ref().map(|w| w.size),
+        ..RunRequest::from_source(source)
     };
     let run = request.resolve()?;
     if let Some(note) = run.precision_note().filter(|_| world.as_ref().is_none_or(|w| w.rank == 0)) {
@@ -181,8 +181,19 @@ fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 fn bench_command(args: BenchArgs) -> Result<()> {
-    let device = runtime::device();
-    let (precision, why) = args.precision.resolve(device);
+    let (precision, why) = match args.mode {
+        bench::Mode::Eval => {
+            let precision = args.precision.for_evaluation();
+            (precision, format!("{precision} (evaluation: fp32 unless bf16 is asked)"))
+        }
+        bench::Mode::Step | bench::Mode::Train => auto_precision::training_precision(
+            args.precision,
+            &args.model,
+            args.batch_size as usize,
+            args.threads,
+            !args.contiguous,
+        )?,
+    };
     println!("precision: {why}");
     let bench = bench::Bench {
         spec: args.model,
@@ -197,7 +208,10 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         augment: !args.no_augment,
     };
     let reference = if args.reference {
-        let precision = args.reference_precision.map_or(precision, |p| p.resolve(device).0);
+        let precision = match args.reference_precision {
+            None | Some(runtime::PrecisionChoice::Auto) => precision,
+            Some(choice) => choice.for_evaluation(),
+        };
         Some(bench::Reference::locate(&bench, args.reference_script, None, precision)?)
     } else {
         None

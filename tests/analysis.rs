@@ -21,6 +21,8 @@ fn train(out: &Path, extra: &[&str]) {
         "3",
         "--threads",
         "1",
+        "--precision",
+        "fp32",
         "--batch-size",
         "32",
         "--out",

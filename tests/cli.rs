@@ -419,3 +419,44 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_file() {
         "{names:?}"
     );
 }
+
+/// `--precision auto` measures once per (machine, model, batch size, threads) and reuses the
+/// cached choice; a forced precision never measures; a corrupt cache is ignored with a warning.
+#[test]
+fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let train = |precision: &str, seed: &str| {
+        let out = dir.path().join(format!("run-{precision}-{seed}"));
+        let args = ["train", "--model", "plain-8", "--iters", "2", "--eval-every", "2", "--batch-size", "32"];
+        std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
+            .args(args)
+            .args(["--threads", "1", "--precision", precision, "--seed", seed, "--out", out.to_str().unwrap()])
+            .env("RESLAB_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let forced = train("fp32", "0");
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(stdout(&forced).contains("precision: fp32, as asked"), "{}", stdout(&forced));
+    assert!(!stderr(&forced).contains("measuring"), "a forced precision never probes: {}", stderr(&forced));
+    assert!(!cache.join("precision.toml").exists());
+
+    let first = train("auto", "0");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("precision: measuring fp32 against bf16 for plain-8"), "{}", stderr(&first));
+    assert!(stdout(&first).contains("(auto: measured "), "{}", stdout(&first));
+    let cached = std::fs::read_to_string(cache.join("precision.toml")).unwrap();
+    assert!(cached.contains("plain-8 | batch 32 | 1 threads") && cached.contains("bf16_img_per_s"), "{cached}");
+
+    let second = train("auto", "1");
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(!stderr(&second).contains("measuring"), "the cached choice is reused: {}", stderr(&second));
+    assert!(stdout(&second).contains("(auto: measured earlier "), "{}", stdout(&second));
+
+    std::fs::write(cache.join("precision.toml"), "[[[ not toml").unwrap();
+    let corrupt = train("auto", "2");
+    assert!(corrupt.status.success(), "{}", stderr(&corrupt));
+    assert!(stderr(&corrupt).contains("warning: ignoring the unreadable cache"), "{}", stderr(&corrupt));
+    assert!(stderr(&corrupt).contains("measuring"), "{}", stderr(&corrupt));
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RUN: [&str; 16] = [
+const RUN: [&str; 18] = [
     "train",
     "--model",
     "plain-8",
@@ -23,6 +23,8 @@ const RUN: [&str; 16] = [
     "32",
     "--threads",
     "2",
+    "--precision",
+    "fp32",
     "--seed",
     "3",
     "--data",

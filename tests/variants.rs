@@ -19,6 +19,8 @@ fn train(out: &Path, model: &[&str]) {
         "2",
         "--threads",
         "1",
+        "--precision",
+        "fp32",
         "--batch-size",
         "16",
         "--out",

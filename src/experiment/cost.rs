@@ -42,6 +42,39 @@ pub struct RunCost {
     pub speed_from: String,
 }
 
+/// `runs` in order of the work each still needs, largest first (equal work keeps the plan's
+/// order): with several jobs, the longest runs start first, so none is left to run alone at the
+/// end while the other cores idle. Work is forward MACs x (3 x images trained + images
+/// evaluated), what is left of it for a partial run: relative costs need no speed measurement.
+pub fn longest_first(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
+    let mut macs_of: HashMap<String, u64> = HashMap::new();
+    let mut keyed = Vec::with_capacity(runs.len());
+    for run in runs {
+        let spec = &run.config().model;
+        let macs = match macs_of.get(&spec.to_string()) {
+            Some(&macs) => macs,
+            None => {
+                let macs = Model::new(spec, tch::Device::Cpu)?.macs();
+                macs_of.insert(spec.to_string(), macs);
+                macs
+            }
+        };
+        let schedule = &run.config().schedule;
+        let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
+        let images = (schedule.iters * run.config().optim.batch_size) as f64;
+        let done = match RunState::read(&run.dir().path) {
+            RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
+                iteration as f64 / schedule.iters.max(1) as f64
+            }
+            _ => 0.0,
+        };
+        let work = macs as f64 * (3.0 * images + evals * eval_images(&run)) * (1.0 - done);
+        keyed.push((work, run));
+    }
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(keyed.into_iter().map(|(_, run)| run).collect())
+}
+
 /// The cost of every run of a plan in `out`, measuring this machine with a probe when no run of
 /// the study has measured a network yet.
 pub fn estimate(runs: &[PlannedRun], threads: usize) -> Result<Vec<RunCost>> {

@@ -6,6 +6,7 @@ use super::study_dir::StudyDir;
 use crate::data::DataSource;
 use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
 use crate::run::RunDir;
+use crate::train::request::AutoPrecision;
 use crate::train::{Run, RunRequest};
 use anyhow::{bail, Result};
 use clap::ValueEnum;
@@ -22,7 +23,7 @@ pub struct Overrides {
     /// Seeds 0..N instead of the experiment's seeds.
     pub seeds: Option<u64>,
     pub threads: usize,
-    /// The precision of the runs (`auto` is resolved when planning, on this machine).
+    /// The precision of the runs (`auto` is decided where each run starts training).
     pub precision: PrecisionChoice,
     /// Only the runs at these depths.
     pub depths: Option<Vec<i64>>,
@@ -148,6 +149,8 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
             let request =
                 RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);
+            // `auto` is decided where each run is trained, not here.
+            let request = RunRequest { auto_precision: AutoPrecision::AtRunStart, ..request };
             let resolved = request.resolve().map_err(|e| match overrides.world_size {
                 Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", StudyDir::run_name(&name, seed))),
                 _ => e,

@@ -6,6 +6,7 @@
 //! partial runs resume from their checkpoints, and aggregation reads nothing else.
 
 use super::aggregate::{aggregate, StudyReport};
+use super::cost::longest_first;
 use super::plan::{plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::spec::Experiment;
@@ -94,7 +95,8 @@ pub fn run_study(
         );
     }
     interrupt::install()?;
-    let failures = if jobs.jobs <= 1 { run_here(&pending)? } else { run_as_children(&pending, out, jobs.jobs)? };
+    let failures =
+        if jobs.jobs <= 1 { run_here(&pending)? } else { run_as_children(&longest_first(pending)?, out, jobs.jobs)? };
     let report = aggregate(experiment, preset, &runs, out)?;
     Ok((report, failures))
 }
@@ -115,7 +117,13 @@ fn run_here(runs: &[PlannedRun]) -> Result<Vec<String>> {
     let mut failures = Vec::new();
     for run in runs {
         let dir = run.dir_name();
-        if let Err(e) = train(&run.run, &dir) {
+        let trained = run.run.decided_here().and_then(|started| {
+            if let Some(note) = started.precision_note().filter(|_| run.run.precision_pending()) {
+                println!("{dir}: precision: {note}");
+            }
+            train(&started, &dir)
+        });
+        if let Err(e) = trained {
             // Ctrl-C stops the experiment, not just this run; re-running it resumes.
             if interrupt::requested() {
                 return Err(e.context(format!("{dir} (run again to continue the experiment)")));
@@ -152,7 +160,7 @@ fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<S
             let Some(run) = queue.next() else { break };
             let dir = run.dir_name();
             let config = configs.join(format!("{dir}.toml"));
-            write_file(&config, run.config().to_toml().as_bytes())?;
+            write_file(&config, run.run.handed_on_toml().as_bytes())?;
             let mut command = Command::new(&exe);
             command.args(["train", "--config"]).arg(&config).arg("--out").arg(&run.dir().path).env(LINES_ENV, "1");
             if let Some(gpu) = (0..gpus).find(|g| !gpu_of.iter().any(|(_, used)| used == g)) {

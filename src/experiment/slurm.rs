@@ -14,7 +14,6 @@ use super::plan::{plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmSettings};
 use super::study_dir::StudyDir;
-use crate::run::config::PrecisionChoice;
 use crate::run::RunState;
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
@@ -89,12 +88,8 @@ pub fn scripts(
     let mut overrides = invocation.overrides.clone();
     // Each task's libtorch threads: the CPUs Slurm gives it.
     overrides.threads = settings.cpus_per_task as usize;
-    // `auto` is decided here, once (the aggregation job must plan the same runs on its node), and
-    // as fp32: this host, where the study is submitted, says nothing of the nodes' hardware.
-    if overrides.precision == PrecisionChoice::Auto {
-        eprintln!("note: the Slurm tasks train in fp32; give --precision bf16 where bf16 is faster on the nodes (AMX-BF16, GPUs of compute capability 8.0+)");
-        overrides.precision = PrecisionChoice::Fp32;
-    }
+    // `auto` is left to each task: it is decided on the node where the run first starts (by the
+    // probe and that node's cache), and a requeued run keeps it (docs/clusters.md).
     let tasks = settings.tasks_per_run.unwrap_or(1).max(1);
     overrides.world_size = Some(tasks as usize);
     let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
@@ -223,7 +218,10 @@ pub fn submit(scripts: &Scripts, out: &Path) -> Result<Submission> {
     std::fs::create_dir_all(slurm.join("logs")).with_context(|| format!("creating {}", slurm.display()))?;
     std::fs::create_dir_all(slurm.join("configs"))?;
     for run in &scripts.runs {
-        write_file(&slurm.join("configs").join(format!("{}.toml", run.dir_name())), run.config().to_toml().as_bytes())?;
+        write_file(
+            &slurm.join("configs").join(format!("{}.toml", run.dir_name())),
+            run.run.handed_on_toml().as_bytes(),
+        )?;
     }
     let (array_path, aggregate_path) = (slurm.join("array.sh"), slurm.join("aggregate.sh"));
     write_file(&array_path, scripts.array.as_bytes())?;
@@ -367,7 +365,9 @@ mod tests {
         assert!(scripts.array.contains("/opt/reslab/bin/reslab train --config"));
         let aggregate = scripts.aggregate.lines().last().unwrap();
         assert!(aggregate.starts_with("/opt/reslab/bin/reslab aggregate table6 --preset smoke --out /"), "{aggregate}");
-        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20 --precision fp32"), "{aggregate}");
+        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20"), "auto stays auto: {aggregate}");
+        assert!(scripts.runs.iter().all(|r| r.run.precision_pending()), "auto is decided on the node");
+        assert!(scripts.runs[0].run.handed_on_toml().contains("precision = \"auto\""));
     }
 
     #[test]

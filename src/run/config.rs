@@ -273,8 +273,40 @@ impl RunConfig {
     }
 
     pub fn load(path: &Path) -> Result<RunConfig> {
+        let (config, choice) = Self::load_planned(path)?;
+        if choice == PrecisionChoice::Auto {
+            anyhow::bail!("{}: precision = \"auto\" is not decided yet; expected fp32 or bf16", path.display());
+        }
+        Ok(config)
+    }
+
+    /// A run as a runner hands it to the process that trains it: this configuration, with
+    /// `precision = "auto"` where `auto` is to be decided where the run starts (a Slurm node, a
+    /// local job with its share of the cores), not where it was planned.
+    pub fn to_planned_toml(&self, precision: PrecisionChoice) -> String {
+        let text = self.to_toml();
+        if precision != PrecisionChoice::Auto {
+            return text;
+        }
+        let mut table: toml::Table = toml::from_str(&text).expect("a run config reads back");
+        table.insert("precision".into(), toml::Value::String("auto".into()));
+        toml::to_string(&table).expect("a table serialises")
+    }
+
+    /// A configuration file that may say `precision = "auto"` ([`Self::to_planned_toml`]): the
+    /// configuration (fp32 until decided) and the choice it leaves.
+    pub fn load_planned(path: &Path) -> Result<(RunConfig, PrecisionChoice)> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading run config {}", path.display()))?;
-        Self::from_toml(&text, path)
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        let auto = table.get("precision").and_then(toml::Value::as_str) == Some("auto");
+        if auto {
+            table.insert("precision".into(), toml::Value::String("fp32".into()));
+        }
+        let text = toml::to_string(&table).expect("a table serialises");
+        let config = Self::from_toml(&text, path)?;
+        let choice = if auto { PrecisionChoice::Auto } else { config.precision.into() };
+        Ok((config, choice))
     }
 }
 

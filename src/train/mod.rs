@@ -1,5 +1,6 @@
 //! Training: the run configuration, SGD, the learning-rate schedule, the loop and its outputs.
 
+pub mod auto_precision;
 pub mod bench;
 pub mod c10d;
 pub mod distributed;

@@ -7,7 +7,7 @@
 //! so a configuration the trainer receives has always been resolved and validated once, and is
 //! never changed after.
 
-use super::runtime;
+use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
 use crate::run::config::{OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
@@ -37,6 +37,20 @@ pub struct RunRequest {
     /// The data parallel world the run is trained by (`train --distributed`), whatever the
     /// source says.
     pub world_size: Option<usize>,
+    /// When `auto` precision is decided.
+    pub auto_precision: AutoPrecision,
+}
+
+/// When `--precision auto` is decided: where the run is trained, because that is the machine
+/// whose speed decides it (a Slurm node, a local job with its share of the cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoPrecision {
+    /// Now, in this process (`reslab train`): from the cache, or by a probe.
+    #[default]
+    Decide,
+    /// In the process that trains the run (the planner: the runners hand the run on with
+    /// `precision = "auto"`, [`Run::handed_on_toml`]); fp32 until then.
+    AtRunStart,
 }
 
 /// A resolved run: its final configuration and its directory.
@@ -45,6 +59,8 @@ pub struct Run {
     config: RunConfig,
     dir: RunDir,
     precision_note: Option<String>,
+    /// `auto` precision, left to the process that trains the run.
+    precision_pending: bool,
 }
 
 impl Run {
@@ -60,17 +76,49 @@ impl Run {
     pub fn precision_note(&self) -> Option<&str> {
         self.precision_note.as_deref()
     }
+
+    /// Whether the precision is still to be decided where the run starts
+    /// ([`AutoPrecision::AtRunStart`]).
+    pub fn precision_pending(&self) -> bool {
+        self.precision_pending
+    }
+
+    /// This run with a pending `auto` precision decided in this process, which trains it (the
+    /// local runner's one-at-a-time path); itself otherwise.
+    pub fn decided_here(&self) -> Result<Run> {
+        if !self.precision_pending {
+            return Ok(self.clone());
+        }
+        let config = &self.config;
+        let (precision, why) = training_precision(
+            PrecisionChoice::Auto,
+            &config.model,
+            config.optim.batch_size,
+            config.threads,
+            config.channels_last,
+        )?;
+        let config = RunConfig { precision, ..config.clone() };
+        config.validate()?;
+        Ok(Run { config, dir: self.dir.clone(), precision_note: Some(why), precision_pending: false })
+    }
+
+    /// The configuration file a runner hands to the process that trains the run
+    /// (`reslab train --config`): `precision = "auto"` while it is pending.
+    pub fn handed_on_toml(&self) -> String {
+        let choice = if self.precision_pending { PrecisionChoice::Auto } else { self.config.precision.into() };
+        self.config.to_planned_toml(choice)
+    }
 }
 
 impl RunRequest {
     /// A new run of `model` on `data` with `options`, in `out` (or the default directory).
     pub fn new(model: ModelSpec, data: DataConfig, options: TrainOptions) -> RunRequest {
-        RunRequest { source: RunSource::New { model, data, options }, out: None, log_grads: None, world_size: None }
+        RunRequest::from_source(RunSource::New { model, data, options })
     }
 
     /// The request from `source`, with nothing else changed.
     pub fn from_source(source: RunSource) -> RunRequest {
-        RunRequest { source, out: None, log_grads: None, world_size: None }
+        RunRequest { source, out: None, log_grads: None, world_size: None, auto_precision: AutoPrecision::Decide }
     }
 
     /// The run in `out`.
@@ -84,10 +132,12 @@ impl RunRequest {
     pub fn resolve(self) -> Result<Run> {
         let (mut config, out, choice) = match self.source {
             RunSource::Resume(dir) => (RunConfig::load(&RunDir::new(&dir).config())?, Some(dir), None),
-            RunSource::ConfigFile(path) => (RunConfig::load(&path)?, self.out, None),
+            RunSource::ConfigFile(path) => {
+                let (config, choice) = RunConfig::load_planned(&path)?;
+                (config, self.out, (choice == PrecisionChoice::Auto).then_some(choice))
+            }
             RunSource::New { model, data, options } => {
-                let (precision, why) = options.precision.resolve(runtime::device());
-                (config_of(model, data, &options, precision), self.out, Some((options.precision, why)))
+                (config_of(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
             }
         };
         let dir = RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name()))));
@@ -98,19 +148,37 @@ impl RunRequest {
         if let Some(size) = self.world_size {
             config.world_size = size;
         }
-        let precision_note = choice.map(|(choice, mut why)| {
-            if choice == PrecisionChoice::Auto {
-                if let Some(kept) = dir.precision_of_same_run(&config) {
-                    if kept != config.precision {
-                        why = format!("{kept} (auto: kept from the run already in {})", dir.path.display());
+        let mut precision_pending = false;
+        let precision_note = match choice {
+            None => None,
+            Some(choice) => {
+                let kept = (choice == PrecisionChoice::Auto).then(|| dir.precision_of_same_run(&config)).flatten();
+                let (precision, why) = match kept {
+                    Some(kept) => (kept, format!("{kept} (auto: kept from the run already in {})", dir.path.display())),
+                    None if choice == PrecisionChoice::Auto && self.auto_precision == AutoPrecision::AtRunStart => {
+                        precision_pending = true;
+                        (Precision::Fp32, "auto: decided where the run starts".into())
                     }
-                    config.precision = kept;
-                }
+                    // Every rank of a data-parallel run must train in the same precision, and a
+                    // probe on each could disagree.
+                    None if choice == PrecisionChoice::Auto && config.world_size > 1 => (
+                        Precision::Fp32,
+                        "fp32 (auto: a data-parallel run's ranks must agree; --precision bf16 forces bf16)".into(),
+                    ),
+                    None => training_precision(
+                        choice,
+                        &config.model,
+                        config.optim.batch_size,
+                        config.threads,
+                        config.channels_last,
+                    )?,
+                };
+                config.precision = precision;
+                Some(why)
             }
-            why
-        });
+        };
         config.validate()?;
-        Ok(Run { config, dir, precision_note })
+        Ok(Run { config, dir, precision_note, precision_pending })
     }
 }
 
@@ -172,9 +240,32 @@ mod tests {
         if let RunSource::New { options, .. } = &mut other.source {
             options.seed = 4;
         }
-        let other = other.in_dir(dir.path()).resolve().unwrap();
-        let here = PrecisionChoice::Auto.resolve(runtime::device()).0;
-        assert_eq!(other.config().precision, here, "another run does not take it");
+        // (Left to the run's start, so the test measures nothing.)
+        let other = RunRequest { auto_precision: AutoPrecision::AtRunStart, ..other.in_dir(dir.path()) };
+        let other = other.resolve().unwrap();
+        assert_eq!(other.config().precision, Precision::Fp32, "another run does not take it");
+        assert!(other.precision_pending());
+        assert!(other.handed_on_toml().contains("precision = \"auto\""), "{}", other.handed_on_toml());
+        assert!(!same.precision_pending());
+        assert!(same.handed_on_toml().contains("precision = \"bf16\""));
+    }
+
+    #[test]
+    fn a_handed_on_auto_is_decided_where_the_run_starts_and_a_plain_config_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let planned = RunRequest { auto_precision: AutoPrecision::AtRunStart, ..request(PrecisionChoice::Auto) };
+        let planned = planned.resolve().unwrap();
+        let file = dir.path().join("planned.toml");
+        std::fs::write(&file, planned.handed_on_toml()).unwrap();
+        let (config, choice) = RunConfig::load_planned(&file).unwrap();
+        assert_eq!((config.precision, choice), (Precision::Fp32, PrecisionChoice::Auto));
+        let err = RunConfig::load(&file).unwrap_err().to_string();
+        assert!(err.contains("not decided yet"), "{err}");
+        // A data-parallel run's ranks agree without measuring.
+        let ranks = RunRequest { world_size: Some(2), ..RunRequest::from_source(RunSource::ConfigFile(file)) };
+        let ranks = ranks.resolve().unwrap();
+        assert_eq!(ranks.config().precision, Precision::Fp32);
+        assert!(ranks.precision_note().unwrap().contains("ranks must agree"));
     }
 
     #[test]

@@ -35,42 +35,25 @@ pub fn set_threads(threads: usize) {
 
 pub use crate::run::config::PrecisionChoice;
 
+/// The version of the libtorch reslab was built against (from its headers, by build.rs).
+pub const LIBTORCH_VERSION: &str = env!("RESLAB_LIBTORCH_VERSION");
+
 impl PrecisionChoice {
-    /// The precision to train with on `device`, and why, for the user.
-    pub fn resolve(self, device: Device) -> (Precision, String) {
+    /// The precision of an evaluation (`eval`): `auto` is fp32, because bf16 evaluation folds BN
+    /// but cannot use the fused fp32 path (docs/performance.md); a training run's `auto` is
+    /// measured instead ([`super::auto_precision`]).
+    pub fn for_evaluation(self) -> Precision {
         match self {
-            PrecisionChoice::Fp32 => (Precision::Fp32, "fp32, as asked".into()),
-            PrecisionChoice::Bf16 => (Precision::Bf16, "bf16, as asked".into()),
-            PrecisionChoice::Auto => match fast_bf16(device) {
-                Ok(why) => (Precision::Bf16, format!("bf16 (auto: {why})")),
-                Err(why) => (Precision::Fp32, format!("fp32 (auto: {why})")),
-            },
+            PrecisionChoice::Bf16 => Precision::Bf16,
+            PrecisionChoice::Fp32 | PrecisionChoice::Auto => Precision::Fp32,
         }
     }
 }
 
-/// Whether bf16 makes training on `device` faster, and why (or why not): on an NVIDIA GPU of
-/// compute capability 8.0 or later (Ampere: bf16 tensor cores), on a CPU with AMX-BF16 (matrix
-/// tiles, which oneDNN's bf16 convolutions use). A CPU with AVX512-BF16 alone computes bf16
-/// natively too, but there oneDNN's bf16 convolutions measured slower than fp32 for these nets
-/// (docs/results.md): `--precision bf16` still uses it.
-pub fn fast_bf16(device: Device) -> Result<String, String> {
-    if device.is_cuda() {
-        return match cuda_compute_capability() {
-            Some(c) if c >= 8.0 => Ok(format!("the GPU's compute capability is {c}")),
-            Some(c) => Err(format!("the GPU's compute capability is {c}, below 8.0")),
-            None => Err("the GPU's compute capability is unknown (no nvidia-smi)".into()),
-        };
-    }
-    let flags = cpu_flags();
-    let has = |flag: &str| flags.iter().any(|f| f == flag);
-    if has("amx_bf16") {
-        Ok("the CPU has AMX-BF16".into())
-    } else if has("avx512_bf16") {
-        Err("the CPU has AVX512-BF16 but no AMX, where bf16 convolutions are slower than fp32".into())
-    } else {
-        Err("the CPU has no native bf16".into())
-    }
+/// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, as Linux lists its flags):
+/// elsewhere bf16 is emulated and many times slower, so `auto` does not even measure it.
+pub fn cpu_has_bf16() -> bool {
+    cpu_flags().iter().any(|f| f == "avx512_bf16" || f == "amx_bf16")
 }
 
 /// The CPU's feature flags as Linux lists them (`/proc/cpuinfo`); none elsewhere.
@@ -84,10 +67,10 @@ fn cpu_flags() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The first GPU's compute capability, from nvidia-smi (tch does not expose it).
-fn cuda_compute_capability() -> Option<f64> {
-    let output = Command::new("nvidia-smi").args(["--query-gpu=compute_cap", "--format=csv,noheader"]).output().ok()?;
-    String::from_utf8_lossy(&output.stdout).lines().next()?.trim().parse().ok()
+/// The first GPU's name, from nvidia-smi (tch does not expose it).
+pub fn gpu_name() -> Option<String> {
+    let output = Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
+    String::from_utf8_lossy(&output.stdout).lines().next().map(|l| l.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// The forward pass's precision: under the returned guard, `Bf16` runs convolutions and matmuls
@@ -121,11 +104,9 @@ mod tests {
     }
 
     #[test]
-    fn explicit_choices_are_kept_and_auto_says_why() {
-        assert_eq!(PrecisionChoice::Fp32.resolve(Device::Cpu).0, Precision::Fp32);
-        assert_eq!(PrecisionChoice::Bf16.resolve(Device::Cpu).0, Precision::Bf16);
-        let (precision, why) = PrecisionChoice::Auto.resolve(Device::Cpu);
-        assert_eq!(precision == Precision::Bf16, fast_bf16(Device::Cpu).is_ok(), "{why}");
-        assert!(why.contains("auto"), "{why}");
+    fn evaluation_is_fp32_unless_bf16_is_asked() {
+        assert_eq!(PrecisionChoice::Auto.for_evaluation(), Precision::Fp32);
+        assert_eq!(PrecisionChoice::Fp32.for_evaluation(), Precision::Fp32);
+        assert_eq!(PrecisionChoice::Bf16.for_evaluation(), Precision::Bf16);
     }
 }

@@ -1,5 +1,6 @@
 //! Small helpers shared by the stages.
 
+pub mod cache;
 pub mod fs;
 pub mod interrupt;
 pub mod supervisor;

@@ -1,0 +1,255 @@
+//! `--precision auto` for training, decided by measurement: whether bf16 is faster than fp32 is a
+//! property of the CPU's or GPU's kernels for this net at this batch size and thread count, and
+//! flags cannot tell (on AVX512-BF16 CPUs without AMX bf16 was measured both 1.4x faster and
+//! slower than fp32, docs/results.md). The first time a (machine, model, batch size, threads) is
+//! trained, a probe times the training step in both precisions after a warm-up; bf16 is chosen
+//! only where it is at least [`BF16_MARGIN`] faster. The result is cached per machine
+//! ([`crate::util::cache`]), so later runs decide at once.
+
+use super::bench::{step_img_per_s, Bench, Mode};
+use super::runtime::{self, thread_count};
+use crate::data::DataSource;
+use crate::model::ModelSpec;
+use crate::run::config::{Precision, PrecisionChoice};
+use crate::util::cache::{machine_key, Cache};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+/// How much faster bf16 has to be to be chosen: below that, fp32's exactness is worth more.
+pub const BF16_MARGIN: f64 = 1.10;
+
+/// The cache file of the choices.
+pub const CACHE_FILE: &str = "precision.toml";
+
+/// What a probe measured: training images per second in each precision.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub fp32_img_per_s: f64,
+    pub bf16_img_per_s: f64,
+}
+
+impl Measured {
+    /// bf16's speed over fp32's.
+    pub fn speedup(&self) -> f64 {
+        self.bf16_img_per_s / self.fp32_img_per_s
+    }
+
+    /// The precision these numbers choose, and why, for the user.
+    pub fn choice(&self, how: &str) -> (Precision, String) {
+        let speedup = self.speedup();
+        if speedup >= BF16_MARGIN {
+            (Precision::Bf16, format!("bf16 (auto: {how} {speedup:.2}x faster than fp32 here)"))
+        } else if speedup >= 1.0 {
+            (
+                Precision::Fp32,
+                format!("fp32 (auto: bf16 {how} only {speedup:.2}x as fast as fp32 here, below {BF16_MARGIN:.2}x)"),
+            )
+        } else {
+            (Precision::Fp32, format!("fp32 (auto: bf16 {how} {:.2}x slower than fp32 here)", 1.0 / speedup))
+        }
+    }
+}
+
+/// What a probe is for: everything its result depends on, as the cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeKey {
+    /// The CPU's model and flags, or the GPU's name.
+    pub machine: String,
+    pub model: String,
+    pub batch_size: usize,
+    pub threads: usize,
+}
+
+impl ProbeKey {
+    /// The key of training `spec` at `batch_size` with `threads` (0: one per core) on `device`.
+    pub fn new(spec: &ModelSpec, batch_size: usize, threads: usize, device: Device) -> ProbeKey {
+        let gpu = device.is_cuda().then(|| runtime::gpu_name().unwrap_or_else(|| "cuda (unnamed)".into()));
+        ProbeKey {
+            machine: machine_key(gpu.as_deref()),
+            model: spec.to_string(),
+            batch_size,
+            threads: if device.is_cuda() { 0 } else { thread_count(threads) },
+        }
+    }
+
+    /// The key as the cache stores it, with libtorch's and reslab's versions.
+    pub fn text(&self) -> String {
+        format!(
+            "{} | libtorch {} | reslab {} | {} | batch {} | {} threads",
+            self.machine,
+            runtime::LIBTORCH_VERSION,
+            env!("CARGO_PKG_VERSION"),
+            self.model,
+            self.batch_size,
+            self.threads
+        )
+    }
+}
+
+/// Times the training step: images per second in a precision.
+pub trait StepClock {
+    fn img_per_s(&mut self, precision: Precision) -> Result<f64>;
+}
+
+/// The real clock: the training step of `bench` (a fresh net on random images, SGD included),
+/// [`PROBE_WARMUP`] untimed steps (oneDNN and cuDNN pick their kernels on the first) then
+/// [`PROBE_STEPS`] timed ones, per precision.
+pub struct TrainingStep {
+    pub spec: ModelSpec,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub channels_last: bool,
+}
+
+pub const PROBE_WARMUP: usize = 2;
+pub const PROBE_STEPS: usize = 3;
+
+impl StepClock for TrainingStep {
+    fn img_per_s(&mut self, precision: Precision) -> Result<f64> {
+        let bench = Bench {
+            spec: self.spec.clone(),
+            mode: Mode::Step,
+            precision,
+            channels_last: self.channels_last,
+            threads: self.threads,
+            batch: self.batch_size as i64,
+            iters: PROBE_STEPS,
+            warmup: PROBE_WARMUP,
+            data: DataSource::Embedded,
+            augment: false,
+        };
+        step_img_per_s(&bench)
+    }
+}
+
+/// `auto`'s precision for `key`: the cached choice, or a probe on `clock` (then cached).
+pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Result<(Precision, String)> {
+    let text = key.text();
+    if let Some(measured) = cache.get::<Measured>(&text) {
+        if measured.fp32_img_per_s > 0.0 && measured.bf16_img_per_s > 0.0 {
+            return Ok(measured.choice("measured earlier"));
+        }
+    }
+    eprintln!("precision: measuring fp32 against bf16 for {} (once on this machine; a few seconds)", key.model);
+    let started = std::time::Instant::now();
+    let fp32_img_per_s = clock.img_per_s(Precision::Fp32)?;
+    let bf16_img_per_s = clock.img_per_s(Precision::Bf16)?;
+    let measured = Measured { fp32_img_per_s, bf16_img_per_s };
+    eprintln!(
+        "precision: fp32 {fp32_img_per_s:.0} img/s, bf16 {bf16_img_per_s:.0} img/s (probe {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    cache.put(&text, &measured);
+    Ok(measured.choice("measured"))
+}
+
+/// `auto`'s precision for training `spec` at `batch_size` with `threads` on this machine's run
+/// device, with the cache of the user's cache folder and the real clock.
+pub fn decide_here(
+    spec: &ModelSpec,
+    batch_size: usize,
+    threads: usize,
+    channels_last: bool,
+) -> Result<(Precision, String)> {
+    let device = runtime::device();
+    if device == Device::Cpu && !runtime::cpu_has_bf16() {
+        // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
+        return Ok((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into()));
+    }
+    let key = ProbeKey::new(spec, batch_size, threads, device);
+    let mut clock = TrainingStep { spec: spec.clone(), batch_size, threads, channels_last };
+    decide(&key, &Cache::named(CACHE_FILE), &mut clock)
+}
+
+/// The precision a training run of `spec` at `batch_size` with `threads` takes for `choice`, and
+/// why, for the user: a forced one as it is (never probed), `auto` by [`decide_here`].
+pub fn training_precision(
+    choice: PrecisionChoice,
+    spec: &ModelSpec,
+    batch_size: usize,
+    threads: usize,
+    channels_last: bool,
+) -> Result<(Precision, String)> {
+    match choice {
+        PrecisionChoice::Fp32 => Ok((Precision::Fp32, "fp32, as asked".into())),
+        PrecisionChoice::Bf16 => Ok((Precision::Bf16, "bf16, as asked".into())),
+        PrecisionChoice::Auto => decide_here(spec, batch_size, threads, channels_last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that reports given speeds and counts its calls.
+    struct Fixed {
+        fp32: f64,
+        bf16: f64,
+        calls: usize,
+    }
+
+    impl StepClock for Fixed {
+        fn img_per_s(&mut self, precision: Precision) -> Result<f64> {
+            self.calls += 1;
+            Ok(match precision {
+                Precision::Fp32 => self.fp32,
+                Precision::Bf16 => self.bf16,
+            })
+        }
+    }
+
+    fn key(model: &str) -> ProbeKey {
+        ProbeKey { machine: "cpu test".into(), model: model.into(), batch_size: 128, threads: 2 }
+    }
+
+    #[test]
+    fn the_choice_follows_the_probe_with_a_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("precision.toml"));
+        let faster = decide(&key("a"), &cache, &mut Fixed { fp32: 100.0, bf16: 142.0, calls: 0 }).unwrap();
+        assert_eq!(faster, (Precision::Bf16, "bf16 (auto: measured 1.42x faster than fp32 here)".into()));
+        let slower = decide(&key("b"), &cache, &mut Fixed { fp32: 100.0, bf16: 80.0, calls: 0 }).unwrap();
+        assert_eq!(slower.0, Precision::Fp32);
+        assert!(slower.1.contains("1.25x slower"), "{}", slower.1);
+        let marginal = decide(&key("c"), &cache, &mut Fixed { fp32: 100.0, bf16: 105.0, calls: 0 }).unwrap();
+        assert_eq!(marginal.0, Precision::Fp32, "5% faster is below the margin: {}", marginal.1);
+    }
+
+    #[test]
+    fn a_cached_choice_is_reused_and_a_changed_key_measures_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("precision.toml"));
+        let mut clock = Fixed { fp32: 100.0, bf16: 150.0, calls: 0 };
+        decide(&key("a"), &cache, &mut clock).unwrap();
+        assert_eq!(clock.calls, 2, "one probe: both precisions");
+        let again = decide(&key("a"), &cache, &mut clock).unwrap();
+        assert_eq!(clock.calls, 2, "the cached choice is reused");
+        assert_eq!(again, (Precision::Bf16, "bf16 (auto: measured earlier 1.50x faster than fp32 here)".into()));
+        let other_threads = ProbeKey { threads: 1, ..key("a") };
+        decide(&other_threads, &cache, &mut clock).unwrap();
+        assert_eq!(clock.calls, 4, "another thread count measures again");
+        let other_machine = ProbeKey { machine: "cpu other".into(), ..key("a") };
+        decide(&other_machine, &cache, &mut clock).unwrap();
+        assert_eq!(clock.calls, 6, "another machine measures again");
+    }
+
+    #[test]
+    fn a_corrupt_cache_is_ignored_and_measured_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("precision.toml");
+        std::fs::write(&path, "\u{0}garbage[[").unwrap();
+        let cache = Cache::at(&path);
+        let mut clock = Fixed { fp32: 100.0, bf16: 50.0, calls: 0 };
+        assert_eq!(decide(&key("a"), &cache, &mut clock).unwrap().0, Precision::Fp32);
+        assert_eq!(clock.calls, 2);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("fp32_img_per_s"), "rewritten");
+    }
+
+    #[test]
+    fn the_key_names_the_versions_and_what_was_measured() {
+        let text = key("resnet-56 (A)").text();
+        assert!(text.contains("libtorch ") && text.contains("reslab ") && text.contains("resnet-56 (A)"), "{text}");
+        assert!(text.contains("batch 128") && text.contains("2 threads"), "{text}");
+    }
+}
