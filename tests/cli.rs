@@ -439,24 +439,24 @@ fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
     let forced = train("fp32", "0");
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(stdout(&forced).contains("precision: fp32, as asked"), "{}", stdout(&forced));
-    assert!(!stderr(&forced).contains("measuring"), "a forced precision never probes: {}", stderr(&forced));
+    assert!(!stdout(&forced).contains("measuring"), "a forced precision never probes: {}", stdout(&forced));
     assert!(!cache.join("precision.toml").exists());
 
     let first = train("auto", "0");
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stderr(&first).contains("precision: measuring fp32 against bf16 for plain-8"), "{}", stderr(&first));
+    assert!(stdout(&first).contains("precision: measuring fp32 against bf16 for plain-8"), "{}", stdout(&first));
     assert!(stdout(&first).contains("(auto: measured "), "{}", stdout(&first));
     let cached = std::fs::read_to_string(cache.join("precision.toml")).unwrap();
     assert!(cached.contains("plain-8 | batch 32 | 1 threads") && cached.contains("bf16_img_per_s"), "{cached}");
 
     let second = train("auto", "1");
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(!stderr(&second).contains("measuring"), "the cached choice is reused: {}", stderr(&second));
+    assert!(!stdout(&second).contains("measuring"), "the cached choice is reused: {}", stdout(&second));
     assert!(stdout(&second).contains("(auto: measured earlier "), "{}", stdout(&second));
 
     std::fs::write(cache.join("precision.toml"), "[[[ not toml").unwrap();
     let corrupt = train("auto", "2");
     assert!(corrupt.status.success(), "{}", stderr(&corrupt));
     assert!(stderr(&corrupt).contains("warning: ignoring the unreadable cache"), "{}", stderr(&corrupt));
-    assert!(stderr(&corrupt).contains("measuring"), "{}", stderr(&corrupt));
+    assert!(stdout(&corrupt).contains("measuring"), "{}", stdout(&corrupt));
 }

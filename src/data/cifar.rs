@@ -153,6 +153,19 @@ pub struct Cifar10 {
     pub stats_cache: Option<PathBuf>,
 }
 
+impl DataSource {
+    /// An error naming the path and the layout expected where the data is not there at all (the
+    /// cheap check before anything long, such as a precision probe, starts).
+    pub fn ensure_exists(&self) -> Result<()> {
+        match self {
+            DataSource::Path(path) if !path.exists() => {
+                bail!("CIFAR-10 data {} does not exist; {EXPECTED_LAYOUT}", path.display())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Cifar10 {
     pub fn load(source: &DataSource) -> Result<Cifar10> {
         match source {
@@ -164,9 +177,7 @@ impl Cifar10 {
     /// A folder (`cifar-10-batches-bin` or its parent) or a `.tar.gz` archive.
     pub fn from_path(path: &Path) -> Result<Cifar10> {
         let what = format!("CIFAR-10 data {}", path.display());
-        if !path.exists() {
-            bail!("{what} does not exist; {EXPECTED_LAYOUT}");
-        }
+        DataSource::Path(path.to_path_buf()).ensure_exists()?;
         if path.is_dir() {
             let folder = if path.join(FOLDER).is_dir() { path.join(FOLDER) } else { path.to_path_buf() };
             let read = |name: &str| -> Result<Vec<u8>> {

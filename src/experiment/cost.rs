@@ -174,3 +174,24 @@ pub fn text(costs: &[RunCost], out: &Path) -> String {
     );
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::plan::{plan, Overrides};
+    use crate::experiment::{Experiment, Preset};
+
+    #[test]
+    fn the_longest_runs_come_first_and_equal_ones_keep_the_plans_order() {
+        let experiment = Experiment::load("fig6").unwrap();
+        let runs = plan(&experiment, Preset::Smoke, &Overrides::default(), Path::new("no-such-dir")).unwrap();
+        let ordered: Vec<String> = longest_first(runs.clone()).unwrap().iter().map(PlannedRun::dir_name).collect();
+        assert_eq!(ordered.len(), runs.len());
+        let depth = |dir: &str| dir.split('-').nth(1).unwrap().parse::<u32>().unwrap();
+        let depths: Vec<u32> = ordered.iter().map(|d| depth(d)).collect();
+        assert!(depths.windows(2).all(|w| w[0] >= w[1]), "deepest first: {ordered:?}");
+        // Seeds of one network cost the same: they stay in the plan's order.
+        let first_two = &ordered[..2];
+        assert!(first_two[0].ends_with("seed0") && first_two[1].ends_with("seed1"), "{ordered:?}");
+    }
+}

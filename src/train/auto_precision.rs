@@ -131,12 +131,13 @@ pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Resul
             return Ok(measured.choice("measured earlier"));
         }
     }
-    eprintln!("precision: measuring fp32 against bf16 for {} (once on this machine; a few seconds)", key.model);
+    // On stdout with the choice: progress, not a warning (stderr keeps one line for an error).
+    println!("precision: measuring fp32 against bf16 for {} (once on this machine; a few seconds)", key.model);
     let started = std::time::Instant::now();
     let fp32_img_per_s = clock.img_per_s(Precision::Fp32)?;
     let bf16_img_per_s = clock.img_per_s(Precision::Bf16)?;
     let measured = Measured { fp32_img_per_s, bf16_img_per_s };
-    eprintln!(
+    println!(
         "precision: fp32 {fp32_img_per_s:.0} img/s, bf16 {bf16_img_per_s:.0} img/s (probe {:.1} s)",
         started.elapsed().as_secs_f64()
     );

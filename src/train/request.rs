@@ -165,13 +165,17 @@ impl RunRequest {
                         Precision::Fp32,
                         "fp32 (auto: a data-parallel run's ranks must agree; --precision bf16 forces bf16)".into(),
                     ),
-                    None => training_precision(
+                    None => {
+                        // Bad data is one line at once, not after a probe.
+                        config.data.source.ensure_exists()?;
+                        training_precision(
                         choice,
                         &config.model,
                         config.optim.batch_size,
                         config.threads,
                         config.channels_last,
-                    )?,
+                    )?
+                    }
                 };
                 config.precision = precision;
                 Some(why)
