@@ -32,7 +32,7 @@ pub struct BatchOrder {
 }
 
 impl BatchOrder {
-    /// The order for a training set of `num_images`; an error for a zero batch size or fewer images than one batch.
+    /// The order over `num_images` images; an error if the batch size is 0 or exceeds them.
     pub fn new(num_images: usize, batch_size: usize, seed: u64) -> Result<BatchOrder> {
         if batch_size == 0 {
             bail!("batch size must be at least 1");

@@ -169,7 +169,7 @@ pub struct Cifar10 {
 }
 
 impl Cifar10 {
-    /// Reads the training and test sets from `source`; errors name the file and the layout expected.
+    /// Reads the training and test sets from `source`; errors name the file and the layout.
     pub fn load(source: &DataSource) -> Result<Cifar10> {
         match source {
             DataSource::Embedded => Self::from_tar_gz("embedded sample", EMBEDDED_SAMPLE),

@@ -48,7 +48,7 @@ fn default_input_size() -> u32 {
 }
 
 impl DataConfig {
-    /// The defaults for `source`: pixel-mean normalisation, test set, augmentation on, 224-pixel input.
+    /// The defaults for `source`: pixel mean, test set, augmentation on, 224-pixel input.
     pub fn new(source: DataSource) -> DataConfig {
         DataConfig {
             source,

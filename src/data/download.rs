@@ -38,12 +38,12 @@ impl Checksum {
         }
     }
 
-    /// An MD5 checksum from hexadecimal (case and surrounding spaces ignored); an error if not 32 digits.
+    /// An MD5 checksum from hexadecimal (case and spaces ignored); an error if not 32 digits.
     pub fn md5(hex: &str) -> Result<Checksum> {
         Ok(Checksum::Md5(Self::hex(hex, 32, "--md5")?))
     }
 
-    /// A SHA-256 checksum from hexadecimal (case and surrounding spaces ignored); an error if not 64 digits.
+    /// A SHA-256 checksum from hexadecimal (case and spaces ignored); an error if not 64 digits.
     pub fn sha256(hex: &str) -> Result<Checksum> {
         Ok(Checksum::Sha256(Self::hex(hex, 64, "--sha256")?))
     }

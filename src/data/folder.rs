@@ -70,7 +70,7 @@ impl ImageFolder {
         root.join("train").is_dir()
     }
 
-    /// Decodes every image of `root`'s `train/` and `val/` at `input` pixels, and the training mean.
+    /// Decodes every image of `root`'s `train/` and `val/` for `input` pixels; computes the mean.
     pub fn open(root: &Path, input: u32, bad: BadImages) -> Result<ImageFolder> {
         if !(8..=1024).contains(&input) {
             bail!("input size {input} is out of range; expected 8 to 1024 pixels (the paper's 224)");

@@ -44,7 +44,7 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Splits, scales and normalises `data` and moves it to `device`; an error if either split is empty.
+    /// Splits, scales and normalises `data` onto `device`; an error if either split is empty.
     pub fn new(data: &Cifar10, normalization: Normalization, eval_set: EvalSet, device: Device) -> Result<Prepared> {
         // Borrowed for the test set: the training records are 150 MB, not worth copying.
         let (train, eval): (Cow<Records>, Cow<Records>) = match eval_set {

@@ -16,7 +16,7 @@ use std::path::Path;
 pub struct Overrides {
     /// `--data`: the data instead of the preset's.
     pub data: Option<DataSource>,
-    /// `--iters`: the schedule's length instead of the preset's (the learning-rate steps follow it).
+    /// `--iters`: the schedule's length instead of the preset's (the lr steps follow it).
     pub iters: Option<usize>,
     /// `--eval-every`: iterations between evaluations instead of the preset's.
     pub eval_every: Option<usize>,

@@ -38,7 +38,7 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// The submission recorded in study folder `out`, if any (`None` also when the file does not parse).
+    /// The submission recorded in study folder `out`; `None` if none is, or it does not parse.
     pub fn load(out: &Path) -> Option<Submission> {
         toml::from_str(&std::fs::read_to_string(StudyDir::new(out).slurm().join(JOBS_FILE)).ok()?).ok()
     }

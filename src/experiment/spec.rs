@@ -22,7 +22,7 @@ pub const BUILTIN: [(&str, &str); 9] = [
     ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
 ];
 
-/// An experiment file: the networks to train, presets of schedule and data, and the paper's claims to check.
+/// An experiment file: the networks to train, presets of schedule and data, the claims to check.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {

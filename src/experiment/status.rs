@@ -85,7 +85,7 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
 }
 
 impl StudyStatus {
-    /// The table `reslab status` prints for study folder `out`, then a line of counts and time left.
+    /// What `reslab status` prints for study folder `out`: a line per run, counts, time left.
     pub fn text(&self, out: &Path) -> String {
         let w = self.runs.iter().map(|r| r.dir.len()).max().unwrap_or(0).max(22);
         let mut text = format!("{:<w$} {:<12} {:<14} state\n", "run", "phase", "slurm");

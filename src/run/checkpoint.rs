@@ -92,7 +92,7 @@ struct Header {
     config: String,
 }
 
-/// Writes a checkpoint of the model's variables, `momentum` and `state` into `dir`, atomically, keeping the previous one.
+/// Writes a checkpoint of `vs`, `momentum` and `state` into `dir` atomically, keeping the previous.
 pub fn save(
     dir: &Path,
     config: &RunConfig,

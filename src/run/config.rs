@@ -59,7 +59,7 @@ impl Default for Warmup {
     }
 }
 
-/// What a run is, saved as `config.toml`: model, data, optimiser, schedule and the settings that change the result.
+/// What a run is, saved as `config.toml`: model, data, optimiser, schedule and what else changes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {

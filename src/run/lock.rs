@@ -66,7 +66,7 @@ impl LockOwner {
 }
 
 impl RunLock {
-    /// Takes the lock of run directory `dir`: an error if a live process holds it; a stale lock is taken over.
+    /// Locks run directory `dir`: an error if a live process holds it; a stale lock is taken over.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
         let path = dir.join(LOCK_FILE);
         let me = format!("{} {}", hostname(), std::process::id());

@@ -164,7 +164,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    /// What `dir` holds: its summary, else a recorded error, else a checkpoint or config, else nothing.
+    /// What `dir` holds: a summary, else a recorded error, else a checkpoint or config, else nothing.
     pub fn read(dir: &Path) -> RunState {
         if let Ok(summary) = RunSummary::load(dir) {
             return match summary.status {
