@@ -6,6 +6,8 @@
 //! trainer ([`train`]) -> run directory (CSV, weights) -> aggregation -> charts and tables
 //! ([`report`]).
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod data;
 pub mod experiment;

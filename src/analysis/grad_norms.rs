@@ -13,13 +13,18 @@ use std::path::{Path, PathBuf};
 /// One run's recorded norms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunGradNorms {
+    /// The run directory's name.
     pub run: String,
+    /// The model's name (`resnet-20`).
     pub model: String,
+    /// The network's depth in weighted layers.
     pub depth: i64,
+    /// The rows of `grad_norms.csv`, in the order recorded.
     pub rows: Vec<GradNormRow>,
 }
 
 impl RunGradNorms {
+    /// Reads the run's configuration and its recorded gradient norms from the run directory `dir`.
     pub fn read(dir: &Path) -> Result<RunGradNorms> {
         let config = RunConfig::load(&RunDir::new(dir).config())?;
         Ok(RunGradNorms {

@@ -24,12 +24,14 @@ use std::path::{Path, PathBuf};
 /// The files an analysis wrote, and the SVG of its chart for a report.
 #[derive(Debug, Clone, Default)]
 pub struct Written {
+    /// The CSV files (and chart images) written, in order.
     pub files: Vec<PathBuf>,
     /// (caption, SVG text) of each chart.
     pub figures: Vec<(String, String)>,
 }
 
 impl Written {
+    /// Appends another analysis's files and figures to these.
     pub fn extend(&mut self, other: Written) {
         self.files.extend(other.files);
         self.figures.extend(other.figures);

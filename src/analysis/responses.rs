@@ -25,18 +25,23 @@ pub struct LayerResponse {
     pub name: String,
     /// 0 for the stem, 1.. for the stages.
     pub stage: usize,
+    /// The standard deviation of the response, over images, channels and positions.
     pub std: f64,
 }
 
 /// The responses of one run's network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResponses {
+    /// The run directory's name.
     pub run: String,
+    /// The model's name (`resnet-20`).
     pub model: String,
+    /// Every 3x3 layer's response, in network order.
     pub layers: Vec<LayerResponse>,
 }
 
 impl RunResponses {
+    /// The mean of the layers' response std (0 without layers), for comparing depths.
     pub fn mean_std(&self) -> f64 {
         self.layers.iter().map(|l| l.std).sum::<f64>() / self.layers.len().max(1) as f64
     }

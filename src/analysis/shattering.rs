@@ -35,6 +35,7 @@ use tch::{Device, Kind, Tensor};
 
 /// The toy networks' width, input points and range (Balduzzi et al., Sec. 2).
 pub const TOY_WIDTH: i64 = 200;
+/// Input points on the line `[-2, 2]` at which the toy networks' gradients are taken.
 pub const TOY_POINTS: i64 = 256;
 const TOY_RANGE: f64 = 2.0;
 /// Points on the line between two images.
@@ -42,9 +43,12 @@ pub const CIFAR_POINTS: i64 = 128;
 /// Lags written to the CSV files.
 const MAX_LAG: usize = 64;
 
+/// The two kinds of toy network of Balduzzi et al. (2017), Sec. 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToyNet {
+    /// Fully connected ReLU layers, one after the other.
     Feedforward,
+    /// The same layers with identity shortcuts around each.
     Residual,
 }
 
@@ -126,7 +130,9 @@ pub fn autocorrelation(g: &Tensor, max_lag: usize) -> Vec<f64> {
 /// Mean and standard deviation over initialisations of each lag's r(k).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Autocorrelation {
+    /// Mean of r(k) over initialisations, indexed by lag k.
     pub mean: Vec<f64>,
+    /// Sample standard deviation of r(k) over initialisations (0 with a single sample).
     pub std: Vec<f64>,
 }
 
@@ -150,13 +156,18 @@ impl Autocorrelation {
 /// One toy network setting's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToyResult {
+    /// Feedforward or residual.
     pub net: ToyNet,
+    /// Whether the hidden layers are batch normalised.
     pub batch_norm: bool,
+    /// Hidden layers.
     pub depth: usize,
+    /// The gradients' autocorrelation over `TOY_POINTS` inputs.
     pub correlation: Autocorrelation,
 }
 
 impl ToyResult {
+    /// The setting's legend label (`residual + BN`).
     pub fn label(&self) -> String {
         format!("{}{}", self.net, if self.batch_norm { " + BN" } else { "" })
     }
@@ -200,8 +211,11 @@ impl std::fmt::Display for NetState {
 /// One CIFAR net's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CifarResult {
+    /// The network measured.
     pub model: ModelSpec,
+    /// Fresh or trained.
     pub state: NetState,
+    /// The input gradients' autocorrelation along the line between two images.
     pub correlation: Autocorrelation,
 }
 
@@ -266,13 +280,17 @@ pub fn cifar_trained(dir: &Path, line: &Tensor, class: i64) -> Result<CifarResul
 /// What `reslab analyze shattering` computes.
 #[derive(Debug, Clone)]
 pub struct ShatteringSettings {
+    /// Toy networks' depths in hidden layers (default 1 to 50).
     pub toy_depths: Vec<usize>,
+    /// Fresh toy networks per setting and depth (default 20).
     pub toy_inits: usize,
     /// CIFAR nets at initialisation: plain and residual at these depths.
     pub cifar_depths: Vec<i64>,
+    /// Fresh CIFAR nets per spec (default 4).
     pub cifar_inits: usize,
     /// Trained runs to add.
     pub runs: Vec<PathBuf>,
+    /// Base seed of every initialisation (default 0).
     pub seed: u64,
 }
 

@@ -14,8 +14,11 @@ pub const PAD: i64 = 4;
 /// Where one image's crop starts in the padded image, and whether it is mirrored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crop {
+    /// First row of the crop in the padded image, 0..=2*pad.
     pub row: i64,
+    /// First column of the crop in the padded image, 0..=2*pad.
     pub col: i64,
+    /// Whether the crop is mirrored left to right.
     pub flip: bool,
 }
 

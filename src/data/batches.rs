@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 /// Independent random streams derived from one seed.
 #[derive(Debug, Clone, Copy)]
 pub enum Stream {
+    /// The per-epoch shuffle of the training images.
     Shuffle = 1,
+    /// The per-iteration crops and flips of the augmentation.
     Augment = 2,
 }
 
@@ -30,6 +32,7 @@ pub struct BatchOrder {
 }
 
 impl BatchOrder {
+    /// The order over `num_images` images; an error if the batch size is 0 or exceeds them.
     pub fn new(num_images: usize, batch_size: usize, seed: u64) -> Result<BatchOrder> {
         if batch_size == 0 {
             bail!("batch size must be at least 1");
@@ -40,6 +43,7 @@ impl BatchOrder {
         Ok(BatchOrder { num_images, batch_size, seed, epoch_order: None })
     }
 
+    /// Full batches per epoch (the remainder is dropped).
     pub fn batches_per_epoch(&self) -> usize {
         self.num_images / self.batch_size
     }

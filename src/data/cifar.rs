@@ -11,12 +11,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// Bytes of one 32x32 RGB image, channel-major.
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+/// Bytes of one record: the label byte, then the image.
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+/// CIFAR-10's classes; a label byte must be below this.
 pub const NUM_CLASSES: u8 = 10;
+/// The five training batch files, in the order they are read.
 pub const TRAIN_FILES: [&str; 5] =
     ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+/// The test batch file.
 pub const TEST_FILE: &str = "test_batch.bin";
+/// The folder the archive extracts to.
 pub const FOLDER: &str = "cifar-10-batches-bin";
 /// The cached per-pixel statistics, next to the data.
 pub const STATS_CACHE: &str = "reslab-stats.safetensors";
@@ -32,7 +38,9 @@ pub static EMBEDDED_SAMPLE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", from = "String")]
 pub enum DataSource {
+    /// The small sample compiled into the binary ([`EMBEDDED_SAMPLE`]).
     Embedded,
+    /// A folder, its parent, or a `.tar.gz` of it.
     Path(PathBuf),
 }
 
@@ -76,15 +84,19 @@ pub fn printable(text: &str) -> String {
 /// Images as bytes in CIFAR's channel-major order, and their labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
+    /// Pixel bytes, [`IMAGE_BYTES`] per image, in record order.
     pub images: Vec<u8>,
+    /// Class labels 0-9, one per image.
     pub labels: Vec<u8>,
 }
 
 impl Records {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -117,6 +129,7 @@ impl Records {
         Ok(())
     }
 
+    /// Appends `other`'s records after these.
     pub fn extend(&mut self, other: Records) {
         self.labels.extend(other.labels);
         self.images.extend(other.images);
@@ -146,7 +159,9 @@ impl Records {
 /// The training set (all five batches, in order) and the test set.
 #[derive(Debug, Clone)]
 pub struct Cifar10 {
+    /// The 50,000 training images (or the sample's).
     pub train: Records,
+    /// The 10,000 test images (or the sample's).
     pub test: Records,
     /// Where derived statistics are cached: next to the files it was read from (none for the
     /// embedded sample).
@@ -167,6 +182,7 @@ impl DataSource {
 }
 
 impl Cifar10 {
+    /// Reads the training and test sets from `source`; errors name the file and the layout.
     pub fn load(source: &DataSource) -> Result<Cifar10> {
         match source {
             DataSource::Embedded => Self::from_tar_gz("embedded sample", EMBEDDED_SAMPLE),

@@ -10,14 +10,17 @@ use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use tch::{Device, Tensor};
 
+/// Where the data comes from and how it is prepared: a run config's `[data]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// `embedded` (the CIFAR-10 sample compiled into the binary), CIFAR-10's binary version
     /// (folder or .tar.gz), or an image folder with `train/` and `val/`.
     pub source: DataSource,
+    /// How pixels are normalised (default `pixel-mean`, the paper's).
     #[serde(default = "default_normalization")]
     pub normalization: Normalization,
+    /// What `test_err` is measured on (default `test`; `holdout` is the paper's 45k/5k split).
     #[serde(default = "default_eval_set")]
     pub eval_set: EvalSet,
     /// The paper's augmentation (CIFAR: pad 4, random crop, flip; folders: scale augmentation).
@@ -26,8 +29,10 @@ pub struct DataConfig {
     /// Image folders: the network's input size (the paper's 224; e.g. 64 or 32 on a CPU).
     #[serde(default = "default_input_size")]
     pub input_size: u32,
+    /// Image folders: skip or reject files that do not decode (default `skip`).
     #[serde(default)]
     pub bad_images: BadImages,
+    /// Image folders: centre crop or the paper's 10-crop testing (default `center`).
     #[serde(default)]
     pub test_crops: TestCrops,
 }
@@ -43,6 +48,7 @@ fn default_input_size() -> u32 {
 }
 
 impl DataConfig {
+    /// The defaults for `source`: pixel mean, test set, augmentation on, 224-pixel input.
     pub fn new(source: DataSource) -> DataConfig {
         DataConfig {
             source,
@@ -56,12 +62,16 @@ impl DataConfig {
     }
 }
 
+/// An opened data set: CIFAR-10 prepared as tensors, or an image folder.
 pub enum Dataset {
+    /// CIFAR-10, normalised and on the device.
     Cifar(Prepared),
+    /// An image folder (`train/` and `val/` of class folders), decoded in memory.
     Folder(ImageFolder),
 }
 
 impl Dataset {
+    /// Loads the data `config` names: an image folder if the path has `train/`, else CIFAR-10.
     pub fn open(config: &DataConfig, device: Device) -> Result<Dataset> {
         if let DataSource::Path(path) = &config.source {
             if ImageFolder::is_image_folder(path) {
@@ -72,6 +82,7 @@ impl Dataset {
         Ok(Dataset::Cifar(Prepared::new(&data, config.normalization, config.eval_set, device)?))
     }
 
+    /// Images in the training set.
     pub fn num_train(&self) -> usize {
         match self {
             Dataset::Cifar(p) => p.num_train(),
@@ -79,6 +90,7 @@ impl Dataset {
         }
     }
 
+    /// Classes: 10 for CIFAR-10, the class folders for an image folder.
     pub fn num_classes(&self) -> i64 {
         match self {
             Dataset::Cifar(_) => 10,

@@ -14,13 +14,17 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+/// Where `reslab data fetch` downloads CIFAR-10's binary version from by default.
 pub const OFFICIAL_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+/// The MD5 the official archive is checked against.
 pub const OFFICIAL_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 
 /// The expected digest of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checksum {
+    /// An MD5 digest, 32 lowercase hexadecimal digits.
     Md5(String),
+    /// A SHA-256 digest, 64 lowercase hexadecimal digits.
     Sha256(String),
 }
 
@@ -34,10 +38,12 @@ impl Checksum {
         }
     }
 
+    /// An MD5 checksum from hexadecimal (case and spaces ignored); an error if not 32 digits.
     pub fn md5(hex: &str) -> Result<Checksum> {
         Ok(Checksum::Md5(Self::hex(hex, 32, "--md5")?))
     }
 
+    /// A SHA-256 checksum from hexadecimal (case and spaces ignored); an error if not 64 digits.
     pub fn sha256(hex: &str) -> Result<Checksum> {
         Ok(Checksum::Sha256(Self::hex(hex, 64, "--sha256")?))
     }

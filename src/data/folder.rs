@@ -50,7 +50,9 @@ struct Split {
     labels: Vec<i64>,
 }
 
+/// An image folder (`ROOT/train/<class>/*.jpg`, `ROOT/val/<class>/*.jpg`), decoded into memory.
 pub struct ImageFolder {
+    /// Class names: the folders in `train/`, sorted; a label is an index into these.
     pub classes: Vec<String>,
     train: Split,
     val: Split,
@@ -58,14 +60,17 @@ pub struct ImageFolder {
     pub input: u32,
     /// Per-pixel mean of the training centre crops (3, input, input), subtracted from every batch.
     pub mean: Tensor,
+    /// Files skipped because they did not decode (with `BadImages::Skip`).
     pub skipped: usize,
 }
 
 impl ImageFolder {
+    /// Whether `root` looks like an image folder (has `train/`) rather than CIFAR-10.
     pub fn is_image_folder(root: &Path) -> bool {
         root.join("train").is_dir()
     }
 
+    /// Decodes every image of `root`'s `train/` and `val/` for `input` pixels; computes the mean.
     pub fn open(root: &Path, input: u32, bad: BadImages) -> Result<ImageFolder> {
         if !(8..=1024).contains(&input) {
             bail!("input size {input} is out of range; expected 8 to 1024 pixels (the paper's 224)");
@@ -131,10 +136,12 @@ impl ImageFolder {
         Ok(folder)
     }
 
+    /// Images in `train/` (readable ones).
     pub fn num_train(&self) -> usize {
         self.train.images.len()
     }
 
+    /// Images in `val/` (readable ones).
     pub fn num_val(&self) -> usize {
         self.val.images.len()
     }

@@ -33,13 +33,18 @@ pub enum EvalSet {
 
 /// Training and evaluation images as float tensors (N, 3, 32, 32) on the device, normalised.
 pub struct Prepared {
+    /// Training images (N, 3, 32, 32), normalised.
     pub train_images: Tensor,
+    /// Training labels (N), int64.
     pub train_labels: Tensor,
+    /// Evaluation images (test set or held-out tenth), normalised as the training images.
     pub eval_images: Tensor,
+    /// Evaluation labels, int64.
     pub eval_labels: Tensor,
 }
 
 impl Prepared {
+    /// Splits, scales and normalises `data` onto `device`; an error if either split is empty.
     pub fn new(data: &Cifar10, normalization: Normalization, eval_set: EvalSet, device: Device) -> Result<Prepared> {
         // Borrowed for the test set: the training records are 150 MB, not worth copying.
         let (train, eval): (Cow<Records>, Cow<Records>) = match eval_set {
@@ -73,6 +78,7 @@ impl Prepared {
         })
     }
 
+    /// Images in the training set.
     pub fn num_train(&self) -> usize {
         self.train_labels.size()[0] as usize
     }

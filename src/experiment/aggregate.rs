@@ -22,9 +22,13 @@ use std::path::{Path, PathBuf};
 /// One complete run (one seed) as read back from its directory.
 #[derive(Debug, Clone)]
 pub struct RunResult {
+    /// The run directory's name (`resnet-20-seed0`).
     pub dir: String,
+    /// The seed it was trained with.
     pub seed: u64,
+    /// Its `summary.toml`.
     pub summary: RunSummary,
+    /// Its `metrics.csv`, in order.
     pub rows: Vec<MetricsRow>,
     /// The std of each 3x3 layer's response, where the experiment analyses them.
     pub responses: Option<Vec<f64>>,
@@ -35,11 +39,15 @@ pub struct RunResult {
 pub struct GroupResult {
     /// The run name, without seed (`resnet-20`, `resnet-20-B`).
     pub name: String,
+    /// Depth in weighted layers.
     pub depth: i64,
     /// "plain" or the shortcut option.
     pub variant: String,
+    /// The paper's error (%) for this network, from the experiment file.
     pub paper_err: Option<f64>,
+    /// More of the paper's number (e.g. "(mean±std)"), from the experiment file.
     pub paper_note: Option<String>,
+    /// The complete runs, one per seed.
     pub runs: Vec<RunResult>,
 }
 
@@ -96,9 +104,13 @@ impl GroupResult {
 /// Whether a claim held, with the numbers that decided it.
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
+    /// Held, not held, or not measured.
     pub verdict: Verdict,
+    /// The paper's claim in words.
     pub claim: String,
+    /// Where the paper makes it (`Fig. 6, left`).
     pub source: String,
+    /// The numbers that decided the verdict, in words.
     pub evidence: String,
 }
 
@@ -116,12 +128,15 @@ impl CheckOutcome {
 
 /// What aggregation found and wrote.
 pub struct StudyReport {
+    /// Each network's complete runs, in the experiment's order.
     pub groups: Vec<GroupResult>,
+    /// The outcome of each `[[expect]]` claim.
     pub checks: Vec<CheckOutcome>,
     /// Planned runs whose directory holds no complete run, with their state.
     pub incomplete: Vec<(String, RunState)>,
     /// The study as a section of an HTML report (its own `report.html`, or the paper's).
     pub section: Section,
+    /// Every file written (tables, charts, analyses, the report).
     pub files: Vec<PathBuf>,
 }
 

@@ -28,7 +28,9 @@ fn eval_images(run: &PlannedRun) -> f64 {
 /// One planned run's state and cost.
 #[derive(Debug, Clone)]
 pub struct RunCost {
+    /// The run directory's name.
     pub dir: String,
+    /// Whether it is complete, partial or not started.
     pub state: RunState,
     /// Forward MACs per image.
     pub macs: u64,

@@ -44,9 +44,11 @@ pub fn study_out(out: &Path, study: &Experiment) -> PathBuf {
 
 /// What `reproduce paper` made.
 pub struct PaperReport {
+    /// Each study and what its aggregation found, in order.
     pub studies: Vec<(Experiment, StudyReport)>,
     /// Runs that failed, as `study/run`.
     pub failures: Vec<String>,
+    /// The paper's HTML report.
     pub report: PathBuf,
 }
 

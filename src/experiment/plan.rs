@@ -15,13 +15,17 @@ use std::path::Path;
 /// What the command line adds to an experiment's preset.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--data`: the data instead of the preset's.
     pub data: Option<DataSource>,
+    /// `--iters`: the schedule's length instead of the preset's (the lr steps follow it).
     pub iters: Option<usize>,
+    /// `--eval-every`: iterations between evaluations instead of the preset's.
     pub eval_every: Option<usize>,
     /// One seed instead of the experiment's seeds.
     pub seed: Option<u64>,
     /// Seeds 0..N instead of the experiment's seeds.
     pub seeds: Option<u64>,
+    /// CPU threads per run for libtorch; 0 means one per core.
     pub threads: usize,
     /// The precision of the runs (`auto` is decided where each run starts training).
     pub precision: PrecisionChoice,
@@ -63,11 +67,13 @@ impl Overrides {
     }
 }
 
+/// One run of a plan: a network at one seed, ready to train.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRun {
     /// The network's run name, canonical and without seed (`resnet-20`, `resnet-20-B`): what
     /// expectations and tables name, and what seeds are aggregated over.
     pub name: String,
+    /// The seed it is trained with.
     pub seed: u64,
     /// Its configuration and its directory in the study's folder.
     pub run: Run,
@@ -79,10 +85,12 @@ impl PlannedRun {
         StudyDir::run_name(&self.name, self.seed)
     }
 
+    /// The run's configuration.
     pub fn config(&self) -> &RunConfig {
         self.run.config()
     }
 
+    /// The run's directory in the study's folder.
     pub fn dir(&self) -> &RunDir {
         self.run.dir()
     }

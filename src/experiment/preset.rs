@@ -20,6 +20,7 @@ impl Preset {
     /// Every preset, shortest first.
     pub const ALL: [Preset; 4] = [Preset::Smoke, Preset::Demo, Preset::Quick, Preset::Paper];
 
+    /// The preset's name, as in experiment files and `--preset`.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Smoke => "smoke",

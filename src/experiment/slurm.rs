@@ -28,13 +28,16 @@ pub const DEFAULT_GRACE_S: u32 = 120;
 /// What `reproduce --backend slurm` submitted, kept in `.slurm/jobs.toml` for `reslab status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Submission {
+    /// Slurm's id of the array job (a task per run).
     pub array_job: String,
+    /// Slurm's id of the job that aggregates after the array.
     pub aggregate_job: String,
     /// The run directory of each array task, by task index.
     pub runs: Vec<String>,
 }
 
 impl Submission {
+    /// The submission recorded in study folder `out`; `None` if none is, or it does not parse.
     pub fn load(out: &Path) -> Option<Submission> {
         toml::from_str(&std::fs::read_to_string(StudyDir::new(out).slurm().join(JOBS_FILE)).ok()?).ok()
     }
@@ -48,7 +51,9 @@ impl Submission {
 /// The batch scripts of one submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scripts {
+    /// The array job's batch script.
     pub array: String,
+    /// The aggregation job's batch script.
     pub aggregate: String,
     /// The pending runs, in task order.
     pub runs: Vec<PlannedRun>,
@@ -58,10 +63,13 @@ pub struct Scripts {
 /// same runs (`reslab aggregate` takes them too).
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The reslab binary the jobs run.
     pub exe: PathBuf,
     /// The experiment as the cluster finds it (a built-in name or an absolute path).
     pub experiment: String,
+    /// The preset the study is run at.
     pub preset: Preset,
+    /// The command line's overrides, passed on to the jobs.
     pub overrides: Overrides,
 }
 

@@ -22,15 +22,20 @@ pub const BUILTIN: [(&str, &str); 9] = [
     ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
 ];
 
+/// An experiment file: the networks to train, presets of schedule and data, the claims to check.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     /// Names the outputs: `<name>.png`, `<name>.svg`.
     pub name: String,
+    /// Shown as the chart's and the report's heading.
     pub title: String,
+    /// A paragraph on what the experiment reproduces, shown in the report.
     #[serde(default)]
     pub description: String,
+    /// The networks to train (`[[runs]]`), each with every seed.
     pub runs: Vec<RunEntry>,
+    /// Schedule and data by preset name (`[presets.quick]`, `[presets.paper]`).
     pub presets: BTreeMap<String, PresetSpec>,
     /// The preset `reproduce` runs when none is given; default the shortest.
     #[serde(default)]
@@ -106,6 +111,7 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSettings {
+    /// The partition (`-p`); default Slurm's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     /// Each task's time limit, as sbatch takes it (`04:00:00`, `2-00:00:00`).
@@ -114,6 +120,7 @@ pub struct SlurmSettings {
     /// CPUs per task, which are also the run's libtorch threads.
     #[serde(default = "one")]
     pub cpus_per_task: u32,
+    /// GPUs per task (`--gpus-per-task`); default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus_per_task: Option<u32>,
     /// Seconds before the time limit at which a task checkpoints and requeues itself (default 120).
@@ -136,12 +143,19 @@ fn one() -> u32 {
 /// file's (`sbatch` options are added to the file's).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlurmOverrides {
+    /// `--partition`.
     pub partition: Option<String>,
+    /// `--time`.
     pub time: Option<String>,
+    /// `--cpus-per-task`.
     pub cpus_per_task: Option<u32>,
+    /// `--gpus-per-task`.
     pub gpus_per_task: Option<u32>,
+    /// `--grace`, in seconds.
     pub grace_s: Option<u32>,
+    /// `--tasks-per-run`.
     pub tasks_per_run: Option<u32>,
+    /// `--sbatch` (repeatable), added after the file's options.
     pub sbatch: Vec<String>,
 }
 
@@ -178,6 +192,7 @@ impl Default for SlurmSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Panel {
+    /// The panel's heading (`plain`, `ResNet`).
     pub title: String,
     /// Run names (as in `[[expect]]`).
     pub runs: Vec<String>,
@@ -187,7 +202,9 @@ pub struct Panel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Seeds {
+    /// Seeds 0 to n-1.
     Count(u64),
+    /// These seeds, in order.
     List(Vec<u64>),
 }
 
@@ -199,6 +216,7 @@ impl Seeds {
         }
     }
 
+    /// The seeds, in order.
     pub fn list(&self) -> Vec<u64> {
         match self {
             Seeds::Count(n) => (0..*n).collect(),
@@ -211,6 +229,7 @@ impl Seeds {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContextEntry {
+    /// The method's name as published.
     pub method: String,
     /// Test error (%) as published.
     pub err: f64,
@@ -225,6 +244,7 @@ pub struct ContextEntry {
 pub struct RunEntry {
     /// `plain-N`, `resnet-N` or `resnext-N-CxDd` (with a block variant: `resnet-110-pre`).
     pub model: String,
+    /// The shortcut option (`A`, `B`, `C`, ...); default the family's.
     #[serde(default)]
     pub shortcut: Option<Shortcut>,
     /// Where BN and ReLU sit in each block (CIFAR nets); default post.
@@ -253,12 +273,17 @@ pub struct PresetSpec {
     /// `embedded` or a path; without it, `--data` must be given.
     #[serde(default)]
     pub data: Option<DataSource>,
+    /// Training iterations.
     pub iters: usize,
+    /// Iterations between evaluations (the rows of `metrics.csv`).
     pub eval_every: usize,
+    /// Iterations at which the learning rate is divided by 10; default 1/2 and 3/4 of `iters`.
     #[serde(default)]
     pub lr_steps: Option<Vec<usize>>,
+    /// Images per batch; default 128.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// What `test_err` is measured on; default the test set.
     #[serde(default)]
     pub eval_set: Option<EvalSet>,
     /// Only the runs at these depths (e.g. a quick preset of a two-depth study).
@@ -280,6 +305,7 @@ pub struct PresetSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ExpectationFields", into = "ExpectationFields")]
 pub struct Expectation {
+    /// What the claim predicts of the runs.
     pub prediction: Prediction,
     /// The paper's claim in words; default: the prediction spelled out.
     pub claim: Option<String>,
@@ -287,19 +313,40 @@ pub struct Expectation {
     pub source: Option<String>,
 }
 
+/// What an `[[expect]]` claim predicts, checked on the runs' summaries (or responses).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prediction {
     /// `worse` ends with a higher training error than `better`, at the end and on average over
     /// the run (the degradation problem, Figure 1; plain vs residual, Table 3).
-    HigherTrainError { worse: String, better: String },
+    HigherTrainError {
+        /// The run expected to train worse (`plain-56`).
+        worse: String,
+        /// The run expected to train better (`plain-20`, `resnet-56`).
+        better: String,
+    },
     /// `worse` ends with a higher test error than `better` (Table 6: deeper is better up to 110
     /// layers; 1202 layers overfit).
-    HigherTestError { worse: String, better: String },
+    HigherTestError {
+        /// The run expected to test worse.
+        worse: String,
+        /// The run expected to test better.
+        better: String,
+    },
     /// These runs' final training errors lie within `within` points of each other (A/B/C).
-    SimilarTrainError { runs: Vec<String>, within: f64 },
+    SimilarTrainError {
+        /// The runs compared.
+        runs: Vec<String>,
+        /// The largest spread allowed, in percentage points.
+        within: f64,
+    },
     /// `smaller`'s 3x3 layers respond with a smaller std on average than `larger`'s (Figure 7;
     /// needs `responses` in `[analysis]`).
-    SmallerResponses { smaller: String, larger: String },
+    SmallerResponses {
+        /// The run expected to respond with the smaller std.
+        smaller: String,
+        /// The run expected to respond with the larger std.
+        larger: String,
+    },
 }
 
 /// An `[[expect]]` table as written: exactly one of `higher_train_error = R, than = S`,
@@ -370,6 +417,7 @@ impl From<Expectation> for ExpectationFields {
 }
 
 impl Expectation {
+    /// The names of the runs the prediction compares.
     pub fn runs(&self) -> Vec<&String> {
         match &self.prediction {
             Prediction::HigherTrainError { worse, better } | Prediction::HigherTestError { worse, better } => {
@@ -422,6 +470,7 @@ impl Experiment {
         Self::parse(&text, &format!("experiment file {}", path.display()))
     }
 
+    /// Parses and validates an experiment file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Experiment> {
         let experiment: Experiment =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", one_line(&e.to_string())))?;
@@ -528,6 +577,7 @@ impl Experiment {
         self.runs.iter().find(|e| e.run_name().is_ok_and(|n| n == name))
     }
 
+    /// The schedule and data of `preset`; an error naming the presets it has.
     pub fn preset(&self, preset: Preset) -> Result<&PresetSpec> {
         self.presets.get(preset.name()).with_context(|| {
             let known: Vec<&String> = self.presets.keys().collect();
@@ -537,6 +587,7 @@ impl Experiment {
 }
 
 impl RunEntry {
+    /// The model the entry names, with its shortcut, block and gate options applied.
     pub fn spec(&self) -> Result<crate::model::ModelSpec> {
         let spec: crate::model::ModelSpec = self.model.parse()?;
         let options = ModelOptions {

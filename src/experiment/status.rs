@@ -12,26 +12,38 @@ use std::path::Path;
 /// Where a run stands, all sources together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Complete.
     Done,
+    /// A live process or a Slurm task is training it.
     Running,
+    /// Not started, or stopped and resumable.
     Pending,
+    /// Diverged, or failed with nothing that will retry it.
     Failed,
 }
 
+/// One run's line of `reslab status`.
 #[derive(Debug, Clone)]
 pub struct RunLine {
+    /// The run directory's name.
     pub dir: String,
+    /// What the run directory holds.
     pub state: RunState,
     /// Slurm's state of the run's task, where the study was submitted and Slurm knows it.
     pub slurm: Option<String>,
     /// Who holds the run's lock, when a live process does.
     pub holder: Option<LockOwner>,
+    /// Where the run stands, all sources together.
     pub phase: Phase,
+    /// Estimated seconds of training left, at the measured speed.
     pub remaining_s: f64,
 }
 
+/// Where a study stands: a line per planned run.
 pub struct StudyStatus {
+    /// Every planned run, in plan order.
     pub runs: Vec<RunLine>,
+    /// What was submitted to Slurm, if the study was.
     pub submission: Option<Submission>,
 }
 
@@ -73,6 +85,7 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
 }
 
 impl StudyStatus {
+    /// What `reslab status` prints for study folder `out`: a line per run, counts, time left.
     pub fn text(&self, out: &Path) -> String {
         let w = self.runs.iter().map(|r| r.dir.len()).max().unwrap_or(0).max(22);
         let mut text = format!("{:<w$} {:<12} {:<14} state\n", "run", "phase", "slurm");

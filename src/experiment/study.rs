@@ -18,15 +18,20 @@ pub struct StudyRequest {
     pub preset: Option<Preset>,
     /// Default: `results/<experiment>-<preset>`.
     pub out: Option<PathBuf>,
+    /// The command line's overrides of the preset.
     pub overrides: Overrides,
 }
 
 /// One experiment at one preset, with its folder.
 #[derive(Debug, Clone)]
 pub struct Study {
+    /// The experiment, loaded and validated.
     pub experiment: Experiment,
+    /// The preset it runs at.
     pub preset: Preset,
+    /// The study's folder.
     pub out: PathBuf,
+    /// The command line's overrides of the preset.
     pub overrides: Overrides,
 }
 
@@ -44,6 +49,7 @@ pub enum Backend {
 pub struct Execution {
     /// Runs at a time here; default one per GPU, or on a CPU one per core.
     pub jobs: Option<usize>,
+    /// Here or on Slurm.
     pub backend: Backend,
     /// `--backend slurm`: the command line's resources on top of the file's `[slurm]`.
     pub slurm: SlurmOverrides,
@@ -53,11 +59,14 @@ pub struct Execution {
 
 /// What `reproduce` did: the text for the user, and whether every run succeeded.
 pub struct Reproduced {
+    /// What was done, for the user.
     pub text: String,
+    /// `Ok` if every run succeeded, else an error naming the runs that failed.
     pub outcome: Result<()>,
 }
 
 impl StudyRequest {
+    /// Whether it names the whole paper (`paper`), not one experiment.
     pub fn is_paper(&self) -> bool {
         self.experiment == paper::PAPER
     }

@@ -18,10 +18,12 @@ use std::path::PathBuf;
 /// The paths of one study's folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StudyDir {
+    /// The folder.
     pub path: PathBuf,
 }
 
 impl StudyDir {
+    /// The study folder at `path` (nothing is created).
     pub fn new(path: impl Into<PathBuf>) -> StudyDir {
         StudyDir { path: path.into() }
     }
@@ -46,6 +48,7 @@ impl StudyDir {
         self.path.join(".slurm")
     }
 
+    /// Where the experiment as run is recorded (`experiment.toml`).
     pub fn experiment_file(&self) -> PathBuf {
         self.path.join("experiment.toml")
     }

@@ -28,7 +28,14 @@ pub enum ShortcutPath {
     Identity,
     /// Option A where the shape changes: subsample by `stride`, then zero channels added
     /// `pad_before` in front of and `pad_after` behind the input's channels. No parameters.
-    ZeroPad { stride: i64, pad_before: i64, pad_after: i64 },
+    ZeroPad {
+        /// The subsampling step in both dimensions.
+        stride: i64,
+        /// Zero channels in front of the input's.
+        pad_before: i64,
+        /// Zero channels behind the input's.
+        pad_after: i64,
+    },
     /// Options B and highway (where the shape changes) and C (everywhere): 1x1 convolution + BN.
     Projection(Box<ConvBn>),
 }
@@ -112,11 +119,15 @@ impl Gate {
 /// (torchvision's "v1.5").
 #[derive(Debug, Clone, Copy)]
 pub struct BlockShape {
+    /// Basic or bottleneck.
     pub unit: Unit,
+    /// Input channels.
     pub c_in: i64,
     /// A bottleneck's inner width; a basic block's is `c_out`.
     pub width: i64,
+    /// Output channels.
     pub c_out: i64,
+    /// Spatial stride (2 where a stage halves the feature map, else 1).
     pub stride: i64,
     /// Groups of the bottleneck's 3x3 (ResNeXt's cardinality); 1 otherwise.
     pub groups: i64,
@@ -151,6 +162,7 @@ impl BlockShape {
 /// (`conv3x3-bn-relu-conv3x3-bn`; a bottleneck's `conv1x1-bn-relu-conv3x3-bn-relu-conv1x1-bn`).
 #[derive(Debug)]
 pub struct Branch {
+    /// Each convolution with its BN, in order.
     pub convs: Vec<ConvBn>,
 }
 
@@ -182,6 +194,7 @@ impl Branch {
 pub struct BareBranch {
     /// Each followed by a ReLU.
     pub hidden: Vec<ConvBn>,
+    /// The last convolution, without BN or ReLU.
     pub last: Conv,
 }
 
@@ -212,50 +225,70 @@ impl BareBranch {
 /// F and a shortcut: the paper's block, and its no-ReLU-after-addition ablation.
 #[derive(Debug)]
 pub struct Residual {
+    /// F, ending with its last BN.
     pub branch: Branch,
+    /// The shortcut to the addition.
     pub shortcut: ShortcutPath,
 }
 
 /// The BN-after-addition ablation: F', the shortcut, and the BN of their sum.
 #[derive(Debug)]
 pub struct BnAfterAdd {
+    /// F', ending at the bare last convolution.
     pub branch: BareBranch,
+    /// The BN of F'(x) + shortcut(x), before the ReLU.
     pub bn: nn::BatchNorm,
+    /// The shortcut to the addition.
     pub shortcut: ShortcutPath,
 }
 
 /// Full pre-activation: BN and ReLU of the input, F', the shortcut.
 #[derive(Debug)]
 pub struct PreAct {
+    /// The BN of the block's input, before its ReLU.
     pub bn1: nn::BatchNorm,
+    /// F', on relu(bn1(x)).
     pub branch: BareBranch,
+    /// The shortcut: identity of x, or a projection of relu(bn1(x)).
     pub shortcut: ShortcutPath,
 }
 
 /// A plain net's pre-activation block: BN and ReLU of the input, F'.
 #[derive(Debug)]
 pub struct PreActPlain {
+    /// The BN of the block's input, before its ReLU.
     pub bn1: nn::BatchNorm,
+    /// F', on relu(bn1(x)).
     pub branch: BareBranch,
 }
 
 /// F, the shortcut and the gate that mixes them.
 #[derive(Debug)]
 pub struct Highway {
+    /// F, whose ReLU is gated by T(x).
     pub branch: Branch,
+    /// The carry path, gated by 1 - T(x).
     pub shortcut: ShortcutPath,
+    /// T(x).
     pub gate: Gate,
 }
 
 /// One block of a net (the table in this module's documentation).
 #[derive(Debug)]
 pub enum Block {
+    /// relu(F(x)): a plain net's block, no shortcut.
     Plain(Branch),
+    /// F'(relu(bn1(x))): a plain net's pre-activation block.
     PlainPre(PreActPlain),
+    /// relu(F(x) + shortcut(x)): He et al. (2015).
     Post(Residual),
+    /// F(x) + shortcut(x): the no-ReLU-after-addition ablation.
     NoReluAfterAdd(Residual),
+    /// relu(bn(F'(x) + shortcut(x))): the BN-after-addition ablation.
     BnAfterAdd(BnAfterAdd),
+    /// F'(relu(bn1(x))) + shortcut(x): full pre-activation, He et al. (2016).
     Pre(PreAct),
+    /// T(x) * relu(F(x)) + (1 - T(x)) * shortcut(x): Srivastava et al. (2015).
     Highway(Highway),
 }
 
@@ -264,8 +297,11 @@ pub enum Block {
 /// reproductions, `downsample` in torchvision).
 #[derive(Debug, Clone, Copy)]
 pub struct BlockStyle<'a> {
+    /// Plain (no shortcuts) or residual.
     pub kind: Kind,
+    /// The shortcut option (A, B, C or highway).
     pub shortcut: Shortcut,
+    /// Where BN and ReLU sit (post, pre or an ablation).
     pub variant: BlockVariant,
     /// The highway gates' initial bias.
     pub gate_bias: f64,

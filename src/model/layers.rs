@@ -20,6 +20,7 @@ pub const BN_EPS: f64 = 1e-5;
 /// A bias-free convolution with "same" padding (odd kernels), and the module name PyTorch gives it.
 #[derive(Debug)]
 pub struct Conv {
+    /// tch's convolution: the weight (`ws`), no bias.
     pub conv: nn::Conv2D,
     /// The variable path with dots (`layer1.0.conv1`), as PyTorch names the module.
     pub name: String,
@@ -27,6 +28,7 @@ pub struct Conv {
     pub kernel: i64,
     /// The stride in both dimensions.
     pub stride: i64,
+    /// Groups the channels are split into (ResNeXt's cardinality); 1 for an ordinary convolution.
     pub groups: i64,
 }
 
@@ -110,6 +112,7 @@ pub fn out_size(size: i64, stride: i64) -> i64 {
 /// convolution of a pre-activation block), as the analyses and the layer listings see it.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvRef<'a> {
+    /// The convolution.
     pub conv: &'a Conv,
     /// Right after it, or after the shortcut's addition (the "BN after addition" ablation).
     pub bn: Option<&'a nn::BatchNorm>,
@@ -122,7 +125,9 @@ pub struct ConvRef<'a> {
 /// evaluation is [`super::folded`]'s.
 #[derive(Debug)]
 pub struct ConvBn {
+    /// The bias-free convolution.
     pub conv: Conv,
+    /// The BatchNorm of its output.
     pub bn: nn::BatchNorm,
 }
 

@@ -37,6 +37,7 @@ use tch::{Device, Tensor};
 /// A convolution of a built model, placed in the network: what the layer analyses need.
 #[derive(Debug)]
 pub struct ConvLayer<'a> {
+    /// The convolution.
     pub conv: &'a Conv,
     /// The BN that normalises its output: right after it, or after the shortcut's addition (the
     /// "BN after addition" ablation); none for the last convolution of a pre-activation block.
@@ -58,13 +59,16 @@ pub struct WeightLayer {
     pub name: String,
     /// As in [`ConvLayer::depth`]; the classifier is the last.
     pub depth: usize,
+    /// The weight itself (shares storage with the model's variable).
     pub weight: Tensor,
 }
 
 /// A built model: its description, its variables and its forward pass.
 #[derive(Debug)]
 pub struct Model {
+    /// What the network is: family, kind, depth and options.
     pub spec: ModelSpec,
+    /// Its variables, named as PyTorch names the modules (`layer1.0.conv1.weight`).
     pub vs: nn::VarStore,
     net: Net,
     channels_last: bool,
@@ -182,8 +186,11 @@ impl Model {
 /// One line of `reslab models`: a zoo network with its size and cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZooEntry {
+    /// The network.
     pub spec: ModelSpec,
+    /// Trainable parameters.
     pub params: i64,
+    /// Forward multiply-accumulates per image, at the family's image size.
     pub macs: u64,
 }
 

@@ -12,7 +12,12 @@ use tch::Tensor;
 #[derive(Debug)]
 pub enum Stem {
     /// relu(bn1(conv1(x))), then (ImageNet nets) a 3x3/2 max-pool.
-    Post { conv: ConvBn, max_pool: bool },
+    Post {
+        /// conv1 and bn1.
+        conv: ConvBn,
+        /// Whether a 3x3/2 max-pool follows (ImageNet nets).
+        max_pool: bool,
+    },
     /// Pre-activation nets: the bare convolution (every block starts with its own BN and ReLU).
     Bare(Conv),
 }
@@ -68,7 +73,9 @@ pub enum Pool {
 pub struct Head {
     /// Pre-activation nets: the BN before the final ReLU and pooling.
     pub final_bn: Option<nn::BatchNorm>,
+    /// How the last feature map is averaged.
     pub pool: Pool,
+    /// The classifier: features to class logits.
     pub fc: nn::Linear,
     /// The classifier's module name (`linear`, `fc`).
     pub name: &'static str,
@@ -95,9 +102,11 @@ impl Head {
 /// A network: stem, stages, head.
 #[derive(Debug)]
 pub struct Net {
+    /// The first convolution (and, for ImageNet nets, the max-pool).
     pub stem: Stem,
     /// `layer1`, `layer2`, ...: each a list of blocks.
     pub stages: Vec<Vec<Block>>,
+    /// Final BN (pre-activation), pooling and the classifier.
     pub head: Head,
     /// The image size MACs are counted at (the paper's: 32 for CIFAR, 224 for ImageNet).
     pub image_size: i64,

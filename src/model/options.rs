@@ -8,8 +8,11 @@ use anyhow::{bail, Context, Result};
 /// A model and the options that change it; `None` keeps the model's default.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelOptions {
+    /// The shortcut option (A, B, C or highway).
     pub shortcut: Option<Shortcut>,
+    /// Bottleneck nets: where a downsampling block puts its stride.
     pub bottleneck_stride: Option<BottleneckStride>,
+    /// CIFAR nets: where BN and ReLU sit in each block.
     pub block: Option<BlockVariant>,
     /// Highway shortcuts only: the gates' initial bias.
     pub gate_bias: Option<f64>,
@@ -20,7 +23,9 @@ pub struct ModelOptions {
 /// How a rule is named to the user: by the command line's flags or an experiment file's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spelling {
+    /// As command-line flags (`--gate-bias`, `--shortcut highway`).
     Flags,
+    /// As experiment-file keys (`gate_bias`, `shortcut = "highway"`).
     FileKeys,
 }
 

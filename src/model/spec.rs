@@ -22,7 +22,9 @@ pub enum Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// No shortcuts: each block's output is relu(F(x)).
     Plain,
+    /// With shortcuts: relu(F(x) + shortcut(x)); `resnet` in names and files.
     #[serde(rename = "resnet")]
     Residual,
 }
@@ -88,7 +90,9 @@ impl BlockVariant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Groups {
+    /// Groups of each bottleneck's 3x3 convolution (the `8` of `8x64d`).
     pub cardinality: i64,
+    /// Channels per group in the first stage (the `64` of `8x64d`).
     pub width: i64,
 }
 
@@ -106,8 +110,11 @@ pub enum BottleneckStride {
 /// One network of the zoo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    /// CIFAR or ImageNet.
     pub family: Family,
+    /// Plain or residual.
     pub kind: Kind,
+    /// Weighted layers (convolutions and the classifier, not counting shortcut projections).
     pub depth: i64,
     /// Ignored by plain nets (kept so a plain net names the residual net it mirrors).
     pub shortcut: Shortcut,

@@ -52,11 +52,13 @@ pub struct Curve {
 /// A whole figure: title, axis labels and curves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorChart {
+    /// Shown above the plot.
     pub title: String,
     /// E.g. "iteration".
     pub x_label: String,
     /// E.g. "error (%)".
     pub y_label: String,
+    /// The curves, drawn in order (later ones on top).
     pub curves: Vec<Curve>,
     /// None: 0..max(err)*1.05 capped at 100.
     pub y_range: Option<(f64, f64)>,

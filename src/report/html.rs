@@ -11,9 +11,11 @@ use std::path::Path;
 /// The whole page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
+    /// The page's `<title>` and heading.
     pub title: String,
     /// Lines under the title: what made the page, the protocol.
     pub lede: Vec<String>,
+    /// The studies, in order.
     pub sections: Vec<Section>,
 }
 
@@ -22,13 +24,19 @@ pub struct Page {
 pub struct Section {
     /// Anchor of the section (`fig6`).
     pub id: String,
+    /// The section's heading.
     pub title: String,
+    /// What the study reproduces (the experiment's description).
     pub description: String,
     /// Caveats shown above everything else (the preset, runs left out, runs not complete).
     pub notes: Vec<String>,
+    /// The paper's claims and whether they held.
     pub claims: Vec<Claim>,
+    /// Charts, inline.
     pub figures: Vec<Figure>,
+    /// Result tables.
     pub tables: Vec<Table>,
+    /// Every planned run, complete or not.
     pub runs: Vec<RunDetails>,
 }
 
@@ -37,14 +45,20 @@ pub struct Section {
 pub struct Claim {
     /// Where the paper makes it (`Fig. 6, left`).
     pub source: String,
+    /// The paper's claim in words.
     pub claim: String,
+    /// The numbers that decided the verdict.
     pub evidence: String,
+    /// Held, not held or not measured.
     pub verdict: Verdict,
 }
 
+/// Whether a claim held on the runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The runs agree with the paper.
     Held,
+    /// The runs contradict the paper.
     NotHeld,
     /// A run the claim needs is missing (left out by the preset, failed or not finished).
     NotMeasured,
@@ -68,24 +82,32 @@ impl Verdict {
     }
 }
 
+/// A chart with its caption.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
+    /// Shown under the chart.
     pub caption: String,
     /// The chart as SVG text (`<svg ...>...</svg>`), inlined as it is.
     pub svg: String,
 }
 
+/// A table with its caption.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// Shown above the table.
     pub caption: String,
+    /// The cells.
     pub grid: Grid,
 }
 
 /// One planned run: its directory, its state and its configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunDetails {
+    /// The run directory's name.
     pub dir: String,
+    /// Its state in words (`new`, `partial at iteration 400`).
     pub state: String,
+    /// Whether it finished (counted in the section's "n of m complete").
     pub complete: bool,
     /// `config.toml` as written in the run directory; empty when the run never started.
     pub config: String,

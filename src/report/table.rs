@@ -6,27 +6,40 @@ use anyhow::Result;
 /// One run's line in the summary table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
+    /// The run directory's name.
     pub run: String,
+    /// The model's name (`resnet-20`).
     pub model: String,
     /// "plain" or the shortcut option.
     pub variant: String,
+    /// Trainable parameters.
     pub params: i64,
+    /// Forward multiply-accumulates per image.
     pub macs: u64,
+    /// Iterations trained.
     pub iters: usize,
+    /// Training error (%) at the last evaluation.
     pub final_train_err: f64,
+    /// Test error (%) at the last evaluation.
     pub final_test_err: f64,
+    /// Training error (%) averaged over the run's evaluations.
     pub mean_train_err: f64,
+    /// Test error (%) averaged over the run's evaluations.
     pub mean_test_err: f64,
     /// The paper's error for this run, where it reports one.
     pub paper_err: Option<f64>,
+    /// Mean training throughput, images per second.
     pub img_per_s: f64,
+    /// Wall-clock seconds of the run.
     pub wall_s: f64,
 }
 
 /// What the Markdown table is about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableHeading {
+    /// The table's heading.
     pub title: String,
+    /// A paragraph under the heading.
     pub description: String,
     /// Where `paper_err` comes from.
     pub paper_source: Option<String>,
@@ -66,6 +79,7 @@ fn cells(row: &RunRow) -> [String; 13] {
     ]
 }
 
+/// The per-run table as CSV, with a header row.
 pub fn summary_csv(rows: &[RunRow]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(COLUMNS)?;
@@ -111,12 +125,16 @@ fn check_list(checks: &[String]) -> String {
 /// (left-aligned; the others are numbers, right-aligned).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
+    /// Column names.
     pub header: Vec<String>,
+    /// Each row's cells, as many as the header.
     pub rows: Vec<Vec<String>>,
+    /// Leading columns that hold names (left-aligned).
     pub left: usize,
 }
 
 impl Grid {
+    /// The grid as a Markdown table, numbers right-aligned.
     pub fn markdown(&self) -> String {
         let align: Vec<&str> = (0..self.header.len()).map(|i| if i < self.left { "---" } else { "---:" }).collect();
         let mut md = format!("| {} |\n| {} |\n", self.header.join(" | "), align.join(" | "));
@@ -130,13 +148,16 @@ impl Grid {
 /// Mean, sample standard deviation and count of a value over seeds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeanStd {
+    /// The mean (NaN for no values).
     pub mean: f64,
     /// Sample standard deviation (n - 1); 0 for a single value.
     pub std: f64,
+    /// Number of values.
     pub n: usize,
 }
 
 impl MeanStd {
+    /// The statistics of `values` (NaN mean and std for none).
     pub fn of(values: &[f64]) -> MeanStd {
         let n = values.len();
         if n == 0 {
@@ -161,13 +182,21 @@ impl MeanStd {
 /// A network's line in a study table: its runs over seeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupRow {
+    /// The run name without seed (`resnet-20`, `resnet-20-B`).
     pub run: String,
+    /// The model's name.
     pub model: String,
+    /// "plain" or the shortcut option.
     pub variant: String,
+    /// Trainable parameters.
     pub params: i64,
+    /// Training error (%) at the end, over seeds.
     pub final_train_err: MeanStd,
+    /// Test error (%) at the end, over seeds.
     pub final_test_err: MeanStd,
+    /// Training error (%) averaged over each run, over seeds.
     pub mean_train_err: MeanStd,
+    /// The paper's error (%) for this network, where it reports one.
     pub paper_err: Option<f64>,
     /// The paper's number in full where it says more, e.g. "6.43 (6.61±0.16)".
     pub paper_note: Option<String>,
@@ -176,8 +205,11 @@ pub struct GroupRow {
 /// Another method's published result, for context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextRow {
+    /// The method's name as published.
     pub method: String,
+    /// Its test error (%) as published.
     pub err: f64,
+    /// E.g. the paper's "(mean±std)" where it gives one.
     pub note: Option<String>,
 }
 

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Kind, Tensor};
 
+/// The newest checkpoint in a run directory.
 pub const FILE: &str = "checkpoint.safetensors";
+/// The checkpoint before it, kept in case the newest is corrupt.
 pub const PREVIOUS: &str = "checkpoint.prev.safetensors";
 const FORMAT: u32 = 1;
 
@@ -31,19 +33,26 @@ pub struct LoopState {
     pub warmup_ended_at: Option<usize>,
     /// Running training statistics since the last metrics row.
     pub row_loss_sum: f64,
+    /// Batches since the last metrics row.
     pub row_batches: usize,
+    /// Misclassified training images since the last metrics row.
     pub row_wrong: i64,
+    /// Training images seen since the last metrics row.
     pub row_seen: i64,
+    /// Seconds spent on training steps since the last metrics row.
     pub row_seconds: f64,
     /// Running training error since the last warm-up check.
     pub warmup_wrong: i64,
+    /// Training images seen since the last warm-up check.
     pub warmup_seen: i64,
+    /// Batches since the last warm-up check (counted by the schedule).
     pub warmup_batches: i64,
     /// Seconds the run has taken so far (across resumptions).
     pub elapsed_s: f64,
 }
 
 impl LoopState {
+    /// Adds one batch's loss, errors, images and step time to the running statistics.
     pub fn record_batch(&mut self, loss: f64, wrong: i64, seen: i64, seconds: f64) {
         self.row_loss_sum += loss;
         self.row_batches += 1;
@@ -54,18 +63,22 @@ impl LoopState {
         self.warmup_seen += seen;
     }
 
+    /// Resets the metrics row's running statistics (not the warm-up's).
     pub fn start_row(&mut self) {
         (self.row_loss_sum, self.row_batches, self.row_wrong, self.row_seen, self.row_seconds) = (0.0, 0, 0, 0, 0.0);
     }
 
+    /// Mean training loss per batch since the last row.
     pub fn row_loss(&self) -> f64 {
         self.row_loss_sum / self.row_batches.max(1) as f64
     }
 
+    /// Training error (%) since the last row.
     pub fn row_error(&self) -> f64 {
         100.0 * self.row_wrong as f64 / self.row_seen.max(1) as f64
     }
 
+    /// Training throughput since the last row, images per second.
     pub fn row_images_per_second(&self) -> f64 {
         self.row_seen as f64 / self.row_seconds.max(1e-9)
     }
@@ -79,6 +92,7 @@ struct Header {
     config: String,
 }
 
+/// Writes a checkpoint of `vs`, `momentum` and `state` into `dir` atomically, keeping the previous.
 pub fn save(
     dir: &Path,
     config: &RunConfig,
@@ -116,9 +130,13 @@ pub fn iteration(dir: &Path) -> Option<usize> {
 
 /// A checkpoint read back and verified.
 pub struct Checkpoint {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// The loop's state.
     pub state: LoopState,
+    /// The model's variables by name (weights and BN running statistics).
     pub model: BTreeMap<String, Tensor>,
+    /// The SGD momentum buffers by variable name.
     pub momentum: BTreeMap<String, Tensor>,
 }
 

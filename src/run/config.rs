@@ -14,9 +14,13 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
+    /// Base learning rate (default 0.1).
     pub lr: f64,
+    /// Momentum (default 0.9).
     pub momentum: f64,
+    /// L2 weight decay (default 0.0001).
     pub weight_decay: f64,
+    /// Images per batch, over every process (default 128).
     pub batch_size: usize,
 }
 
@@ -24,9 +28,11 @@ pub struct OptimConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
+    /// Training iterations (64k in the paper).
     pub iters: usize,
     /// Iterations after which the learning rate is multiplied by `lr_decay`.
     pub lr_steps: Vec<usize>,
+    /// The factor at each step of `lr_steps` (default 0.1).
     #[serde(default = "default_lr_decay")]
     pub lr_decay: f64,
     /// Evaluate on the evaluation set and write a metrics row every this many iterations.
@@ -41,6 +47,7 @@ pub struct ScheduleConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Warmup {
+    /// The warm-up learning rate (default 0.01).
     pub lr: f64,
     /// Percent; checked over every 20 batches.
     pub until_train_err: f64,
@@ -52,13 +59,18 @@ impl Default for Warmup {
     }
 }
 
+/// What a run is, saved as `config.toml`: model, data, optimiser, schedule and what else changes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// The network.
     pub model: ModelSpec,
+    /// The data and how it is prepared.
     pub data: DataConfig,
+    /// SGD's settings; default the paper's.
     #[serde(default)]
     pub optim: OptimConfig,
+    /// The schedule: length, learning-rate steps, evaluation interval.
     pub schedule: ScheduleConfig,
     /// Seeds torch's generator (initialisation) and the data order and augmentation streams.
     #[serde(default)]
@@ -104,8 +116,10 @@ fn is_one(n: &usize) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
+    /// Everything in fp32.
     #[default]
     Fp32,
+    /// Convolutions and matmuls in bfloat16, the rest in fp32.
     Bf16,
 }
 
@@ -140,9 +154,12 @@ impl ScheduleConfig {
 /// else fp32; decided by [`crate::train::request::RunRequest`], which alone resolves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PrecisionChoice {
+    /// bf16 where the hardware makes it faster, else fp32.
     #[default]
     Auto,
+    /// Always fp32.
     Fp32,
+    /// Always bf16.
     Bf16,
 }
 
@@ -159,21 +176,29 @@ impl From<Precision> for PrecisionChoice {
 /// experiment planner choose them; everything else takes its component's default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainOptions {
+    /// Training iterations (default 64,000).
     pub iters: usize,
+    /// Base learning rate (default 0.1).
     pub lr: f64,
     /// Iterations at which the learning rate is divided by 10; `None`: the paper's shape (1/2, 3/4).
     pub lr_steps: Option<Vec<usize>>,
+    /// Global batch size (default 128).
     pub batch_size: usize,
     /// Iterations between metrics rows; `None`: 64 rows over the run.
     pub eval_every: Option<usize>,
+    /// The run's seed (default 0).
     pub seed: u64,
+    /// CPU threads for libtorch; 0 means one per core.
     pub threads: usize,
+    /// Keep weights and activations channels-last (default on).
     pub channels_last: bool,
     /// `auto` is resolved on this machine when the run is requested.
     pub precision: PrecisionChoice,
     /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
     pub warmup: bool,
+    /// Iterations between checkpoints; 0: at every metrics row.
     pub checkpoint_every: usize,
+    /// Iterations between gradient-norm recordings; 0: never.
     pub log_grads: usize,
     /// Data parallel processes (1: one process).
     pub world_size: usize,
@@ -261,10 +286,12 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The configuration as TOML, as in `config.toml`.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a run config always serialises")
     }
 
+    /// Parses and validates a configuration; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<RunConfig> {
         let config: RunConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", origin.display(), one_line(&e.to_string())))?;
@@ -272,6 +299,7 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// Reads, parses and validates the `config.toml` at `path`.
     pub fn load(path: &Path) -> Result<RunConfig> {
         let (config, choice) = Self::load_planned(path)?;
         if choice == PrecisionChoice::Auto {

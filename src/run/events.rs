@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// One file per run directory (TensorBoard reads every file whose name contains "tfevents").
 pub const FILE_NAME: &str = "events.out.tfevents.reslab";
 
+/// Appends metrics rows to a run's TensorBoard event file, each value a scalar summary.
 pub struct EventWriter {
     file: File,
 }
@@ -38,6 +39,7 @@ impl EventWriter {
         Ok(EventWriter { file })
     }
 
+    /// Appends `row`'s values as scalar events and flushes.
     pub fn write(&mut self, row: &MetricsRow) -> Result<()> {
         self.file.write_all(&row_records(row)).and_then(|()| self.file.flush()).context("writing the event file")
     }

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::Path;
 
+/// The per-layer gradient norms in a run directory.
 pub const FILE_NAME: &str = "grad_norms.csv";
 const HEADER: [&str; 5] = ["iter", "layer", "depth", "grad_norm", "weight_norm"];
 
+/// One layer's norms at one recorded iteration: a row of `grad_norms.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradNormRow {
     /// The iteration (1-based) whose gradient this is.
@@ -21,9 +23,11 @@ pub struct GradNormRow {
     pub depth: usize,
     /// L2 norms over the whole tensor.
     pub grad_norm: f64,
+    /// The layer's weight norm before the step.
     pub weight_norm: f64,
 }
 
+/// Appends rows to `grad_norms.csv`, flushed as they are written.
 pub struct GradNormWriter {
     writer: csv::Writer<File>,
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The lock file in a run directory, holding its owner's `host pid`.
 pub const LOCK_FILE: &str = ".lock";
 /// How often the owner touches its lock file.
 pub const REFRESH: Duration = Duration::from_secs(60);
@@ -30,11 +31,14 @@ pub struct RunLock {
 /// Who holds a lock, as its file says: `host pid` (a bare PID, as older versions wrote, is this host's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockOwner {
+    /// The host name of the owner.
     pub host: String,
+    /// Its process id, on that host.
     pub pid: u32,
 }
 
 impl LockOwner {
+    /// Parses a lock file's `host pid` (a bare PID is this host's); `None` if it says neither.
     pub fn parse(text: &str) -> Option<LockOwner> {
         let mut words = text.split_whitespace();
         let (first, second) = (words.next()?, words.next());
@@ -62,6 +66,7 @@ impl LockOwner {
 }
 
 impl RunLock {
+    /// Locks run directory `dir`: an error if a live process holds it; a stale lock is taken over.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
         let path = dir.join(LOCK_FILE);
         let me = format!("{} {}", hostname(), std::process::id());

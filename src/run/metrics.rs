@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::Path;
 
+/// The metrics of a run directory, a row per evaluation.
 pub const FILE_NAME: &str = "metrics.csv";
 const HEADER: [&str; 8] = ["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"];
 
@@ -15,10 +16,15 @@ const HEADER: [&str; 8] = ["iter", "epoch", "lr", "train_loss", "train_err", "te
 pub struct MetricsRow {
     /// Iterations completed.
     pub iter: usize,
+    /// Epochs completed (fractional).
     pub epoch: f64,
+    /// The learning rate of the last iteration.
     pub lr: f64,
+    /// Mean training loss (cross-entropy) since the previous row.
     pub train_loss: f64,
+    /// Training error (%) since the previous row.
     pub train_err: f64,
+    /// Error (%) on the evaluation set.
     pub test_err: f64,
     /// Training images per second since the previous row (evaluation time excluded).
     pub img_per_s: f64,
@@ -26,6 +32,7 @@ pub struct MetricsRow {
     pub wall_s: f64,
 }
 
+/// Appends rows to `metrics.csv`, flushed as they are written.
 pub struct MetricsWriter {
     writer: csv::Writer<File>,
 }
@@ -51,6 +58,7 @@ impl MetricsWriter {
         Ok(MetricsWriter { writer: csv::WriterBuilder::new().has_headers(false).from_writer(file) })
     }
 
+    /// Appends `row` and flushes it.
     pub fn write(&mut self, row: &MetricsRow) -> Result<()> {
         let r = row;
         let fields = [

@@ -32,27 +32,36 @@ use config::Precision;
 use lock::RunLock;
 use std::path::{Path, PathBuf};
 
+/// The run's configuration, written when it starts.
 pub const CONFIG_FILE: &str = "config.toml";
+/// The final weights, written when it completes.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// What the run ended with, written last ([`RunSummary`]).
 pub const SUMMARY_FILE: &str = "summary.toml";
+/// Where `train --dump-steps` writes its per-step tensors.
 pub const STEPS_DIR: &str = "steps";
+/// The error a failed run stopped with, one line.
 pub const ERROR_FILE: &str = "error.txt";
 
 /// The paths of one run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
+    /// The directory.
     pub path: PathBuf,
 }
 
 impl RunDir {
+    /// The run directory at `path` (nothing is created).
     pub fn new(path: impl Into<PathBuf>) -> RunDir {
         RunDir { path: path.into() }
     }
 
+    /// The path of its `config.toml`.
     pub fn config(&self) -> PathBuf {
         self.path.join(CONFIG_FILE)
     }
 
+    /// The path of its final weights, `model.safetensors`.
     pub fn weights(&self) -> PathBuf {
         self.path.join(WEIGHTS_FILE)
     }
@@ -138,18 +147,24 @@ pub enum RunState {
     New,
     /// Started: the last checkpoint is at this iteration (0 when none was written yet).
     Partial {
+        /// The iteration of the last checkpoint.
         iteration: usize,
     },
+    /// Finished, with its summary.
     Complete(Box<RunSummary>),
+    /// Stopped because the loss became non-finite, with its summary.
     Diverged(Box<RunSummary>),
     /// Stopped by an error (not an interrupt) at or after this checkpoint iteration.
     Failed {
+        /// The iteration of the last checkpoint.
         iteration: usize,
+        /// The recorded error, one line.
         error: String,
     },
 }
 
 impl RunState {
+    /// What `dir` holds: a summary, else a recorded error, else a checkpoint or config, else nothing.
     pub fn read(dir: &Path) -> RunState {
         if let Ok(summary) = RunSummary::load(dir) {
             return match summary.status {
@@ -179,6 +194,7 @@ impl RunState {
         let _ = std::fs::remove_file(dir.join(ERROR_FILE));
     }
 
+    /// Whether the run finished (not diverged).
     pub fn is_complete(&self) -> bool {
         matches!(self, RunState::Complete(_))
     }

@@ -27,36 +27,50 @@ use std::process::Command;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
+/// What `reslab bench` times (see the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
+    /// The training step alone on one fixed random batch.
     Step,
+    /// The real training loop of `reslab train`, data and augmentation included.
     Train,
+    /// Evaluation forward passes (no gradients, BN folded) on a fixed random batch.
     Eval,
 }
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Bench {
+    /// The network to time.
     pub spec: ModelSpec,
+    /// Step, train or eval.
     pub mode: Mode,
+    /// The forward pass's arithmetic.
     pub precision: Precision,
+    /// Keep weights and activations channels-last.
     pub channels_last: bool,
     /// libtorch threads; 0: one per core.
     pub threads: usize,
+    /// Images per batch.
     pub batch: i64,
     /// Timed iterations (batches), after `warmup` untimed ones.
     pub iters: usize,
+    /// Untimed iterations before the timed ones.
     pub warmup: usize,
     /// `train` mode: the data, and whether to augment it.
     pub data: DataSource,
+    /// `train` mode: augment the batches as training does.
     pub augment: bool,
 }
 
 /// Where the PyTorch reference is and how to run it.
 #[derive(Debug, Clone)]
 pub struct Reference {
+    /// The reference script, `torch_reference.py`.
     pub script: PathBuf,
+    /// The Python that runs it (with PyTorch installed).
     pub python: PathBuf,
+    /// The precision the reference runs at.
     pub precision: Precision,
 }
 

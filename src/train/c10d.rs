@@ -214,10 +214,12 @@ impl ProcessGroup {
         Ok(ProcessGroup { raw, rank, size, _store: store })
     }
 
+    /// This process's rank, 0..size.
     pub fn rank(&self) -> usize {
         self.rank
     }
 
+    /// Processes in the group.
     pub fn size(&self) -> usize {
         self.size
     }

@@ -36,13 +36,17 @@ const STOPPED: &str = "another rank died or stopped answering (its own error say
 /// Where this process sits in a distributed run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct World {
+    /// This process's rank among all, 0..size; rank 0 leads.
     pub rank: usize,
+    /// Processes in the run.
     pub size: usize,
     /// Rank among the processes on this machine (it picks the GPU).
     pub local_rank: usize,
+    /// Processes on this machine.
     pub local_size: usize,
     /// Rank 0's host and port: the rendezvous.
     pub master_addr: String,
+    /// The rendezvous port on rank 0's host.
     pub master_port: u16,
     /// Rank 0 only: a socket already listening at the master port, inherited from the launcher
     /// ([`MASTER_LISTEN_FD`]), so the port cannot be taken between its choice and the rendezvous.
@@ -247,6 +251,7 @@ impl DataParallel {
         Ok(DataParallel { group, world: world.clone(), device, reduce_time: Duration::ZERO })
     }
 
+    /// Where this process sits in the run.
     pub fn world(&self) -> &World {
         &self.world
     }

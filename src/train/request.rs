@@ -19,7 +19,14 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub enum RunSource {
     /// A new run of `model` on `data` with `options`.
-    New { model: ModelSpec, data: DataConfig, options: TrainOptions },
+    New {
+        /// The network.
+        model: ModelSpec,
+        /// The data and its preparation.
+        data: DataConfig,
+        /// Schedule, optimiser and run settings.
+        options: TrainOptions,
+    },
     /// The configuration of an earlier run (its `config.toml`), run again.
     ConfigFile(PathBuf),
     /// The run in this directory, continued from its last checkpoint.
@@ -29,6 +36,7 @@ pub enum RunSource {
 /// A run as asked for, before it is resolved.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
+    /// Where the configuration comes from.
     pub source: RunSource,
     /// The run directory; default `results/train-<model>` (a resumed run stays in its own).
     pub out: Option<PathBuf>,
@@ -64,10 +72,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run's final configuration.
     pub fn config(&self) -> &RunConfig {
         &self.config
     }
 
+    /// The run's directory.
     pub fn dir(&self) -> &RunDir {
         &self.dir
     }

@@ -16,6 +16,7 @@ use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use tch::{nn, Tensor};
 
+/// SGD with momentum and weight decay over a model's trainable variables, flattened into one buffer.
 pub struct Sgd {
     /// Parameter names, in the order of the flat buffers.
     names: Vec<String>,
@@ -49,10 +50,12 @@ impl Sgd {
         Ok(Sgd { names, buffers, values, grads, momentum: flat_momentum, momentum_factor: momentum, weight_decay })
     }
 
+    /// Zeroes every gradient (one op on the flat buffer).
     pub fn zero_grad(&mut self) {
         let _ = self.grads.zero_();
     }
 
+    /// One update at learning rate `lr`, PyTorch's rule, bit for bit.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         native::sgd_update(
             &mut self.values,

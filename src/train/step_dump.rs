@@ -15,10 +15,14 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::{nn, Kind, Tensor};
 
+/// The weights and BN statistics before the first step, under `steps/`.
 pub const INITIAL: &str = "initial.safetensors";
+/// The batches, learning rates and losses of the recorded steps, under `steps/`.
 pub const BATCHES: &str = "batches.safetensors";
+/// The weights and BN statistics after the last recorded step, under `steps/`.
 pub const FINAL: &str = "final.safetensors";
 
+/// Collects the first K steps of a run (`train --dump-steps K`) and writes them to `steps/`.
 pub struct StepDump {
     dir: PathBuf,
     steps: usize,

@@ -15,7 +15,9 @@ use std::thread::JoinHandle;
 /// Which of a child's streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// The child's standard output.
     Stdout,
+    /// The child's standard error.
     Stderr,
 }
 
@@ -24,14 +26,18 @@ pub type LineSink = Arc<dyn Fn(&str, Stream) + Send + Sync>;
 
 /// Where a child's output goes: this process's own terminal, or each line to a function.
 pub enum Output {
+    /// To this process's own stdout and stderr.
     Inherit,
+    /// Each line to the sink, with the stream it came from.
     Lines(LineSink),
 }
 
 /// A child that has ended.
 #[derive(Debug, Clone)]
 pub struct Ended {
+    /// The name it was spawned as.
     pub name: String,
+    /// How it exited.
     pub status: ExitStatus,
 }
 
@@ -41,6 +47,7 @@ struct Supervised {
     readers: Vec<JoinHandle<()>>,
 }
 
+/// The children of this process, spawned, interrupted and reaped together (see the module).
 #[derive(Default)]
 pub struct Supervisor {
     running: Vec<Supervised>,
@@ -72,6 +79,7 @@ impl Supervisor {
         self.running.iter().map(|s| s.name.as_str())
     }
 
+    /// How many children are still running.
     pub fn running_count(&self) -> usize {
         self.running.len()
     }
