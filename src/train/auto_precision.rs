@@ -25,7 +25,9 @@ pub const CACHE_FILE: &str = "precision.toml";
 /// What a probe measured: training images per second in each precision.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
+    /// Training images per second in fp32.
     pub fp32_img_per_s: f64,
+    /// Training images per second in bf16 (autocast).
     pub bf16_img_per_s: f64,
 }
 
@@ -56,8 +58,11 @@ impl Measured {
 pub struct ProbeKey {
     /// The CPU's model and flags, or the GPU's name.
     pub machine: String,
+    /// The model as it names itself with its variant (`resnet-56 (A)`).
     pub model: String,
+    /// Images per training step.
     pub batch_size: usize,
+    /// libtorch threads (the core count for 0; 0 on a GPU, where they do not matter).
     pub threads: usize,
 }
 
@@ -89,6 +94,7 @@ impl ProbeKey {
 
 /// Times the training step: images per second in a precision.
 pub trait StepClock {
+    /// Training images per second in `precision`.
     fn img_per_s(&mut self, precision: Precision) -> Result<f64>;
 }
 
@@ -96,13 +102,19 @@ pub trait StepClock {
 /// [`PROBE_WARMUP`] untimed steps (oneDNN and cuDNN pick their kernels on the first) then
 /// [`PROBE_STEPS`] timed ones, per precision.
 pub struct TrainingStep {
+    /// The net to time.
     pub spec: ModelSpec,
+    /// Images per step.
     pub batch_size: usize,
+    /// libtorch threads; 0: one per core.
     pub threads: usize,
+    /// Channels-last layout, as the run has it.
     pub channels_last: bool,
 }
 
+/// Untimed steps per precision before the timed ones.
 pub const PROBE_WARMUP: usize = 2;
+/// Timed steps per precision.
 pub const PROBE_STEPS: usize = 3;
 
 impl StepClock for TrainingStep {

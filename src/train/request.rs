@@ -179,12 +179,12 @@ impl RunRequest {
                         // Bad data is one line at once, not after a probe.
                         config.data.source.ensure_exists()?;
                         training_precision(
-                        choice,
-                        &config.model,
-                        config.optim.batch_size,
-                        config.threads,
-                        config.channels_last,
-                    )?
+                            choice,
+                            &config.model,
+                            config.optim.batch_size,
+                            config.threads,
+                            config.channels_last,
+                        )?
                     }
                 };
                 config.precision = precision;

@@ -42,6 +42,7 @@ impl Cache {
         Cache { path: Some(path.into()) }
     }
 
+    /// The file, where there is a cache folder.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
