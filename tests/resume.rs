@@ -267,6 +267,9 @@ fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
             "200",
             "--eval-every",
             "5",
+            // (Forced: a probe of `auto` would delay plain-56's first checkpoint past the interrupt.)
+            "--precision",
+            "fp32",
             "--out",
             out.to_str().unwrap(),
         ])

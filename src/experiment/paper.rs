@@ -134,7 +134,7 @@ fn link_finished_runs(
         let Some(other) = STUDIES.iter().filter(|s| **s != study.name).find(|other| {
             let candidate = out.join(other).join(run.dir_name());
             // A linked run is not linked again: a link always points at the run itself.
-            !candidate.is_symlink() && RunDir::new(&candidate).holds_complete(run.config())
+            !candidate.is_symlink() && run.run.is_complete_in(&RunDir::new(&candidate))
         }) else {
             continue;
         };

@@ -9,7 +9,7 @@
 use super::bench::{step_img_per_s, Bench, Mode};
 use super::runtime::{self, thread_count};
 use crate::data::DataSource;
-use crate::model::ModelSpec;
+use crate::model::{Family, ModelSpec};
 use crate::run::config::{Precision, PrecisionChoice};
 use crate::util::cache::{machine_key, Cache};
 use anyhow::Result;
@@ -169,6 +169,14 @@ pub fn decide_here(
     if device == Device::Cpu && !runtime::cpu_has_bf16() {
         // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
         return Ok((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into()));
+    }
+    if device == Device::Cpu && spec.family == Family::Imagenet {
+        // A training step at 224 pixels takes many seconds on a CPU: the probe would cost more
+        // than the short runs it would speed up.
+        return Ok((
+            Precision::Fp32,
+            "fp32 (auto: ImageNet-size nets are not probed on a CPU; --precision bf16 forces)".into(),
+        ));
     }
     let key = ProbeKey::new(spec, batch_size, threads, device);
     let mut clock = TrainingStep { spec: spec.clone(), batch_size, threads, channels_last };

@@ -93,6 +93,16 @@ impl Run {
         self.precision_pending
     }
 
+    /// Whether `dir` holds this run complete; while the precision is pending (`auto`), a
+    /// complete run of either precision is this run, as `auto` keeps a run's own.
+    pub fn is_complete_in(&self, dir: &RunDir) -> bool {
+        let kept = self.precision_pending.then(|| dir.precision_of_same_run(&self.config)).flatten();
+        match kept {
+            Some(precision) => dir.holds_complete(&RunConfig { precision, ..self.config.clone() }),
+            None => dir.holds_complete(&self.config),
+        }
+    }
+
     /// This run with a pending `auto` precision decided in this process, which trains it (the
     /// local runner's one-at-a-time path); itself otherwise.
     pub fn decided_here(&self) -> Result<Run> {
