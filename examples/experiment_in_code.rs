@@ -8,6 +8,7 @@
 //! same from TOML.
 
 use reslab::data::DataSource;
+use reslab::experiment::layout;
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::runner::{self, Parallelism};
 use reslab::experiment::spec::{Expectation, Prediction, PresetSpec, RunEntry, Seeds};
@@ -32,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     };
     experiment.validate()?;
     let out = Path::new("results/example-experiment-in-code");
-    let parallelism = Parallelism { jobs: runner::default_jobs() };
+    let parallelism = Parallelism { jobs: layout::default_jobs() };
     let report = runner::run(&experiment, Preset::Smoke, &Overrides::default(), parallelism, out)?;
     print!("{}", report.text(&experiment));
     Ok(())

@@ -107,7 +107,7 @@ pub struct ReproduceArgs {
     #[command(flatten)]
     pub study: StudyArgs,
     /// Runs at a time, each a child process with the machine's cores split between them; default
-    /// one per GPU, or on a CPU one per core (the fastest here: see docs/performance.md).
+    /// one per GPU, or on a CPU what a probe measured fastest here, 1 or one per core (cached; see docs/performance.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
     /// Where the runs run: here, or as a Slurm array job (one task per run) and a job that aggregates after it.

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod cost;
 pub mod launch;
+pub mod layout;
 pub mod paper;
 pub mod plan;
 pub mod preset;

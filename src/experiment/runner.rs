@@ -201,13 +201,3 @@ fn run_as_children(runs: &[PlannedRun], out: &Path, jobs: usize) -> Result<Vec<S
     }
     Ok(failures)
 }
-
-/// Runs at a time when the user does not say: one per GPU where there are GPUs; on a CPU one per
-/// core, each with one thread, which beat one run on every core on this project's 2-core machine
-/// for every network size measured (docs/results.md, "Runs side by side").
-pub fn default_jobs() -> usize {
-    match tch::Cuda::device_count() {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        gpus => gpus as usize,
-    }
-}

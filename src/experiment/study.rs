@@ -5,7 +5,7 @@
 use super::plan::Overrides;
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmOverrides};
-use super::{paper, runner, slurm};
+use super::{layout, paper, runner, slurm};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -109,7 +109,8 @@ impl StudyRequest {
 
 /// Reproduces the study `request` names as `execution` says.
 pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reproduced> {
-    let parallelism = runner::Parallelism { jobs: execution.jobs.unwrap_or_else(runner::default_jobs) };
+    // Measured (once per machine) only where the runs train here.
+    let parallelism = || runner::Parallelism { jobs: execution.jobs.unwrap_or_else(layout::default_jobs) };
     if request.is_paper() {
         if execution.backend == Backend::Slurm {
             bail!(
@@ -117,12 +118,12 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
             );
         }
         let (preset, out) = request.paper();
-        let report = paper::run(preset, &request.overrides, parallelism, &out)?;
+        let report = paper::run(preset, &request.overrides, parallelism(), &out)?;
         return Ok(Reproduced { text: report.text(), outcome: report.result() });
     }
     let study = request.study()?;
     if execution.backend == Backend::Local {
-        let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism, &study.out)?;
+        let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
     }
     let invocation = slurm::Invocation {
