@@ -262,7 +262,18 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
 fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fig1");
-    let output = reslab(&["reproduce", "fig1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()]);
+    let output = reslab(&[
+        "reproduce",
+        "fig1",
+        "--iters",
+        "4",
+        "--eval-every",
+        "2",
+        "--precision",
+        "fp32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     for run in ["plain-20-seed0", "plain-56-seed0"] {
         assert_eq!(read_rows(&out.join(run)).len(), 2);

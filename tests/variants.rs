@@ -93,6 +93,8 @@ fn the_shortcuts_and_blocks_studies_run_with_their_tables() {
         "2",
         "--eval-every",
         "2",
+        "--precision",
+        "fp32",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -114,6 +116,8 @@ fn the_shortcuts_and_blocks_studies_run_with_their_tables() {
         "2",
         "--jobs",
         "2",
+        "--precision",
+        "fp32",
         "--out",
         out.to_str().unwrap(),
     ]);
