@@ -11,6 +11,7 @@ pub mod preset;
 pub mod runner;
 pub mod slurm;
 pub mod spec;
+pub mod stats;
 pub mod status;
 pub mod study;
 pub mod study_dir;
