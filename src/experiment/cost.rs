@@ -44,23 +44,27 @@ pub struct RunCost {
     pub speed_from: String,
 }
 
+/// Forward MACs per image of each network of `runs`, by its name with variant (each counted once).
+fn macs_by_model(runs: &[PlannedRun]) -> Result<HashMap<String, u64>> {
+    let mut macs_of = HashMap::new();
+    for run in runs {
+        let spec = &run.config().model;
+        if let std::collections::hash_map::Entry::Vacant(entry) = macs_of.entry(spec.to_string()) {
+            entry.insert(Model::new(spec, tch::Device::Cpu)?.macs());
+        }
+    }
+    Ok(macs_of)
+}
+
 /// `runs` in order of the work each still needs, largest first (equal work keeps the plan's
 /// order): with several jobs, the longest runs start first, so none is left to run alone at the
 /// end while the other cores idle. Work is forward MACs x (3 x images trained + images
 /// evaluated), what is left of it for a partial run: relative costs need no speed measurement.
 pub fn longest_first(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
-    let mut macs_of: HashMap<String, u64> = HashMap::new();
+    let macs_of = macs_by_model(&runs)?;
     let mut keyed = Vec::with_capacity(runs.len());
     for run in runs {
-        let spec = &run.config().model;
-        let macs = match macs_of.get(&spec.to_string()) {
-            Some(&macs) => macs,
-            None => {
-                let macs = Model::new(spec, tch::Device::Cpu)?.macs();
-                macs_of.insert(spec.to_string(), macs);
-                macs
-            }
-        };
+        let macs = macs_of[&run.config().model.to_string()];
         let schedule = &run.config().schedule;
         let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
         let images = (schedule.iters * run.config().optim.batch_size) as f64;
@@ -80,14 +84,10 @@ pub fn longest_first(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
 /// The cost of every run of a plan in `out`, measuring this machine with a probe when no run of
 /// the study has measured a network yet.
 pub fn estimate(runs: &[PlannedRun], threads: usize) -> Result<Vec<RunCost>> {
-    let mut macs_of: HashMap<String, u64> = HashMap::new();
+    let macs_of = macs_by_model(runs)?;
     let mut measured: HashMap<String, f64> = HashMap::new();
     for run in runs {
-        let spec = &run.config().model;
-        let key = spec.to_string();
-        if !macs_of.contains_key(&key) {
-            macs_of.insert(key.clone(), Model::new(spec, tch::Device::Cpu)?.macs());
-        }
+        let key = run.config().model.to_string();
         if let Ok(rows) = metrics::read_if_any(&run.dir().path) {
             let speeds: Vec<f64> = rows.iter().map(|r| r.img_per_s).filter(|v| v.is_finite() && *v > 0.0).collect();
             if !speeds.is_empty() && !measured.contains_key(&key) {

@@ -109,15 +109,8 @@ impl Run {
         if !self.precision_pending {
             return Ok(self.clone());
         }
-        let config = &self.config;
-        let (precision, why) = training_precision(
-            PrecisionChoice::Auto,
-            &config.model,
-            config.optim.batch_size,
-            config.threads,
-            config.channels_last,
-        )?;
-        let config = RunConfig { precision, ..config.clone() };
+        let (precision, why) = precision_for(PrecisionChoice::Auto, &self.config)?;
+        let config = RunConfig { precision, ..self.config.clone() };
         config.validate()?;
         Ok(Run { config, dir: self.dir.clone(), precision_note: Some(why), precision_pending: false })
     }
@@ -188,13 +181,7 @@ impl RunRequest {
                     None => {
                         // Bad data is one line at once, not after a probe.
                         config.data.source.ensure_exists()?;
-                        training_precision(
-                            choice,
-                            &config.model,
-                            config.optim.batch_size,
-                            config.threads,
-                            config.channels_last,
-                        )?
+                        precision_for(choice, &config)?
                     }
                 };
                 config.precision = precision;
@@ -204,6 +191,11 @@ impl RunRequest {
         config.validate()?;
         Ok(Run { config, dir, precision_note, precision_pending })
     }
+}
+
+/// The precision `choice` gives a run of `config` (its net, batch, threads and layout), and why.
+fn precision_for(choice: PrecisionChoice, config: &RunConfig) -> Result<(Precision, String)> {
+    training_precision(choice, &config.model, config.optim.batch_size, config.threads, config.channels_last)
 }
 
 /// The configuration of a new run of `model` on `data` with `options`, in `precision`: the

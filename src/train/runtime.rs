@@ -53,18 +53,7 @@ impl PrecisionChoice {
 /// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, as Linux lists its flags):
 /// elsewhere bf16 is emulated and many times slower, so `auto` does not even measure it.
 pub fn cpu_has_bf16() -> bool {
-    cpu_flags().iter().any(|f| f == "avx512_bf16" || f == "amx_bf16")
-}
-
-/// The CPU's feature flags as Linux lists them (`/proc/cpuinfo`); none elsewhere.
-fn cpu_flags() -> Vec<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, flags)| flags.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
+    crate::util::cache::cpu_info_field("flags").split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16")
 }
 
 /// The first GPU's name, from nvidia-smi (tch does not expose it).

@@ -84,25 +84,28 @@ impl Cache {
     }
 }
 
+/// The value of `name` in the first processor's entry of Linux's `/proc/cpuinfo` (`model name`,
+/// `flags`); empty elsewhere.
+pub fn cpu_info_field(name: &str) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(key, _)| key.trim() == name)
+        .map_or_else(String::new, |(_, value)| value.trim().to_string())
+}
+
 /// What this machine is, for a cache key: the CPU's model and a digest of its feature flags (as
 /// Linux lists them), or the GPU `gpu` names.
 pub fn machine_key(gpu: Option<&str>) -> String {
     if let Some(gpu) = gpu {
         return format!("gpu {gpu}");
     }
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
-            .and_then(|l| l.split_once(':'))
-            .map_or_else(String::new, |(_, v)| v.trim().to_string())
-    };
-    let flags = Sha256::digest(field("flags").as_bytes());
+    let flags = Sha256::digest(cpu_info_field("flags").as_bytes());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
         "cpu {} ({cores} cores, flags {:02x}{:02x}{:02x}{:02x})",
-        field("model name"),
+        cpu_info_field("model name"),
         flags[0],
         flags[1],
         flags[2],
