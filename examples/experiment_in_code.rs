@@ -11,7 +11,7 @@ use reslab::data::DataSource;
 use reslab::experiment::layout;
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::runner::{self, Parallelism};
-use reslab::experiment::spec::{Expectation, Prediction, PresetSpec, RunEntry, Seeds};
+use reslab::experiment::spec::{ClaimTime, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
 use reslab::experiment::{Experiment, Preset};
 use std::path::Path;
 
@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             prediction: Prediction::HigherTrainError { worse: "plain-8".into(), better: "resnet-8".into() },
             claim: Some("the plain net trains no better than the residual one".into()),
             source: None,
+            at: ClaimTime::End,
         }],
         ..Experiment::default()
     };

@@ -103,6 +103,7 @@ pub fn write(runs: &[RunGradNorms], out: &Path, stem: &str) -> Result<Written> {
                 y_label: "log10 gradient norm".into(),
                 curves,
                 y_range: None,
+                band_label: None,
             }
         })
         .collect();

@@ -161,6 +161,7 @@ pub fn write(runs: &[RunResponses], out: &Path, stem: &str) -> Result<Written> {
             })
             .collect(),
         y_range: None,
+        band_label: None,
     };
     let panels = [
         panel("Layer responses (He et al. 2015, Fig. 7, top)", "layer index (original)", false),

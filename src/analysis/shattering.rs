@@ -402,6 +402,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
         y_label: "correlation r(1)".into(),
         curves,
         y_range: Some((-0.1, 1.05)),
+        band_label: None,
     };
     let mut depths: Vec<usize> = results.iter().map(|r| r.depth).collect();
     depths.sort_unstable();
@@ -425,6 +426,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
             })
             .collect(),
         y_range: Some((-0.2, 1.05)),
+        band_label: None,
     };
     let caption = "Balduzzi et al. (2017)'s toy setting: 1 input, L hidden layers of 200 ReLUs, 1 output; the \
                    correlation of df/dx between neighbouring inputs (of 256 in [-2, 2]) averaged over initialisations.";
@@ -478,6 +480,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
         y_label: "correlation r(1)".into(),
         curves,
         y_range: Some((0.0, 1.05)),
+        band_label: None,
     };
     let deepest = |kind| group(kind, false).into_iter().max_by_key(|r| r.model.depth);
     let shown: Vec<&CifarResult> = deepest(NetKind::Plain)
@@ -501,6 +504,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
             })
             .collect(),
         y_range: Some((-0.2, 1.05)),
+        band_label: None,
     };
     let caption = "reslab's CIFAR nets: the gradient of the first image's class logit with respect to the input, at \
                    points on the line between two test images; the correlation of neighbouring gradients.";

@@ -1,130 +1,25 @@
 //! From run directories to what the report shows: each network's runs over seeds, their mean and
-//! spread, the curves, and whether the paper's predictions held. Reads only run directories, so
-//! it works for runs made anywhere (this machine, child processes, a cluster).
+//! spread, the curves, and whether the paper's predictions held, as tables, charts and a report.
 
+use super::claims::{self, CheckOutcome, Side};
 use super::plan::PlannedRun;
 use super::preset::Preset;
-use super::spec::{Expectation, Experiment, Prediction};
+use super::results::{read_groups, Band, GroupResult, RunResult};
+use super::spec::Experiment;
 use crate::analysis::grad_norms::{self, RunGradNorms};
 use crate::analysis::shattering::{self, ShatteringSettings};
 use crate::analysis::{responses, Written};
 use crate::data::Dataset;
 use crate::report::chart::{self, Curve, ErrorChart};
-use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
-use crate::report::table::{self, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
-use crate::run::metrics::{self, MetricsRow};
+use crate::report::forest::{self, ForestChart, ForestRow, Region};
+use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable};
+use crate::report::table::{self, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
+use crate::run::metrics::MetricsRow;
 use crate::run::RunConfig;
-use crate::run::{RunDir, RunState, RunSummary};
+use crate::run::{RunDir, RunState};
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-
-/// One complete run (one seed) as read back from its directory.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    /// The run directory's name (`resnet-20-seed0`).
-    pub dir: String,
-    /// The seed it was trained with.
-    pub seed: u64,
-    /// Its `summary.toml`.
-    pub summary: RunSummary,
-    /// Its `metrics.csv`, in order.
-    pub rows: Vec<MetricsRow>,
-    /// The std of each 3x3 layer's response, where the experiment analyses them.
-    pub responses: Option<Vec<f64>>,
-}
-
-/// A network's complete runs over seeds.
-#[derive(Debug, Clone)]
-pub struct GroupResult {
-    /// The run name, without seed (`resnet-20`, `resnet-20-B`).
-    pub name: String,
-    /// Depth in weighted layers.
-    pub depth: i64,
-    /// "plain" or the shortcut option.
-    pub variant: String,
-    /// The paper's error (%) for this network, from the experiment file.
-    pub paper_err: Option<f64>,
-    /// More of the paper's number (e.g. "(mean±std)"), from the experiment file.
-    pub paper_note: Option<String>,
-    /// The complete runs, one per seed.
-    pub runs: Vec<RunResult>,
-}
-
-impl GroupResult {
-    /// Each 3x3 layer's response std, averaged over the seeds; `None` where not analysed.
-    pub fn responses(&self) -> Option<Vec<f64>> {
-        let per_seed: Vec<&Vec<f64>> = self.runs.iter().map(|r| r.responses.as_ref()).collect::<Option<_>>()?;
-        let layers = per_seed.first()?.len();
-        Some((0..layers).map(|i| per_seed.iter().map(|v| v[i]).sum::<f64>() / per_seed.len() as f64).collect())
-    }
-
-    /// Mean, sample standard deviation and count over the seeds of `value`.
-    pub fn stat(&self, value: impl Fn(&RunSummary) -> f64) -> MeanStd {
-        MeanStd::of(&self.runs.iter().map(|r| value(&r.summary)).collect::<Vec<_>>())
-    }
-
-    /// `value` at each metrics row, averaged over the seeds (rows at the same iteration), with
-    /// its smallest and largest value over the seeds: (iteration, mean, min, max).
-    pub fn curve(&self, value: fn(&MetricsRow) -> f64) -> Vec<(f64, f64, f64, f64)> {
-        let Some(first) = self.runs.first() else { return Vec::new() };
-        first
-            .rows
-            .iter()
-            .filter_map(|row| {
-                let values: Vec<f64> = self
-                    .runs
-                    .iter()
-                    .map(|r| r.rows.iter().find(|other| other.iter == row.iter).map(value))
-                    .collect::<Option<_>>()?;
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
-                let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
-                let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                Some((row.iter as f64, mean, min, max))
-            })
-            .collect()
-    }
-
-    fn table_row(&self) -> GroupRow {
-        let first = &self.runs[0].summary;
-        GroupRow {
-            run: self.name.clone(),
-            model: first.model.clone(),
-            variant: self.variant.clone(),
-            params: first.params,
-            final_train_err: self.stat(|s| s.final_train_err),
-            final_test_err: self.stat(|s| s.final_test_err),
-            mean_train_err: self.stat(|s| s.mean_train_err),
-            paper_err: self.paper_err,
-            paper_note: self.paper_note.clone(),
-        }
-    }
-}
-
-/// Whether a claim held, with the numbers that decided it.
-#[derive(Debug, Clone)]
-pub struct CheckOutcome {
-    /// Held, not held, or not measured.
-    pub verdict: Verdict,
-    /// The paper's claim in words.
-    pub claim: String,
-    /// Where the paper makes it (`Fig. 6, left`).
-    pub source: String,
-    /// The numbers that decided the verdict, in words.
-    pub evidence: String,
-}
-
-impl CheckOutcome {
-    /// One line, for the terminal and the Markdown table.
-    pub fn text(&self) -> String {
-        let verdict = match self.verdict {
-            Verdict::Held => "yes, as in the paper",
-            Verdict::NotHeld => "NO, unlike the paper",
-            Verdict::NotMeasured => "not measured",
-        };
-        format!("{}: {verdict} ({})", self.claim, self.evidence)
-    }
-}
 
 /// What aggregation found and wrote.
 pub struct StudyReport {
@@ -176,42 +71,14 @@ impl StudyReport {
 /// Reads the planned runs' directories in `out` and writes the study's tables, charts and
 /// `report.html` there.
 pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], out: &Path) -> Result<StudyReport> {
-    let mut groups: Vec<GroupResult> = Vec::new();
-    let mut incomplete = Vec::new();
-    for run in runs {
-        let dir = run.dir().path.clone();
-        let summary = match RunState::read(&dir) {
-            RunState::Complete(summary) => *summary,
-            other => {
-                incomplete.push((run.dir_name(), other));
-                continue;
-            }
-        };
-        let result =
-            RunResult { dir: run.dir_name(), seed: run.seed, summary, rows: metrics::read(&dir)?, responses: None };
-        match groups.iter_mut().find(|g| g.name == run.name) {
-            Some(group) => group.runs.push(result),
-            None => {
-                let model = &run.config().model;
-                let entry = experiment.entry(&run.name);
-                groups.push(GroupResult {
-                    name: run.name.clone(),
-                    depth: model.depth,
-                    variant: model.variant(),
-                    paper_err: entry.and_then(|e| e.paper_err),
-                    paper_note: entry.and_then(|e| e.paper_note.clone()),
-                    runs: vec![result],
-                })
-            }
-        }
-    }
+    let (mut groups, incomplete) = read_groups(experiment, runs)?;
     let mut files = Vec::new();
     let mut figures = Vec::new();
     if !groups.is_empty() {
+        let caption = chart_caption(experiment, &groups);
         for chart in write_charts(experiment, &groups, out)? {
             if chart.extension().is_some_and(|e| e == "svg") {
-                let svg = std::fs::read_to_string(&chart).with_context(|| format!("reading {}", chart.display()))?;
-                figures.push(Figure { caption: experiment.description.clone(), svg });
+                figures.push(Figure { caption: caption.clone(), svg: read_svg(&chart)? });
             }
             files.push(chart);
         }
@@ -219,7 +86,15 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
         files.extend(analysed.files);
         figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
-    let checks: Vec<CheckOutcome> = experiment.expect.iter().map(|e| check(e, &groups)).collect();
+    let paper_iters = experiment.preset(Preset::Paper).map(|p| p.iters).unwrap_or(PAPER_ITERS);
+    let checks = claims::check_all(&experiment.expect, &groups, paper_iters);
+    if let Some(forest) = forest_chart(experiment, &checks) {
+        let (png, svg) =
+            (out.join(format!("{}-claims.png", experiment.name)), out.join(format!("{}-claims.svg", experiment.name)));
+        forest::render(&forest, &png, &svg)?;
+        figures.push(Figure { caption: FOREST_CAPTION.into(), svg: read_svg(&svg)? });
+        files.extend([png, svg]);
+    }
     files.extend(write_tables(experiment, &groups, &checks, out)?);
     let section = section(experiment, preset, runs, &groups, &checks, figures)?;
     let page = Page {
@@ -335,9 +210,10 @@ fn section(
         .iter()
         .map(|c| Claim {
             source: c.source.clone(),
-            claim: c.claim.clone(),
-            evidence: c.evidence.clone(),
+            claim: format!("{}. {}", c.number, c.claim),
+            evidence: c.evidence(),
             verdict: c.verdict,
+            caveat: c.caveat.clone(),
         })
         .collect();
     Ok(Section {
@@ -376,7 +252,9 @@ fn write_tables(
     let context = context_rows(experiment);
     let check_texts: Vec<String> = checks.iter().map(CheckOutcome::text).collect();
     let stem = experiment.table.clone().unwrap_or_else(|| "table".into());
+    let claim_rows: Vec<ClaimRow> = checks.iter().flat_map(claim_rows).collect();
     let files = [
+        (out.join("claims.csv"), table::claims_csv(&claim_rows)?),
         (out.join("summary.csv"), table::summary_csv(&run_rows)?),
         (out.join("summary.md"), table::summary_markdown(&heading, &run_rows, &[])),
         (out.join(format!("{stem}.csv")), table::study_csv(&group_rows, &context)?),
@@ -454,93 +332,9 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     Ok(files)
 }
 
-/// Decided on the means over seeds; not measured when a run the expectation names has no
-/// complete run (left out by the preset, failed, or not finished).
-pub fn check(expectation: &Expectation, groups: &[GroupResult]) -> CheckOutcome {
-    let outcome = |verdict, evidence| CheckOutcome {
-        verdict,
-        claim: expectation.claim_text(),
-        source: expectation.source.clone().unwrap_or_default(),
-        evidence,
-    };
-    let missing: Vec<&str> =
-        expectation.runs().into_iter().filter(|n| !groups.iter().any(|g| &g.name == *n)).map(String::as_str).collect();
-    if !missing.is_empty() {
-        return outcome(Verdict::NotMeasured, format!("no complete run of {}", missing.join(", ")));
-    }
-    let find = |name: &String| groups.iter().find(|g| &g.name == name).expect("checked above");
-    let seeds =
-        |g: &GroupResult| if g.runs.len() > 1 { format!(" (mean of {} seeds)", g.runs.len()) } else { String::new() };
-    let verdict = |holds: bool| if holds { Verdict::Held } else { Verdict::NotHeld };
-    match &expectation.prediction {
-        Prediction::HigherTrainError { worse, better } => {
-            let (worse, better) = (find(worse), find(better));
-            let final_err = |g: &GroupResult| g.stat(|s| s.final_train_err).mean;
-            let mean_err = |g: &GroupResult| g.stat(|s| s.mean_train_err).mean;
-            let holds = final_err(worse) > final_err(better) && mean_err(worse) > mean_err(better);
-            let evidence = format!(
-                "training error of {}{} vs {}{}: final {:.2}% vs {:.2}%, mean over the run {:.2}% vs {:.2}%",
-                worse.name,
-                seeds(worse),
-                better.name,
-                seeds(better),
-                final_err(worse),
-                final_err(better),
-                mean_err(worse),
-                mean_err(better),
-            );
-            outcome(verdict(holds), evidence)
-        }
-        Prediction::HigherTestError { worse, better } => {
-            let (worse, better) = (find(worse), find(better));
-            let (w, b) = (worse.stat(|s| s.final_test_err), better.stat(|s| s.final_test_err));
-            let evidence = format!(
-                "final test error of {}{} vs {}{}: {}% vs {}%",
-                worse.name,
-                seeds(worse),
-                better.name,
-                seeds(better),
-                w.text(),
-                b.text()
-            );
-            outcome(verdict(w.mean > b.mean), evidence)
-        }
-        Prediction::SimilarTrainError { runs, within } => {
-            let members: Vec<&GroupResult> = runs.iter().map(find).collect();
-            let errors: Vec<f64> = members.iter().map(|g| g.stat(|s| s.final_train_err).mean).collect();
-            let spread =
-                errors.iter().cloned().fold(f64::MIN, f64::max) - errors.iter().cloned().fold(f64::MAX, f64::min);
-            let listed: Vec<String> = members.iter().zip(&errors).map(|(g, e)| format!("{} {e:.2}%", g.name)).collect();
-            let evidence =
-                format!("final training error {}: spread {spread:.2} points (allowed {within})", listed.join(", "));
-            outcome(verdict(spread <= *within), evidence)
-        }
-        Prediction::SmallerResponses { smaller, larger } => {
-            let (smaller, larger) = (find(smaller), find(larger));
-            let (Some(s), Some(l)) = (smaller.responses(), larger.responses()) else {
-                return outcome(Verdict::NotMeasured, "the layer responses were not analysed".into());
-            };
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-            let mut evidence = format!(
-                "mean std of the 3x3 layers' responses of {}{} vs {}{}: {:.3} vs {:.3}",
-                smaller.name,
-                seeds(smaller),
-                larger.name,
-                seeds(larger),
-                mean(&s),
-                mean(&l)
-            );
-            if s.len() == l.len() {
-                let below = s.iter().zip(&l).filter(|(a, b)| a < b).count();
-                evidence += &format!("; smaller in {below} of {} layers", s.len());
-            }
-            outcome(verdict(mean(&s) < mean(&l)), evidence)
-        }
-    }
-}
-
 /// The paper's style: one colour per network, training error dashed, test error solid; with
-/// several seeds the mean curve over seeds in a shaded band from their minimum to maximum.
+/// several seeds the mean curve over seeds in a shaded band (see [`Band`]: the range of two
+/// seeds, the 95% interval of the mean of three or more).
 pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
     let mut curves = Vec::new();
     let train: fn(&MetricsRow) -> f64 = |r| r.train_err;
@@ -548,15 +342,15 @@ pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
     for (series, group) in groups.iter().enumerate() {
         for (what, dashed, value) in [("train", true, train), ("test", false, test)] {
             let curve = group.curve(value);
-            let band = match group.runs.len() {
-                1 => vec![],
-                _ => curve.iter().map(|&(x, _, lo, hi)| (x, lo, hi)).collect(),
+            let band = match Band::for_seeds(group.runs.len()) {
+                Band::None => vec![],
+                _ => curve.iter().map(|p| (p.iter, p.low, p.high)).collect(),
             };
             curves.push(Curve {
                 label: format!("{} {what}", group.name),
                 series,
                 dashed,
-                points: curve.iter().map(|&(x, mean, _, _)| (x, mean)).collect(),
+                points: curve.iter().map(|p| (p.iter, p.mean)).collect(),
                 band,
             });
         }
@@ -567,5 +361,217 @@ pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
         y_label: "error (%)".into(),
         curves,
         y_range: y_range(groups),
+        band_label: band_label(groups),
+    }
+}
+
+/// What the chart's bands show, where every network has the same number of seeds (else each
+/// network's own, named).
+fn band_label(groups: &[&GroupResult]) -> Option<String> {
+    let seeds: Vec<usize> = groups.iter().map(|g| g.runs.len()).collect();
+    let first = *seeds.first()?;
+    if seeds.iter().all(|&n| n == first) {
+        return Band::for_seeds(first).label(first);
+    }
+    let each: Vec<String> = groups
+        .iter()
+        .filter_map(|g| Band::for_seeds(g.runs.len()).label(g.runs.len()).map(|l| format!("{} {l}", g.name)))
+        .collect();
+    (!each.is_empty()).then(|| each.join("; "))
+}
+
+/// The figure's caption: the experiment's description and what its bands show.
+fn chart_caption(experiment: &Experiment, groups: &[GroupResult]) -> String {
+    let all: Vec<&GroupResult> = groups.iter().collect();
+    match band_label(&all) {
+        Some(band) => format!("{} Mean over seeds; {band}.", experiment.description),
+        None => format!("{} One seed per network: no band.", experiment.description),
+    }
+}
+
+/// The paper's schedule, where an experiment has no `paper` preset: CIFAR-10's 64k iterations.
+const PAPER_ITERS: usize = 64_000;
+
+const FOREST_CAPTION: &str = "Each claim's statistics: the difference of the two networks' means (dot) with its 95% \
+    confidence interval (bar), oriented so the claim predicts a positive difference; the shaded region is where the \
+    claim holds (above zero, or inside the margin of a `similar` claim). A hollow dot has no interval (one seed).";
+
+/// The forest plot of the claims' comparisons; `None` where no claim was measured.
+fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<ForestChart> {
+    let rows: Vec<ForestRow> = checks
+        .iter()
+        .flat_map(|check| {
+            check.comparisons.iter().map(move |c| ForestRow {
+                label: format!("{}. {}", check.number, c.label),
+                detail: format!("{} ({})", c.statistic, c.unit),
+                effect: c.effect,
+                interval: c.interval.map(|i| (i.low, i.high)),
+                region: match c.side {
+                    Side::Above => Region::Above,
+                    Side::Within(m) => Region::Within(m),
+                },
+                verdict: c.verdict,
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then(|| ForestChart {
+        title: format!("{}: each claim's effect with its 95% interval", experiment.name),
+        x_label: "difference of the means (error: points; responses: std)".into(),
+        rows,
+    })
+}
+
+/// A claim's comparisons as rows of `claims.csv`.
+fn claim_rows(check: &CheckOutcome) -> Vec<ClaimRow> {
+    let row = |c: Option<&claims::Comparison>| ClaimRow {
+        claim: check.claim.clone(),
+        source: check.source.clone(),
+        verdict: check.verdict,
+        statistic: c.map(|c| c.statistic.clone()).unwrap_or_default(),
+        difference: c.map(|c| c.label.clone()).unwrap_or_default(),
+        effect: c.map(|c| c.effect),
+        low: c.and_then(|c| c.interval.map(|i| i.low)),
+        high: c.and_then(|c| c.interval.map(|i| i.high)),
+        seeds: c.map(|c| c.seeds),
+        method: c.map(|c| c.method.text().to_string()).unwrap_or_default(),
+        margin: c.and_then(|c| match c.side {
+            Side::Within(m) => Some(m),
+            Side::Above => None,
+        }),
+        caveat: check.caveat.clone().unwrap_or_default(),
+    };
+    if check.comparisons.is_empty() {
+        return vec![row(None)];
+    }
+    check.comparisons.iter().map(|c| row(Some(c))).collect()
+}
+
+fn read_svg(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSource;
+    use crate::experiment::plan::{plan, Overrides};
+    use crate::experiment::spec::{ClaimTime, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
+    use crate::run::metrics::MetricsWriter;
+    use crate::run::{RunStatus, RunSummary};
+
+    /// Run directories made by hand: each network's final training error per seed, reached from
+    /// 90% over 4 evaluations of a 400-iteration run.
+    fn constructed_study(
+        out: &Path,
+        errors: &[(&str, [f64; 3])],
+        expect: Vec<Expectation>,
+    ) -> (Experiment, Vec<PlannedRun>) {
+        let smoke =
+            PresetSpec { data: Some(DataSource::Embedded), iters: 400, eval_every: 100, ..PresetSpec::default() };
+        let experiment = Experiment {
+            name: "constructed".into(),
+            title: "constructed runs".into(),
+            description: "Training error (dashed) and test error (solid).".into(),
+            runs: errors
+                .iter()
+                .map(|(model, _)| RunEntry { model: model.to_string(), ..RunEntry::default() })
+                .collect(),
+            presets: [(Preset::Smoke.name().to_string(), smoke)].into(),
+            seeds: Some(Seeds::Count(3)),
+            expect,
+            ..Experiment::default()
+        };
+        experiment.validate().unwrap();
+        let runs = plan(&experiment, Preset::Smoke, &Overrides::default(), out).unwrap();
+        assert_eq!(runs.len(), 3 * errors.len());
+        for run in &runs {
+            let (_, finals) = errors.iter().find(|(m, _)| *m == run.name).unwrap();
+            let end = finals[run.seed as usize];
+            let dir = &run.dir().path;
+            std::fs::create_dir_all(dir).unwrap();
+            let mut writer = MetricsWriter::create(dir).unwrap();
+            let rows: Vec<MetricsRow> = (1..=4)
+                .map(|i| {
+                    let err = 90.0 + (end - 90.0) * i as f64 / 4.0;
+                    MetricsRow {
+                        iter: 100 * i,
+                        epoch: i as f64,
+                        lr: 0.1,
+                        train_loss: 1.0,
+                        train_err: err,
+                        test_err: err + 2.0,
+                        img_per_s: 100.0,
+                        wall_s: i as f64,
+                    }
+                })
+                .collect();
+            for row in &rows {
+                writer.write(row).unwrap();
+            }
+            let mean = |f: fn(&MetricsRow) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+            RunSummary {
+                status: RunStatus::Complete,
+                model: run.name.clone(),
+                params: 1,
+                macs: 1,
+                iters_done: 400,
+                final_train_err: end,
+                final_test_err: end + 2.0,
+                mean_train_err: mean(|r| r.train_err),
+                mean_test_err: mean(|r| r.test_err),
+                mean_img_per_s: 100.0,
+                wall_s: 4.0,
+                all_reduce_ms_per_step: None,
+                message: None,
+            }
+            .save(dir)
+            .unwrap();
+        }
+        (experiment, runs)
+    }
+
+    fn higher(worse: &str, better: &str) -> Expectation {
+        Expectation {
+            prediction: Prediction::HigherTrainError { worse: worse.into(), better: better.into() },
+            claim: None,
+            source: Some("constructed".into()),
+            at: ClaimTime::End,
+        }
+    }
+
+    #[test]
+    fn constructed_runs_give_each_verdict_with_its_interval_in_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors =
+            [("plain-8", [40.0, 44.0, 42.0]), ("plain-14", [50.0, 55.0, 53.0]), ("resnet-8", [41.0, 44.5, 41.0])];
+        let expect = vec![higher("plain-14", "plain-8"), higher("plain-8", "plain-14"), higher("resnet-8", "plain-8")];
+        let (experiment, runs) = constructed_study(dir.path(), &errors, expect);
+        let report = aggregate(&experiment, Preset::Smoke, &runs, dir.path()).unwrap();
+        let verdicts: Vec<Verdict> = report.checks.iter().map(|c| c.verdict).collect();
+        use crate::report::html::Verdict;
+        assert_eq!(verdicts, [Verdict::Held, Verdict::NotHeld, Verdict::Inconclusive], "{}", report.text(&experiment));
+
+        let text = report.text(&experiment);
+        for expected in
+            ["HELD", "DID NOT HOLD", "INCONCLUSIVE", "95% CI [", "paired by seed, n = 3", "seeds would settle it"]
+        {
+            assert!(text.contains(expected), "the terminal says {expected}: {text}");
+        }
+        assert!(text.contains("[measured at 400 iterations, 0.6% of the paper's 64000"), "the caveat: {text}");
+        let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+        assert!(table.contains("INCONCLUSIVE") && table.contains("95% CI ["), "{table}");
+        let claims = std::fs::read_to_string(dir.path().join("claims.csv")).unwrap();
+        assert_eq!(claims.lines().count(), 1 + 3 * 2, "a row per statistic: {claims}");
+        assert!(claims.lines().nth(1).unwrap().contains(",held,final training error,plain-14 - plain-8,"), "{claims}");
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("verdict unsure") && html.contains("class=\"caveat\""), "the report's verdicts");
+        assert!(dir.path().join("constructed-claims.png").is_file(), "the forest plot");
+        assert!(
+            html.contains("Each claim&#39;s statistics") && html.matches("<svg").count() == 2,
+            "the forest plot is in the report"
+        );
+        let svg = std::fs::read_to_string(dir.path().join("constructed.svg")).unwrap();
+        assert!(svg.contains("band: 95% CI of the mean over 3 seeds"), "the bands are labelled");
+        assert!(html.contains("Mean over seeds; band: 95% CI of the mean over 3 seeds."), "and the caption says so");
     }
 }

@@ -2,12 +2,14 @@
 //! says should come out; planned into run configurations, run locally, aggregated into a report.
 
 pub mod aggregate;
+pub mod claims;
 pub mod cost;
 pub mod launch;
 pub mod layout;
 pub mod paper;
 pub mod plan;
 pub mod preset;
+pub mod results;
 pub mod runner;
 pub mod slurm;
 pub mod spec;

@@ -10,6 +10,9 @@ pub enum Preset {
     Smoke,
     /// Minutes on a laptop CPU, on the embedded sample.
     Demo,
+    /// About 90 minutes on a 2-core CPU on the full data: long enough to tell the paper's central
+    /// comparisons apart with 95% intervals (fig6, table6; chosen by measurement, docs/results.md).
+    Cpu,
     /// An eighth of the paper's schedule (8k iterations): hours on a CPU.
     Quick,
     /// The paper's 64k iterations.
@@ -18,13 +21,14 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset, shortest first.
-    pub const ALL: [Preset; 4] = [Preset::Smoke, Preset::Demo, Preset::Quick, Preset::Paper];
+    pub const ALL: [Preset; 5] = [Preset::Smoke, Preset::Demo, Preset::Cpu, Preset::Quick, Preset::Paper];
 
     /// The preset's name, as in experiment files and `--preset`.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Smoke => "smoke",
             Preset::Demo => "demo",
+            Preset::Cpu => "cpu",
             Preset::Quick => "quick",
             Preset::Paper => "paper",
         }

@@ -311,6 +311,31 @@ pub struct Expectation {
     pub claim: Option<String>,
     /// Where the paper makes it (`Fig. 6, left`).
     pub source: Option<String>,
+    /// Which part of training the claim is about (`at = "end"`, the default, or `"start"`).
+    pub at: ClaimTime,
+}
+
+/// Which part of training a claim is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimTime {
+    /// The end of the paper's schedule: the trained nets. Judged on the runs' last evaluation
+    /// and their whole curve; a run under a quarter of the paper's schedule gets a caveat.
+    #[default]
+    End,
+    /// The first epochs: judged on the evaluations in the first sixteenth of the paper's
+    /// schedule (4,000 of its 64,000 iterations on CIFAR-10, about 10 epochs).
+    Start,
+}
+
+impl ClaimTime {
+    /// The name, as in experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimTime::End => "end",
+            ClaimTime::Start => "start",
+        }
+    }
 }
 
 /// What an `[[expect]]` claim predicts, checked on the runs' summaries (or responses).
@@ -370,6 +395,8 @@ struct ExpectationFields {
     claim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<ClaimTime>,
 }
 
 impl TryFrom<ExpectationFields> for Expectation {
@@ -388,17 +415,18 @@ impl TryFrom<ExpectationFields> for Expectation {
                 return Err("an [[expect]] must be one of: higher_train_error = \"RUN\" with than = \"RUN\"; \
                             higher_test_error = \"RUN\" with than = \"RUN\"; smaller_responses = \"RUN\" with \
                             than = \"RUN\"; similar_train_error = [two or more runs] with within = POINTS \
-                            (plus claim and source, optional)"
+                            (plus claim, source and at = \"end\" or \"start\", optional)"
                     .into())
             }
         };
-        Ok(Expectation { prediction, claim: f.claim, source: f.source })
+        Ok(Expectation { prediction, claim: f.claim, source: f.source, at: f.at.unwrap_or_default() })
     }
 }
 
 impl From<Expectation> for ExpectationFields {
     fn from(e: Expectation) -> Self {
-        let fields = ExpectationFields { claim: e.claim, source: e.source, ..Default::default() };
+        let at = (e.at != ClaimTime::End).then_some(e.at);
+        let fields = ExpectationFields { claim: e.claim, source: e.source, at, ..Default::default() };
         match e.prediction {
             Prediction::HigherTrainError { worse, better } => {
                 ExpectationFields { higher_train_error: Some(worse), than: Some(better), ..fields }

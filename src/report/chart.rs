@@ -62,10 +62,13 @@ pub struct ErrorChart {
     pub curves: Vec<Curve>,
     /// None: 0..max(err)*1.05 capped at 100.
     pub y_range: Option<(f64, f64)>,
+    /// What the shaded bands show (`band: 95% CI of the mean over 3 seeds`), as a legend
+    /// entry; `None` for no entry.
+    pub band_label: Option<String>,
 }
 
 /// Font family name we register the bundled font under; every text style below uses it.
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 /// Embedded so the binary renders text on machines without any fonts installed.
 const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
 
@@ -107,17 +110,28 @@ pub fn render_panels(charts: &[ErrorChart], png: &Path, svg: &Path) -> Result<()
         bail!("a figure needs at least one panel");
     }
     let plans = charts.iter().map(Plan::new).collect::<Result<Vec<_>>>()?;
-    ensure_font()?;
-    let size = figure_size(charts.len());
+    write_figure(&Panels { charts, plans: &plans }, figure_size(charts.len()), png, svg)
+}
 
+/// Something drawn the same way on the PNG and the SVG backends.
+pub(super) trait Drawing {
+    /// Draws the whole figure on `root`, every pixel size scaled by `t.k`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, t: Target) -> Result<()>;
+}
+
+/// Writes `drawing` as PNG and SVG of `size`. Creates nothing else. Writes each file to a
+/// temporary name in the same directory and renames it into place, so a failure never leaves a
+/// half chart.
+pub(super) fn write_figure(drawing: &impl Drawing, size: (u32, u32), png: &Path, svg: &Path) -> Result<()> {
+    ensure_font()?;
     let png_tmp = temp_sibling(png, "png");
     let svg_tmp = temp_sibling(svg, "svg");
     // Both temporaries are complete before either rename, so a drawing failure leaves
     // both old files untouched.
     let writing = |path: &Path| format!("writing chart {}", path.display());
-    let result = render_png(charts, &plans, size, &png_tmp)
+    let result = render_png(drawing, size, &png_tmp)
         .with_context(|| writing(png))
-        .and_then(|()| render_svg(charts, &plans, size, &svg_tmp).with_context(|| writing(svg)))
+        .and_then(|()| render_svg(drawing, size, &svg_tmp).with_context(|| writing(svg)))
         .and_then(|()| commit(&png_tmp, png))
         .and_then(|()| commit(&svg_tmp, svg));
     if result.is_err() {
@@ -200,9 +214,9 @@ fn non_empty(lo: f64, hi: f64) -> Range<f64> {
 
 /// How one output is drawn.
 #[derive(Clone, Copy)]
-struct Target {
+pub(super) struct Target {
     /// Scale of every pixel size (fonts, margins, lines, dashes).
-    k: u32,
+    pub(super) k: u32,
     /// Stroke each segment separately with round joins (see `draw_runs`).
     round_joins: bool,
 }
@@ -212,13 +226,13 @@ struct Target {
 const PNG_TARGET: Target = Target { k: 2, round_joins: true };
 const SVG_TARGET: Target = Target { k: 1, round_joins: false };
 
-fn render_png(charts: &[ErrorChart], plans: &[Plan], size: (u32, u32), path: &Path) -> Result<()> {
+fn render_png(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<()> {
     let k = PNG_TARGET.k;
     let big_size = (size.0 * k, size.1 * k);
     let mut big = vec![0u8; 3 * (big_size.0 * big_size.1) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut big, big_size).into_drawing_area();
-        draw_panels(&root, charts, plans, PNG_TARGET)?;
+        drawing.draw(&root, PNG_TARGET)?;
         root.present().map_err(plot_err)?;
     }
     let small = downsample(&big, size, k);
@@ -227,19 +241,21 @@ fn render_png(charts: &[ErrorChart], plans: &[Plan], size: (u32, u32), path: &Pa
     out.present().map_err(plot_err)
 }
 
-/// Each chart in its own panel, left to right.
-fn draw_panels<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    charts: &[ErrorChart],
-    plans: &[Plan],
-    t: Target,
-) -> Result<()> {
-    root.fill(&WHITE).map_err(plot_err)?;
-    let areas = root.split_evenly((1, charts.len()));
-    for ((area, chart), plan) in areas.iter().zip(charts).zip(plans) {
-        draw(area, chart, plan, t)?;
+/// Error charts side by side, each in its own panel, left to right.
+struct Panels<'a> {
+    charts: &'a [ErrorChart],
+    plans: &'a [Plan],
+}
+
+impl Drawing for Panels<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, t: Target) -> Result<()> {
+        root.fill(&WHITE).map_err(plot_err)?;
+        let areas = root.split_evenly((1, self.charts.len()));
+        for ((area, chart), plan) in areas.iter().zip(self.charts).zip(self.plans) {
+            draw(area, chart, plan, t)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Averages each `k` x `k` block of an RGB image `k` times the size of `(w, h)`.
@@ -262,14 +278,14 @@ fn downsample(big: &[u8], (w, h): (u32, u32), k: u32) -> Vec<u8> {
     small
 }
 
-fn render_svg(charts: &[ErrorChart], plans: &[Plan], size: (u32, u32), path: &Path) -> Result<()> {
+fn render_svg(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, size).into_drawing_area();
-    draw_panels(&root, charts, plans, SVG_TARGET)?;
+    drawing.draw(&root, SVG_TARGET)?;
     root.present().map_err(plot_err)
 }
 
 /// plotters' errors are not Send + Sync in every version, so keep only their message.
-fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(super) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("{e}")
 }
 
@@ -297,6 +313,13 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &ErrorChart, p
     }
     for (curve, points) in chart.curves.iter().zip(&plan.curves) {
         draw_curve(&mut ctx, curve, points, plan, t)?;
+    }
+    if let Some(label) = chart.band_label.as_ref().filter(|_| plan.bands.iter().any(|b| b.len() > 2)) {
+        let (len, height) = ((LEGEND_SAMPLE * k) as i32, (6 * k) as i32);
+        ctx.draw_series(std::iter::empty::<PathElement<Point>>())
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - height), (x + len, y + height)], BLACK.mix(0.15).filled()));
     }
 
     draw_legend(&mut ctx, chart, plan, k)
@@ -350,12 +373,11 @@ fn draw_legend<'a, DB: DrawingBackend + 'a>(
     let (padding, sample_area, inset) = (10 * k, (LEGEND_SAMPLE + 10) * k, 12 * k);
     let area = ctx.plotting_area();
     let mut widest = 0;
-    // Only curves with data are in the legend (see `draw_curve`).
-    for (curve, points) in chart.curves.iter().zip(&plan.curves) {
-        if !points.is_empty() {
-            let (w, _) = area.estimate_text_size(&curve.label, &font).map_err(plot_err)?;
-            widest = widest.max(w);
-        }
+    // Only curves with data are in the legend (see `draw_curve`), and the band's entry.
+    let labels = chart.curves.iter().zip(&plan.curves).filter(|(_, p)| !p.is_empty()).map(|(c, _)| &c.label);
+    for label in labels.chain(chart.band_label.as_ref()) {
+        let (w, _) = area.estimate_text_size(label, &font).map_err(plot_err)?;
+        widest = widest.max(w);
     }
     let box_width = widest + sample_area + 2 * padding;
     let x = area.dim_in_pixel().0.saturating_sub(box_width + inset);
@@ -640,6 +662,7 @@ mod tests {
                 curve("plain-56 test", 1, false, 0.0),
             ],
             y_range: None,
+            band_label: None,
         }
     }
 
@@ -794,19 +817,24 @@ mod tests {
     #[test]
     fn panels_sit_side_by_side_and_bands_render() {
         let dir = tempfile::tempdir().unwrap();
-        let banded = |series: usize| Curve {
-            label: format!("net {series} train"),
-            series,
-            dashed: true,
-            points: vec![(0.0, 80.0), (100.0, 40.0), (200.0, 20.0)],
-            band: vec![(0.0, 75.0, 85.0), (100.0, 35.0, 45.0), (200.0, 15.0, 25.0)],
+        // Two curves whose bands do not overlap: net 1 sits 40 points above net 0.
+        let banded = |series: usize| {
+            let up = 40.0 * series as f64;
+            Curve {
+                label: format!("net {series} train"),
+                series,
+                dashed: true,
+                points: vec![(0.0, 50.0 + up), (100.0, 30.0 + up), (200.0, 20.0 + up)],
+                band: vec![(0.0, 40.0 + up, 60.0 + up), (100.0, 20.0 + up, 40.0 + up), (200.0, 10.0 + up, 30.0 + up)],
+            }
         };
         let panel = |title: &str| ErrorChart {
             title: title.into(),
             x_label: "iteration".into(),
             y_label: "error (%)".into(),
             curves: vec![banded(0), banded(1)],
-            y_range: Some((0.0, 20.0)),
+            y_range: Some((0.0, 100.0)),
+            band_label: Some("band: 95% CI of the mean over 3 seeds".into()),
         };
         let (png, svg) = (dir.path().join("f.png"), dir.path().join("f.svg"));
         render_panels(&[panel("left"), panel("middle"), panel("right")], &png, &svg).unwrap();
@@ -814,6 +842,20 @@ mod tests {
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.contains("left") && text.contains("middle") && text.contains("right"));
         assert!(text.matches("<polygon").count() >= 6, "a band per curve per panel");
+        assert_eq!(
+            text.matches("band: 95% CI of the mean over 3 seeds").count(),
+            3,
+            "each panel's legend names the band"
+        );
+        // On the pixels: each band in its curve's colour at 15% over white.
+        let image = image::open(&png).unwrap().to_rgb8();
+        for colour in [PALETTE[0], PALETTE[1]] {
+            let tint = |c: u8| (255.0 - 0.15 * (255.0 - f64::from(c))).round() as i32;
+            let expected = [tint(colour.0), tint(colour.1), tint(colour.2)];
+            let shaded =
+                image.pixels().filter(|p| (0..3).all(|i| (i32::from(p.0[i]) - expected[i]).abs() <= 2)).count();
+            assert!(shaded > 10_000, "the band of {colour:?} covers {shaded} pixels");
+        }
         assert!(render_panels(&[], &png, &svg).is_err());
     }
 }

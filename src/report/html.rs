@@ -49,8 +49,10 @@ pub struct Claim {
     pub claim: String,
     /// The numbers that decided the verdict.
     pub evidence: String,
-    /// Held, not held or not measured.
+    /// Held, did not hold, inconclusive or not measured.
     pub verdict: Verdict,
+    /// Shown beside the verdict (e.g. the runs are far shorter than the claim is about).
+    pub caveat: Option<String>,
 }
 
 /// Whether a claim held on the runs.
@@ -60,15 +62,19 @@ pub enum Verdict {
     Held,
     /// The runs contradict the paper.
     NotHeld,
+    /// The runs cannot tell (an interval across the line, or one seed).
+    Inconclusive,
     /// A run the claim needs is missing (left out by the preset, failed or not finished).
     NotMeasured,
 }
 
 impl Verdict {
-    fn text(self) -> &'static str {
+    /// In words (`held`, `did not hold`, `inconclusive`, `not measured`).
+    pub fn text(self) -> &'static str {
         match self {
             Verdict::Held => "held",
             Verdict::NotHeld => "did not hold",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::NotMeasured => "not measured",
         }
     }
@@ -77,6 +83,7 @@ impl Verdict {
         match self {
             Verdict::Held => "held",
             Verdict::NotHeld => "failed",
+            Verdict::Inconclusive => "unsure",
             Verdict::NotMeasured => "missing",
         }
     }
@@ -131,7 +138,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { font-weight: bold; white-space: nowrap; border-radius: 3px; padding: 0.05em 0.5em; }
 .verdict.held { background: #dff3df; color: #1d6b1d; }
 .verdict.failed { background: #fbe0e0; color: #a01818; }
+.verdict.unsure { background: #fff1c2; color: #7a5a00; }
 .verdict.missing { background: #eee; color: #555; }
+.caveat { display: block; color: #7a5a00; font-size: 0.85em; margin-top: 0.3em; max-width: 16em; }
 figure { margin: 1em 0; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figure svg text { font-family: reslab-sans, sans-serif; }
@@ -177,10 +186,11 @@ fn overview(page: &Page) -> String {
     }
     let count = |v: Verdict| claims.iter().filter(|(_, c)| c.verdict == v).count();
     let mut html = format!(
-        "<h2 id=\"claims\">The paper's claims</h2>\n<p>{} claims: {} held, {} did not hold, {} not measured.</p>\n",
+        "<h2 id=\"claims\">The paper's claims</h2>\n<p>{} claims: {} held, {} did not hold, {} inconclusive, {} not measured.</p>\n",
         claims.len(),
         count(Verdict::Held),
         count(Verdict::NotHeld),
+        count(Verdict::Inconclusive),
         count(Verdict::NotMeasured)
     );
     html += "<table class=\"claims\">\n<tr><th>study</th><th>source</th><th>claim</th><th>evidence</th><th>verdict</th></tr>\n";
@@ -198,12 +208,13 @@ fn overview(page: &Page) -> String {
 
 fn claim_cells(claim: &Claim) -> String {
     format!(
-        "<td>{}</td><td>{}</td><td>{}</td><td><span class=\"verdict {}\">{}</span></td>",
+        "<td>{}</td><td>{}</td><td>{}</td><td><span class=\"verdict {}\">{}</span>{}</td>",
         escape(&claim.source),
         escape(&claim.claim),
         escape(&claim.evidence),
         claim.verdict.class(),
-        claim.verdict.text()
+        claim.verdict.text(),
+        claim.caveat.as_deref().map(|c| format!("<span class=\"caveat\">{}</span>", escape(c))).unwrap_or_default()
     )
 }
 
@@ -298,6 +309,7 @@ mod tests {
             claim: "deeper plain nets train worse".into(),
             evidence: "plain-56 <b>31%</b> vs plain-20 20%".into(),
             verdict,
+            caveat: (verdict == Verdict::Inconclusive).then(|| "measured at 40 iterations".into()),
         };
         Page {
             title: "fig6 & co".into(),
@@ -307,7 +319,12 @@ mod tests {
                 title: "Figure 6".into(),
                 description: "d".into(),
                 notes: vec!["preset smoke".into()],
-                claims: vec![claim(Verdict::Held), claim(Verdict::NotHeld), claim(Verdict::NotMeasured)],
+                claims: vec![
+                    claim(Verdict::Held),
+                    claim(Verdict::NotHeld),
+                    claim(Verdict::Inconclusive),
+                    claim(Verdict::NotMeasured),
+                ],
                 figures: vec![Figure {
                     caption: "c".into(),
                     svg: "<?xml version=\"1.0\"?>\n<svg viewBox=\"0 0 1 1\"><text>x</text></svg>".into(),
@@ -335,7 +352,8 @@ mod tests {
         let html = render(&page());
         assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
         assert!(html.contains("<title>fig6 &amp; co</title>"));
-        assert!(html.contains("3 claims: 1 held, 1 did not hold, 1 not measured."), "{html}");
+        assert!(html.contains("4 claims: 1 held, 1 did not hold, 1 inconclusive, 1 not measured."), "{html}");
+        assert!(html.contains("inconclusive</span><span class=\"caveat\">measured at 40 iterations</span>"));
         assert!(html.contains("plain-56 &lt;b&gt;31%&lt;/b&gt;"), "evidence is text, not markup");
         assert!(html.contains("<figure>\n<svg viewBox"), "the SVG is inlined without its XML declaration");
         assert!(html.contains("<td class=\"num\">1</td>"));

@@ -1,5 +1,6 @@
 //! Reports: charts (plotters) and tables.
 
 pub mod chart;
+pub mod forest;
 pub mod html;
 pub mod table;

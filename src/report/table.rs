@@ -1,6 +1,7 @@
 //! The summary table of an experiment: one row per run, from plain values (the report stage
 //! knows nothing of experiments or run directories).
 
+use super::html::Verdict;
 use anyhow::Result;
 
 /// One run's line in the summary table.
@@ -301,6 +302,75 @@ pub fn study_markdown(heading: &TableHeading, rows: &[GroupRow], context: &[Cont
     md += &study_grid(rows, context).markdown();
     md += &check_list(checks);
     md
+}
+
+/// One statistic of one claim, as a row of `claims.csv` (a claim that was not measured has one
+/// row with its statistic empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRow {
+    /// The claim in words.
+    pub claim: String,
+    /// Where the paper makes it.
+    pub source: String,
+    /// The claim's verdict (over all its statistics).
+    pub verdict: Verdict,
+    /// The statistic (`final training error`).
+    pub statistic: String,
+    /// The difference taken (`plain-56 - plain-20`).
+    pub difference: String,
+    /// The difference of the means.
+    pub effect: Option<f64>,
+    /// Its 95% interval's lower end.
+    pub low: Option<f64>,
+    /// Its 95% interval's upper end.
+    pub high: Option<f64>,
+    /// Seeds per network.
+    pub seeds: Option<usize>,
+    /// How the interval was computed.
+    pub method: String,
+    /// The margin of a `similar` claim (the difference must lie inside ±margin).
+    pub margin: Option<f64>,
+    /// Said beside the verdict.
+    pub caveat: String,
+}
+
+/// The claims' statistics as CSV, one row per statistic.
+pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
+    let header = [
+        "claim",
+        "source",
+        "verdict",
+        "statistic",
+        "difference",
+        "effect",
+        "low",
+        "high",
+        "seeds",
+        "method",
+        "margin",
+        "caveat",
+    ];
+    let number = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.claim.clone(),
+                r.source.clone(),
+                r.verdict.text().to_string(),
+                r.statistic.clone(),
+                r.difference.clone(),
+                number(r.effect),
+                number(r.low),
+                number(r.high),
+                r.seeds.map(|n| n.to_string()).unwrap_or_default(),
+                r.method.clone(),
+                number(r.margin),
+                r.caveat.clone(),
+            ]
+        })
+        .collect();
+    csv_text(&header, &cells)
 }
 
 /// `header` and `rows` as CSV.
