@@ -104,7 +104,7 @@ fn the_shortcuts_and_blocks_studies_run_with_their_tables() {
     {
         assert!(table.lines().any(|l| l.starts_with(row)), "{row} missing: {table}");
     }
-    assert!(stdout(&output).contains("not measured"), "the 56-layer claims: {}", stdout(&output));
+    assert!(stdout(&output).contains("NOT MEASURED"), "the 56-layer claims: {}", stdout(&output));
 
     let out = dir.path().join("blocks");
     let output = reslab(&[

@@ -177,6 +177,8 @@ pub struct CheckOutcome {
     pub source: String,
     /// Each statistic the claim rests on, with its interval.
     pub comparisons: Vec<Comparison>,
+    /// More of what was measured (e.g. in how many layers the responses were smaller).
+    pub notes: Vec<String>,
     /// Why it is inconclusive or not measured, and what would settle it; empty otherwise.
     pub reason: String,
     /// Said beside the verdict: the runs are too short for a claim about the end of training.
@@ -187,6 +189,7 @@ impl CheckOutcome {
     /// The numbers that decided the verdict, in words (each comparison, then the reason).
     pub fn evidence(&self) -> String {
         let mut parts: Vec<String> = self.comparisons.iter().map(Comparison::text).collect();
+        parts.extend(self.notes.iter().cloned());
         if !self.reason.is_empty() {
             parts.push(self.reason.clone());
         }
@@ -223,6 +226,7 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         claim: expectation.claim_text(),
         source: expectation.source.clone().unwrap_or_default(),
         comparisons: Vec::new(),
+        notes: Vec::new(),
         reason: String::new(),
         caveat: None,
     };
@@ -271,9 +275,13 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         }
         Prediction::SmallerResponses { smaller, larger } => {
             let (smaller, larger) = (find(smaller), find(larger));
-            if smaller.responses().is_none() || larger.responses().is_none() {
+            let (Some(s), Some(l)) = (smaller.responses(), larger.responses()) else {
                 outcome.reason = "the layer responses were not analysed".into();
                 return outcome;
+            };
+            if s.len() == l.len() {
+                let below = s.iter().zip(&l).filter(|(a, b)| a < b).count();
+                outcome.notes.push(format!("smaller in {below} of {} layers (means over seeds)", s.len()));
             }
             let mean_std = |r: &RunResult| {
                 let layers = r.responses.as_deref().unwrap_or_default();

@@ -679,7 +679,7 @@ mod tests {
         let fig1 = include_str!("../../experiments/fig1.toml");
         let err =
             format!("{:#}", Experiment::parse(&fig1.replace("[presets.quick]", "[presets.fast]"), "f").unwrap_err());
-        assert!(err.contains("[presets.fast]") && err.contains("smoke, demo, quick, paper"), "{err}");
+        assert!(err.contains("[presets.fast]") && err.contains("smoke, demo, cpu, quick, paper"), "{err}");
         let err = format!(
             "{:#}",
             Experiment::parse(&fig1.replace("than = \"plain-20\"", "than = \"plain-21\""), "f").unwrap_err()
