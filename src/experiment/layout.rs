@@ -11,6 +11,7 @@ use crate::run::config::Precision;
 use crate::train::bench::{step_img_per_s, Bench, Mode};
 use crate::train::runtime::LIBTORCH_VERSION;
 use crate::util::cache::{machine_key, Cache};
+use crate::util::load::{too_busy, Meter};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
@@ -42,14 +43,30 @@ impl Measured {
 pub trait LayoutClock {
     /// Images per second of `runs` training steps side by side, each on `threads` threads.
     fn img_per_s(&mut self, runs: usize, threads: usize) -> Result<f64>;
+
+    /// Cores other processes kept busy, on average, during the measurements so far; `None`
+    /// where unknown (then the probe is trusted).
+    fn busy_elsewhere(&mut self) -> Option<f64> {
+        None
+    }
 }
 
 /// The real clock: resnet-20's training step (fp32, batch 128, random images), 2 untimed then 3
 /// timed steps per run, the runs on threads of this process side by side.
-pub struct ResNet20Steps;
+#[derive(Default)]
+pub struct ResNet20Steps {
+    meter: Option<Meter>,
+}
 
 impl LayoutClock for ResNet20Steps {
+    fn busy_elsewhere(&mut self) -> Option<f64> {
+        self.meter.as_ref()?.others_cores()
+    }
+
     fn img_per_s(&mut self, runs: usize, threads: usize) -> Result<f64> {
+        if self.meter.is_none() {
+            self.meter = Meter::start();
+        }
         let bench = Bench {
             spec: "resnet-20".parse()?,
             mode: Mode::Step,
@@ -108,6 +125,14 @@ pub fn decide(cores: usize, key: &str, cache: &Cache, clock: &mut dyn LayoutCloc
         "jobs: 1 run {one_run_img_per_s:.0} img/s, {cores} runs {run_per_core_img_per_s:.0} img/s (probe {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    // The probe used every core: any other process's work biases it.
+    if let Some(others) = clock.busy_elsewhere().filter(|&others| too_busy(others, cores, cores)) {
+        println!(
+            "jobs: other processes kept {others:.1} of {cores} cores busy during the probe: its result decides \
+             this study only and is not cached"
+        );
+        return Ok(measured.choice(cores, "measured on a busy machine"));
+    }
     cache.put(key, &measured);
     Ok(measured.choice(cores, "measured"))
 }
@@ -118,7 +143,7 @@ pub fn default_jobs() -> usize {
     match tch::Cuda::device_count() {
         0 => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            match decide(cores, &key(cores), &Cache::named(CACHE_FILE), &mut ResNet20Steps) {
+            match decide(cores, &key(cores), &Cache::named(CACHE_FILE), &mut ResNet20Steps::default()) {
                 Ok((jobs, why)) => {
                     println!("jobs: {why}");
                     jobs

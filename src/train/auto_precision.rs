@@ -12,6 +12,7 @@ use crate::data::DataSource;
 use crate::model::{Family, ModelSpec};
 use crate::run::config::{Precision, PrecisionChoice};
 use crate::util::cache::{machine_key, Cache};
+use crate::util::load::{too_busy, Meter};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
@@ -96,6 +97,12 @@ impl ProbeKey {
 pub trait StepClock {
     /// Training images per second in `precision`.
     fn img_per_s(&mut self, precision: Precision) -> Result<f64>;
+
+    /// Cores other processes kept busy, on average, during the measurements so far; `None`
+    /// where unknown (then the probe is trusted).
+    fn busy_elsewhere(&mut self) -> Option<f64> {
+        None
+    }
 }
 
 /// The real clock: the training step of `bench` (a fresh net on random images, SGD included),
@@ -110,6 +117,15 @@ pub struct TrainingStep {
     pub threads: usize,
     /// Channels-last layout, as the run has it.
     pub channels_last: bool,
+    /// The machine's load since the first measurement.
+    meter: Option<Meter>,
+}
+
+impl TrainingStep {
+    /// The clock of training `spec` at `batch_size` on `threads` threads (0: one per core).
+    pub fn new(spec: ModelSpec, batch_size: usize, threads: usize, channels_last: bool) -> TrainingStep {
+        TrainingStep { spec, batch_size, threads, channels_last, meter: None }
+    }
 }
 
 /// Untimed steps per precision before the timed ones.
@@ -119,6 +135,9 @@ pub const PROBE_STEPS: usize = 3;
 
 impl StepClock for TrainingStep {
     fn img_per_s(&mut self, precision: Precision) -> Result<f64> {
+        if self.meter.is_none() {
+            self.meter = Meter::start();
+        }
         let bench = Bench {
             spec: self.spec.clone(),
             mode: Mode::Step,
@@ -132,6 +151,10 @@ impl StepClock for TrainingStep {
             augment: false,
         };
         step_img_per_s(&bench)
+    }
+
+    fn busy_elsewhere(&mut self) -> Option<f64> {
+        self.meter.as_ref()?.others_cores()
     }
 }
 
@@ -153,6 +176,16 @@ pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Resul
         "precision: fp32 {fp32_img_per_s:.0} img/s, bf16 {bf16_img_per_s:.0} img/s (probe {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // On a GPU (threads 0) the CPU's load does not decide the kernels' speed.
+    let busy = clock.busy_elsewhere().filter(|&others| key.threads > 0 && too_busy(others, cores, key.threads));
+    if let Some(others) = busy {
+        println!(
+            "precision: other processes kept {others:.1} of {cores} cores busy during the probe: its result \
+             decides this run only and is not cached"
+        );
+        return Ok(measured.choice("measured on a busy machine"));
+    }
     cache.put(&text, &measured);
     Ok(measured.choice("measured"))
 }
@@ -179,7 +212,7 @@ pub fn decide_here(
         ));
     }
     let key = ProbeKey::new(spec, batch_size, threads, device);
-    let mut clock = TrainingStep { spec: spec.clone(), batch_size, threads, channels_last };
+    let mut clock = TrainingStep::new(spec.clone(), batch_size, threads, channels_last);
     decide(&key, &Cache::named(CACHE_FILE), &mut clock)
 }
 
@@ -218,6 +251,39 @@ mod tests {
                 Precision::Bf16 => self.bf16,
             })
         }
+    }
+
+    /// A clock measured while other processes held `others` cores.
+    struct Busy {
+        clock: Fixed,
+        others: f64,
+    }
+
+    impl StepClock for Busy {
+        fn img_per_s(&mut self, precision: Precision) -> Result<f64> {
+            self.clock.img_per_s(precision)
+        }
+
+        fn busy_elsewhere(&mut self) -> Option<f64> {
+            Some(self.others)
+        }
+    }
+
+    #[test]
+    fn a_probe_on_a_busy_machine_decides_its_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("precision.toml"));
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let busy = |others| Busy { clock: Fixed { fp32: 100.0, bf16: 80.0, calls: 0 }, others };
+        let one_thread = ProbeKey { threads: 1, ..key("a") };
+        let (precision, why) = decide(&one_thread, &cache, &mut busy(cores as f64)).unwrap();
+        assert_eq!(precision, Precision::Fp32);
+        assert!(why.contains("measured on a busy machine"), "{why}");
+        let mut calm = busy(0.0);
+        decide(&one_thread, &cache, &mut calm).unwrap();
+        assert_eq!(calm.clock.calls, 2, "nothing was cached from the busy probe: measured again");
+        decide(&one_thread, &cache, &mut calm).unwrap();
+        assert_eq!(calm.clock.calls, 2, "the calm probe was cached");
     }
 
     fn key(model: &str) -> ProbeKey {

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod fs;
 pub mod interrupt;
+pub mod load;
 pub mod supervisor;
 
 /// serde's default for flags that are on unless a file turns them off.
