@@ -12,7 +12,7 @@ use crate::analysis::{responses, Written};
 use crate::data::Dataset;
 use crate::report::chart::{self, Curve, ErrorChart};
 use crate::report::forest::{self, ForestChart, ForestRow, Region};
-use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable};
+use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
 use crate::run::metrics::MetricsRow;
 use crate::run::RunConfig;
@@ -58,8 +58,21 @@ impl StudyReport {
         for (dir, state) in &self.incomplete {
             text += &format!("{dir}: {state}, not in the tables\n");
         }
+        if !self.checks.is_empty() {
+            text += "claims (95% intervals over seeds; docs/experiments.md#claims-and-verdicts):\n";
+        }
         for check in &self.checks {
-            text += &format!("{}\n", check.text());
+            text += &check.lines();
+        }
+        if !self.checks.is_empty() {
+            let count = |v: Verdict| self.checks.iter().filter(|c| c.verdict == v).count();
+            text += &format!(
+                "claims: {} held, {} did not hold, {} inconclusive, {} not measured\n",
+                count(Verdict::Held),
+                count(Verdict::NotHeld),
+                count(Verdict::Inconclusive),
+                count(Verdict::NotMeasured)
+            );
         }
         for file in &self.files {
             text += &format!("wrote {}\n", file.display());
@@ -548,7 +561,6 @@ mod tests {
         let (experiment, runs) = constructed_study(dir.path(), &errors, expect);
         let report = aggregate(&experiment, Preset::Smoke, &runs, dir.path()).unwrap();
         let verdicts: Vec<Verdict> = report.checks.iter().map(|c| c.verdict).collect();
-        use crate::report::html::Verdict;
         assert_eq!(verdicts, [Verdict::Held, Verdict::NotHeld, Verdict::Inconclusive], "{}", report.text(&experiment));
 
         let text = report.text(&experiment);
@@ -557,9 +569,11 @@ mod tests {
         {
             assert!(text.contains(expected), "the terminal says {expected}: {text}");
         }
-        assert!(text.contains("[measured at 400 iterations, 0.6% of the paper's 64000"), "the caveat: {text}");
+        assert!(text.contains("claims: 1 held, 1 did not hold, 1 inconclusive, 0 not measured"), "{text}");
+        assert!(text.contains("caveat: measured at 400 iterations, 0.6% of the paper's 64000"), "the caveat: {text}");
         let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
-        assert!(table.contains("INCONCLUSIVE") && table.contains("95% CI ["), "{table}");
+        assert!(table.contains("INCONCLUSIVE [measured at 400 iterations"), "{table}");
+        assert!(table.contains("95% CI ["), "{table}");
         let claims = std::fs::read_to_string(dir.path().join("claims.csv")).unwrap();
         assert_eq!(claims.lines().count(), 1 + 3 * 2, "a row per statistic: {claims}");
         assert!(claims.lines().nth(1).unwrap().contains(",held,final training error,plain-14 - plain-8,"), "{claims}");

@@ -196,17 +196,34 @@ impl CheckOutcome {
         parts.join("; ")
     }
 
-    /// One line, for the terminal and the Markdown table: the claim, the verdict, the evidence
-    /// and the caveat.
-    pub fn text(&self) -> String {
-        let verdict = match self.verdict {
+    /// The verdict as the terminal and the Markdown table show it.
+    fn verdict_word(&self) -> &'static str {
+        match self.verdict {
             Verdict::Held => "HELD",
             Verdict::NotHeld => "DID NOT HOLD",
             Verdict::Inconclusive => "INCONCLUSIVE",
             Verdict::NotMeasured => "NOT MEASURED",
-        };
+        }
+    }
+
+    /// One line, for the Markdown table: the claim, the verdict, the caveat and the evidence.
+    pub fn text(&self) -> String {
         let caveat = self.caveat.as_ref().map(|c| format!(" [{c}]")).unwrap_or_default();
-        format!("{}. {}: {verdict}{caveat} ({})", self.number, self.claim, self.evidence())
+        format!("{}. {}: {}{caveat} ({})", self.number, self.claim, self.verdict_word(), self.evidence())
+    }
+
+    /// For the terminal: the claim and its verdict, then each statistic, the reason and the
+    /// caveat on lines of their own, indented.
+    pub fn lines(&self) -> String {
+        let mut text = format!("{}. {}: {}\n", self.number, self.claim, self.verdict_word());
+        let details = self.comparisons.iter().map(Comparison::text).chain(self.notes.iter().cloned());
+        for line in details.chain((!self.reason.is_empty()).then(|| self.reason.clone())) {
+            text += &format!("     {line}\n");
+        }
+        if let Some(caveat) = &self.caveat {
+            text += &format!("     caveat: {caveat}\n");
+        }
+        text
     }
 }
 
