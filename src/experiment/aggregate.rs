@@ -357,7 +357,8 @@ pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
             let curve = group.curve(value);
             let band = match Band::for_seeds(group.runs.len()) {
                 Band::None => vec![],
-                _ => curve.iter().map(|p| (p.iter, p.low, p.high)).collect(),
+                // An interval of an error can reach past 0 or 100; the error cannot.
+                _ => curve.iter().map(|p| (p.iter, p.low.max(0.0), p.high.min(100.0))).collect(),
             };
             curves.push(Curve {
                 label: format!("{} {what}", group.name),
@@ -414,7 +415,8 @@ fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<Fore
     let rows: Vec<ForestRow> = checks
         .iter()
         .flat_map(|check| {
-            check.comparisons.iter().map(move |c| ForestRow {
+            // A statistic no run has a value for has no place on the axis.
+            check.comparisons.iter().filter(|c| c.effect.is_finite()).map(move |c| ForestRow {
                 label: format!("{}. {}", check.number, c.label),
                 detail: format!("{} ({})", c.statistic, c.unit),
                 effect: c.effect,
@@ -441,6 +443,7 @@ fn claim_rows(check: &CheckOutcome) -> Vec<ClaimRow> {
         source: check.source.clone(),
         verdict: check.verdict,
         statistic: c.map(|c| c.statistic.clone()).unwrap_or_default(),
+        statistic_verdict: c.map(|c| c.verdict),
         difference: c.map(|c| c.label.clone()).unwrap_or_default(),
         effect: c.map(|c| c.effect),
         low: c.and_then(|c| c.interval.map(|i| i.low)),
@@ -576,7 +579,10 @@ mod tests {
         assert!(table.contains("95% CI ["), "{table}");
         let claims = std::fs::read_to_string(dir.path().join("claims.csv")).unwrap();
         assert_eq!(claims.lines().count(), 1 + 3 * 2, "a row per statistic: {claims}");
-        assert!(claims.lines().nth(1).unwrap().contains(",held,final training error,plain-14 - plain-8,"), "{claims}");
+        assert!(
+            claims.lines().nth(1).unwrap().contains(",held,final training error,held,plain-14 - plain-8,"),
+            "{claims}"
+        );
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
         assert!(html.contains("verdict unsure") && html.contains("class=\"caveat\""), "the report's verdicts");
         assert!(dir.path().join("constructed-claims.png").is_file(), "the forest plot");

@@ -35,6 +35,8 @@ pub enum Method {
     Welch,
     /// A network has one seed: no spread, so no interval.
     OneSeed,
+    /// A run has no value for the statistic (no evaluation in the claim's window).
+    NoValue,
 }
 
 impl Method {
@@ -44,6 +46,7 @@ impl Method {
             Method::Paired => "paired by seed",
             Method::Welch => "Welch",
             Method::OneSeed => "one seed: no interval",
+            Method::NoValue => "a run has no evaluation to read it from",
         }
     }
 }
@@ -91,7 +94,9 @@ impl Comparison {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let effect = mean(&a) - mean(&b);
         // stats computes b - a; the claim's effect is first - second.
-        let (interval, method, sd) = if a.len() < 2 || b.len() < 2 {
+        let (interval, method, sd) = if !a.iter().chain(&b).all(|v| v.is_finite()) {
+            (None, Method::NoValue, None)
+        } else if a.len() < 2 || b.len() < 2 {
             (None, Method::OneSeed, None)
         } else if same_seeds {
             let differences: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
@@ -101,6 +106,7 @@ impl Comparison {
             (stats::welch(&b, &a), Method::Welch, Some(sd))
         };
         let verdict = match (interval, side) {
+            _ if method == Method::NoValue => Verdict::NotMeasured,
             (None, _) => Verdict::Inconclusive,
             (Some(i), Side::Above) if i.low > 0.0 => Verdict::Held,
             (Some(i), Side::Above) if i.high < 0.0 => Verdict::NotHeld,
@@ -135,13 +141,16 @@ impl Comparison {
             Side::Within(m) => m - self.effect.abs(),
         };
         let needed = stats::seeds_to_settle(distance, sd)?;
-        // Welch's interval of two independent runs is about as wide as a paired one of sd * sqrt(2).
+        // More than there are: the ones there are could not tell.
         Some(needed.max(self.seeds + 1))
     }
 
     /// The comparison in words: `final training error, plain-56 - plain-20: +4.21 points,
     /// 95% CI [+1.02, +7.40] (paired by seed, n = 3)`.
     pub fn text(&self) -> String {
+        if self.method == Method::NoValue {
+            return format!("{}, {}: {}", self.statistic, self.label, self.method.text());
+        }
         let mut text = format!("{}, {}: {:+.2} {}", self.statistic, self.label, self.effect, self.unit);
         match self.interval {
             Some(i) => {
@@ -254,7 +263,20 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         return outcome;
     }
     let find = |name: &String| groups.iter().find(|g| &g.name == name).expect("checked above");
+    let trained = expectation
+        .runs()
+        .into_iter()
+        .flat_map(|n| &find(n).runs)
+        .map(|r| r.summary.iters_done)
+        .min()
+        .unwrap_or_default();
     let window = Window::new(expectation.at, paper_iters);
+    if expectation.at == ClaimTime::Start && trained < window.until {
+        outcome.notes.push(format!(
+            "the runs end at {trained} iterations, inside the first {} the claim is about: read at their end",
+            window.until
+        ));
+    }
     let points = "points";
     outcome.comparisons = match &expectation.prediction {
         Prediction::HigherTrainError { worse, better } => {
@@ -314,7 +336,10 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         }
     };
     let verdicts: Vec<Verdict> = outcome.comparisons.iter().map(|c| c.verdict).collect();
-    outcome.verdict = if verdicts.contains(&Verdict::NotHeld) {
+    outcome.verdict = if verdicts.contains(&Verdict::NotMeasured) {
+        outcome.reason = "a run has no evaluation the statistic can be read from".into();
+        Verdict::NotMeasured
+    } else if verdicts.contains(&Verdict::NotHeld) {
         Verdict::NotHeld
     } else if verdicts.iter().all(|v| *v == Verdict::Held) {
         Verdict::Held
@@ -324,13 +349,6 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
     if outcome.verdict == Verdict::Inconclusive {
         outcome.reason = inconclusive_reason(&outcome.comparisons);
     }
-    let trained = expectation
-        .runs()
-        .into_iter()
-        .flat_map(|n| &find(n).runs)
-        .map(|r| r.summary.iters_done)
-        .min()
-        .unwrap_or_default();
     if expectation.at == ClaimTime::End && (trained as f64) < END_CAVEAT_SHARE * paper_iters as f64 {
         outcome.caveat = Some(format!(
             "measured at {trained} iterations, {:.1}% of the paper's {paper_iters}: what these runs show so early, \
@@ -350,12 +368,16 @@ fn inconclusive_reason(comparisons: &[Comparison]) -> String {
              --seeds 3 gives each statistic a 95% interval"
         );
     }
-    let needed = comparisons.iter().filter_map(Comparison::seeds_to_settle).max();
-    match needed {
+    let open: Vec<&Comparison> = comparisons.iter().filter(|c| c.verdict == Verdict::Inconclusive).collect();
+    let needed: Option<Vec<usize>> = open.iter().map(|c| c.seeds_to_settle()).collect();
+    match needed.and_then(|n| n.into_iter().max()) {
         Some(n) => format!(
             "an interval crosses the line at {seeds} seeds: with this effect and spread, about {n} seeds would settle it"
         ),
-        None => format!("an interval crosses the line at {seeds} seeds, and the effect is too small to settle by seeds"),
+        None => format!(
+            "an interval crosses the line at {seeds} seeds, and an effect is too close to it to settle by seeds \
+             (over 1,000 would be needed)"
+        ),
     }
 }
 
@@ -382,7 +404,7 @@ impl Window {
     fn name(&self, statistic: &str) -> String {
         match self.at {
             ClaimTime::End => statistic.to_string(),
-            ClaimTime::Start => format!("{statistic} over the first {} iterations", self.until),
+            ClaimTime::Start => format!("{statistic} in the first {} iterations", self.until),
         }
     }
 
@@ -548,9 +570,36 @@ mod tests {
         let start = Expectation { at: ClaimTime::Start, ..higher("deep", "shallow") };
         let outcome = check(&start, &groups, 64_000);
         assert_eq!(outcome.verdict, Verdict::Held, "{}", outcome.text());
-        assert!(outcome.comparisons[0].statistic.contains("over the first 4000 iterations"));
+        assert!(outcome.comparisons[0].statistic.contains("in the first 4000 iterations"));
         assert!((outcome.comparisons[0].effect - 6.0).abs() < 1e-9, "at iteration 4000: {:?}", outcome.comparisons[0]);
         assert_eq!(check(&higher("deep", "shallow"), &groups, 64_000).verdict, Verdict::NotHeld, "at the end");
+    }
+
+    #[test]
+    fn a_start_claim_on_runs_without_evaluations_is_not_measured_and_short_runs_are_read_at_their_end() {
+        let groups = [group("deep", &[30.0, 31.0]), group("shallow", &[20.0, 21.0])];
+        let start = Expectation { at: ClaimTime::Start, ..higher("deep", "shallow") };
+        let outcome = check(&start, &groups, 64_000);
+        assert_eq!(outcome.verdict, Verdict::NotMeasured, "no metrics rows: {}", outcome.text());
+        assert!(outcome.text().contains("no evaluation"), "{}", outcome.text());
+        let mut short = groups.clone();
+        for run in short.iter_mut().flat_map(|g| g.runs.iter_mut()) {
+            run.summary.iters_done = 40;
+            let err = run.summary.final_train_err;
+            run.rows = vec![MetricsRow {
+                iter: 40,
+                epoch: 0.1,
+                lr: 0.1,
+                train_loss: 2.0,
+                train_err: err,
+                test_err: err,
+                img_per_s: 1.0,
+                wall_s: 1.0,
+            }];
+        }
+        let outcome = check(&start, &short, 64_000);
+        assert_ne!(outcome.verdict, Verdict::NotMeasured);
+        assert!(outcome.text().contains("the runs end at 40 iterations, inside the first 4000"), "{}", outcome.text());
     }
 
     #[test]

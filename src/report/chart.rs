@@ -375,7 +375,8 @@ fn draw_legend<'a, DB: DrawingBackend + 'a>(
     let mut widest = 0;
     // Only curves with data are in the legend (see `draw_curve`), and the band's entry.
     let labels = chart.curves.iter().zip(&plan.curves).filter(|(_, p)| !p.is_empty()).map(|(c, _)| &c.label);
-    for label in labels.chain(chart.band_label.as_ref()) {
+    let banded = plan.bands.iter().any(|b| b.len() > 2);
+    for label in labels.chain(chart.band_label.as_ref().filter(|_| banded)) {
         let (w, _) = area.estimate_text_size(label, &font).map_err(plot_err)?;
         widest = widest.max(w);
     }

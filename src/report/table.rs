@@ -314,6 +314,8 @@ pub struct ClaimRow {
     pub source: String,
     /// The claim's verdict (over all its statistics).
     pub verdict: Verdict,
+    /// This statistic's own verdict; `None` for a claim not measured at all.
+    pub statistic_verdict: Option<Verdict>,
     /// The statistic (`final training error`).
     pub statistic: String,
     /// The difference taken (`plain-56 - plain-20`).
@@ -341,6 +343,7 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
         "source",
         "verdict",
         "statistic",
+        "statistic_verdict",
         "difference",
         "effect",
         "low",
@@ -359,6 +362,7 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
                 r.source.clone(),
                 r.verdict.text().to_string(),
                 r.statistic.clone(),
+                r.statistic_verdict.map(|v| v.text().to_string()).unwrap_or_default(),
                 r.difference.clone(),
                 number(r.effect),
                 number(r.low),

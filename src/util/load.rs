@@ -15,11 +15,12 @@ pub struct Meter {
     own: u64,
 }
 
-/// The machine's CPU ticks since boot (all cores): busy and in total.
+/// CPU ticks since boot of the cores this process may run on: busy and in total.
 #[derive(Debug, Clone, Copy)]
 struct MachineTicks {
     busy: u64,
     total: u64,
+    cores: usize,
 }
 
 impl Meter {
@@ -38,8 +39,7 @@ impl Meter {
         }
         let busy = machine.busy.saturating_sub(self.machine.busy);
         let others = busy.saturating_sub(own.saturating_sub(self.own));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        Some(others as f64 / total as f64 * cores)
+        Some(others as f64 / total as f64 * machine.cores as f64)
     }
 }
 
@@ -49,21 +49,41 @@ pub fn too_busy(others_cores: f64, cores: usize, threads: usize) -> bool {
     others_cores > cores.saturating_sub(threads) as f64 + SLACK_CORES
 }
 
-/// The first line of `/proc/stat`: `cpu user nice system idle iowait irq softirq steal ...`.
+/// The `cpuN` lines of `/proc/stat` (`cpuN user nice system idle iowait irq softirq steal ...`)
+/// of the cores this process may run on (its affinity: a Slurm task's or a container's cores, not
+/// the whole machine's).
 fn machine_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    parse_machine_ticks(stat.lines().next()?)
+    let allowed = allowed_cores();
+    let mut sum = MachineTicks { busy: 0, total: 0, cores: 0 };
+    for line in stat.lines() {
+        let Some((core, ticks)) = parse_core_ticks(line) else { continue };
+        if allowed.as_ref().is_none_or(|cores| cores.contains(&core)) {
+            sum = MachineTicks { busy: sum.busy + ticks.busy, total: sum.total + ticks.total, cores: sum.cores + 1 };
+        }
+    }
+    (sum.cores > 0).then_some(sum)
 }
 
-fn parse_machine_ticks(line: &str) -> Option<MachineTicks> {
+/// A `cpuN` line: the core's number and its ticks (the `cpu` line of all cores is not one).
+fn parse_core_ticks(line: &str) -> Option<(usize, MachineTicks)> {
     let mut fields = line.split_whitespace();
-    if fields.next()? != "cpu" {
-        return None;
-    }
+    let core: usize = fields.next()?.strip_prefix("cpu")?.parse().ok()?;
     let values: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let [user, nice, system, idle, iowait, irq, softirq, steal] = values[..] else { return None };
     let busy = user + nice + system + irq + softirq + steal;
-    Some(MachineTicks { busy, total: busy + idle + iowait })
+    Some((core, MachineTicks { busy, total: busy + idle + iowait, cores: 1 }))
+}
+
+/// The cores this process may run on; `None` where the system does not say.
+fn allowed_cores() -> Option<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return None;
+    }
+    Some((0..libc::CPU_SETSIZE as usize).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect())
 }
 
 /// This process's user and system ticks (every thread), from `/proc/self/stat`.
@@ -85,9 +105,12 @@ mod tests {
 
     #[test]
     fn the_counters_parse_and_a_busy_machine_is_told_from_a_shared_one() {
-        let machine = parse_machine_ticks("cpu  100 5 50 1000 20 3 2 0 0 0").unwrap();
-        assert_eq!((machine.busy, machine.total), (160, 1180));
-        assert!(parse_machine_ticks("cpu0 1 2 3 4 5 6 7 8").is_none(), "the total line only");
+        let (core, ticks) = parse_core_ticks("cpu3 100 5 50 1000 20 3 2 0 0 0").unwrap();
+        assert_eq!((core, ticks.busy, ticks.total), (3, 160, 1180));
+        assert!(parse_core_ticks("cpu  1 2 3 4 5 6 7 8").is_none(), "the line of all cores is not a core's");
+        let allowed = allowed_cores().expect("Linux says which cores");
+        // The cores the scheduler may use (a CPU quota can lower the parallelism below them).
+        assert!(allowed.len() >= std::thread::available_parallelism().unwrap().get(), "{allowed:?}");
         let own = parse_own_ticks("4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20 0").unwrap();
         assert_eq!(own, 100);
         // Two runs side by side on 2 cores: the sibling's core is its own, not a busy machine.
