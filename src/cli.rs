@@ -7,7 +7,7 @@ use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
-use reslab::experiment::spec::SlurmOverrides;
+use reslab::experiment::spec::{Seeds, SlurmOverrides};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
@@ -91,9 +91,10 @@ pub struct StudyArgs {
     /// Train every run with this one seed instead of the experiment's seeds.
     #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// Train every run with seeds 0..N instead of the experiment's seeds.
-    #[arg(long, value_name = "N")]
-    pub seeds: Option<u64>,
+    /// Train every run with these seeds instead of the experiment's: N (seeds 0..N), a range
+    /// (3-5) or a list (3,4,5).
+    #[arg(long, value_name = "N|A-B|A,B,..")]
+    pub seeds: Option<Seeds>,
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -460,7 +461,7 @@ impl StudyArgs {
                 iters: self.iters,
                 eval_every: self.eval_every,
                 seed: self.seed,
-                seeds: self.seeds,
+                seeds: self.seeds.clone(),
                 threads: self.threads,
                 precision: self.precision,
                 depths: self.depths.clone(),

@@ -1,7 +1,7 @@
 //! From an experiment and a preset to one run configuration per run.
 
 use super::preset::Preset;
-use super::spec::Experiment;
+use super::spec::{Experiment, Seeds};
 use super::study_dir::StudyDir;
 use crate::data::DataSource;
 use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
@@ -23,8 +23,8 @@ pub struct Overrides {
     pub eval_every: Option<usize>,
     /// One seed instead of the experiment's seeds.
     pub seed: Option<u64>,
-    /// Seeds 0..N instead of the experiment's seeds.
-    pub seeds: Option<u64>,
+    /// These seeds (`--seeds 3`: 0..3; `--seeds 3-5`) instead of the experiment's.
+    pub seeds: Option<Seeds>,
     /// CPU threads per run for libtorch; 0 means one per core.
     pub threads: usize,
     /// The precision of the runs (`auto` is decided where each run starts training).
@@ -53,8 +53,8 @@ impl Overrides {
         if let Some(seed) = self.seed {
             push("--seed", seed.to_string());
         }
-        if let Some(seeds) = self.seeds {
-            push("--seeds", seeds.to_string());
+        if let Some(seeds) = &self.seeds {
+            push("--seeds", seeds.arg_text());
         }
         if let Some(depths) = &self.depths {
             push("--depths", depths.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
@@ -98,11 +98,8 @@ impl PlannedRun {
 
 /// The seeds of a plan: the command line's, the preset's, the experiment's, or seed 0.
 pub fn seeds(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<u64>> {
-    if let Some(n) = overrides.seeds {
-        if n == 0 {
-            bail!("--seeds 0; expected at least 1");
-        }
-        return Ok((0..n).collect());
+    if let Some(seeds) = &overrides.seeds {
+        return Ok(seeds.list());
     }
     if let Some(seed) = overrides.seed {
         return Ok(vec![seed]);
@@ -213,7 +210,7 @@ mod tests {
         assert!(r110.config().schedule.warmup.is_some());
         assert!(runs.iter().find(|r| r.name == "resnet-56").unwrap().config().schedule.warmup.is_none());
         assert_eq!(runs[1].config().seed, 1);
-        let overrides = Overrides { seeds: Some(3), ..Default::default() };
+        let overrides = Overrides { seeds: Some(Seeds::Count(3)), ..Default::default() };
         assert_eq!(plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap().len(), 27);
         let overrides = Overrides { seed: Some(7), ..Default::default() };
         let runs = plan(&experiment, Preset::Smoke, &overrides, Path::new("no-such-dir")).unwrap();

@@ -335,7 +335,12 @@ mod tests {
             exe: PathBuf::from("/opt/reslab/bin/reslab"),
             experiment: "table6".into(),
             preset: Preset::Smoke,
-            overrides: Overrides { seeds: Some(2), depths: Some(vec![20]), iters: Some(4), ..Overrides::default() },
+            overrides: Overrides {
+                seeds: Some(crate::experiment::spec::Seeds::Count(2)),
+                depths: Some(vec![20]),
+                iters: Some(4),
+                ..Overrides::default()
+            },
         }
     }
 

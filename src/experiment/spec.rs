@@ -216,12 +216,53 @@ impl Seeds {
         }
     }
 
+    /// The seeds as `--seeds` takes them: `3` (0, 1, 2) or `3,4,5`.
+    pub fn arg_text(&self) -> String {
+        match self {
+            Seeds::Count(n) => n.to_string(),
+            Seeds::List(seeds) => seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+        }
+    }
+
     /// The seeds, in order.
     pub fn list(&self) -> Vec<u64> {
         match self {
             Seeds::Count(n) => (0..*n).collect(),
             Seeds::List(seeds) => seeds.clone(),
         }
+    }
+}
+
+impl std::str::FromStr for Seeds {
+    type Err = String;
+
+    /// `N` (seeds 0 to N-1), `A-B` (A to B) or a list `A,B,C` (e.g. new seeds for a study that has
+    /// 0-2: `3-5`).
+    fn from_str(text: &str) -> Result<Seeds, String> {
+        let expected = "expected a count (3: seeds 0, 1, 2), a range (3-5) or a list (3,4,5)";
+        let number = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("'{text}' is not a seed set; {expected}"));
+        let seeds = if let Some((from, to)) = text.split_once('-') {
+            let (from, to) = (number(from)?, number(to)?);
+            if from > to {
+                return Err(format!("'{text}' is an empty range; {expected}"));
+            }
+            Seeds::List((from..=to).collect())
+        } else if text.contains(',') {
+            let list = text.split(',').map(number).collect::<Result<Vec<u64>, String>>()?;
+            let mut sorted = list.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != list.len() {
+                return Err(format!("'{text}' names a seed twice; {expected}"));
+            }
+            Seeds::List(list)
+        } else {
+            match number(text)? {
+                0 => return Err(format!("'{text}' is no seeds; {expected}")),
+                n => Seeds::Count(n),
+            }
+        };
+        Ok(seeds)
     }
 }
 
@@ -650,6 +691,21 @@ impl RunEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_parse_as_a_count_a_range_or_a_list() {
+        assert_eq!("3".parse::<Seeds>().unwrap().list(), [0, 1, 2]);
+        assert_eq!("3-5".parse::<Seeds>().unwrap().list(), [3, 4, 5]);
+        assert_eq!("7,2, 9".parse::<Seeds>().unwrap().list(), [7, 2, 9]);
+        assert_eq!("3-5".parse::<Seeds>().unwrap().arg_text(), "3,4,5");
+        for bad in ["0", "5-3", "1,1", "x", "", "3-"] {
+            let err = bad.parse::<Seeds>().unwrap_err();
+            assert!(
+                err.contains("expected a count (3: seeds 0, 1, 2), a range (3-5) or a list (3,4,5)"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn the_builtin_experiments_parse() {
