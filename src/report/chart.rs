@@ -14,6 +14,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::{DashedPathElement, DynElement, IntoDynElement};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 /// (x, y) in data units.
@@ -109,7 +110,14 @@ pub fn render_panels(charts: &[ErrorChart], png: &Path, svg: &Path) -> Result<()
     if charts.is_empty() {
         bail!("a figure needs at least one panel");
     }
-    let plans = charts.iter().map(Plan::new).collect::<Result<Vec<_>>>()?;
+    let mut plans = charts.iter().map(Plan::new).collect::<Result<Vec<_>>>()?;
+    // Panels fitted to their data share one error axis, so they compare at a glance.
+    if charts.iter().all(|c| c.y_range.is_none()) {
+        let (lo, hi) = plans.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.y.start), hi.max(p.y.end)));
+        for plan in &mut plans {
+            plan.y = lo..hi;
+        }
+    }
     write_figure(&Panels { charts, plans: &plans }, figure_size(charts.len()), png, svg)
 }
 
@@ -197,10 +205,25 @@ impl Plan {
         let y = match chart.y_range {
             Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => lo..hi,
             Some((lo, hi)) => bail!("chart '{}' has invalid y_range {lo}..{hi}", chart.title),
-            None => non_empty(min_y.min(0.0), (max_y * 1.05).min(100.0)),
+            None => fitted(min_y, max_y),
         };
         Ok(Plan { curves, bands, x, y })
     }
+}
+
+/// Both ends of the data with a margin of a twentieth of its span (at least one unit), kept
+/// inside 0-100 where the data is (errors in percent), so runs that never leave 75-90% fill the
+/// chart instead of a flat line at the top of an empty one.
+fn fitted(min: f64, max: f64) -> Range<f64> {
+    let margin = ((max - min) * 0.05).max(1.0);
+    let (mut lo, mut hi) = (min - margin, max + margin);
+    if min >= 0.0 {
+        lo = lo.max(0.0);
+    }
+    if max <= 100.0 {
+        hi = hi.min(100.0);
+    }
+    non_empty(lo, hi)
 }
 
 /// plotters needs a non-degenerate range, e.g. when all data sits at x = 0.
@@ -251,8 +274,13 @@ impl Drawing for Panels<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, t: Target) -> Result<()> {
         root.fill(&WHITE).map_err(plot_err)?;
         let areas = root.split_evenly((1, self.charts.len()));
+        // Every panel's legend strip as tall as the tallest, so the axes line up.
+        let mut legend_height = 0;
         for ((area, chart), plan) in areas.iter().zip(self.charts).zip(self.plans) {
-            draw(area, chart, plan, t)?;
+            legend_height = legend_height.max(LegendLayout::of(area, &legend_entries(chart, plan), t.k)?.height);
+        }
+        for ((area, chart), plan) in areas.iter().zip(self.charts).zip(self.plans) {
+            draw(area, chart, plan, legend_height, t)?;
         }
         Ok(())
     }
@@ -289,11 +317,24 @@ pub(super) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("{e}")
 }
 
-/// Draws the whole figure.
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &ErrorChart, plan: &Plan, t: Target) -> Result<()> {
+/// Draws one panel, its legend in a strip of `legend_height` pixels (or its own height, if more)
+/// below the axes.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &ErrorChart,
+    plan: &Plan,
+    legend_height: u32,
+    t: Target,
+) -> Result<()> {
     let k = t.k;
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut ctx = ChartBuilder::on(root)
+    // The legend gets a strip of its own below the axes, so it never covers a curve.
+    let entries = legend_entries(chart, plan);
+    let layout = LegendLayout::of(root, &entries, k)?;
+    let height = root.dim_in_pixel().1;
+    let strip = layout.height.max(legend_height);
+    let (plot_area, legend_area) = root.split_vertically(height.saturating_sub(strip) as i32);
+    let mut ctx = ChartBuilder::on(&plot_area)
         .caption(&chart.title, (FONT, TITLE_SIZE * k).into_font())
         .margin(18 * k)
         .margin_right(32 * k)
@@ -314,15 +355,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &ErrorChart, p
     for (curve, points) in chart.curves.iter().zip(&plan.curves) {
         draw_curve(&mut ctx, curve, points, plan, t)?;
     }
-    if let Some(label) = chart.band_label.as_ref().filter(|_| plan.bands.iter().any(|b| b.len() > 2)) {
-        let (len, height) = ((LEGEND_SAMPLE * k) as i32, (6 * k) as i32);
-        ctx.draw_series(std::iter::empty::<PathElement<Point>>())
-            .map_err(plot_err)?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - height), (x + len, y + height)], BLACK.mix(0.15).filled()));
-    }
-
-    draw_legend(&mut ctx, chart, plan, k)
+    draw_legend(&legend_area, &entries, &layout, k)
 }
 
 /// Grid, ticks, axis descriptions and a closed frame.
@@ -361,36 +394,106 @@ fn draw_axes<'a, DB: DrawingBackend + 'a>(
     Ok(())
 }
 
-/// Legend in the upper right. plotters' own `UpperRight` sits a fixed 5 px from the frame,
-/// which looks cramped, so the box is placed by hand with a gap that scales with `k`.
-fn draw_legend<'a, DB: DrawingBackend + 'a>(
-    ctx: &mut Ctx<'a, DB>,
-    chart: &ErrorChart,
-    plan: &Plan,
+/// One legend entry: a sample of the curve (or a shaded box for the bands) and its label.
+struct LegendEntry {
+    label: String,
+    colour: RGBColor,
+    dashed: bool,
+    /// The bands' entry: a shaded box instead of a line.
+    band: bool,
+}
+
+/// Curves with data (a label next to nothing would mislead), then the bands' entry where the
+/// chart has bands.
+fn legend_entries(chart: &ErrorChart, plan: &Plan) -> Vec<LegendEntry> {
+    let mut entries: Vec<LegendEntry> = chart
+        .curves
+        .iter()
+        .zip(&plan.curves)
+        .filter(|(_, points)| !points.is_empty())
+        .map(|(c, _)| LegendEntry {
+            label: c.label.clone(),
+            colour: PALETTE[c.series % PALETTE.len()],
+            dashed: c.dashed,
+            band: false,
+        })
+        .collect();
+    if let Some(label) = chart.band_label.as_ref().filter(|_| plan.bands.iter().any(|b| b.len() > 2)) {
+        entries.push(LegendEntry { label: label.clone(), colour: RGBColor(0, 0, 0), dashed: false, band: true });
+    }
+    entries
+}
+
+/// The legend's grid below the plot: columns as wide as the widest entry, as many as fit the
+/// panel's width, filled row by row.
+struct LegendLayout {
+    columns: usize,
+    column_width: u32,
+    row_height: u32,
+    /// The strip's height, padding included (0 without entries).
+    height: u32,
+}
+
+impl LegendLayout {
+    fn of<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[LegendEntry], k: u32) -> Result<LegendLayout> {
+        if entries.is_empty() {
+            return Ok(LegendLayout { columns: 1, column_width: 0, row_height: 0, height: 0 });
+        }
+        let font = legend_font(k);
+        // The bands' entry has a row of its own, so its long label does not widen the grid.
+        let curves: Vec<&LegendEntry> = entries.iter().filter(|e| !e.band).collect();
+        let mut widest = 0;
+        for entry in &curves {
+            widest = widest.max(area.estimate_text_size(&entry.label, &font).map_err(plot_err)?.0);
+        }
+        let column_width = (LEGEND_SAMPLE + 10 + 24) * k + widest;
+        let usable = area.dim_in_pixel().0.saturating_sub(2 * LEGEND_PADDING * k);
+        let columns = ((usable / column_width.max(1)) as usize).clamp(1, curves.len().max(1));
+        let rows = curves.len().div_ceil(columns) as u32 + u32::from(curves.len() < entries.len());
+        let row_height = (LEGEND_SIZE + 8) * k;
+        Ok(LegendLayout { columns, column_width, row_height, height: rows * row_height + 2 * LEGEND_PADDING * k })
+    }
+}
+
+const LEGEND_PADDING: u32 = 8;
+
+fn legend_font(k: u32) -> TextStyle<'static> {
+    (FONT, LEGEND_SIZE * k).into_font().into()
+}
+
+/// The legend in its strip below the axes, the grid centred.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    layout: &LegendLayout,
     k: u32,
 ) -> Result<()> {
-    let font: TextStyle = (FONT, LEGEND_SIZE * k).into_font().into();
-    let (padding, sample_area, inset) = (10 * k, (LEGEND_SAMPLE + 10) * k, 12 * k);
-    let area = ctx.plotting_area();
-    let mut widest = 0;
-    // Only curves with data are in the legend (see `draw_curve`), and the band's entry.
-    let labels = chart.curves.iter().zip(&plan.curves).filter(|(_, p)| !p.is_empty()).map(|(c, _)| &c.label);
-    let banded = plan.bands.iter().any(|b| b.len() > 2);
-    for label in labels.chain(chart.band_label.as_ref().filter(|_| banded)) {
-        let (w, _) = area.estimate_text_size(label, &font).map_err(plot_err)?;
-        widest = widest.max(w);
+    let width = area.dim_in_pixel().0;
+    let grid_width = layout.columns as u32 * layout.column_width;
+    let left = width.saturating_sub(grid_width) / 2;
+    let font = legend_font(k).pos(Pos::new(HPos::Left, VPos::Center));
+    let sample = (LEGEND_SAMPLE * k) as i32;
+    let curve_rows = entries.iter().filter(|e| !e.band).count().div_ceil(layout.columns) as u32;
+    for (i, entry) in entries.iter().enumerate() {
+        let (column, row) = match entry.band {
+            true => (0, curve_rows),
+            false => ((i % layout.columns) as u32, (i / layout.columns) as u32),
+        };
+        let x = (left + column * layout.column_width) as i32;
+        let y = (LEGEND_PADDING * k + row * layout.row_height + layout.row_height / 2) as i32;
+        if entry.band {
+            let half = (6 * k) as i32;
+            area.draw(&Rectangle::new([(x, y - half), (x + sample, y + half)], BLACK.mix(0.15).filled()))
+                .map_err(plot_err)?;
+        } else {
+            let style = entry.colour.stroke_width(LINE_WIDTH * k);
+            let dashed = entry.dashed.then_some(((DASH * k) as i32, (GAP * k) as i32));
+            area.draw(&legend_sample::<DB>((x, y), sample, style, dashed)).map_err(plot_err)?;
+        }
+        area.draw(&Text::new(entry.label.clone(), (x + sample + (10 * k) as i32, y), font.clone()))
+            .map_err(plot_err)?;
     }
-    let box_width = widest + sample_area + 2 * padding;
-    let x = area.dim_in_pixel().0.saturating_sub(box_width + inset);
-    ctx.configure_series_labels()
-        .position(SeriesLabelPosition::Coordinate(x as i32, inset as i32))
-        .margin(padding)
-        .legend_area_size(sample_area)
-        .label_font(font)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4).stroke_width(k))
-        .draw()
-        .map_err(plot_err)
+    Ok(())
 }
 
 /// Pixel position; plotters uses this type but does not re-export its name.
@@ -423,14 +526,6 @@ fn draw_curve<'a, DB: DrawingBackend + 'a>(
         runs = runs.iter().flat_map(|run| dashes(run, dash, gap, px_per_unit)).collect();
     }
     draw_runs(ctx, &runs, style, t)?;
-
-    // The legend entry gets its own empty series, so it exists even if every run is clipped.
-    let dashed = curve.dashed.then_some((dash as i32, gap as i32));
-    let len = (LEGEND_SAMPLE * t.k) as i32;
-    ctx.draw_series(std::iter::empty::<PathElement<Point>>())
-        .map_err(plot_err)?
-        .label(&curve.label)
-        .legend(move |pos| legend_sample::<DB>(pos, len, style, dashed));
 
     // A line through one point draws nothing; mark it so the value is still visible.
     if let [p] = points {
@@ -738,7 +833,7 @@ mod tests {
         let plan = Plan::new(&chart).unwrap();
         // All data at x = 0 still gives a usable axis.
         assert_eq!(plan.x, 0.0..1.0);
-        assert_eq!(plan.y, 0.0..52.5);
+        assert_eq!(plan.y, 49.0..51.0, "one value: a point either side");
 
         let dir = scratch_dir("sparse");
         render(&chart, &dir.join("s.png"), &dir.join("s.svg")).unwrap();
@@ -771,9 +866,15 @@ mod tests {
     #[test]
     fn y_range_defaults_and_validation() {
         let mut chart = two_series();
-        assert_eq!(Plan::new(&chart).unwrap().y.end, 90.0 * 1.05);
+        let y = Plan::new(&chart).unwrap().y;
+        assert!(y.start == 0.0 && (y.end - 94.3).abs() < 0.1, "fitted with a margin, kept above 0: {y:?}");
         chart.curves[1].points.push((100.0, 99.0));
         assert_eq!(Plan::new(&chart).unwrap().y.end, 100.0, "capped at 100");
+        // Runs that never leave 75-90% fill the chart.
+        for curve in &mut chart.curves {
+            curve.points = vec![(0.0, 90.0), (40.0, 75.0)];
+        }
+        assert_eq!(Plan::new(&chart).unwrap().y, 74.0..91.0, "a margin of at least a point");
         chart.y_range = Some((0.0, 20.0));
         assert_eq!(Plan::new(&chart).unwrap().y, 0.0..20.0);
         chart.y_range = Some((20.0, 20.0));
@@ -813,6 +914,58 @@ mod tests {
         assert_eq!(format_number(-0.0), "0");
         assert_eq!(format_number(0.126), "0.13");
         assert_eq!(format_number(1.1), "1.1");
+    }
+
+    #[test]
+    fn the_legend_never_covers_a_curve() {
+        // A curve along the top of the plot, where a legend inside the axes would sit, and enough
+        // others for a legend of several rows.
+        let flat = |label: &str, series: usize, y: f64| Curve {
+            label: label.into(),
+            series,
+            dashed: false,
+            points: vec![(0.0, y), (1000.0, y)],
+            band: vec![],
+        };
+        let mut curves = vec![flat("top net test", 0, 95.0)];
+        curves.extend((1..8).map(|i| flat(&format!("net {i} test"), i, 10.0 * i as f64)));
+        let chart = ErrorChart {
+            title: "legend".into(),
+            x_label: "iteration".into(),
+            y_label: "error (%)".into(),
+            curves,
+            y_range: Some((0.0, 100.0)),
+            band_label: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (png, svg) = (dir.path().join("l.png"), dir.path().join("l.svg"));
+        render(&chart, &png, &svg).unwrap();
+        let image = image::open(&png).unwrap().to_rgb8();
+        let (w, h) = image.dimensions();
+        let orange = |x: u32, y: u32| {
+            let p = image.get_pixel(x, y).0;
+            (i32::from(p[0]) - 255).abs() < 40
+                && (i32::from(p[1]) - 127).abs() < 40
+                && (i32::from(p[2]) - 14).abs() < 60
+        };
+        // The top curve's row: its longest unbroken orange run spans the plot's width.
+        let longest_run = |y: u32| {
+            let (mut best, mut run) = (0, 0);
+            for x in 0..w {
+                run = if orange(x, y) { run + 1 } else { 0 };
+                best = best.max(run);
+            }
+            best
+        };
+        let top = (0..h / 2).max_by_key(|&y| longest_run(y)).unwrap();
+        assert!(longest_run(top) > 4 * w / 5, "the top curve runs unbroken: {} of {w} px", longest_run(top));
+        // Its legend sample is below the axes, under the curve's row and the tick labels.
+        let sample_rows: Vec<u32> = (h / 2..h).filter(|&y| (0..w).any(|x| orange(x, y))).collect();
+        let lowest_curve = (0..h).filter(|&y| longest_run(y) > w / 2).max().unwrap();
+        assert!(
+            sample_rows.iter().any(|&y| y > lowest_curve + 30),
+            "the legend's orange sample sits below every curve (lowest curve row {lowest_curve})"
+        );
     }
 
     #[test]
