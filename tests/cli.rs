@@ -283,9 +283,10 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     assert_eq!(&png[12..16], b"IHDR");
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-    assert_eq!((width, height), (960, 640));
+    assert_eq!((width, height), (1280, 640), "Figure 1's two panels");
     let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("plain-56 train"));
+    assert!(svg.contains("<svg") && svg.contains("training error") && svg.contains("test error"), "{svg}");
+    assert!(svg.contains("plain-56"));
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(summary.starts_with("run,model,shortcut,params,macs,iters,final_train_err"), "{summary}");
     assert_eq!(summary.lines().count(), 3);

@@ -93,6 +93,7 @@ pub fn write(runs: &[RunGradNorms], out: &Path, stem: &str) -> Result<Written> {
                         series,
                         dashed: run.model.starts_with("plain"),
                         points,
+                        marker: false,
                         band: vec![],
                     });
                 }

@@ -156,6 +156,7 @@ pub fn write(runs: &[RunResponses], out: &Path, stem: &str) -> Result<Written> {
                     series,
                     dashed: r.model.starts_with("plain"),
                     points: stds.iter().enumerate().map(|(i, &s)| ((i + 1) as f64, s)).collect(),
+                    marker: false,
                     band: vec![],
                 }
             })

@@ -349,6 +349,7 @@ fn references(anchor_exp: (f64, f64), anchor_sqrt: (f64, f64), depths: &[f64], s
         series,
         dashed: true,
         points: depths.iter().map(|&l| (l, f(l))).collect(),
+        marker: false,
         band: vec![],
     };
     vec![
@@ -387,6 +388,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
                 .filter(|r| &r.label() == label)
                 .map(|r| (r.depth as f64, r.correlation.neighbours()))
                 .collect(),
+            marker: false,
             band: vec![],
         })
         .collect();
@@ -422,6 +424,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
                 series,
                 dashed: r.net == ToyNet::Feedforward,
                 points: r.correlation.mean.iter().enumerate().map(|(k, &c)| (k as f64 * spacing, c)).collect(),
+                marker: false,
                 band: vec![],
             })
             .collect(),
@@ -471,6 +474,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
             series,
             dashed: kind == NetKind::Plain,
             points,
+            marker: false,
             band: vec![],
         });
     }
@@ -500,6 +504,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
                 series,
                 dashed: r.model.kind == NetKind::Plain,
                 points: r.correlation.mean.iter().enumerate().map(|(k, &c)| (k as f64, c)).collect(),
+                marker: false,
                 band: vec![],
             })
             .collect(),

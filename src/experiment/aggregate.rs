@@ -5,7 +5,7 @@ use super::claims::{self, CheckOutcome, Side};
 use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::results::{read_groups, Band, GroupResult, RunResult};
-use super::spec::Experiment;
+use super::spec::{Curves, Experiment};
 use crate::analysis::grad_norms::{self, RunGradNorms};
 use crate::analysis::shattering::{self, ShatteringSettings};
 use crate::analysis::{responses, Written};
@@ -308,6 +308,7 @@ fn y_range(groups: &[&GroupResult]) -> Option<(f64, f64)> {
 /// The figure (PNG and SVG): the experiment's panels side by side, or one chart (one per depth
 /// where the experiment asks and the runs span several).
 fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> Result<Vec<PathBuf>> {
+    let colours = Colours::of(groups);
     if !experiment.panels.is_empty() {
         let charts: Vec<ErrorChart> = experiment
             .panels
@@ -315,7 +316,7 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
             .map(|panel| {
                 let members: Vec<&GroupResult> =
                     panel.runs.iter().filter_map(|name| groups.iter().find(|g| &g.name == name)).collect();
-                error_chart(&panel.title, &members)
+                error_chart(&panel.title, &members, &colours, panel.show)
             })
             .filter(|chart| !chart.curves.is_empty())
             .collect();
@@ -339,31 +340,76 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     let mut files = Vec::new();
     for (stem, title, members) in panels {
         let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
-        chart::render(&error_chart(&title, &members), &png, &svg)?;
+        chart::render(&error_chart(&title, &members, &colours, Curves::Both), &png, &svg)?;
         files.extend([png, svg]);
     }
     Ok(files)
 }
 
-/// The paper's style: one colour per network, training error dashed, test error solid; with
-/// several seeds the mean curve over seeds in a shaded band (see [`Band`]: the range of two
-/// seeds, the 95% interval of the mean of three or more).
-pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
+/// One colour per network across every chart of a study, in the experiment's order: a plain net
+/// and the residual net of its depth (`plain-20`, `resnet-20`) share one, as in the paper's
+/// figures (the plain one is drawn with markers), and every other network (`resnet-20-B`,
+/// `resnet-110-pre`) has its own.
+pub struct Colours(Vec<String>);
+
+impl Colours {
+    /// The map of `groups`' networks.
+    pub fn of(groups: &[GroupResult]) -> Colours {
+        let mut keys: Vec<String> = Vec::new();
+        for group in groups {
+            let key = Self::key(&group.name);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Colours(keys)
+    }
+
+    /// `plain-20` and `resnet-20` are "20"; `resnet-20-B` is "20-B"; others their name.
+    fn key(name: &str) -> String {
+        name.strip_prefix("plain-").or_else(|| name.strip_prefix("resnet-")).unwrap_or(name).to_string()
+    }
+
+    /// The network's colour index (its series).
+    pub fn of_network(&self, name: &str) -> usize {
+        let key = Self::key(name);
+        self.0.iter().position(|k| *k == key).unwrap_or(self.0.len())
+    }
+}
+
+/// One error of a metrics row.
+type ErrorOf = fn(&MetricsRow) -> f64;
+
+/// The paper's style: one colour per network (see [`Colours`]), training error dashed, test
+/// error solid (or one of them, `show`); with several seeds the mean curve over seeds in a
+/// shaded band (see [`Band`]: the range of two seeds, the 95% interval of the mean of three or
+/// more).
+pub fn error_chart(title: &str, groups: &[&GroupResult], colours: &Colours, show: Curves) -> ErrorChart {
     let mut curves = Vec::new();
-    let train: fn(&MetricsRow) -> f64 = |r| r.train_err;
-    let test: fn(&MetricsRow) -> f64 = |r| r.test_err;
-    for (series, group) in groups.iter().enumerate() {
-        for (what, dashed, value) in [("train", true, train), ("test", false, test)] {
+    let train: ErrorOf = |r| r.train_err;
+    let test: ErrorOf = |r| r.test_err;
+    let which: Vec<(&str, bool, ErrorOf)> = match show {
+        Curves::Both => vec![("train", true, train), ("test", false, test)],
+        Curves::Train => vec![("train", false, train)],
+        Curves::Test => vec![("test", false, test)],
+    };
+    for group in groups {
+        for &(what, dashed, value) in &which {
             let curve = group.curve(value);
             let band = match Band::for_seeds(group.runs.len()) {
                 Band::None => vec![],
                 // An interval of an error can reach past 0 or 100; the error cannot.
                 _ => curve.iter().map(|p| (p.iter, p.low.max(0.0), p.high.min(100.0))).collect(),
             };
+            let label = match show {
+                Curves::Both => format!("{} {what}", group.name),
+                _ => group.name.clone(),
+            };
             curves.push(Curve {
-                label: format!("{} {what}", group.name),
-                series,
+                label,
+                series: colours.of_network(&group.name),
                 dashed,
+                marker: group.variant == "plain",
                 points: curve.iter().map(|p| (p.iter, p.mean)).collect(),
                 band,
             });
@@ -372,7 +418,12 @@ pub fn error_chart(title: &str, groups: &[&GroupResult]) -> ErrorChart {
     ErrorChart {
         title: title.to_string(),
         x_label: "iteration".into(),
-        y_label: "error (%)".into(),
+        y_label: match show {
+            Curves::Both => "error (%)",
+            Curves::Train => "training error (%)",
+            Curves::Test => "test error (%)",
+        }
+        .into(),
         curves,
         y_range: y_range(groups),
         band_label: band_label(groups),
@@ -490,7 +541,14 @@ mod tests {
             description: "Training error (dashed) and test error (solid).".into(),
             runs: errors
                 .iter()
-                .map(|(model, _)| RunEntry { model: model.to_string(), ..RunEntry::default() })
+                .map(|(name, _)| match name.strip_suffix("-B") {
+                    Some(model) => RunEntry {
+                        model: model.to_string(),
+                        shortcut: Some(crate::model::Shortcut::B),
+                        ..RunEntry::default()
+                    },
+                    None => RunEntry { model: name.to_string(), ..RunEntry::default() },
+                })
                 .collect(),
             presets: [(Preset::Smoke.name().to_string(), smoke)].into(),
             seeds: Some(Seeds::Count(3)),
@@ -553,6 +611,44 @@ mod tests {
             source: Some("constructed".into()),
             at: ClaimTime::End,
         }
+    }
+
+    #[test]
+    fn one_colour_per_network_in_every_panel_with_markers_on_the_plain_net() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = [
+            ("plain-8", [40.0, 44.0, 42.0]),
+            ("plain-14", [50.0, 55.0, 53.0]),
+            ("resnet-8", [41.0, 44.5, 41.0]),
+            ("resnet-14", [38.0, 39.0, 40.0]),
+            ("resnet-8-B", [41.0, 44.5, 41.0]),
+        ];
+        let (experiment, runs) = constructed_study(dir.path(), &errors, vec![]);
+        let (groups, _) = read_groups(&experiment, &runs).unwrap();
+        let colours = Colours::of(&groups);
+        let named = |n: &str| groups.iter().find(|g| g.name == n).unwrap();
+        let series = |chart: &ErrorChart, label: &str| chart.curves.iter().find(|c| c.label == label).unwrap().series;
+        let plain = error_chart("plain", &[named("plain-8"), named("plain-14")], &colours, Curves::Both);
+        let residual = error_chart(
+            "ResNets",
+            &[named("resnet-14"), named("resnet-8-B"), named("resnet-8")],
+            &colours,
+            Curves::Both,
+        );
+        assert_eq!(series(&plain, "plain-8 train"), series(&residual, "resnet-8 train"), "one depth, one colour");
+        assert_eq!(series(&plain, "plain-14 test"), series(&residual, "resnet-14 test"));
+        assert_ne!(series(&residual, "resnet-8-B train"), series(&residual, "resnet-8 train"), "option B has its own");
+        assert_ne!(series(&plain, "plain-8 train"), series(&plain, "plain-14 train"));
+        assert!(
+            plain.curves.iter().all(|c| c.marker) && residual.curves.iter().all(|c| !c.marker),
+            "plain nets marked"
+        );
+        let train_only = error_chart("training error", &[named("plain-8")], &colours, Curves::Train);
+        assert_eq!(train_only.curves.len(), 1);
+        assert_eq!(
+            (train_only.curves[0].label.as_str(), train_only.y_label.as_str()),
+            ("plain-8", "training error (%)")
+        );
     }
 
     #[test]

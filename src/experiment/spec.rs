@@ -196,6 +196,29 @@ pub struct Panel {
     pub title: String,
     /// Run names (as in `[[expect]]`).
     pub runs: Vec<String>,
+    /// Which curves: `both` (training dashed, test solid; the default), `train` or `test`
+    /// (Figure 1's two panels).
+    #[serde(default, skip_serializing_if = "Curves::is_both")]
+    pub show: Curves,
+}
+
+/// Which error curves a panel draws.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Curves {
+    /// Training error dashed and test error solid.
+    #[default]
+    Both,
+    /// Training error only.
+    Train,
+    /// Test error only.
+    Test,
+}
+
+impl Curves {
+    fn is_both(&self) -> bool {
+        *self == Curves::Both
+    }
 }
 
 /// Seeds as a list or a count.

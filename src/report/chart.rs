@@ -43,6 +43,9 @@ pub struct Curve {
     pub series: usize,
     /// Training error dashed, test error solid (as in He et al. 2015 Fig. 1).
     pub dashed: bool,
+    /// Markers along the line: the second cue where two curves share a colour (a plain net
+    /// beside the residual net of its depth).
+    pub marker: bool,
     /// (iteration, error %). Non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
     /// (iteration, low, high): a shaded band around the curve (e.g. the range over seeds);
@@ -399,6 +402,7 @@ struct LegendEntry {
     label: String,
     colour: RGBColor,
     dashed: bool,
+    marker: bool,
     /// The bands' entry: a shaded box instead of a line.
     band: bool,
 }
@@ -415,11 +419,18 @@ fn legend_entries(chart: &ErrorChart, plan: &Plan) -> Vec<LegendEntry> {
             label: c.label.clone(),
             colour: PALETTE[c.series % PALETTE.len()],
             dashed: c.dashed,
+            marker: c.marker,
             band: false,
         })
         .collect();
     if let Some(label) = chart.band_label.as_ref().filter(|_| plan.bands.iter().any(|b| b.len() > 2)) {
-        entries.push(LegendEntry { label: label.clone(), colour: RGBColor(0, 0, 0), dashed: false, band: true });
+        entries.push(LegendEntry {
+            label: label.clone(),
+            colour: RGBColor(0, 0, 0),
+            dashed: false,
+            marker: false,
+            band: true,
+        });
     }
     entries
 }
@@ -489,6 +500,10 @@ fn draw_legend<DB: DrawingBackend>(
             let style = entry.colour.stroke_width(LINE_WIDTH * k);
             let dashed = entry.dashed.then_some(((DASH * k) as i32, (GAP * k) as i32));
             area.draw(&legend_sample::<DB>((x, y), sample, style, dashed)).map_err(plot_err)?;
+            if entry.marker {
+                area.draw(&Circle::new((x + sample / 2, y), (4 * k) as i32, entry.colour.filled()))
+                    .map_err(plot_err)?;
+            }
         }
         area.draw(&Text::new(entry.label.clone(), (x + sample + (10 * k) as i32, y), font.clone()))
             .map_err(plot_err)?;
@@ -527,6 +542,12 @@ fn draw_curve<'a, DB: DrawingBackend + 'a>(
     }
     draw_runs(ctx, &runs, style, t)?;
 
+    if curve.marker {
+        // About a dozen markers whatever the number of points, so a long run stays a line.
+        let step = (points.len() / 12).max(1);
+        let marks = points.iter().step_by(step).filter(|p| in_range(p.1, &plan.y));
+        ctx.draw_series(marks.map(|p| Circle::new(*p, 4 * t.k, colour.filled()))).map_err(plot_err)?;
+    }
     // A line through one point draws nothing; mark it so the value is still visible.
     if let [p] = points {
         if in_range(p.1, &plan.y) {
@@ -745,6 +766,7 @@ mod tests {
             series,
             dashed,
             points: decay(90.0, 8.0 + 3.0 * series as f64, offset),
+            marker: false,
             band: vec![],
         };
         ErrorChart {
@@ -925,6 +947,7 @@ mod tests {
             series,
             dashed: false,
             points: vec![(0.0, y), (1000.0, y)],
+            marker: false,
             band: vec![],
         };
         let mut curves = vec![flat("top net test", 0, 95.0)];
@@ -979,6 +1002,7 @@ mod tests {
                 series,
                 dashed: true,
                 points: vec![(0.0, 50.0 + up), (100.0, 30.0 + up), (200.0, 20.0 + up)],
+                marker: false,
                 band: vec![(0.0, 40.0 + up, 60.0 + up), (100.0, 20.0 + up, 40.0 + up), (200.0, 10.0 + up, 30.0 + up)],
             }
         };
