@@ -320,6 +320,10 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
             })
             .filter(|chart| !chart.curves.is_empty())
             .collect();
+        // One error axis for the whole figure: the paper's 0-20% only where every run reached
+        // the paper's schedule, else fitted (and shared) by the chart stage.
+        let figure_range = y_range(&groups.iter().collect::<Vec<_>>());
+        let charts: Vec<ErrorChart> = charts.into_iter().map(|c| ErrorChart { y_range: figure_range, ..c }).collect();
         let (png, svg) = (out.join(format!("{}.png", experiment.name)), out.join(format!("{}.svg", experiment.name)));
         chart::render_panels(&charts, &png, &svg)?;
         return Ok(vec![png, svg]);

@@ -64,7 +64,7 @@ pub struct ErrorChart {
     pub y_label: String,
     /// The curves, drawn in order (later ones on top).
     pub curves: Vec<Curve>,
-    /// None: 0..max(err)*1.05 capped at 100.
+    /// None: fitted to both ends of the data (see `fitted`).
     pub y_range: Option<(f64, f64)>,
     /// What the shaded bands show (`band: 95% CI of the mean over 3 seeds`), as a legend
     /// entry; `None` for no entry.
@@ -214,11 +214,11 @@ impl Plan {
     }
 }
 
-/// Both ends of the data with a margin of a twentieth of its span (at least one unit), kept
-/// inside 0-100 where the data is (errors in percent), so runs that never leave 75-90% fill the
-/// chart instead of a flat line at the top of an empty one.
+/// Both ends of the data with a margin of a twentieth of its span (at least a hundredth of its
+/// magnitude), kept inside 0-100 where the data is (errors in percent), so runs that never leave
+/// 75-90% fill the chart instead of a flat line at the top of an empty one.
 fn fitted(min: f64, max: f64) -> Range<f64> {
-    let margin = ((max - min) * 0.05).max(1.0);
+    let margin = ((max - min) * 0.05).max(0.01 * min.abs().max(max.abs())).max(1e-9);
     let (mut lo, mut hi) = (min - margin, max + margin);
     if min >= 0.0 {
         lo = lo.max(0.0);
@@ -441,28 +441,52 @@ struct LegendLayout {
     columns: usize,
     column_width: u32,
     row_height: u32,
+    /// Curve entries drawn; the rest are counted in a last line (the strip is at most
+    /// [`LEGEND_SHARE`] of the panel).
+    shown: usize,
+    /// Curve entries not drawn.
+    more: usize,
+    /// Whether the bands' entry is drawn (on its own row).
+    band: bool,
     /// The strip's height, padding included (0 without entries).
     height: u32,
 }
 
+/// The most of a panel's height the legend may take.
+const LEGEND_SHARE: f64 = 0.4;
+
 impl LegendLayout {
     fn of<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[LegendEntry], k: u32) -> Result<LegendLayout> {
+        let none =
+            LegendLayout { columns: 1, column_width: 0, row_height: 0, shown: 0, more: 0, band: false, height: 0 };
         if entries.is_empty() {
-            return Ok(LegendLayout { columns: 1, column_width: 0, row_height: 0, height: 0 });
+            return Ok(none);
         }
         let font = legend_font(k);
         // The bands' entry has a row of its own, so its long label does not widen the grid.
         let curves: Vec<&LegendEntry> = entries.iter().filter(|e| !e.band).collect();
+        let has_band = curves.len() < entries.len();
         let mut widest = 0;
         for entry in &curves {
             widest = widest.max(area.estimate_text_size(&entry.label, &font).map_err(plot_err)?.0);
         }
+        let (width, height) = area.dim_in_pixel();
         let column_width = (LEGEND_SAMPLE + 10 + 24) * k + widest;
-        let usable = area.dim_in_pixel().0.saturating_sub(2 * LEGEND_PADDING * k);
+        let usable = width.saturating_sub(2 * LEGEND_PADDING * k);
         let columns = ((usable / column_width.max(1)) as usize).clamp(1, curves.len().max(1));
-        let rows = curves.len().div_ceil(columns) as u32 + u32::from(curves.len() < entries.len());
         let row_height = (LEGEND_SIZE + 8) * k;
-        Ok(LegendLayout { columns, column_width, row_height, height: rows * row_height + 2 * LEGEND_PADDING * k })
+        let max_rows = (((f64::from(height) * LEGEND_SHARE) as u32).saturating_sub(2 * LEGEND_PADDING * k) / row_height)
+            .max(1) as usize;
+        let wanted = curves.len().div_ceil(columns) + usize::from(has_band);
+        let (shown, band, rows) = if wanted <= max_rows {
+            (curves.len(), has_band, wanted)
+        } else {
+            // One row for the line that counts what is left out.
+            ((max_rows - 1) * columns, false, max_rows)
+        };
+        let more = curves.len() - shown;
+        let height = rows as u32 * row_height + 2 * LEGEND_PADDING * k;
+        Ok(LegendLayout { columns, column_width, row_height, shown, more, band, height })
     }
 }
 
@@ -484,8 +508,10 @@ fn draw_legend<DB: DrawingBackend>(
     let left = width.saturating_sub(grid_width) / 2;
     let font = legend_font(k).pos(Pos::new(HPos::Left, VPos::Center));
     let sample = (LEGEND_SAMPLE * k) as i32;
-    let curve_rows = entries.iter().filter(|e| !e.band).count().div_ceil(layout.columns) as u32;
-    for (i, entry) in entries.iter().enumerate() {
+    let curve_rows = layout.shown.div_ceil(layout.columns) as u32;
+    let shown = entries.iter().filter(|e| !e.band).take(layout.shown);
+    let band = entries.iter().filter(|e| e.band && layout.band);
+    for (i, entry) in shown.chain(band).enumerate() {
         let (column, row) = match entry.band {
             true => (0, curve_rows),
             false => ((i % layout.columns) as u32, (i / layout.columns) as u32),
@@ -507,6 +533,11 @@ fn draw_legend<DB: DrawingBackend>(
         }
         area.draw(&Text::new(entry.label.clone(), (x + sample + (10 * k) as i32, y), font.clone()))
             .map_err(plot_err)?;
+    }
+    if layout.more > 0 {
+        let y = (LEGEND_PADDING * k + curve_rows * layout.row_height + layout.row_height / 2) as i32;
+        let text = format!("... and {} more curves (every value is in the CSV)", layout.more);
+        area.draw(&Text::new(text, (left as i32, y), font.clone())).map_err(plot_err)?;
     }
     Ok(())
 }
@@ -855,7 +886,7 @@ mod tests {
         let plan = Plan::new(&chart).unwrap();
         // All data at x = 0 still gives a usable axis.
         assert_eq!(plan.x, 0.0..1.0);
-        assert_eq!(plan.y, 49.0..51.0, "one value: a point either side");
+        assert_eq!(plan.y, 49.5..50.5, "one value: a hundredth of it either side");
 
         let dir = scratch_dir("sparse");
         render(&chart, &dir.join("s.png"), &dir.join("s.svg")).unwrap();
@@ -896,7 +927,8 @@ mod tests {
         for curve in &mut chart.curves {
             curve.points = vec![(0.0, 90.0), (40.0, 75.0)];
         }
-        assert_eq!(Plan::new(&chart).unwrap().y, 74.0..91.0, "a margin of at least a point");
+        let y = Plan::new(&chart).unwrap().y;
+        assert!((y.start - 74.1).abs() < 1e-9 && (y.end - 90.9).abs() < 1e-9, "{y:?}");
         chart.y_range = Some((0.0, 20.0));
         assert_eq!(Plan::new(&chart).unwrap().y, 0.0..20.0);
         chart.y_range = Some((20.0, 20.0));
@@ -982,13 +1014,65 @@ mod tests {
         };
         let top = (0..h / 2).max_by_key(|&y| longest_run(y)).unwrap();
         assert!(longest_run(top) > 4 * w / 5, "the top curve runs unbroken: {} of {w} px", longest_run(top));
-        // Its legend sample is below the axes, under the curve's row and the tick labels.
-        let sample_rows: Vec<u32> = (h / 2..h).filter(|&y| (0..w).any(|x| orange(x, y))).collect();
-        let lowest_curve = (0..h).filter(|&y| longest_run(y) > w / 2).max().unwrap();
+        // Every other curve, in its own colour, runs unbroken too: no legend sits on any of them.
+        let near = |x: u32, y: u32, c: RGBColor| {
+            let p = image.get_pixel(x, y).0;
+            (0..3).all(|i| (i32::from(p[i]) - i32::from([c.0, c.1, c.2][i])).abs() < 40)
+        };
+        // The x axis: the lowest dark line across most of the width (the frame's top is higher).
+        let axis_row = (0..h)
+            .filter(|&y| (0..w).filter(|&x| near(x, y, RGBColor(51, 51, 51))).count() > (w / 2) as usize)
+            .max()
+            .unwrap();
+        for series in 1..8 {
+            let colour = PALETTE[series];
+            let best = (0..axis_row)
+                .map(|y| {
+                    let (mut best, mut run) = (0, 0);
+                    for x in 0..w {
+                        run = if near(x, y, colour) { run + 1 } else { 0 };
+                        best = best.max(run);
+                    }
+                    best
+                })
+                .max()
+                .unwrap();
+            assert!(best > 4 * w / 5, "curve {series} runs unbroken: {best} of {w} px");
+        }
+        // The legend's samples are below the x axis (under its tick labels).
         assert!(
-            sample_rows.iter().any(|&y| y > lowest_curve + 30),
-            "the legend's orange sample sits below every curve (lowest curve row {lowest_curve})"
+            (axis_row + 30..h).any(|y| (0..w).any(|x| orange(x, y))),
+            "the legend's orange sample sits below the x axis (row {axis_row})"
         );
+    }
+
+    #[test]
+    fn a_legend_of_many_curves_takes_at_most_its_share_and_counts_the_rest() {
+        let curves = (0..80)
+            .map(|i| Curve {
+                label: format!("plain-20-seed{i} it 12000"),
+                series: i,
+                dashed: false,
+                marker: false,
+                points: vec![(0.0, i as f64), (10.0, i as f64 + 1.0)],
+                band: vec![],
+            })
+            .collect();
+        let chart = ErrorChart {
+            title: "many".into(),
+            x_label: "iteration".into(),
+            y_label: "norm".into(),
+            curves,
+            y_range: None,
+            band_label: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (png, svg) = (dir.path().join("m.png"), dir.path().join("m.svg"));
+        render_panels(&[chart.clone(), chart], &png, &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let more = text.matches("more curves (every value is in the CSV)").count();
+        assert_eq!(more, 2, "each panel counts what its legend leaves out");
+        assert!(text.contains("plain-20-seed0 it 12000") && !text.contains("plain-20-seed79 it 12000"));
     }
 
     #[test]
