@@ -1024,8 +1024,7 @@ mod tests {
             .filter(|&y| (0..w).filter(|&x| near(x, y, RGBColor(51, 51, 51))).count() > (w / 2) as usize)
             .max()
             .unwrap();
-        for series in 1..8 {
-            let colour = PALETTE[series];
+        for (series, &colour) in PALETTE.iter().enumerate().take(8).skip(1) {
             let best = (0..axis_row)
                 .map(|y| {
                     let (mut best, mut run) = (0, 0);
