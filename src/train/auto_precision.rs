@@ -274,9 +274,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path().join("precision.toml"));
         let cores = std::thread::available_parallelism().unwrap().get();
+        // Busier than any slack (RESLAB_PROBE_SLACK_CORES may be set, as ./run test does).
         let busy = |others| Busy { clock: Fixed { fp32: 100.0, bf16: 80.0, calls: 0 }, others };
         let one_thread = ProbeKey { threads: 1, ..key("a") };
-        let (precision, why) = decide(&one_thread, &cache, &mut busy(cores as f64)).unwrap();
+        let (precision, why) = decide(&one_thread, &cache, &mut busy(1000.0 + cores as f64)).unwrap();
         assert_eq!(precision, Precision::Fp32);
         assert!(why.contains("measured on a busy machine"), "{why}");
         let mut calm = busy(0.0);
