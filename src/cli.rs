@@ -7,7 +7,7 @@ use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
-use reslab::experiment::spec::{Seeds, SlurmOverrides};
+use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
@@ -34,7 +34,7 @@ pub enum Command {
     /// Where a study stands: each run's state (and Slurm's, for a submitted study), and a summary.
     Status(StudyArgs),
     /// Write a study's tables, charts and report.html from its run directories as they are.
-    Aggregate(StudyArgs),
+    Aggregate(AggregateArgs),
     /// Train one network and write metrics.csv, config.toml and the final weights to --out.
     Train(TrainArgs),
     /// Train one run on N local processes together (data parallel over Gloo or NCCL): reslab launch --nproc N -- train ...
@@ -101,6 +101,20 @@ pub struct StudyArgs {
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
+}
+
+/// `aggregate`: the study, and how its charts draw the error axis.
+#[derive(clap::Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Fix the error axis, in percent (e.g. 5:60); default the experiment file's `[chart] y_range`,
+    /// else 0:20 where every run reached the paper's schedule, else fitted to the runs.
+    #[arg(long, value_name = "LOW:HIGH")]
+    pub y_range: Option<ErrorRange>,
+    /// The error axis: linear, or log (ticks at 1, 2, 5 x 10^k); default the file's `[chart] y_scale`, else linear.
+    #[arg(long, value_enum)]
+    pub y_scale: Option<YScale>,
 }
 
 #[derive(clap::Args)]

@@ -70,7 +70,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Aggregate(args) => {
-            let study = args.request().study()?;
+            let mut study = args.study.request().study()?;
+            study.experiment.chart = study.experiment.chart.overridden_by(args.y_range, args.y_scale)?;
             let report = runner::aggregate_only(&study.experiment, study.preset, &study.overrides, &study.out)?;
             print!("{}", report.text(&study.experiment));
             Ok(())

@@ -296,7 +296,21 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     assert!(text.contains("INCONCLUSIVE") && text.contains("--seeds 3 gives each statistic a 95% interval"), "{text}");
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("plain-56-seed0"), "the study's report.html");
+    let opening = "<p class=\"summary\">Trained 2 networks (plain-20, plain-56), one seed (0), for 4 iterations \
+                   (under 0.1% of the paper&#39;s 64,000) on the embedded CIFAR-10 sample. All 2 runs are complete.";
+    assert!(report.contains(opening), "the report opens with what ran: {report}");
     assert!(out.join("experiment.toml").is_file());
+
+    // `aggregate` redraws the figure on a log axis of a fixed range; a log axis from 0 is refused.
+    let study = ["fig1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()];
+    let log = [&["aggregate"], &study[..], &["--y-scale", "log", "--y-range", "1:100"]].concat();
+    let output = reslab(&log);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
+    let tick = |label: &str| svg.contains(&format!(">\n{label}\n</text>"));
+    assert!(tick("50") && tick("5") && !tick("40"), "ticks at 1, 2, 5 x 10^k");
+    let from_zero = [&["aggregate"], &study[..], &["--y-scale", "log", "--y-range", "0:50"]].concat();
+    assert_clean_error(&reslab(&from_zero), &["--y-scale", "0:50", "a log axis has no 0"]);
 }
 
 #[test]

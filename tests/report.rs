@@ -75,6 +75,23 @@ fn reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium() {
     assert!(dom.matches("<svg").count() >= 4, "a chart per study");
     assert!(dom.matches("<table").count() >= 9, "claims, plus two tables per study");
     assert!(dom.contains("resnet-20-B") && dom.contains("Highway (published)"));
+    // One pass: a table of contents of the four studies, each study's claims table once.
+    assert!(dom.contains("<nav class=\"contents\">"), "a table of contents");
+    for study in ["fig1", "fig6", "table6", "abc"] {
+        assert!(dom.contains(&format!("<li><a href=\"#{study}\">")), "{study} in the contents");
+    }
+    assert_eq!(dom.matches("<table class=\"claims\">").count(), 4, "each study's claims once");
+    assert_eq!(dom.matches("<p class=\"summary\">").count(), 5, "the page's summary and each study's");
+
+    // Print to PDF: one study per page at least (sections break before a new page).
+    let pdf = dir.path().join("report.pdf");
+    let printed = chromium(&["--no-pdf-header-footer", &format!("--print-to-pdf={}", pdf.display()), &url], &profile);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF"), "a PDF");
+    let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
+    let pages = count(b"/Type /Page") - count(b"/Type /Pages");
+    assert!(pages >= 4, "one study per printed page at least: {pages} pages");
 
     // And on screen: the charts' orange and blue curves, and the verdict badges (green held, red
     // did not hold, amber inconclusive).

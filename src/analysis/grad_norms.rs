@@ -4,7 +4,7 @@
 //! vanishing gradients (BN keeps the backward signal healthy, Sec. 4.1): this chart shows it.
 
 use super::{run_label, Written};
-use crate::report::chart::{Curve, ErrorChart};
+use crate::report::chart::{Curve, ErrorChart, Scale};
 use crate::run::grad_norms::{self, GradNormRow};
 use crate::run::{RunConfig, RunDir};
 use anyhow::{Context, Result};
@@ -73,8 +73,8 @@ pub fn points_of_training(iterations: &[usize], count: usize) -> Vec<usize> {
 /// Points of training drawn per run.
 const POINTS: usize = 4;
 
-/// The chart (`<stem>.png`, `.svg`): one panel per network depth, log10 of each layer's gradient
-/// norm against its depth at up to four points of training; plain runs dashed, residual solid,
+/// The chart (`<stem>.png`, `.svg`): one panel per network depth, each layer's gradient norm
+/// (on a log axis) against its depth at up to four points of training; plain runs dashed, residual solid,
 /// one colour per point of training.
 pub fn write(runs: &[RunGradNorms], out: &Path, stem: &str) -> Result<Written> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -87,7 +87,7 @@ pub fn write(runs: &[RunGradNorms], out: &Path, stem: &str) -> Result<Written> {
             let mut curves = Vec::new();
             for run in runs.iter().filter(|r| r.depth == depth) {
                 for (series, iter) in points_of_training(&run.iterations(), POINTS).into_iter().enumerate() {
-                    let points = run.profile(iter).into_iter().map(|(d, g)| (d, g.log10())).collect();
+                    let points = run.profile(iter);
                     curves.push(Curve {
                         label: format!("{} it {iter}", run.run),
                         series,
@@ -101,15 +101,16 @@ pub fn write(runs: &[RunGradNorms], out: &Path, stem: &str) -> Result<Written> {
             ErrorChart {
                 title: format!("Gradient norms, {depth} layers"),
                 x_label: "layer depth".into(),
-                y_label: "log10 gradient norm".into(),
+                y_label: "gradient norm (log scale)".into(),
                 curves,
                 y_range: None,
+                y_scale: Scale::Log,
                 band_label: None,
             }
         })
         .collect();
     let mut written = Written::default();
-    let caption = "Gradient norm of every conv and fc weight against its depth (log10), at points of training; \
+    let caption = "Gradient norm of every conv and fc weight against its depth (log axis), at points of training; \
                    plain nets dashed, residual nets solid.";
     written.chart(out, stem, caption, &panels)?;
     Ok(written)

@@ -9,7 +9,7 @@
 use super::{run_label, Written};
 use crate::data::{DataConfig, Dataset};
 use crate::model::{Model, Taps};
-use crate::report::chart::{Curve, ErrorChart};
+use crate::report::chart::{Colours, Curve, ErrorChart, Scale};
 use crate::report::table::csv_text;
 use crate::run::{RunConfig, RunDir};
 use anyhow::{bail, Context, Result};
@@ -139,29 +139,31 @@ pub fn write(runs: &[RunResponses], out: &Path, stem: &str) -> Result<Written> {
         .collect();
     let csv = csv_text(&["run", "model", "layer", "name", "stage", "std"], &rows)?;
     written.csv(out.join(format!("{stem}.csv")), &csv)?;
+    // A study's colours: the same network (its seeds, its plain twin) one colour, as in the error charts.
+    let colours = Colours::of(runs.iter().map(|r| r.model.as_str()));
     let panel = |title: &str, x_label: &str, sorted: bool| ErrorChart {
         title: title.into(),
         x_label: x_label.into(),
         y_label: "std of the response".into(),
         curves: runs
             .iter()
-            .enumerate()
-            .map(|(series, r)| {
+            .map(|r| {
                 let mut stds: Vec<f64> = r.layers.iter().map(|l| l.std).collect();
                 if sorted {
                     stds.sort_by(|a, b| b.total_cmp(a));
                 }
                 Curve {
                     label: r.run.clone(),
-                    series,
+                    series: colours.of_network(&r.model),
                     dashed: r.model.starts_with("plain"),
                     points: stds.iter().enumerate().map(|(i, &s)| ((i + 1) as f64, s)).collect(),
-                    marker: false,
+                    marker: r.model.starts_with("plain"),
                     band: vec![],
                 }
             })
             .collect(),
         y_range: None,
+        y_scale: Scale::Linear,
         band_label: None,
     };
     let panels = [
@@ -169,7 +171,7 @@ pub fn write(runs: &[RunResponses], out: &Path, stem: &str) -> Result<Written> {
         panel("Sorted by magnitude (Fig. 7, bottom)", "layer index (sorted by magnitude)", true),
     ];
     let caption = "Std of each 3x3 layer's response (after BN, before ReLU or addition) on the test set; \
-                   plain nets dashed, residual nets solid.";
+                   one colour per depth, plain nets dashed with markers, residual nets solid.";
     written.chart(out, stem, caption, &panels)?;
     Ok(written)
 }

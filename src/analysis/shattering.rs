@@ -26,7 +26,7 @@
 use super::{run_label, Written};
 use crate::data::Dataset;
 use crate::model::{Kind as NetKind, Model, ModelSpec};
-use crate::report::chart::{Curve, ErrorChart};
+use crate::report::chart::{Curve, ErrorChart, Scale};
 use crate::report::table::csv_text;
 use crate::run::RunDir;
 use anyhow::{bail, Context, Result};
@@ -404,6 +404,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
         y_label: "correlation r(1)".into(),
         curves,
         y_range: Some((-0.1, 1.05)),
+        y_scale: Scale::Linear,
         band_label: None,
     };
     let mut depths: Vec<usize> = results.iter().map(|r| r.depth).collect();
@@ -429,6 +430,7 @@ fn write_toy(results: &[ToyResult], out: &Path, written: &mut Written) -> Result
             })
             .collect(),
         y_range: Some((-0.2, 1.05)),
+        y_scale: Scale::Linear,
         band_label: None,
     };
     let caption = "Balduzzi et al. (2017)'s toy setting: 1 input, L hidden layers of 200 ReLUs, 1 output; the \
@@ -484,6 +486,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
         y_label: "correlation r(1)".into(),
         curves,
         y_range: Some((0.0, 1.05)),
+        y_scale: Scale::Linear,
         band_label: None,
     };
     let deepest = |kind| group(kind, false).into_iter().max_by_key(|r| r.model.depth);
@@ -509,6 +512,7 @@ fn write_cifar(results: &[CifarResult], out: &Path, written: &mut Written) -> Re
             })
             .collect(),
         y_range: Some((-0.2, 1.05)),
+        y_scale: Scale::Linear,
         band_label: None,
     };
     let caption = "reslab's CIFAR nets: the gradient of the first image's class logit with respect to the input, at \

@@ -5,12 +5,12 @@ use super::claims::{self, CheckOutcome, Side};
 use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::results::{read_groups, Band, GroupResult, RunResult};
-use super::spec::{Curves, Experiment};
+use super::spec::{ChartSettings, Curves, Experiment, YScale};
 use crate::analysis::grad_norms::{self, RunGradNorms};
 use crate::analysis::shattering::{self, ShatteringSettings};
 use crate::analysis::{responses, Written};
-use crate::data::Dataset;
-use crate::report::chart::{self, Curve, ErrorChart};
+use crate::data::{DataSource, Dataset};
+use crate::report::chart::{self, Colours, Curve, ErrorChart};
 use crate::report::forest::{self, ForestChart, ForestRow, Region};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
@@ -99,8 +99,7 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
         files.extend(analysed.files);
         figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
-    let paper_iters = experiment.preset(Preset::Paper).map(|p| p.iters).unwrap_or(PAPER_ITERS);
-    let checks = claims::check_all(&experiment.expect, &groups, paper_iters);
+    let checks = claims::check_all(&experiment.expect, &groups, paper_iters(experiment));
     if let Some(forest) = forest_chart(experiment, &checks) {
         let (png, svg) =
             (out.join(format!("{}-claims.png", experiment.name)), out.join(format!("{}-claims.svg", experiment.name)));
@@ -171,25 +170,14 @@ fn section(
     checks: &[CheckOutcome],
     figures: Vec<Figure>,
 ) -> Result<Section> {
+    // What ran and for how long is in the summary; the notes are the caveats.
     let mut notes = Vec::new();
-    if let Some(first) = runs.first() {
-        let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
-        seeds.sort_unstable();
-        seeds.dedup();
+    if preset != Preset::Paper && !runs.is_empty() {
         notes.push(format!(
-            "Preset {}: {} iterations per run on {}, seeds {:?}; the paper trains 64k iterations on all of CIFAR-10.",
-            preset.name(),
-            first.config().schedule.iters,
-            first.config().data.source,
-            seeds
+            "Preset {}: shorter than the paper's schedule, so the verdicts say what these runs show, not whether \
+             the paper's numbers hold.",
+            preset.name()
         ));
-        if preset != Preset::Paper {
-            notes.push(
-                "Shorter than the paper's schedule: the verdicts say what these runs show, not whether the paper's \
-                 numbers hold."
-                    .into(),
-            );
-        }
     }
     if let Some(note) = &experiment.preset(preset)?.note {
         notes.push(format!("Note: {note}."));
@@ -233,12 +221,115 @@ fn section(
         id: experiment.name.clone(),
         title: experiment.title.clone(),
         description: experiment.description.clone(),
+        summary: summary(experiment, runs, groups, checks),
         notes,
         claims,
         figures,
         tables,
         runs: details,
     })
+}
+
+/// The study in one paragraph of plain words: what ran, for how long, on what; how many runs are
+/// complete; how many claims held, which could not be told, which were not measured.
+fn summary(experiment: &Experiment, runs: &[PlannedRun], groups: &[GroupResult], checks: &[CheckOutcome]) -> String {
+    let Some(first) = runs.first() else {
+        return "No runs planned.".into();
+    };
+    let mut networks: Vec<&str> = Vec::new();
+    let mut seeds: Vec<u64> = Vec::new();
+    for run in runs {
+        if !networks.contains(&run.name.as_str()) {
+            networks.push(&run.name);
+        }
+        if !seeds.contains(&run.seed) {
+            seeds.push(run.seed);
+        }
+    }
+    seeds.sort_unstable();
+    let seeds = match seeds.as_slice() {
+        [one] => format!("one seed ({one})"),
+        many => {
+            format!("{} seeds each ({})", many.len(), many.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let iters = first.config().schedule.iters;
+    let paper = paper_iters(experiment);
+    let length = if iters >= paper {
+        format!("{} iterations, the paper's full schedule", thousands(iters))
+    } else {
+        let share = 100.0 * iters as f64 / paper as f64;
+        let share = match share {
+            s if s < 0.1 => "under 0.1%".to_string(),
+            s if s < 1.0 => format!("{s:.1}%"),
+            s => format!("{s:.0}%"),
+        };
+        format!("{} iterations ({share} of the paper's {})", thousands(iters), thousands(paper))
+    };
+    let data = match &first.config().data.source {
+        DataSource::Embedded => "the embedded CIFAR-10 sample".to_string(),
+        source => source.to_string(),
+    };
+    let nets = match networks.as_slice() {
+        [one] => one.to_string(),
+        many => format!("{} networks ({})", many.len(), many.join(", ")),
+    };
+    let mut text = format!("Trained {nets}, {seeds}, for {length} on {data}.");
+    let complete: usize = groups.iter().map(|g| g.runs.len()).sum();
+    if complete == runs.len() {
+        text += &format!(" All {} runs are complete.", runs.len());
+    } else {
+        text +=
+            &format!(" {complete} of {} runs are complete; the others are left out of everything below.", runs.len());
+    }
+    if checks.is_empty() {
+        return text;
+    }
+    let numbers = |v: Verdict| -> Vec<String> {
+        checks.iter().filter(|c| c.verdict == v).map(|c| c.number.to_string()).collect()
+    };
+    let listed = |v: Verdict, what: &str| {
+        let numbers = numbers(v);
+        match numbers.len() {
+            0 => None,
+            1 => Some(format!("claim {} {what}", numbers[0])),
+            _ => Some(format!("claims {} {what}", numbers.join(", "))),
+        }
+    };
+    let held = numbers(Verdict::Held).len();
+    let mut parts = vec![match held {
+        0 => format!("none of its {} claims held", checks.len()),
+        n if n == checks.len() => format!("every one of its {n} claims held"),
+        n => format!("{n} of its {} claims held", checks.len()),
+    }];
+    parts.extend(listed(Verdict::NotHeld, "did not hold (the runs contradict it)"));
+    parts.extend(listed(Verdict::Inconclusive, "could not be told (too few seeds, or an interval across the line)"));
+    parts.extend(listed(Verdict::NotMeasured, "were not measured (a run they need is missing)"));
+    let last = parts.pop().unwrap_or_default();
+    let parts = if parts.is_empty() { last } else { format!("{}, and {last}", parts.join(", ")) };
+    text += &format!(" At 95% confidence, {parts}.");
+    if checks.iter().any(|c| c.caveat.is_some()) {
+        text += " The runs are far shorter than the paper's, so a claim about the end of training says so beside its verdict.";
+    }
+    text
+}
+
+/// `64000` as `64,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The length of the paper's schedule for this experiment: its `paper` preset's.
+fn paper_iters(experiment: &Experiment) -> usize {
+    experiment.preset(Preset::Paper).map(|p| p.iters).unwrap_or(PAPER_ITERS)
 }
 
 fn context_rows(experiment: &Experiment) -> Vec<ContextRow> {
@@ -298,17 +389,26 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
     }
 }
 
-/// The paper's axes (error 0-20%) for runs of the paper's full schedule; shorter runs sit far
-/// above 20% and get an axis that fits them.
-fn y_range(groups: &[&GroupResult]) -> Option<(f64, f64)> {
-    let full = groups.iter().flat_map(|g| &g.runs).all(|r| r.summary.iters_done >= 64_000);
-    full.then_some((0.0, 20.0))
+/// The error axis of a chart of `groups`: the experiment's (`[chart]`, or `aggregate`'s flags)
+/// where it fixes one; else the paper's 0-20% for runs of the paper's full schedule (on a linear
+/// axis: a log axis has no 0), while shorter runs sit far above 20% and get an axis fitted to
+/// them (`None`).
+fn y_axis(settings: &ChartSettings, groups: &[&GroupResult]) -> (Option<(f64, f64)>, chart::Scale) {
+    let scale = match settings.y_scale {
+        YScale::Linear => chart::Scale::Linear,
+        YScale::Log => chart::Scale::Log,
+    };
+    if let Some(range) = settings.y_range {
+        return (Some((range.low, range.high)), scale);
+    }
+    let full = groups.iter().flat_map(|g| &g.runs).all(|r| r.summary.iters_done >= PAPER_ITERS);
+    ((full && scale == chart::Scale::Linear).then_some((0.0, 20.0)), scale)
 }
 
 /// The figure (PNG and SVG): the experiment's panels side by side, or one chart (one per depth
 /// where the experiment asks and the runs span several).
 fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> Result<Vec<PathBuf>> {
-    let colours = Colours::of(groups);
+    let colours = Colours::of(groups.iter().map(|g| g.name.as_str()));
     if !experiment.panels.is_empty() {
         let charts: Vec<ErrorChart> = experiment
             .panels
@@ -316,13 +416,13 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
             .map(|panel| {
                 let members: Vec<&GroupResult> =
                     panel.runs.iter().filter_map(|name| groups.iter().find(|g| &g.name == name)).collect();
-                error_chart(&panel.title, &members, &colours, panel.show)
+                error_chart(&panel.title, &members, &colours, panel.show, &experiment.chart)
             })
             .filter(|chart| !chart.curves.is_empty())
             .collect();
-        // One error axis for the whole figure: the paper's 0-20% only where every run reached
-        // the paper's schedule, else fitted (and shared) by the chart stage.
-        let figure_range = y_range(&groups.iter().collect::<Vec<_>>());
+        // One error axis for the whole figure: fixed, the paper's 0-20% only where every run
+        // reached the paper's schedule, or fitted (and shared) by the chart stage.
+        let (figure_range, _) = y_axis(&experiment.chart, &groups.iter().collect::<Vec<_>>());
         let charts: Vec<ErrorChart> = charts.into_iter().map(|c| ErrorChart { y_range: figure_range, ..c }).collect();
         let (png, svg) = (out.join(format!("{}.png", experiment.name)), out.join(format!("{}.svg", experiment.name)));
         chart::render_panels(&charts, &png, &svg)?;
@@ -344,41 +444,10 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     let mut files = Vec::new();
     for (stem, title, members) in panels {
         let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
-        chart::render(&error_chart(&title, &members, &colours, Curves::Both), &png, &svg)?;
+        chart::render(&error_chart(&title, &members, &colours, Curves::Both, &experiment.chart), &png, &svg)?;
         files.extend([png, svg]);
     }
     Ok(files)
-}
-
-/// One colour per network across every chart of a study, in the experiment's order: a plain net
-/// and the residual net of its depth (`plain-20`, `resnet-20`) share one, as in the paper's
-/// figures (the plain one is drawn with markers), and every other network (`resnet-20-B`,
-/// `resnet-110-pre`) has its own.
-pub struct Colours(Vec<String>);
-
-impl Colours {
-    /// The map of `groups`' networks.
-    pub fn of(groups: &[GroupResult]) -> Colours {
-        let mut keys: Vec<String> = Vec::new();
-        for group in groups {
-            let key = Self::key(&group.name);
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        Colours(keys)
-    }
-
-    /// `plain-20` and `resnet-20` are "20"; `resnet-20-B` is "20-B"; others their name.
-    fn key(name: &str) -> String {
-        name.strip_prefix("plain-").or_else(|| name.strip_prefix("resnet-")).unwrap_or(name).to_string()
-    }
-
-    /// The network's colour index (its series).
-    pub fn of_network(&self, name: &str) -> usize {
-        let key = Self::key(name);
-        self.0.iter().position(|k| *k == key).unwrap_or(self.0.len())
-    }
 }
 
 /// One error of a metrics row.
@@ -387,8 +456,14 @@ type ErrorOf = fn(&MetricsRow) -> f64;
 /// The paper's style: one colour per network (see [`Colours`]), training error dashed, test
 /// error solid (or one of them, `show`); with several seeds the mean curve over seeds in a
 /// shaded band (see [`Band`]: the range of two seeds, the 95% interval of the mean of three or
-/// more).
-pub fn error_chart(title: &str, groups: &[&GroupResult], colours: &Colours, show: Curves) -> ErrorChart {
+/// more); the error axis as `axis` says (see [`y_axis`]).
+pub fn error_chart(
+    title: &str,
+    groups: &[&GroupResult],
+    colours: &Colours,
+    show: Curves,
+    axis: &ChartSettings,
+) -> ErrorChart {
     let mut curves = Vec::new();
     let train: ErrorOf = |r| r.train_err;
     let test: ErrorOf = |r| r.test_err;
@@ -419,6 +494,7 @@ pub fn error_chart(title: &str, groups: &[&GroupResult], colours: &Colours, show
             });
         }
     }
+    let (y_range, y_scale) = y_axis(axis, groups);
     ErrorChart {
         title: title.to_string(),
         x_label: "iteration".into(),
@@ -429,7 +505,8 @@ pub fn error_chart(title: &str, groups: &[&GroupResult], colours: &Colours, show
         }
         .into(),
         curves,
-        y_range: y_range(groups),
+        y_range,
+        y_scale,
         band_label: band_label(groups),
     }
 }
@@ -463,7 +540,8 @@ const PAPER_ITERS: usize = 64_000;
 
 const FOREST_CAPTION: &str = "Each claim's statistics: the difference of the two networks' means (dot) with its 95% \
     confidence interval (bar), oriented so the claim predicts a positive difference; the shaded region is where the \
-    claim holds (above zero, or inside the margin of a `similar` claim). A hollow dot has no interval (one seed).";
+    claim holds (above zero, or inside the margin of a `similar` claim). The dot's colour is the statistic's verdict: \
+    green held, red did not hold, amber inconclusive. A hollow dot has no interval (one seed).";
 
 /// The forest plot of the claims' comparisons; `None` where no claim was measured.
 fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<ForestChart> {
@@ -526,7 +604,7 @@ mod tests {
     use super::*;
     use crate::data::DataSource;
     use crate::experiment::plan::{plan, Overrides};
-    use crate::experiment::spec::{ClaimTime, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
+    use crate::experiment::spec::{ClaimTime, ErrorRange, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
     use crate::run::metrics::MetricsWriter;
     use crate::run::{RunStatus, RunSummary};
 
@@ -629,15 +707,17 @@ mod tests {
         ];
         let (experiment, runs) = constructed_study(dir.path(), &errors, vec![]);
         let (groups, _) = read_groups(&experiment, &runs).unwrap();
-        let colours = Colours::of(&groups);
+        let colours = Colours::of(groups.iter().map(|g| g.name.as_str()));
         let named = |n: &str| groups.iter().find(|g| g.name == n).unwrap();
         let series = |chart: &ErrorChart, label: &str| chart.curves.iter().find(|c| c.label == label).unwrap().series;
-        let plain = error_chart("plain", &[named("plain-8"), named("plain-14")], &colours, Curves::Both);
+        let axis = ChartSettings::default();
+        let plain = error_chart("plain", &[named("plain-8"), named("plain-14")], &colours, Curves::Both, &axis);
         let residual = error_chart(
             "ResNets",
             &[named("resnet-14"), named("resnet-8-B"), named("resnet-8")],
             &colours,
             Curves::Both,
+            &axis,
         );
         assert_eq!(series(&plain, "plain-8 train"), series(&residual, "resnet-8 train"), "one depth, one colour");
         assert_eq!(series(&plain, "plain-14 test"), series(&residual, "resnet-14 test"));
@@ -647,12 +727,19 @@ mod tests {
             plain.curves.iter().all(|c| c.marker) && residual.curves.iter().all(|c| !c.marker),
             "plain nets marked"
         );
-        let train_only = error_chart("training error", &[named("plain-8")], &colours, Curves::Train);
+        let train_only = error_chart("training error", &[named("plain-8")], &colours, Curves::Train, &axis);
         assert_eq!(train_only.curves.len(), 1);
         assert_eq!(
             (train_only.curves[0].label.as_str(), train_only.y_label.as_str()),
             ("plain-8", "training error (%)")
         );
+        assert_eq!((plain.y_range, plain.y_scale), (None, chart::Scale::Linear), "short runs: fitted, linear");
+        let fixed = ChartSettings { y_range: Some(ErrorRange { low: 5.0, high: 60.0 }), y_scale: YScale::Log };
+        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, &fixed);
+        assert_eq!((log.y_range, log.y_scale), (Some((5.0, 60.0)), chart::Scale::Log));
+        let log_fitted = ChartSettings { y_range: None, y_scale: YScale::Log };
+        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, &log_fitted);
+        assert_eq!((log.y_range, log.y_scale), (None, chart::Scale::Log));
     }
 
     #[test]

@@ -277,8 +277,40 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
             window.until
         ));
     }
+    match comparisons(&expectation.prediction, &find, &window, &mut outcome.notes) {
+        Ok(comparisons) => outcome.comparisons = comparisons,
+        Err(reason) => {
+            outcome.reason = reason;
+            return outcome;
+        }
+    }
+    outcome.verdict = combined(&outcome.comparisons);
+    match outcome.verdict {
+        Verdict::NotMeasured => outcome.reason = "a run has no evaluation the statistic can be read from".into(),
+        Verdict::Inconclusive => outcome.reason = inconclusive_reason(&outcome.comparisons),
+        Verdict::Held | Verdict::NotHeld => {}
+    }
+    if expectation.at == ClaimTime::End && (trained as f64) < END_CAVEAT_SHARE * paper_iters as f64 {
+        outcome.caveat = Some(format!(
+            "measured at {trained} iterations, {:.1}% of the paper's {paper_iters}: what these runs show so early, \
+             not what the paper's trained nets show",
+            100.0 * trained as f64 / paper_iters as f64
+        ));
+    }
+    outcome
+}
+
+/// The statistics `prediction` rests on, each compared between its networks (`find` gives a
+/// network's runs), read in `window`; more of what was measured goes to `notes`. `Err` says why
+/// a statistic cannot be read at all.
+fn comparisons<'a>(
+    prediction: &Prediction,
+    find: &dyn Fn(&String) -> &'a GroupResult,
+    window: &Window,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Comparison>, String> {
     let points = "points";
-    outcome.comparisons = match &expectation.prediction {
+    Ok(match prediction {
         Prediction::HigherTrainError { worse, better } => {
             let pair = (find(worse), find(better));
             vec![
@@ -315,12 +347,11 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         Prediction::SmallerResponses { smaller, larger } => {
             let (smaller, larger) = (find(smaller), find(larger));
             let (Some(s), Some(l)) = (smaller.responses(), larger.responses()) else {
-                outcome.reason = "the layer responses were not analysed".into();
-                return outcome;
+                return Err("the layer responses were not analysed".into());
             };
             if s.len() == l.len() {
                 let below = s.iter().zip(&l).filter(|(a, b)| a < b).count();
-                outcome.notes.push(format!("smaller in {below} of {} layers (means over seeds)", s.len()));
+                notes.push(format!("smaller in {below} of {} layers (means over seeds)", s.len()));
             }
             let mean_std = |r: &RunResult| {
                 let layers = r.responses.as_deref().unwrap_or_default();
@@ -334,10 +365,14 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
                 mean_std,
             )]
         }
-    };
-    let verdicts: Vec<Verdict> = outcome.comparisons.iter().map(|c| c.verdict).collect();
-    outcome.verdict = if verdicts.contains(&Verdict::NotMeasured) {
-        outcome.reason = "a run has no evaluation the statistic can be read from".into();
+    })
+}
+
+/// A claim's verdict from its statistics': held only where every one held; did not hold where
+/// any did not; not measured where any has no value; else inconclusive.
+fn combined(comparisons: &[Comparison]) -> Verdict {
+    let verdicts: Vec<Verdict> = comparisons.iter().map(|c| c.verdict).collect();
+    if verdicts.contains(&Verdict::NotMeasured) {
         Verdict::NotMeasured
     } else if verdicts.contains(&Verdict::NotHeld) {
         Verdict::NotHeld
@@ -345,18 +380,7 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
         Verdict::Held
     } else {
         Verdict::Inconclusive
-    };
-    if outcome.verdict == Verdict::Inconclusive {
-        outcome.reason = inconclusive_reason(&outcome.comparisons);
     }
-    if expectation.at == ClaimTime::End && (trained as f64) < END_CAVEAT_SHARE * paper_iters as f64 {
-        outcome.caveat = Some(format!(
-            "measured at {trained} iterations, {:.1}% of the paper's {paper_iters}: what these runs show so early, \
-             not what the paper's trained nets show",
-            100.0 * trained as f64 / paper_iters as f64
-        ));
-    }
-    outcome
 }
 
 /// Why the comparisons cannot tell, and about how many seeds would.

@@ -69,6 +69,110 @@ pub struct Experiment {
     /// What is measured inside the networks after the runs (Figure 7, gradient norms, shattering).
     #[serde(default, skip_serializing_if = "AnalysisSettings::is_empty")]
     pub analysis: AnalysisSettings,
+    /// The error charts' error axis (`[chart]`); `aggregate --y-range/--y-scale` override it.
+    #[serde(default, skip_serializing_if = "ChartSettings::is_default")]
+    pub chart: ChartSettings,
+}
+
+/// The `[chart]` table: how the study's error charts draw their error axis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSettings {
+    /// A fixed range in percent, `[low, high]`; default the paper's 0-20% where every run reached
+    /// the paper's schedule (64k iterations), else both ends fitted to the runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y_range: Option<ErrorRange>,
+    /// `linear` (the default) or `log`.
+    #[serde(default, skip_serializing_if = "YScale::is_linear")]
+    pub y_scale: YScale,
+}
+
+impl ChartSettings {
+    fn is_default(&self) -> bool {
+        *self == ChartSettings::default()
+    }
+
+    /// These settings with the command line's on top (`None`: the file's), checked.
+    pub fn overridden_by(self, y_range: Option<ErrorRange>, y_scale: Option<YScale>) -> Result<ChartSettings> {
+        let chart = ChartSettings { y_range: y_range.or(self.y_range), y_scale: y_scale.unwrap_or(self.y_scale) };
+        chart.check().context("the chart's error axis ([chart] with --y-range and --y-scale)")?;
+        Ok(chart)
+    }
+
+    /// A range inside 0-100%, and above 0 on a log axis.
+    pub fn check(&self) -> Result<()> {
+        let Some(range) = self.y_range else {
+            return Ok(());
+        };
+        let ErrorRange { low, high } = range;
+        if !(0.0 <= low && low < high && high <= 100.0) {
+            bail!("y range {range}; expected low:high with 0 <= low < high <= 100 (errors in percent)");
+        }
+        if self.y_scale == YScale::Log && low <= 0.0 {
+            bail!("y range {range} on a log axis; expected a low end above 0 (a log axis has no 0), e.g. 1:100");
+        }
+        Ok(())
+    }
+}
+
+/// A fixed error axis in percent: `[5, 60]` in a file, `5:60` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "[f64; 2]", into = "[f64; 2]")]
+pub struct ErrorRange {
+    /// The bottom of the axis.
+    pub low: f64,
+    /// The top of the axis.
+    pub high: f64,
+}
+
+impl From<[f64; 2]> for ErrorRange {
+    fn from([low, high]: [f64; 2]) -> ErrorRange {
+        ErrorRange { low, high }
+    }
+}
+
+impl From<ErrorRange> for [f64; 2] {
+    fn from(range: ErrorRange) -> [f64; 2] {
+        [range.low, range.high]
+    }
+}
+
+impl std::fmt::Display for ErrorRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.low, self.high)
+    }
+}
+
+impl std::str::FromStr for ErrorRange {
+    type Err = String;
+
+    /// `LOW:HIGH` (or `LOW,HIGH`), in percent.
+    fn from_str(text: &str) -> std::result::Result<ErrorRange, String> {
+        let expected = || format!("'{}'; expected LOW:HIGH in percent, e.g. 5:60", text.escape_debug());
+        let (low, high) = text.split_once([':', ',']).ok_or_else(expected)?;
+        let number = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+        match (number(low), number(high)) {
+            (Some(low), Some(high)) => Ok(ErrorRange { low, high }),
+            _ => Err(expected()),
+        }
+    }
+}
+
+/// How the error axis maps errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum YScale {
+    /// Equal steps for equal differences.
+    #[default]
+    Linear,
+    /// Equal steps for equal ratios: small errors near the end of a long schedule stay apart.
+    Log,
+}
+
+impl YScale {
+    fn is_linear(&self) -> bool {
+        *self == YScale::Linear
+    }
 }
 
 /// The `[analysis]` table: analyses aggregation runs on the study's complete runs, shown in its
@@ -633,6 +737,7 @@ impl Experiment {
         if self.presets.is_empty() {
             bail!("no [presets.*]; expected at least one of {}", selectable.join(", "));
         }
+        self.chart.check().context("[chart]")?;
         if self.slurm.cpus_per_task == 0 {
             bail!("[slurm] cpus_per_task = 0; expected at least 1");
         }
@@ -786,6 +891,37 @@ mod tests {
         // What `reproduce` writes as experiment.toml reads back the same.
         let again = Experiment::parse(&toml::to_string(&fig6).unwrap(), "written").unwrap();
         assert_eq!(again, fig6);
+    }
+
+    #[test]
+    fn the_chart_axis_is_fixed_or_log_in_the_file_and_on_the_command_line() {
+        let fig1 = include_str!("../../experiments/fig1.toml");
+        let with = |chart: &str| Experiment::parse(&format!("{fig1}\n[chart]\n{chart}\n"), "f");
+        let chart = with("y_range = [5, 60]\ny_scale = \"log\"").unwrap().chart;
+        assert_eq!(chart, ChartSettings { y_range: Some(ErrorRange { low: 5.0, high: 60.0 }), y_scale: YScale::Log });
+        let again = Experiment::parse(&toml::to_string(&with("y_range = [5, 60]").unwrap()).unwrap(), "w").unwrap();
+        assert_eq!(again.chart.y_range, Some(ErrorRange { low: 5.0, high: 60.0 }), "written and read back");
+        for (bad, expected) in [
+            ("y_range = [60, 5]", "expected low:high with 0 <= low < high <= 100"),
+            ("y_range = [0, 120]", "expected low:high with 0 <= low < high <= 100"),
+            ("y_range = [0, 50]\ny_scale = \"log\"", "a log axis has no 0"),
+            ("y_scale = \"square\"", "unknown variant `square`"),
+            ("range = [0, 5]", "unknown field `range`"),
+        ] {
+            let err = format!("{:#}", with(bad).unwrap_err());
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+        assert_eq!("5:60".parse::<ErrorRange>().unwrap(), ErrorRange { low: 5.0, high: 60.0 });
+        assert_eq!("0.5,20".parse::<ErrorRange>().unwrap(), ErrorRange { low: 0.5, high: 20.0 });
+        let err = "5-60".parse::<ErrorRange>().unwrap_err();
+        assert_eq!(err, "'5-60'; expected LOW:HIGH in percent, e.g. 5:60");
+        // The command line over the file: each flag replaces its field, then the pair is checked.
+        let file = ChartSettings { y_range: Some(ErrorRange { low: 0.0, high: 50.0 }), y_scale: YScale::Linear };
+        assert_eq!(file.overridden_by(None, None).unwrap(), file);
+        let log = file.overridden_by(Some(ErrorRange { low: 1.0, high: 100.0 }), Some(YScale::Log)).unwrap();
+        assert_eq!(log, ChartSettings { y_range: Some(ErrorRange { low: 1.0, high: 100.0 }), y_scale: YScale::Log });
+        let err = format!("{:#}", file.overridden_by(None, Some(YScale::Log)).unwrap_err());
+        assert!(err.contains("--y-scale") && err.contains("a log axis has no 0"), "{err}");
     }
 
     #[test]

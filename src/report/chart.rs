@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::{DashedPathElement, DynElement, IntoDynElement};
@@ -66,9 +67,73 @@ pub struct ErrorChart {
     pub curves: Vec<Curve>,
     /// None: fitted to both ends of the data (see `fitted`).
     pub y_range: Option<(f64, f64)>,
+    /// Linear, or logarithmic (where errors span decades, or small differences near 0% matter).
+    pub y_scale: Scale,
     /// What the shaded bands show (`band: 95% CI of the mean over 3 seeds`), as a legend
     /// entry; `None` for no entry.
     pub band_label: Option<String>,
+}
+
+/// How values map onto the vertical axis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scale {
+    /// Equal steps for equal differences.
+    #[default]
+    Linear,
+    /// Equal steps for equal ratios (ticks at 1, 2, 5 x 10^k); values at or below 0 cannot be
+    /// shown and are left out (a band's lower edge there runs along the bottom of the axis).
+    Log,
+}
+
+impl Scale {
+    /// A value's position on the axis (the axis is drawn linear in these units).
+    fn position_of(self, v: f64) -> f64 {
+        match self {
+            Scale::Linear => v,
+            Scale::Log if v > 0.0 => v.log10(),
+            Scale::Log => f64::NEG_INFINITY,
+        }
+    }
+
+    /// The value at a position on the axis.
+    fn value_at(self, v: f64) -> f64 {
+        match self {
+            Scale::Linear => v,
+            Scale::Log => 10f64.powf(v),
+        }
+    }
+}
+
+/// One colour per network across every chart of a study, in the order first named: a plain net
+/// and the residual net of its depth (`plain-20`, `resnet-20`) share one, as in the paper's
+/// figures (the plain one is drawn with markers), and every other network (`resnet-20-B`,
+/// `resnet-110-pre`) has its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Colours(Vec<String>);
+
+impl Colours {
+    /// The map of these networks (repeats are one network).
+    pub fn of<'a>(networks: impl IntoIterator<Item = &'a str>) -> Colours {
+        let mut keys: Vec<String> = Vec::new();
+        for name in networks {
+            let key = Self::key(name);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Colours(keys)
+    }
+
+    /// `plain-20` and `resnet-20` are "20"; `resnet-20-B` is "20-B"; others their name.
+    fn key(name: &str) -> String {
+        name.strip_prefix("plain-").or_else(|| name.strip_prefix("resnet-")).unwrap_or(name).to_string()
+    }
+
+    /// The network's colour index (its series); a network not in the map gets the next one.
+    pub fn of_network(&self, name: &str) -> usize {
+        let key = Self::key(name);
+        self.0.iter().position(|k| *k == key).unwrap_or(self.0.len())
+    }
 }
 
 /// Font family name we register the bundled font under; every text style below uses it.
@@ -172,31 +237,38 @@ struct Plan {
     /// Each curve's band as a closed polygon (upper edge forward, lower edge back).
     bands: Vec<Vec<Point>>,
     x: Range<f64>,
+    /// In axis units (log10 of the values on a log axis).
     y: Range<f64>,
+    scale: Scale,
 }
 
 impl Plan {
     fn new(chart: &ErrorChart) -> Result<Self> {
+        let scale = chart.y_scale;
+        // Every y in axis units from here on: the axis is drawn linear in them.
         let curves: Vec<Vec<Point>> = chart
             .curves
             .iter()
             .map(|c| {
-                let finite = |&&(x, y): &&Point| x.is_finite() && y.is_finite();
-                c.points.iter().filter(finite).copied().collect()
+                let on_axis = c.points.iter().map(|&(x, y)| (x, scale.position_of(y)));
+                on_axis.filter(|&(x, y)| x.is_finite() && y.is_finite()).collect()
             })
             .collect();
         let bands: Vec<Vec<Point>> = chart
             .curves
             .iter()
             .map(|c| {
-                let finite: Vec<&(f64, f64, f64)> =
-                    c.band.iter().filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite()).collect();
-                let upper = finite.iter().map(|&&(x, _, hi)| (x, hi));
-                let lower = finite.iter().rev().map(|&&(x, lo, _)| (x, lo));
+                // A lower edge at or below 0 on a log axis is -inf: drawn along the axis' bottom.
+                let on_axis: Vec<(f64, f64, f64)> =
+                    c.band.iter().map(|&(x, lo, hi)| (x, scale.position_of(lo), scale.position_of(hi))).collect();
+                let drawable: Vec<&(f64, f64, f64)> =
+                    on_axis.iter().filter(|(x, lo, hi)| x.is_finite() && !lo.is_nan() && hi.is_finite()).collect();
+                let upper = drawable.iter().map(|&&(x, _, hi)| (x, hi));
+                let lower = drawable.iter().rev().map(|&&(x, lo, _)| (x, lo));
                 upper.chain(lower).collect()
             })
             .collect();
-        let all = || curves.iter().flatten().chain(bands.iter().flatten());
+        let all = || curves.iter().flatten().chain(bands.iter().flatten()).filter(|p| p.1.is_finite());
         if all().next().is_none() {
             bail!("chart '{}' has no data", chart.title);
         }
@@ -205,12 +277,17 @@ impl Plan {
         let max_y = all().map(|p| p.1).fold(f64::MIN, f64::max);
         let min_y = all().map(|p| p.1).fold(f64::MAX, f64::min);
         let x = non_empty(min_x.min(0.0), max_x);
-        let y = match chart.y_range {
-            Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => lo..hi,
-            Some((lo, hi)) => bail!("chart '{}' has invalid y_range {lo}..{hi}", chart.title),
-            None => fitted(min_y, max_y),
+        let y = match (chart.y_range, scale) {
+            (Some((lo, hi)), Scale::Log) if lo > 0.0 && lo < hi && hi.is_finite() => lo.log10()..hi.log10(),
+            (Some((lo, hi)), Scale::Log) => {
+                bail!("chart '{}' has y range {lo}..{hi}; a log axis needs 0 < low < high", chart.title)
+            }
+            (Some((lo, hi)), Scale::Linear) if lo.is_finite() && hi.is_finite() && lo < hi => lo..hi,
+            (Some((lo, hi)), Scale::Linear) => bail!("chart '{}' has invalid y_range {lo}..{hi}", chart.title),
+            (None, Scale::Linear) => fitted(min_y, max_y),
+            (None, Scale::Log) => fitted_log(min_y, max_y),
         };
-        Ok(Plan { curves, bands, x, y })
+        Ok(Plan { curves, bands, x, y, scale })
     }
 }
 
@@ -227,6 +304,55 @@ fn fitted(min: f64, max: f64) -> Range<f64> {
         hi = hi.min(100.0);
     }
     non_empty(lo, hi)
+}
+
+/// A log axis (in decades, `min`/`max` log10 of the data) with a twentieth of its span on either
+/// side (at least a twentieth of a decade), kept under 100% where the data is.
+fn fitted_log(min: f64, max: f64) -> Range<f64> {
+    let margin = ((max - min) * 0.05).max(0.05);
+    let mut hi = max + margin;
+    if max <= 2.0 {
+        hi = hi.min(2.0);
+    }
+    non_empty(min - margin, hi)
+}
+
+/// The tick positions (axis units) of `range`: round numbers on a linear axis; on a log axis
+/// 1, 2 and 5 times the powers of ten inside it (every integer multiple where those are too
+/// few, round numbers where the axis spans less than a factor of two).
+fn y_ticks(range: &Range<f64>, scale: Scale) -> Vec<f64> {
+    if scale == Scale::Linear {
+        return linear_ticks(range.start, range.end);
+    }
+    let log_ticks = |multiples: &[f64]| -> Vec<f64> {
+        let (first, last) = (range.start.floor() as i32, range.end.ceil() as i32);
+        (first..=last)
+            .flat_map(|decade| multiples.iter().map(move |m| (m * 10f64.powi(decade)).log10()))
+            .filter(|v| range.start <= *v && *v <= range.end)
+            .collect()
+    };
+    let coarse = log_ticks(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        return coarse;
+    }
+    let fine = log_ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if fine.len() >= 3 {
+        return fine;
+    }
+    let (lo, hi) = (scale.value_at(range.start), scale.value_at(range.end));
+    linear_ticks(lo, hi).into_iter().map(|v| scale.position_of(v)).filter(|v| v.is_finite()).collect()
+}
+
+/// Multiples of a round step (1, 2 or 5 times a power of ten) in `lo..=hi`, 4 to 9 of them.
+fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let raw = (hi - lo) / 8.0;
+    if !(raw.is_finite() && raw > 0.0) {
+        return vec![lo];
+    }
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(raw);
+    let (first, last) = ((lo / step - 1e-9).ceil() as i64, (hi / step + 1e-9).floor() as i64);
+    (first..=last).map(|k| k as f64 * step).collect()
 }
 
 /// plotters needs a non-degenerate range, e.g. when all data sits at x = 0.
@@ -343,7 +469,7 @@ fn draw<DB: DrawingBackend>(
         .margin_right(32 * k)
         .x_label_area_size(56 * k)
         .y_label_area_size(72 * k)
-        .build_cartesian_2d(plan.x.clone(), plan.y.clone())
+        .build_cartesian_2d(plan.x.clone(), TickedAxis::new(&plan.y, plan.scale))
         .map_err(plot_err)?;
 
     draw_axes(&mut ctx, chart, plan, k)?;
@@ -372,7 +498,7 @@ fn draw_axes<'a, DB: DrawingBackend + 'a>(
     let per_1e4 = plan.x.end > 10_000.0;
     let x_fmt = |v: &f64| format_x(*v, per_1e4);
     let x_desc = if per_1e4 { format!("{} (1e4)", chart.x_label) } else { chart.x_label.clone() };
-    let y_fmt = |v: &f64| format_number(*v);
+    let y_fmt = |v: &f64| format_number(plan.scale.value_at(*v));
     let grid = BLACK.mix(0.12).stroke_width(k);
     ctx.configure_mesh()
         .x_desc(&x_desc)
@@ -545,7 +671,41 @@ fn draw_legend<DB: DrawingBackend>(
 /// Pixel position; plotters uses this type but does not re-export its name.
 type BackendCoord = (i32, i32);
 
-type Ctx<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+/// The y axis carries its own ticks (see `y_ticks`), so a log axis and a linear one draw alike.
+type Ctx<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, TickedAxis>>;
+
+/// A linear axis (in axis units) whose grid lines and labels sit at ticks of our own.
+struct TickedAxis {
+    inner: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl TickedAxis {
+    fn new(range: &Range<f64>, scale: Scale) -> TickedAxis {
+        TickedAxis { inner: range.clone().into(), ticks: y_ticks(range, scale) }
+    }
+}
+
+impl Ranged for TickedAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // Bold lines only: the light grid is not drawn.
+        if hint.weight().allow_light_points() {
+            return Vec::new();
+        }
+        self.ticks.clone()
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.inner.range()
+    }
+}
 
 fn draw_curve<'a, DB: DrawingBackend + 'a>(
     ctx: &mut Ctx<'a, DB>,
@@ -741,14 +901,16 @@ fn format_x(v: f64, per_1e4: bool) -> String {
     }
 }
 
-/// Integers without a decimal point; otherwise at most two decimals, trailing zeros cut.
+/// Integers without a decimal point; otherwise at most two decimals (two significant digits
+/// below 0.1, so a log axis' 0.001 is not 0), trailing zeros cut.
 fn format_number(v: f64) -> String {
     let rounded = v.round();
     if (v - rounded).abs() < 1e-9 * v.abs().max(1.0) {
         // `+ 0.0` turns -0 into 0.
         format!("{}", rounded + 0.0)
     } else {
-        let s = format!("{v:.2}");
+        let decimals = if v.abs() < 0.1 { (-v.abs().log10().floor()) as usize + 1 } else { 2 };
+        let s = format!("{v:.decimals$}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
@@ -811,6 +973,7 @@ mod tests {
                 curve("plain-56 test", 1, false, 0.0),
             ],
             y_range: None,
+            y_scale: Scale::Linear,
             band_label: None,
         }
     }
@@ -936,6 +1099,49 @@ mod tests {
     }
 
     #[test]
+    fn ticks_are_round_numbers_on_linear_and_log_axes() {
+        let labels = |lo: f64, hi: f64, scale: Scale| -> Vec<String> {
+            let range = scale.position_of(lo)..scale.position_of(hi);
+            y_ticks(&range, scale).iter().map(|v| format_number(scale.value_at(*v))).collect()
+        };
+        assert_eq!(labels(0.0, 20.0, Scale::Linear), ["0", "5", "10", "15", "20"], "the paper's axis");
+        assert_eq!(labels(0.0, 100.0, Scale::Linear), ["0", "20", "40", "60", "80", "100"]);
+        assert_eq!(labels(74.1, 90.9, Scale::Linear), ["75", "80", "85", "90"]);
+        assert_eq!(labels(-0.2, 1.05, Scale::Linear), ["-0.2", "0", "0.2", "0.4", "0.6", "0.8", "1"]);
+        assert_eq!(labels(1.0, 100.0, Scale::Log), ["1", "2", "5", "10", "20", "50", "100"]);
+        assert_eq!(labels(15.0, 45.0, Scale::Log), ["20", "30", "40"], "every multiple where 1-2-5 are too few");
+        assert_eq!(labels(80.0, 90.0, Scale::Log), ["80", "82", "84", "86", "88", "90"], "inside a factor of 2");
+        assert_eq!(labels(0.001, 0.1, Scale::Log)[..3], ["0.001", "0.002", "0.005"], "small values keep a digit");
+    }
+
+    #[test]
+    fn a_log_axis_fits_the_data_leaves_out_zeros_and_checks_its_range() {
+        let mut chart = two_series();
+        chart.y_scale = Scale::Log;
+        chart.curves[0].points = vec![(0.0, 90.0), (1000.0, 10.0), (2000.0, 0.0)];
+        chart.curves[1].points = vec![(0.0, 80.0), (2000.0, 2.0)];
+        chart.curves[1].band = vec![(0.0, 70.0, 90.0), (2000.0, 0.0, 4.0)];
+        let plan = Plan::new(&chart).unwrap();
+        assert_eq!(plan.curves[0].len(), 2, "0% has no place on a log axis");
+        assert!(plan.bands[1].iter().any(|p| p.1 == f64::NEG_INFINITY), "a band edge at 0 runs along the bottom");
+        let (lo, hi) = (10f64.powf(plan.y.start), 10f64.powf(plan.y.end));
+        assert!(lo < 2.0 && lo > 1.5 && hi == 100.0, "fitted in decades, capped at 100%: {lo}..{hi}");
+        let dir = scratch_dir("log");
+        let (png, svg) = (dir.join("log.png"), dir.join("log.svg"));
+        render(&chart, &png, &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        for tick in ["2", "5", "10", "20", "50"] {
+            assert!(text.contains(&format!(">\n{tick}\n</text>")), "log tick {tick} in the SVG");
+        }
+        chart.y_range = Some((0.0, 100.0));
+        let err = Plan::new(&chart).err().expect("a log axis from 0").to_string();
+        assert!(err.contains("a log axis needs 0 < low < high"), "{err}");
+        chart.y_range = Some((1.0, 100.0));
+        assert_eq!(Plan::new(&chart).unwrap().y, 0.0..2.0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn clipping_cuts_at_the_frame() {
         let pts = [(0.0, 10.0), (1.0, 30.0), (2.0, 10.0), (3.0, 12.0)];
         let runs = clip_y(&pts, &(0.0..20.0));
@@ -968,6 +1174,8 @@ mod tests {
         assert_eq!(format_number(-0.0), "0");
         assert_eq!(format_number(0.126), "0.13");
         assert_eq!(format_number(1.1), "1.1");
+        assert_eq!(format_number(0.002), "0.002");
+        assert_eq!(format_number(0.05), "0.05");
     }
 
     #[test]
@@ -990,6 +1198,7 @@ mod tests {
             y_label: "error (%)".into(),
             curves,
             y_range: Some((0.0, 100.0)),
+            y_scale: Scale::Linear,
             band_label: None,
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1063,6 +1272,7 @@ mod tests {
             y_label: "norm".into(),
             curves,
             y_range: None,
+            y_scale: Scale::Linear,
             band_label: None,
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1095,6 +1305,7 @@ mod tests {
             y_label: "error (%)".into(),
             curves: vec![banded(0), banded(1)],
             y_range: Some((0.0, 100.0)),
+            y_scale: Scale::Linear,
             band_label: Some("band: 95% CI of the mean over 3 seeds".into()),
         };
         let (png, svg) = (dir.path().join("f.png"), dir.path().join("f.svg"));

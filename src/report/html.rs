@@ -28,6 +28,9 @@ pub struct Section {
     pub title: String,
     /// What the study reproduces (the experiment's description).
     pub description: String,
+    /// One paragraph in plain words: what ran, for how long, what held and what could not be
+    /// told; the first thing a reader sees of the study.
+    pub summary: String,
     /// Caveats shown above everything else (the preset, runs left out, runs not complete).
     pub notes: Vec<String>,
     /// The paper's claims and whether they held.
@@ -129,7 +132,10 @@ body { font-family: reslab-sans, sans-serif; margin: 2em auto; max-width: 1400px
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2.2em; }
 .lede { color: #555; margin: 0.1em 0; }
+.summary { font-size: 1.08em; max-width: 60em; margin: 0.9em 0; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4em 0.8em; margin: 0.4em 0; }
+nav.contents ol { padding-left: 1.6em; }
+nav.contents .counts { color: #555; }
 table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.92em; }
 caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; vertical-align: top; }
@@ -141,20 +147,35 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict.unsure { background: #fff1c2; color: #7a5a00; }
 .verdict.missing { background: #eee; color: #555; }
 .caveat { display: block; color: #7a5a00; font-size: 0.85em; margin-top: 0.3em; max-width: 16em; }
-figure { margin: 1em 0; }
-figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure { margin: 1.2em 0; }
+figure svg { display: block; width: 100%; height: auto; max-height: 85vh; border: 1px solid #eee; }
 figure svg text { font-family: reslab-sans, sans-serif; }
-figcaption { color: #555; font-size: 0.92em; }
+figcaption { color: #555; font-size: 0.92em; margin-top: 0.4em; }
 details { margin: 0.2em 0; }
 summary { cursor: pointer; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+@page { size: A4 landscape; margin: 12mm; }
+@media print {
+  body { max-width: none; margin: 0; padding: 0; font-size: 10pt; }
+  h2 { margin-top: 1.2em; break-after: avoid; }
+  section + section { break-before: page; }
+  figure, table, tr, .note, .summary { break-inside: avoid; }
+  caption { break-after: avoid; }
+  figure svg { max-height: 150mm; border: none; }
+  a { color: inherit; text-decoration: none; }
+  .verdict, .note, th { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  details > summary { list-style: none; }
+  pre { white-space: pre-wrap; }
+}
 "#;
 
-/// The page as one HTML document.
+/// The page as one HTML document: the title, then one study's summary (or, for several, a
+/// summary of all and a table of contents), then each study in turn, its claims table once.
 pub fn render(page: &Page) -> String {
     let font = base64::engine::general_purpose::STANDARD.encode(FONT_BYTES);
     let mut html = String::new();
     html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+    html += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
     html += &format!("<title>{}</title>\n", escape(&page.title));
     html += &format!(
         "<style>\n@font-face {{ font-family: {FONT_FAMILY}; src: url(data:font/ttf;base64,{font}) format(\"truetype\"); }}{STYLE}</style>\n"
@@ -164,9 +185,17 @@ pub fn render(page: &Page) -> String {
     for line in &page.lede {
         html += &format!("<p class=\"lede\">{}</p>\n", escape(line));
     }
-    html += &overview(page);
-    for section in &page.sections {
-        html += &render_section(section);
+    match page.sections.as_slice() {
+        [one] => {
+            html += &format!("<p class=\"summary\">{}</p>\n", escape(&one.summary));
+            html += &render_section(one, false);
+        }
+        sections => {
+            html += &contents(sections);
+            for section in sections {
+                html += &render_section(section, true);
+            }
+        }
     }
     html += "</body>\n</html>\n";
     html
@@ -177,32 +206,41 @@ pub fn write(page: &Page, path: &Path) -> Result<()> {
     write_file(path, render(page).as_bytes())
 }
 
-/// Every claim of every section in one table at the top, with a count of verdicts.
-fn overview(page: &Page) -> String {
-    let claims: Vec<(&Section, &Claim)> =
-        page.sections.iter().flat_map(|s| s.claims.iter().map(move |c| (s, c))).collect();
-    if claims.is_empty() {
-        return String::new();
+/// Verdict counts in words (`3 claims: 2 held, 1 inconclusive`), zero counts left out.
+fn verdict_counts(claims: &[&Claim]) -> String {
+    let counts: Vec<String> = [Verdict::Held, Verdict::NotHeld, Verdict::Inconclusive, Verdict::NotMeasured]
+        .into_iter()
+        .map(|v| (v, claims.iter().filter(|c| c.verdict == v).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| format!("{n} {}", v.text()))
+        .collect();
+    match claims.len() {
+        0 => "no claims".into(),
+        1 => format!("1 claim: {}", counts.join(", ")),
+        n => format!("{n} claims: {}", counts.join(", ")),
     }
-    let count = |v: Verdict| claims.iter().filter(|(_, c)| c.verdict == v).count();
+}
+
+/// Several studies: a summary of every claim, and a table of contents with each study's counts.
+fn contents(sections: &[Section]) -> String {
+    let all: Vec<&Claim> = sections.iter().flat_map(|s| &s.claims).collect();
     let mut html = format!(
-        "<h2 id=\"claims\">The paper's claims</h2>\n<p>{} claims: {} held, {} did not hold, {} inconclusive, {} not measured.</p>\n",
-        claims.len(),
-        count(Verdict::Held),
-        count(Verdict::NotHeld),
-        count(Verdict::Inconclusive),
-        count(Verdict::NotMeasured)
+        "<p class=\"summary\">{} studies, {}. Each study below opens with what it ran and what it showed; \
+         its claims follow with their evidence.</p>\n",
+        sections.len(),
+        verdict_counts(&all)
     );
-    html += "<table class=\"claims\">\n<tr><th>study</th><th>source</th><th>claim</th><th>evidence</th><th>verdict</th></tr>\n";
-    for (section, claim) in claims {
+    html += "<nav class=\"contents\">\n<h2 id=\"contents\">Contents</h2>\n<ol>\n";
+    for section in sections {
+        let claims: Vec<&Claim> = section.claims.iter().collect();
         html += &format!(
-            "<tr><td><a href=\"#{}\">{}</a></td>{}</tr>\n",
+            "<li><a href=\"#{}\">{}</a> <span class=\"counts\">({})</span></li>\n",
             escape(&section.id),
-            escape(&section.id),
-            claim_cells(claim)
+            escape(&section.title),
+            verdict_counts(&claims)
         );
     }
-    html += "</table>\n";
+    html += "</ol>\n</nav>\n";
     html
 }
 
@@ -218,14 +256,20 @@ fn claim_cells(claim: &Claim) -> String {
     )
 }
 
-fn render_section(section: &Section) -> String {
+/// One study; `with_summary` where the page's top does not already show its summary.
+fn render_section(section: &Section, with_summary: bool) -> String {
     let mut html = format!("<section id=\"{}\">\n", escape(&section.id));
-    html += &format!("<h2>{}</h2>\n<p>{}</p>\n", escape(&section.title), escape(&section.description));
+    html += &format!("<h2>{}</h2>\n", escape(&section.title));
+    if with_summary {
+        html += &format!("<p class=\"summary\">{}</p>\n", escape(&section.summary));
+    }
+    html += &format!("<p>{}</p>\n", escape(&section.description));
     for note in &section.notes {
         html += &format!("<p class=\"note\">{}</p>\n", escape(note));
     }
     if !section.claims.is_empty() {
-        html += "<table class=\"claims\">\n<caption>Claims</caption>\n";
+        let claims: Vec<&Claim> = section.claims.iter().collect();
+        html += &format!("<table class=\"claims\">\n<caption>Claims ({})</caption>\n", verdict_counts(&claims));
         html += "<tr><th>source</th><th>claim</th><th>evidence</th><th>verdict</th></tr>\n";
         for claim in &section.claims {
             html += &format!("<tr>{}</tr>\n", claim_cells(claim));
@@ -318,6 +362,7 @@ mod tests {
                 id: "fig6".into(),
                 title: "Figure 6".into(),
                 description: "d".into(),
+                summary: "Trained plain-20 for 40 iterations.".into(),
                 notes: vec!["preset smoke".into()],
                 claims: vec![
                     claim(Verdict::Held),
@@ -352,7 +397,17 @@ mod tests {
         let html = render(&page());
         assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
         assert!(html.contains("<title>fig6 &amp; co</title>"));
-        assert!(html.contains("4 claims: 1 held, 1 did not hold, 1 inconclusive, 1 not measured."), "{html}");
+        assert!(
+            html.contains(
+                "<caption>Claims (4 claims: 1 held, 1 did not hold, 1 inconclusive, 1 not measured)</caption>"
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("<table class=\"claims\">").count(), 1, "one study: its claims table once");
+        let summary = html.find("<p class=\"summary\">Trained plain-20 for 40 iterations.</p>").expect("summary");
+        assert!(summary < html.find("<section").unwrap(), "the one study's summary opens the page");
+        assert!(!html.contains("<nav"), "no contents for one study");
+        assert!(html.contains("@media print") && html.contains("break-inside: avoid"), "print styles");
         assert!(html.contains("inconclusive</span><span class=\"caveat\">measured at 40 iterations</span>"));
         assert!(html.contains("plain-56 &lt;b&gt;31%&lt;/b&gt;"), "evidence is text, not markup");
         assert!(html.contains("<figure>\n<svg viewBox"), "the SVG is inlined without its XML declaration");
@@ -362,5 +417,26 @@ mod tests {
         for outside in ["http://", "https://", "<script", "<link"] {
             assert!(!html.contains(outside), "the page reaches outside itself: {outside}");
         }
+    }
+
+    #[test]
+    fn several_studies_get_contents_and_each_claims_table_once() {
+        let mut page = page();
+        let mut second = page.sections[0].clone();
+        (second.id, second.title, second.claims) = ("abc".into(), "Table 3".into(), second.claims[..1].to_vec());
+        page.sections.push(second);
+        let html = render(&page);
+        assert!(
+            html.contains("2 studies, 5 claims: 2 held, 1 did not hold, 1 inconclusive, 1 not measured."),
+            "{html}"
+        );
+        assert!(html.contains("<li><a href=\"#fig6\">Figure 6</a> <span class=\"counts\">(4 claims:"), "{html}");
+        assert!(html.contains("<li><a href=\"#abc\">Table 3</a> <span class=\"counts\">(1 claim: 1 held)</span>"));
+        assert_eq!(html.matches("<table class=\"claims\">").count(), 2, "each study's claims once");
+        assert_eq!(
+            html.matches("Trained plain-20 for 40 iterations.").count(),
+            2,
+            "each study's summary in its section"
+        );
     }
 }
