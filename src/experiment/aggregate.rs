@@ -258,12 +258,7 @@ fn summary(experiment: &Experiment, runs: &[PlannedRun], groups: &[GroupResult],
     let length = if iters >= paper {
         format!("{} iterations, the paper's full schedule", thousands(iters))
     } else {
-        let share = 100.0 * iters as f64 / paper as f64;
-        let share = match share {
-            s if s < 0.1 => "under 0.1%".to_string(),
-            s if s < 1.0 => format!("{s:.1}%"),
-            s => format!("{s:.0}%"),
-        };
+        let share = claims::schedule_share(iters, paper);
         format!("{} iterations ({share} of the paper's {})", thousands(iters), thousands(paper))
     };
     let data = match &first.config().data.source {
@@ -389,11 +384,14 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
     }
 }
 
+/// A chart's error axis: its range (`None`: fitted to the curves by the chart stage) and scale.
+pub type ErrorAxis = (Option<(f64, f64)>, chart::Scale);
+
 /// The error axis of a chart of `groups`: the experiment's (`[chart]`, or `aggregate`'s flags)
 /// where it fixes one; else the paper's 0-20% for runs of the paper's full schedule (on a linear
 /// axis: a log axis has no 0), while shorter runs sit far above 20% and get an axis fitted to
 /// them (`None`).
-fn y_axis(settings: &ChartSettings, groups: &[&GroupResult]) -> (Option<(f64, f64)>, chart::Scale) {
+fn y_axis(settings: &ChartSettings, groups: &[&GroupResult]) -> ErrorAxis {
     let scale = match settings.y_scale {
         YScale::Linear => chart::Scale::Linear,
         YScale::Log => chart::Scale::Log,
@@ -409,6 +407,9 @@ fn y_axis(settings: &ChartSettings, groups: &[&GroupResult]) -> (Option<(f64, f6
 /// where the experiment asks and the runs span several).
 fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> Result<Vec<PathBuf>> {
     let colours = Colours::of(groups.iter().map(|g| g.name.as_str()));
+    // One error axis for every chart of the study: fixed, the paper's 0-20% only where every
+    // run reached the paper's schedule, or fitted (and shared across panels) by the chart stage.
+    let axis = y_axis(&experiment.chart, &groups.iter().collect::<Vec<_>>());
     if !experiment.panels.is_empty() {
         let charts: Vec<ErrorChart> = experiment
             .panels
@@ -416,14 +417,10 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
             .map(|panel| {
                 let members: Vec<&GroupResult> =
                     panel.runs.iter().filter_map(|name| groups.iter().find(|g| &g.name == name)).collect();
-                error_chart(&panel.title, &members, &colours, panel.show, &experiment.chart)
+                error_chart(&panel.title, &members, &colours, panel.show, axis)
             })
             .filter(|chart| !chart.curves.is_empty())
             .collect();
-        // One error axis for the whole figure: fixed, the paper's 0-20% only where every run
-        // reached the paper's schedule, or fitted (and shared) by the chart stage.
-        let (figure_range, _) = y_axis(&experiment.chart, &groups.iter().collect::<Vec<_>>());
-        let charts: Vec<ErrorChart> = charts.into_iter().map(|c| ErrorChart { y_range: figure_range, ..c }).collect();
         let (png, svg) = (out.join(format!("{}.png", experiment.name)), out.join(format!("{}.svg", experiment.name)));
         chart::render_panels(&charts, &png, &svg)?;
         return Ok(vec![png, svg]);
@@ -444,7 +441,7 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     let mut files = Vec::new();
     for (stem, title, members) in panels {
         let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
-        chart::render(&error_chart(&title, &members, &colours, Curves::Both, &experiment.chart), &png, &svg)?;
+        chart::render(&error_chart(&title, &members, &colours, Curves::Both, axis), &png, &svg)?;
         files.extend([png, svg]);
     }
     Ok(files)
@@ -456,13 +453,13 @@ type ErrorOf = fn(&MetricsRow) -> f64;
 /// The paper's style: one colour per network (see [`Colours`]), training error dashed, test
 /// error solid (or one of them, `show`); with several seeds the mean curve over seeds in a
 /// shaded band (see [`Band`]: the range of two seeds, the 95% interval of the mean of three or
-/// more); the error axis as `axis` says (see [`y_axis`]).
+/// more); on the error axis `axis` (see [`y_axis`]).
 pub fn error_chart(
     title: &str,
     groups: &[&GroupResult],
     colours: &Colours,
     show: Curves,
-    axis: &ChartSettings,
+    axis: ErrorAxis,
 ) -> ErrorChart {
     let mut curves = Vec::new();
     let train: ErrorOf = |r| r.train_err;
@@ -494,7 +491,7 @@ pub fn error_chart(
             });
         }
     }
-    let (y_range, y_scale) = y_axis(axis, groups);
+    let (y_range, y_scale) = axis;
     ErrorChart {
         title: title.to_string(),
         x_label: "iteration".into(),
@@ -710,14 +707,15 @@ mod tests {
         let colours = Colours::of(groups.iter().map(|g| g.name.as_str()));
         let named = |n: &str| groups.iter().find(|g| g.name == n).unwrap();
         let series = |chart: &ErrorChart, label: &str| chart.curves.iter().find(|c| c.label == label).unwrap().series;
-        let axis = ChartSettings::default();
-        let plain = error_chart("plain", &[named("plain-8"), named("plain-14")], &colours, Curves::Both, &axis);
+        let all: Vec<&GroupResult> = groups.iter().collect();
+        let axis = y_axis(&ChartSettings::default(), &all);
+        let plain = error_chart("plain", &[named("plain-8"), named("plain-14")], &colours, Curves::Both, axis);
         let residual = error_chart(
             "ResNets",
             &[named("resnet-14"), named("resnet-8-B"), named("resnet-8")],
             &colours,
             Curves::Both,
-            &axis,
+            axis,
         );
         assert_eq!(series(&plain, "plain-8 train"), series(&residual, "resnet-8 train"), "one depth, one colour");
         assert_eq!(series(&plain, "plain-14 test"), series(&residual, "resnet-14 test"));
@@ -727,7 +725,7 @@ mod tests {
             plain.curves.iter().all(|c| c.marker) && residual.curves.iter().all(|c| !c.marker),
             "plain nets marked"
         );
-        let train_only = error_chart("training error", &[named("plain-8")], &colours, Curves::Train, &axis);
+        let train_only = error_chart("training error", &[named("plain-8")], &colours, Curves::Train, axis);
         assert_eq!(train_only.curves.len(), 1);
         assert_eq!(
             (train_only.curves[0].label.as_str(), train_only.y_label.as_str()),
@@ -735,10 +733,10 @@ mod tests {
         );
         assert_eq!((plain.y_range, plain.y_scale), (None, chart::Scale::Linear), "short runs: fitted, linear");
         let fixed = ChartSettings { y_range: Some(ErrorRange { low: 5.0, high: 60.0 }), y_scale: YScale::Log };
-        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, &fixed);
+        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, y_axis(&fixed, &all));
         assert_eq!((log.y_range, log.y_scale), (Some((5.0, 60.0)), chart::Scale::Log));
         let log_fitted = ChartSettings { y_range: None, y_scale: YScale::Log };
-        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, &log_fitted);
+        let log = error_chart("plain", &[named("plain-8")], &colours, Curves::Both, y_axis(&log_fitted, &all));
         assert_eq!((log.y_range, log.y_scale), (None, chart::Scale::Log));
     }
 

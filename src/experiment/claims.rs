@@ -292,12 +292,22 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
     }
     if expectation.at == ClaimTime::End && (trained as f64) < END_CAVEAT_SHARE * paper_iters as f64 {
         outcome.caveat = Some(format!(
-            "measured at {trained} iterations, {:.1}% of the paper's {paper_iters}: what these runs show so early, \
+            "measured at {trained} iterations, {} of the paper's {paper_iters}: what these runs show so early, \
              not what the paper's trained nets show",
-            100.0 * trained as f64 / paper_iters as f64
+            schedule_share(trained, paper_iters)
         ));
     }
     outcome
+}
+
+/// `iters` as a share of the paper's `paper_iters` in words a reader takes in at once: `under
+/// 0.1%`, `1.6%`, `25%`.
+pub fn schedule_share(iters: usize, paper_iters: usize) -> String {
+    match 100.0 * iters as f64 / paper_iters as f64 {
+        s if s < 0.1 => "under 0.1%".to_string(),
+        s if s < 10.0 => format!("{s:.1}%"),
+        s => format!("{s:.0}%"),
+    }
 }
 
 /// The statistics `prediction` rests on, each compared between its networks (`find` gives a
@@ -455,6 +465,14 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_of_the_schedule_reads_at_a_glance() {
+        assert_eq!(schedule_share(30, 64_000), "under 0.1%");
+        assert_eq!(schedule_share(1_000, 64_000), "1.6%");
+        assert_eq!(schedule_share(16_000, 64_000), "25%");
+        assert_eq!(schedule_share(64_000, 64_000), "100%");
+    }
     use crate::run::summary::{RunStatus, RunSummary};
 
     /// A network's runs with these final (and mean) training errors, seeds 0, 1, ...

@@ -10,7 +10,7 @@ pub enum Preset {
     Smoke,
     /// Minutes on a laptop CPU, on the embedded sample.
     Demo,
-    /// About 80 minutes on a 2-core CPU on the full data: long enough to tell the paper's central
+    /// 80 to 115 minutes on a 2-core CPU on the full data: long enough to tell the paper's central
     /// comparisons apart with 95% intervals (fig6, table6; chosen by measurement, docs/results.md).
     Cpu,
     /// An eighth of the paper's schedule (8k iterations): hours on a CPU.

@@ -188,12 +188,12 @@ pub fn render(page: &Page) -> String {
     match page.sections.as_slice() {
         [one] => {
             html += &format!("<p class=\"summary\">{}</p>\n", escape(&one.summary));
-            html += &render_section(one, false);
+            html += &render_section(one, false, one.title != page.title);
         }
         sections => {
             html += &contents(sections);
             for section in sections {
-                html += &render_section(section, true);
+                html += &render_section(section, true, true);
             }
         }
     }
@@ -244,22 +244,45 @@ fn contents(sections: &[Section]) -> String {
     html
 }
 
-fn claim_cells(claim: &Claim) -> String {
+/// The caveat several claims share word for word, said once above the table (each of those
+/// claims marked) rather than in every row.
+fn shared_caveat(claims: &[Claim]) -> Option<&str> {
+    let mut caveats = claims.iter().filter_map(|c| c.caveat.as_deref());
+    let first = caveats.next()?;
+    let mut count = 1;
+    for caveat in caveats {
+        if caveat != first {
+            return None;
+        }
+        count += 1;
+    }
+    (count > 1).then_some(first)
+}
+
+const SHARED_CAVEAT_MARK: &str = "\u{2020}";
+
+fn claim_cells(claim: &Claim, shared: Option<&str>) -> String {
+    let caveat = match claim.caveat.as_deref() {
+        None => String::new(),
+        Some(c) if Some(c) == shared => format!("<span class=\"caveat\">{SHARED_CAVEAT_MARK}</span>"),
+        Some(c) => format!("<span class=\"caveat\">{}</span>", escape(c)),
+    };
     format!(
-        "<td>{}</td><td>{}</td><td>{}</td><td><span class=\"verdict {}\">{}</span>{}</td>",
+        "<td>{}</td><td>{}</td><td>{}</td><td><span class=\"verdict {}\">{}</span>{caveat}</td>",
         escape(&claim.source),
         escape(&claim.claim),
         escape(&claim.evidence),
         claim.verdict.class(),
         claim.verdict.text(),
-        claim.caveat.as_deref().map(|c| format!("<span class=\"caveat\">{}</span>", escape(c))).unwrap_or_default()
     )
 }
 
-/// One study; `with_summary` where the page's top does not already show its summary.
-fn render_section(section: &Section, with_summary: bool) -> String {
+/// One study; `with_summary` and `with_title` where the page's top does not already show them.
+fn render_section(section: &Section, with_summary: bool, with_title: bool) -> String {
     let mut html = format!("<section id=\"{}\">\n", escape(&section.id));
-    html += &format!("<h2>{}</h2>\n", escape(&section.title));
+    if with_title {
+        html += &format!("<h2>{}</h2>\n", escape(&section.title));
+    }
     if with_summary {
         html += &format!("<p class=\"summary\">{}</p>\n", escape(&section.summary));
     }
@@ -269,10 +292,14 @@ fn render_section(section: &Section, with_summary: bool) -> String {
     }
     if !section.claims.is_empty() {
         let claims: Vec<&Claim> = section.claims.iter().collect();
+        let shared = shared_caveat(&section.claims);
+        if let Some(caveat) = shared {
+            html += &format!("<p class=\"note\">{SHARED_CAVEAT_MARK} {}</p>\n", escape(caveat));
+        }
         html += &format!("<table class=\"claims\">\n<caption>Claims ({})</caption>\n", verdict_counts(&claims));
         html += "<tr><th>source</th><th>claim</th><th>evidence</th><th>verdict</th></tr>\n";
         for claim in &section.claims {
-            html += &format!("<tr>{}</tr>\n", claim_cells(claim));
+            html += &format!("<tr>{}</tr>\n", claim_cells(claim, shared));
         }
         html += "</table>\n";
     }
@@ -409,6 +436,10 @@ mod tests {
         assert!(!html.contains("<nav"), "no contents for one study");
         assert!(html.contains("@media print") && html.contains("break-inside: avoid"), "print styles");
         assert!(html.contains("inconclusive</span><span class=\"caveat\">measured at 40 iterations</span>"));
+        assert!(html.contains("<h2>Figure 6</h2>"), "a study titled unlike its page keeps its title");
+        let mut same = page();
+        same.title = same.sections[0].title.clone();
+        assert!(!render(&same).contains("<h2>"), "one study, the page's title: said once");
         assert!(html.contains("plain-56 &lt;b&gt;31%&lt;/b&gt;"), "evidence is text, not markup");
         assert!(html.contains("<figure>\n<svg viewBox"), "the SVG is inlined without its XML declaration");
         assert!(html.contains("<td class=\"num\">1</td>"));
@@ -417,6 +448,24 @@ mod tests {
         for outside in ["http://", "https://", "<script", "<link"] {
             assert!(!html.contains(outside), "the page reaches outside itself: {outside}");
         }
+    }
+
+    #[test]
+    fn a_caveat_several_claims_share_is_said_once_above_the_table() {
+        let mut page = page();
+        for claim in &mut page.sections[0].claims[..3] {
+            claim.caveat = Some("measured at 40 iterations".into());
+        }
+        let html = render(&page);
+        assert_eq!(html.matches("measured at 40 iterations").count(), 1, "{html}");
+        let note = html.find("<p class=\"note\">\u{2020} measured at 40 iterations</p>").expect("the note");
+        assert!(note < html.find("<table class=\"claims\">").unwrap(), "above the table");
+        assert_eq!(html.matches("<span class=\"caveat\">\u{2020}</span>").count(), 3, "each claim marked");
+
+        page.sections[0].claims[1].caveat = Some("another".into());
+        let html = render(&page);
+        assert_eq!(html.matches("measured at 40 iterations</span>").count(), 2, "differing caveats stay in their rows");
+        assert!(!html.contains('\u{2020}'));
     }
 
     #[test]
@@ -433,6 +482,7 @@ mod tests {
         assert!(html.contains("<li><a href=\"#fig6\">Figure 6</a> <span class=\"counts\">(4 claims:"), "{html}");
         assert!(html.contains("<li><a href=\"#abc\">Table 3</a> <span class=\"counts\">(1 claim: 1 held)</span>"));
         assert_eq!(html.matches("<table class=\"claims\">").count(), 2, "each study's claims once");
+        assert!(html.contains("<h2>Figure 6</h2>") && html.contains("<h2>Table 3</h2>"), "each study titled");
         assert_eq!(
             html.matches("Trained plain-20 for 40 iterations.").count(),
             2,
