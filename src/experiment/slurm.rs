@@ -208,8 +208,7 @@ pub fn reproduce(
 ) -> Result<Option<Submission>> {
     let scripts = scripts(experiment, invocation, settings, out)?;
     if dry_run {
-        println!("# {}/array.sh\n{}", StudyDir::new(out).slurm().display(), scripts.array);
-        println!("# {}/aggregate.sh\n{}", StudyDir::new(out).slurm().display(), scripts.aggregate);
+        print!("{}", dry_run_text(&scripts, out));
         return Ok(None);
     }
     StudyDir::new(out).record_experiment(experiment, invocation.preset)?;
@@ -231,15 +230,55 @@ pub fn submit(scripts: &Scripts, out: &Path) -> Result<Submission> {
             run.run.handed_on_toml().as_bytes(),
         )?;
     }
-    let (array_path, aggregate_path) = (slurm.join("array.sh"), slurm.join("aggregate.sh"));
+    let (array_path, aggregate_path) = script_paths(out);
     write_file(&array_path, scripts.array.as_bytes())?;
     write_file(&aggregate_path, scripts.aggregate.as_bytes())?;
-    let array_job = sbatch(&[], &array_path)?;
-    let aggregate_job = sbatch(&[format!("--dependency=afterany:{array_job}")], &aggregate_path)?;
+    let array_job = sbatch(&array_sbatch_args(), &array_path)?;
+    let aggregate_job = sbatch(&aggregate_sbatch_args(&array_job), &aggregate_path)?;
     let submission =
         Submission { array_job, aggregate_job, runs: scripts.runs.iter().map(PlannedRun::dir_name).collect() };
     submission.save(out)?;
     Ok(submission)
+}
+
+/// Where a study's two batch scripts are written: the array's and the aggregation's.
+fn script_paths(out: &Path) -> (PathBuf, PathBuf) {
+    let slurm = StudyDir::new(out).slurm();
+    (slurm.join("array.sh"), slurm.join("aggregate.sh"))
+}
+
+/// `sbatch`'s arguments for the array (the script says the rest).
+fn array_sbatch_args() -> Vec<String> {
+    vec![]
+}
+
+/// `sbatch`'s arguments for the aggregation: it starts once the array `array_job` has ended,
+/// however its tasks ended (`status` and the report say which runs are missing).
+fn aggregate_sbatch_args(array_job: &str) -> Vec<String> {
+    vec![format!("--dependency=afterany:{array_job}")]
+}
+
+/// What `--dry-run` prints: the `sbatch` commands a submission would run, in order (the
+/// aggregation's dependency on the array's job id, not known before it is submitted, as
+/// `$array_job`), then the two scripts.
+pub fn dry_run_text(scripts: &Scripts, out: &Path) -> String {
+    let (array_path, aggregate_path) = script_paths(out);
+    let command = |args: Vec<String>, script: &Path| {
+        let mut words = vec!["sbatch".to_string(), "--parsable".to_string()];
+        words.extend(args);
+        words.push(quote(&script.display().to_string()));
+        words.join(" ")
+    };
+    let mut text = format!(
+        "# reslab would write {} run configurations under {}, these two scripts, and run:\n",
+        scripts.runs.len(),
+        StudyDir::new(out).slurm().display()
+    );
+    text += &format!("array_job=$({})\n", command(array_sbatch_args(), &array_path));
+    text += &format!("{}\n\n", command(aggregate_sbatch_args("$array_job"), &aggregate_path));
+    text += &format!("# {}\n{}\n", array_path.display(), scripts.array);
+    text += &format!("# {}\n{}\n", aggregate_path.display(), scripts.aggregate);
+    text
 }
 
 /// `sbatch --parsable`: the job id.
@@ -403,6 +442,21 @@ mod tests {
         let one = scripts(&experiment, &invocation(), &SlurmSettings::default(), dir.path()).unwrap();
         assert!(one.array.contains("RESLAB_PROGRESS_LINES=1 /opt/reslab/bin/reslab train --config"), "{}", one.array);
         assert!(one.array.lines().any(|l| l == "#SBATCH --ntasks=1"));
+    }
+
+    #[test]
+    fn a_dry_run_prints_both_sbatch_commands_with_the_dependency() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let scripts = scripts(&experiment, &invocation(), &SlurmSettings::default(), dir.path()).unwrap();
+        let text = dry_run_text(&scripts, dir.path());
+        let slurm = StudyDir::new(dir.path()).slurm();
+        let array = format!("array_job=$(sbatch --parsable {})", slurm.join("array.sh").display());
+        let aggregate =
+            format!("sbatch --parsable --dependency=afterany:$array_job {}", slurm.join("aggregate.sh").display());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1..3], [array.as_str(), aggregate.as_str()], "{text}");
+        assert!(text.contains("#SBATCH --array=0-1") && text.contains("reslab aggregate table6"), "{text}");
     }
 
     fn scripts_error(experiment: &Experiment, settings: &SlurmSettings, out: &Path) -> anyhow::Error {
