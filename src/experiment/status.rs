@@ -4,7 +4,7 @@
 use super::cost::{self, RunCost};
 use super::plan::PlannedRun;
 use super::slurm::{self, Submission};
-use crate::run::lock::LockOwner;
+use crate::run::lock::{self, LockOwner};
 use crate::run::RunState;
 use anyhow::Result;
 use std::path::Path;
@@ -67,6 +67,7 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
     let costs: Vec<RunCost> = cost::estimate(runs, threads)?;
     let submission = Submission::load(out);
     let slurm_states = submission.as_ref().map(slurm::task_states).unwrap_or_default();
+    let stale = lock::staleness()?;
     let lines = runs
         .iter()
         .zip(costs)
@@ -76,7 +77,7 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
                 .as_ref()
                 .and_then(|s| s.runs.iter().position(|r| *r == dir))
                 .and_then(|task| slurm_states.get(task).cloned().flatten());
-            let holder = LockOwner::read(&run.dir().path).filter(|(o, age)| o.is_live(*age)).map(|(o, _)| o);
+            let holder = LockOwner::read(&run.dir().path).filter(|(o, age)| o.is_live(*age, stale)).map(|(o, _)| o);
             let phase = phase(&cost.state, slurm.as_deref(), holder.as_ref());
             RunLine { dir, state: cost.state, slurm, holder, phase, remaining_s: cost.remaining_s }
         })

@@ -2,9 +2,10 @@
 //!
 //! Run directories may live on a file system shared between hosts (a cluster), where another
 //! host's PID cannot be checked. So the owner refreshes the lock file's modification time every
-//! [`REFRESH`]; a lock of another host is taken over only when it has not been refreshed for
-//! [`STALE_AFTER`] (its owner died with its host, or lost the file system). A lock of this host is
-//! taken over as soon as its process is gone.
+//! tenth of the staleness; a lock of another host is taken over only when it has not been
+//! refreshed for the staleness, [`STALE_AFTER`] or `RESLAB_LOCK_STALE_S` seconds (its owner died
+//! with its host, or lost the file system). A lock of this host is taken over as soon as its
+//! process is gone.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -15,10 +16,32 @@ use std::time::{Duration, SystemTime};
 
 /// The lock file in a run directory, holding its owner's `host pid`.
 pub const LOCK_FILE: &str = ".lock";
-/// How often the owner touches its lock file.
-pub const REFRESH: Duration = Duration::from_secs(60);
-/// A lock of another host not touched for this long is stale: ten refreshes missed.
+/// A lock of another host not touched for this long is stale (ten refreshes missed), unless
+/// [`STALE_ENV`] says otherwise.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
+/// The staleness in whole seconds, for clusters whose hosts come back sooner, and for tests.
+pub const STALE_ENV: &str = "RESLAB_LOCK_STALE_S";
+
+/// How long another host's lock may go without a refresh before it is stale: [`STALE_ENV`]'s
+/// seconds, else [`STALE_AFTER`].
+pub fn staleness() -> Result<Duration> {
+    staleness_from(std::env::var(STALE_ENV).ok().as_deref())
+}
+
+fn staleness_from(value: Option<&str>) -> Result<Duration> {
+    match value {
+        None => Ok(STALE_AFTER),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(secs) if secs >= 1 => Ok(Duration::from_secs(secs)),
+            _ => bail!("{STALE_ENV} is '{text}'; expected a whole number of seconds, at least 1"),
+        },
+    }
+}
+
+/// How often the owner touches its lock file: ten times within the staleness.
+fn refresh_every(stale: Duration) -> Duration {
+    stale / 10
+}
 
 /// Held while a process writes a run directory; removed when dropped.
 #[derive(Debug)]
@@ -55,12 +78,12 @@ impl LockOwner {
         Some((owner, age(&path)))
     }
 
-    /// Whether the owner is still at work: alive (this host) or recently refreshed (another).
-    pub fn is_live(&self, age: Duration) -> bool {
+    /// Whether the owner is still at work: alive (this host) or refreshed within `stale` (another).
+    pub fn is_live(&self, age: Duration, stale: Duration) -> bool {
         if self.host == hostname() {
             process_alive(self.pid)
         } else {
-            age < STALE_AFTER
+            age < stale
         }
     }
 }
@@ -68,25 +91,29 @@ impl LockOwner {
 impl RunLock {
     /// Locks run directory `dir`: an error if a live process holds it; a stale lock is taken over.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
+        Self::acquire_with(dir, staleness()?)
+    }
+
+    fn acquire_with(dir: &Path, stale: Duration) -> Result<RunLock> {
         let path = dir.join(LOCK_FILE);
         let me = format!("{} {}", hostname(), std::process::id());
         for _ in 0..2 {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
                     write!(file, "{me}").with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(RunLock::hold(path));
+                    return Ok(RunLock::hold(path, refresh_every(stale)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     let age = age(&path);
                     match LockOwner::parse(&text) {
-                        Some(owner) if owner.is_live(age) && owner.host == hostname() => bail!(
+                        Some(owner) if owner.is_live(age, stale) && owner.host == hostname() => bail!(
                             "run directory {} is in use by process {} (lock file {}); wait for it to finish or stop it",
                             dir.display(),
                             owner.pid,
                             path.display()
                         ),
-                        Some(owner) if owner.is_live(age) => bail!(
+                        Some(owner) if owner.is_live(age, stale) => bail!(
                             "run directory {} is in use by process {} on host {} (lock file {}, refreshed {} s ago); \
                              a lock of another host is taken over only after {} s without a refresh",
                             dir.display(),
@@ -94,7 +121,7 @@ impl RunLock {
                             owner.host,
                             path.display(),
                             age.as_secs(),
-                            STALE_AFTER.as_secs()
+                            stale.as_secs()
                         ),
                         owner => {
                             let why = match &owner {
@@ -119,17 +146,17 @@ impl RunLock {
         bail!("could not take the lock {}: another process keeps taking it", path.display())
     }
 
-    /// Keeps the lock file fresh from a background thread until dropped.
-    fn hold(path: PathBuf) -> RunLock {
+    /// Keeps the lock file fresh (touched every `refresh`) from a background thread until dropped.
+    fn hold(path: PathBuf, refresh: Duration) -> RunLock {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, file) = (Arc::clone(&stop), path.clone());
         let refresher = std::thread::spawn(move || {
-            let tick = Duration::from_millis(200);
+            let tick = Duration::from_millis(100);
             let mut since = Duration::ZERO;
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 since += tick;
-                if since >= REFRESH {
+                if since >= refresh {
                     since = Duration::ZERO;
                     // Best effort: a missed refresh only brings staleness closer.
                     if let Ok(f) = std::fs::File::options().append(true).open(&file) {
@@ -221,5 +248,26 @@ mod tests {
         drop(lock);
         assert_eq!(LockOwner::parse("node-3 42"), Some(LockOwner { host: "node-3".into(), pid: 42 }));
         assert_eq!(LockOwner::parse("garbage"), None);
+    }
+
+    #[test]
+    fn the_staleness_comes_from_the_environment_and_the_owner_refreshes_within_it() {
+        assert_eq!(staleness_from(None).unwrap(), STALE_AFTER);
+        assert_eq!(staleness_from(Some("3")).unwrap(), Duration::from_secs(3));
+        for bad in ["0", "-1", "2.5", "soon", ""] {
+            let err = staleness_from(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains(&format!("RESLAB_LOCK_STALE_S is '{bad}'; expected a whole number")), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), "gpu-node-17 1").unwrap();
+        set_age(dir.path(), Duration::from_secs(4));
+        let err = RunLock::acquire_with(dir.path(), Duration::from_secs(5)).unwrap_err().to_string();
+        assert!(err.contains("only after 5 s without a refresh"), "{err}");
+        let lock = RunLock::acquire_with(dir.path(), Duration::from_secs(3)).unwrap();
+        // Held with a 3 s staleness: touched every 0.3 s, so never older than that for long.
+        set_age(dir.path(), Duration::from_secs(100));
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(age(&dir.path().join(LOCK_FILE)) < Duration::from_secs(1), "the owner refreshed its lock");
+        drop(lock);
     }
 }
