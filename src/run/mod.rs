@@ -9,12 +9,14 @@
 //! | `checkpoint.safetensors`, `checkpoint.prev.safetensors` | the newest and previous checkpoint | [`checkpoint`] |
 //! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
 //! | `grad_norms.csv` | `--log-grads K`: gradient and weight norms of every layer every K iterations | [`grad_norms`] |
+//! | `attempts.csv` | a row per start or resumption: host, PID, threads, start iteration | [`attempts`] |
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
 //! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
 //! | `.lock` | host and PID of the process writing the directory, kept fresh | [`lock`] |
 //! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
 
+pub mod attempts;
 pub mod checkpoint;
 pub mod config;
 pub mod events;

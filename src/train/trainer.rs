@@ -14,6 +14,7 @@ use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
 use crate::model::{weights, Model, WeightLayer};
+use crate::run::attempts;
 use crate::run::checkpoint::{self, LoopState};
 use crate::run::config::{Precision, RunConfig};
 use crate::run::events::EventWriter;
@@ -431,6 +432,7 @@ fn open_outputs(
         MetricsWriter::create(out)?
     };
     run_dir.write_config(config)?;
+    attempts::record(out, config.world_size, config.threads, state.iteration)?;
     let grad_log = match config.log_grads {
         0 => None,
         _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),

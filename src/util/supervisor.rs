@@ -58,6 +58,18 @@ impl Supervisor {
     /// Starts `command` as the child `name`, in a process group of its own.
     pub fn spawn(&mut self, name: &str, mut command: Command, output: Output) -> Result<()> {
         command.process_group(0);
+        // A supervisor killed outright (SIGKILL, the OOM killer, a lost node) cannot pass an
+        // interrupt on: the kernel does, so no child trains on unseen, holding its run's lock
+        // (a trainer answers SIGTERM with a checkpoint).
+        // SAFETY: prctl is async-signal-safe; the closure runs in the child before exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Output::Lines(_) = output {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }

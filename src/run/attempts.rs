@@ -1,0 +1,83 @@
+//! `attempts.csv`: a row for every time a run was started or resumed, so a run directory says
+//! how it came to be (on which host, from which iteration) after any number of kills, requeues and
+//! moves between nodes.
+
+use super::lock::hostname;
+use crate::util::fs::write_file;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The file in a run directory.
+pub const FILE: &str = "attempts.csv";
+
+/// One start of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first start, counting every start since the directory was made.
+    pub attempt: usize,
+    /// When it started, seconds since the Unix epoch.
+    pub started_unix_s: u64,
+    /// The host it ran on.
+    pub host: String,
+    /// The process (rank 0's) on that host.
+    pub pid: u32,
+    /// Processes training the run together.
+    pub world_size: usize,
+    /// libtorch threads per process.
+    pub threads: usize,
+    /// The iteration it started from: 0, or its checkpoint's.
+    pub start_iteration: usize,
+}
+
+/// The attempts recorded in `dir` (none where there is no file yet).
+pub fn read(dir: &Path) -> Result<Vec<Attempt>> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    reader.deserialize().collect::<Result<_, _>>().with_context(|| format!("reading {}", path.display()))
+}
+
+/// Records a start of the run in `dir` at `start_iteration` by this process; the attempt.
+pub fn record(dir: &Path, world_size: usize, threads: usize, start_iteration: usize) -> Result<Attempt> {
+    // A file that cannot be read (a hand edit, an older layout) is started afresh, not fatal.
+    let mut attempts = read(dir).unwrap_or_default();
+    let attempt = Attempt {
+        attempt: attempts.len() + 1,
+        started_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        host: hostname(),
+        pid: std::process::id(),
+        world_size,
+        threads,
+        start_iteration,
+    };
+    attempts.push(attempt.clone());
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in &attempts {
+        writer.serialize(row).expect("an attempt always serialises");
+    }
+    write_file(&dir.join(FILE), &writer.into_inner().expect("writing to memory"))?;
+    Ok(attempt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_start_is_a_row_counted_from_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path()).unwrap().is_empty());
+        record(dir.path(), 1, 2, 0).unwrap();
+        let second = record(dir.path(), 2, 1, 30).unwrap();
+        assert_eq!((second.attempt, second.start_iteration, second.world_size), (2, 30, 2));
+        let rows = read(dir.path()).unwrap();
+        assert_eq!(rows.iter().map(|a| (a.attempt, a.start_iteration)).collect::<Vec<_>>(), [(1, 0), (2, 30)]);
+        assert_eq!(rows[1].host, hostname());
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert!(text.starts_with("attempt,started_unix_s,host,pid,world_size,threads,start_iteration\n"), "{text}");
+    }
+}
