@@ -61,11 +61,16 @@ impl Supervisor {
         // A supervisor killed outright (SIGKILL, the OOM killer, a lost node) cannot pass an
         // interrupt on: the kernel does, so no child trains on unseen, holding its run's lock
         // (a trainer answers SIGTERM with a checkpoint).
-        // SAFETY: prctl is async-signal-safe; the closure runs in the child before exec.
+        // A supervisor that died between fork and the prctl is caught by the parent check.
+        let supervisor = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe; the closure runs in the child before exec.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != supervisor {
+                    return Err(std::io::Error::other("the supervisor ended before this child started"));
                 }
                 Ok(())
             });
