@@ -7,6 +7,19 @@
 #                                    (does nothing when they answer already); prints SLURM_CONF=...
 #   scripts/local-slurm.sh stop      stop the daemons it started
 #
+# A cluster of N nodes on this one machine, for the multi-node tests (tests/cluster.rs):
+#   scripts/local-slurm.sh cluster N     slurmctld and N slurmd "nodes" node1..nodeN, each in its own
+#                                        network namespace (reslab-nodeI, address 10.77.0.(10+I) on a
+#                                        veth to the bridge rslbr0 at 10.77.0.1) and UTS namespace (its
+#                                        own host name); the file system shared by all, as a cluster's
+#                                        NFS is; prints SLURM_CONF=... once every node is idle
+#   scripts/local-slurm.sh cluster-stop  stop its daemons, remove every namespace, link and file it made
+#   scripts/local-slurm.sh kill-node I   SIGKILL every process of node I (its slurmd and its tasks)
+#   scripts/local-slurm.sh cut I         cut node I's link (a partition); `heal I` puts it back
+#   scripts/local-slurm.sh revive I      start node I's slurmd again and return it to service
+# The cluster lives in $RESLAB_CLUSTER_DIR (default /tmp/reslab-cluster), its slurmctld on port
+# 6827, so it runs beside the one-node Slurm. Only the namespaces' addresses and 127.0.0.0/8 are used.
+#
 # Everything lives in $RESLAB_SLURM_DIR (default /tmp/reslab-slurm): the configuration is
 # $RESLAB_SLURM_DIR/slurm.conf, which Slurm's commands find through SLURM_CONF, so a machine's own
 # /etc/slurm is never touched. Job accounting: jobcomp/filetxt, read with `sacct -c`.
@@ -21,26 +34,20 @@ as_root() {
 
 install() {
   if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
-    && command -v munged >/dev/null; then
+    && command -v munged >/dev/null && command -v ip >/dev/null && command -v nsenter >/dev/null; then
     return 0
   fi
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
     echo "local-slurm: need root or sudo to install Debian's slurmctld, slurmd, slurm-client and munge" >&2
     exit 1
   fi
-  echo "local-slurm: installing Debian's slurmctld, slurmd, slurm-client and munge" >&2
+  echo "local-slurm: installing Debian's slurmctld, slurmd, slurm-client, munge and iproute2" >&2
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-    slurmctld slurmd slurm-client munge >/dev/null
+    slurmctld slurmd slurm-client munge iproute2 util-linux >/dev/null
 }
 
-answering() {
-  timeout 5 scontrol ping 2>/dev/null | grep -q "UP" && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE "idle|mix|alloc"
-}
-
-start() {
-  install
-  mkdir -p "$dir"/{state,spool,log}
+start_munge() {
   if ! pgrep -x munged >/dev/null; then
     as_root mkdir -p /run/munge /var/log/munge /var/lib/munge
     if [ ! -s /etc/munge/munge.key ]; then
@@ -56,10 +63,9 @@ start() {
       as_root munged --force
     fi
   fi
-  if answering; then
-    echo "SLURM_CONF=$conf"
-    return 0
-  fi
+}
+
+write_one_node_conf() {
   cpus="$(nproc)"
   user="$(id -un)"
   cat >"$conf" <<EOF
@@ -97,6 +103,21 @@ MinJobAge=600
 NodeName=localhost CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
+}
+
+answering() {
+  timeout 5 scontrol ping 2>/dev/null | grep -q "UP" && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE "idle|mix|alloc"
+}
+
+start() {
+  install
+  mkdir -p "$dir"/{state,spool,log}
+  start_munge
+  if answering; then
+    echo "SLURM_CONF=$conf"
+    return 0
+  fi
+  write_one_node_conf
   as_root slurmctld -f "$conf" -i
   as_root slurmd -f "$conf" -N localhost
   for _ in $(seq 1 60); do
@@ -117,9 +138,209 @@ stop() {
   done
 }
 
+# ---- The multi-node cluster ----------------------------------------------------------------------
+
+cluster_dir="${RESLAB_CLUSTER_DIR:-/tmp/reslab-cluster}"
+cluster_conf="$cluster_dir/slurm.conf"
+bridge=rslbr0
+controller_addr=10.77.0.1
+
+node_ns() { echo "reslab-node$1"; }
+node_addr() { echo "10.77.0.$((10 + $1))"; }
+node_veth() { echo "rslv$1"; }
+
+cluster_nodes_idle() {
+  local n="$1" idle
+  timeout 5 env SLURM_CONF="$cluster_conf" scontrol ping 2>/dev/null | grep -q "UP" || return 1
+  idle="$(timeout 5 env SLURM_CONF="$cluster_conf" sinfo -h -N -o '%N %T' 2>/dev/null \
+    | grep -cE ' (idle|mixed|allocated)$' || true)"
+  [ "$idle" = "$n" ]
+}
+
+write_cluster_conf() {
+  local n="$1" i
+  mkdir -p "$cluster_dir"/{state,spool,log}
+  {
+    cat <<EOF
+# Written by reslab's scripts/local-slurm.sh cluster $n: $n nodes, each a network namespace.
+ClusterName=reslab-cluster
+# The controller is this machine (its name), reached at the bridge's address.
+SlurmctldHost=$(hostname -s)($controller_addr)
+# Its own ports, so it runs beside the one-node Slurm (6817/6818 on localhost).
+SlurmctldPort=6827
+SlurmdPort=6828
+SlurmUser=$(id -un)
+SlurmdUser=root
+AuthType=auth/munge
+# A requeued job waits out its old credential's lifetime (default 120 s) before it starts again.
+AuthInfo=cred_expire=5
+StateSaveLocation=$cluster_dir/state
+SlurmdSpoolDir=$cluster_dir/spool/%n
+SlurmctldPidFile=$cluster_dir/slurmctld.pid
+SlurmdPidFile=$cluster_dir/slurmd-%n.pid
+SlurmctldLogFile=$cluster_dir/log/slurmctld.log
+SlurmdLogFile=$cluster_dir/log/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+# A requeued job waits for a scheduling pass (a minute by default); every 2 s here.
+SchedulerParameters=sched_interval=2,bf_interval=2
+# A batch job whose node fails is requeued (with --requeue, which reslab's scripts give), and a
+# node that answers again after being down returns to service by itself.
+JobRequeue=1
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$cluster_dir/log/jobcomp.txt
+# A node that does not answer for 12 s is marked DOWN and its jobs requeued: longer than the
+# training ranks' own timeout in the tests (reslab train --dist-timeout 5), so theirs fires first
+# when a link is cut; short enough for a test to see a node loss.
+SlurmdTimeout=12
+SlurmctldTimeout=30
+MessageTimeout=5
+InactiveLimit=0
+KillWait=5
+MinJobAge=600
+EOF
+    for i in $(seq 1 "$n"); do
+      echo "NodeName=node$i NodeAddr=$(node_addr "$i") NodeHostname=node$i CPUs=2 State=UNKNOWN"
+    done
+    echo "PartitionName=cluster Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP"
+  } >"$cluster_conf"
+  echo "$n" >"$cluster_dir/nodes"
+}
+
+# Node I: its network namespace, its end of a veth to the bridge, its address and host names.
+make_node() {
+  local i="$1" n="$2" ns veth j
+  ns="$(node_ns "$i")"
+  veth="$(node_veth "$i")"
+  ip netns add "$ns"
+  ip link add "$veth" type veth peer name eth0 netns "$ns"
+  ip link set "$veth" master "$bridge" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  # Bind-mounted over /etc/hosts on the node (as `ip netns exec` does): every node's name
+  # resolves to its namespace's address there (Gloo binds to the address of the host's name).
+  mkdir -p "/etc/netns/$ns"
+  {
+    echo "127.0.0.1 localhost"
+    echo "$controller_addr $(hostname -s)"
+    for j in $(seq 1 "$n"); do echo "$(node_addr "$j") node$j"; done
+  } >"/etc/netns/$ns/hosts"
+}
+
+# slurmd of node I in its network namespace, with a UTS namespace (its host name) and a mount
+# namespace (its /etc/hosts) of its own; it daemonizes, and its job steps inherit all three.
+# Not `ip netns exec`: that remounts /sys, and slurmd needs the machine's cgroup mounts.
+start_slurmd() {
+  local i="$1" ns
+  ns="$(node_ns "$i")"
+  mkdir -p "$cluster_dir/spool/node$i"
+  nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private sh -c \
+    "hostname node$i && mount --bind /etc/netns/$ns/hosts /etc/hosts && exec slurmd -f '$cluster_conf' -N node$i"
+}
+
+cluster() {
+  local n="${1:-}" i
+  case "$n" in
+    '' | *[!0-9]* | 0 | 1) echo "local-slurm: cluster takes a node count of at least 2, not '$n'" >&2; exit 2 ;;
+  esac
+  install
+  if [ "$(cat "$cluster_dir/nodes" 2>/dev/null)" = "$n" ] && cluster_nodes_idle "$n"; then
+    echo "SLURM_CONF=$cluster_conf"
+    return 0
+  fi
+  cluster_stop
+  start_munge
+  write_cluster_conf "$n"
+  ip link add "$bridge" type bridge
+  ip addr add "$controller_addr/24" dev "$bridge"
+  ip link set "$bridge" up
+  for i in $(seq 1 "$n"); do make_node "$i" "$n"; done
+  slurmctld -f "$cluster_conf" -i
+  for i in $(seq 1 "$n"); do start_slurmd "$i"; done
+  for _ in $(seq 1 120); do
+    if cluster_nodes_idle "$n"; then
+      echo "SLURM_CONF=$cluster_conf"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "local-slurm: the $n-node cluster did not come up within 60 s; see $cluster_dir/log/" >&2
+  tail -n 5 "$cluster_dir"/log/*.log >&2 || true
+  exit 1
+}
+
+cluster_stop() {
+  local ns pid link
+  for ns in $(ip netns list 2>/dev/null | awk '/^reslab-node[0-9]+/ {print $1}'); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns delete "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
+  if [ -s "$cluster_dir/slurmctld.pid" ]; then
+    pid="$(cat "$cluster_dir/slurmctld.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  ip link delete "$bridge" 2>/dev/null || true
+  # Veths go with their namespace; any left on this side (a namespace deleted by hand) go too.
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^rslv[0-9]+$' || true); do
+    ip link delete "$link" 2>/dev/null || true
+  done
+  rm -rf "$cluster_dir"
+}
+
+node_arg() {
+  case "${1:-}" in
+    '' | *[!0-9]*) echo "local-slurm: expected a node number (1 for node1), not '${1:-}'" >&2; exit 2 ;;
+  esac
+  if ! ip netns list | grep -qE "^$(node_ns "$1")( |$)"; then
+    echo "local-slurm: there is no node$1 (run scripts/local-slurm.sh cluster N first)" >&2
+    exit 2
+  fi
+}
+
+# A host dying: every process of the node at once, its slurmd and its job steps alike.
+kill_node() {
+  node_arg "$1"
+  local pid
+  for pid in $(ip netns pids "$(node_ns "$1")"); do kill -9 "$pid" 2>/dev/null || true; done
+}
+
+revive() {
+  node_arg "$1"
+  start_slurmd "$1"
+  SLURM_CONF="$cluster_conf" scontrol update nodename="node$1" state=resume 2>/dev/null || true
+  for _ in $(seq 1 120); do
+    if SLURM_CONF="$cluster_conf" sinfo -h -n "node$1" -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)$'; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "local-slurm: node$1 did not come back within 60 s; see $cluster_dir/log/slurmd-node$1.log" >&2
+  exit 1
+}
+
 case "${1:-start}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: scripts/local-slurm.sh install|start|stop" >&2; exit 2 ;;
+  cluster) cluster "${2:-}" ;;
+  cluster-stop) cluster_stop ;;
+  kill-node) kill_node "${2:-}" ;;
+  cut) node_arg "${2:-}"; ip link set "$(node_veth "$2")" down ;;
+  heal) node_arg "${2:-}"; ip link set "$(node_veth "$2")" up ;;
+  revive) revive "${2:-}" ;;
+  *)
+    echo "usage: scripts/local-slurm.sh install|start|stop|cluster N|cluster-stop|kill-node I|cut I|heal I|revive I" >&2
+    exit 2
+    ;;
 esac

@@ -12,26 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Two 8-layer nets, two seeds each, on the embedded sample: four runs of 100 iterations.
-const STUDY: &str = r#"
-name = "chaos"
-title = "Plain and residual 8-layer nets (a fault test)"
-description = "plain-8 and resnet-8, two seeds each."
-default_preset = "smoke"
-seeds = 2
-
-[[runs]]
-model = "plain-8"
-
-[[runs]]
-model = "resnet-8"
-
-[presets.smoke]
-data = "embedded"
-iters = 100
-eval_every = 10
-batch_size = 32
-"#;
 const ITERS: usize = 100;
 const RUNS: [&str; 4] = ["plain-8-seed0", "plain-8-seed1", "resnet-8-seed0", "resnet-8-seed1"];
 
@@ -159,7 +139,7 @@ fn summary_without_clock(out: &Path) -> Vec<String> {
 fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let study = dir.path().join("chaos.toml");
-    std::fs::write(&study, STUDY).unwrap();
+    std::fs::write(&study, small_study("chaos", &["plain-8", "resnet-8"], 2, ITERS)).unwrap();
     let (reference, out, log) = (dir.path().join("reference"), dir.path().join("chaos"), dir.path().join("chaos.log"));
     let started = Instant::now();
     let done = study_command(&study, &reference, &dir.path().join("reference.log")).status().unwrap();

@@ -107,3 +107,18 @@ pub fn have_tool(tool: &str, why: &str) -> bool {
     }
     here
 }
+
+/// An experiment file's text: `models` (e.g. plain-8, resnet-8) with `seeds` seeds each, on the
+/// embedded sample, `iters` iterations in batches of 32, evaluated every 10.
+pub fn small_study(name: &str, models: &[&str], seeds: usize, iters: usize) -> String {
+    let mut text = format!(
+        "name = \"{name}\"\ntitle = \"A small study ({name})\"\ndescription = \"{}\"\n\
+         default_preset = \"smoke\"\nseeds = {seeds}\n",
+        models.join(", ")
+    );
+    for model in models {
+        text += &format!("\n[[runs]]\nmodel = \"{model}\"\n");
+    }
+    text += &format!("\n[presets.smoke]\ndata = \"embedded\"\niters = {iters}\neval_every = 10\nbatch_size = 32\n");
+    text
+}

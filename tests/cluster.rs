@@ -1,0 +1,308 @@
+//! Studies across hosts, on a two-node Slurm of this machine's own (`scripts/local-slurm.sh
+//! cluster 2`: each node a network namespace with its own address and host name, the file system
+//! shared as a cluster's NFS is): a study's tasks on both nodes with the local backend's table; a
+//! node lost mid-run, its task requeued onto the other node and ending bit-identical; one run on
+//! two hosts over Gloo with `reslab launch --nproc 2`'s weights; a run directory's lock across
+//! hosts. Where namespaces or Slurm cannot be had the tests say why and stop (fail under CI=true).
+
+mod common;
+use common::*;
+use reslab::run::{attempts, checkpoint};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// One test at a time: they share the two nodes, and some take one down.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn script() -> std::path::PathBuf {
+    project_root().join("scripts/local-slurm.sh")
+}
+
+/// Brings up the two-node cluster (or finds it up): its SLURM_CONF, or `None` where it cannot be
+/// made here (no Slurm, no iproute2, not root), said on stderr; under `CI=true` that fails.
+fn cluster() -> Option<String> {
+    let why = "`scripts/local-slurm.sh install` (which ./run test runs) could not install it";
+    if !(have_tool("slurmctld", why) && have_tool("sbatch", why) && have_tool("ip", why) && have_tool("nsenter", why)) {
+        return None;
+    }
+    let started = Command::new("bash").arg(script()).args(["cluster", "2"]).output().unwrap();
+    if !started.status.success() {
+        let why = stderr(&started);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the two-node cluster did not start under CI=true: {why}"
+        );
+        eprintln!("SKIPPED: the two-node cluster did not start (network namespaces need root): {why}");
+        return None;
+    }
+    let conf = stdout(&started).lines().find_map(|l| l.strip_prefix("SLURM_CONF=").map(str::to_string));
+    Some(conf.expect("local-slurm.sh prints SLURM_CONF"))
+}
+
+fn node(action: &str, node: usize) {
+    let done = Command::new("bash").arg(script()).args([action, &node.to_string()]).output().unwrap();
+    assert!(done.status.success(), "local-slurm.sh {action} {node}: {}", stderr(&done));
+}
+
+/// Puts a node taken down back into service when the test ends, also when it fails.
+struct Revive(usize);
+
+impl Drop for Revive {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(script()).args(["heal", &self.0.to_string()]).status();
+        let _ = Command::new("bash").arg(script()).args(["revive", &self.0.to_string()]).status();
+    }
+}
+
+fn with_conf(program: &str, args: &[&str], conf: &str, env: &[(&str, &str)]) -> Output {
+    let program = if program == "reslab" { env!("CARGO_BIN_EXE_reslab") } else { program };
+    let mut command = Command::new(program);
+    command.args(args).env("SLURM_CONF", conf);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    started.elapsed()
+}
+
+fn complete(run: &Path) -> bool {
+    std::fs::read_to_string(run.join("summary.toml")).is_ok_and(|s| s.contains("status = \"complete\""))
+}
+
+/// Job completions (jobcomp/filetxt, `sacct -c`) of the tests' studies: id, nodes, state.
+fn completions(conf: &str) -> Vec<String> {
+    let out = with_conf("sacct", &["-c", "-n", "-P", "-o", "JobID,JobName,NodeList,State"], conf, &[]);
+    stdout(&out).lines().filter(|l| l.contains("|reslab-cluster-test|")).map(str::to_string).collect()
+}
+
+fn squeue_empty(job: &str, conf: &str) -> bool {
+    with_conf("squeue", &["-h", "-j", job], conf, &[]).stdout.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// An experiment file in `dir`: `models` on the embedded sample, `seeds` seeds, `iters` iterations.
+fn study_file(dir: &Path, models: &[&str], seeds: usize, iters: usize) -> String {
+    let path = dir.join("study.toml");
+    std::fs::write(&path, small_study("cluster-test", models, seeds, iters)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_study_runs_on_both_nodes_and_matches_the_local_backend() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let study = study_file(dir.path(), &["plain-8", "resnet-8"], 2, 60);
+    let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
+    let (on_slurm_arg, here_arg) = (on_slurm.display().to_string(), here.display().to_string());
+    let common = ["--precision", "fp32"];
+    let mut args = vec!["reproduce", &study, "--backend", "slurm", "--cpus-per-task", "1", "--out", &on_slurm_arg];
+    args.extend(common);
+    let started = Instant::now();
+    let submitted = with_conf("reslab", &args, &conf, &[]);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let submission = reslab::experiment::slurm::Submission::load(&on_slurm).expect(".slurm/jobs.toml");
+    assert_eq!(submission.runs.len(), 4);
+
+    let mut local = vec!["reproduce", &study, "--jobs", "2", "--threads", "1", "--out", &here_arg];
+    local.extend(common);
+    let output = reslab(&local);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let table = on_slurm.join("table.csv");
+    let took = wait_for("the aggregation job's table", Duration::from_secs(300), || {
+        table.is_file() && squeue_empty(&submission.aggregate_job, &conf)
+    });
+    eprintln!(
+        "a 4-run study through the 2-node Slurm: {:.1} s ({:.1} s after the local backend's)",
+        started.elapsed().as_secs_f64(),
+        took.as_secs_f64()
+    );
+    let hosts: Vec<String> =
+        submission.runs.iter().flat_map(|run| attempts::read(&on_slurm.join(run)).unwrap()).map(|a| a.host).collect();
+    assert!(hosts.iter().any(|h| h == "node1") && hosts.iter().any(|h| h == "node2"), "ran on {hosts:?}");
+    eprintln!("sacct -c:\n{}", completions(&conf).join("\n"));
+    assert_eq!(std::fs::read_to_string(&table).unwrap(), std::fs::read_to_string(here.join("table.csv")).unwrap());
+}
+
+#[test]
+fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let study = study_file(dir.path(), &["plain-8"], 1, 400);
+    let out = dir.path().join("slurm");
+    let out_arg = out.display().to_string();
+    let args =
+        ["reproduce", &study, "--precision", "fp32", "--backend", "slurm", "--cpus-per-task", "1", "--out", &out_arg];
+    // The lost node's lock cannot be checked from the other node: stale after 10 s here (the
+    // node is marked down after 12 s, so the requeued task finds it stale).
+    let env = [("RESLAB_LOCK_STALE_S", "10")];
+    let submitted = with_conf("reslab", &args, &conf, &env);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let submission = reslab::experiment::slurm::Submission::load(&out).unwrap();
+    let run_name = submission.runs[0].clone();
+    let run = out.join(&run_name);
+    wait_for("the task's second checkpoint", Duration::from_secs(120), || {
+        checkpoint::iteration(&run).is_some_and(|i| i >= 20)
+    });
+    let first = attempts::read(&run).unwrap();
+    let lost: usize = first[0].host.strip_prefix("node").unwrap().parse().unwrap();
+    let _revive = Revive(lost);
+    let killed_at = Instant::now();
+    node("kill-node", lost);
+    let resumed_from = checkpoint::iteration(&run).unwrap();
+    eprintln!("node{lost} killed with the run's newest checkpoint at iteration {resumed_from}");
+    let down = wait_for("Slurm to mark the node down", Duration::from_secs(60), || {
+        let state = with_conf("sinfo", &["-h", "-n", &format!("node{lost}"), "-o", "%T"], &conf, &[]);
+        stdout(&state).contains("down")
+    });
+    assert!(!complete(&run), "nothing partial looks complete");
+    let other = wait_for("the task running again", Duration::from_secs(120), || {
+        attempts::read(&run).is_ok_and(|a| a.len() >= 2)
+    });
+    wait_for("the run to complete", Duration::from_secs(180), || complete(&run));
+    let attempts = attempts::read(&run).unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_ne!(attempts[1].host, attempts[0].host, "resumed on the other node");
+    assert_eq!(attempts[1].start_iteration, resumed_from, "resumed from the newest checkpoint");
+    eprintln!(
+        "node loss: node{lost} down after {:.1} s, the task running on {} after {:.1} s more, from iteration {resumed_from}; \
+         complete {:.1} s after the kill",
+        down.as_secs_f64(),
+        attempts[1].host,
+        other.as_secs_f64(),
+        killed_at.elapsed().as_secs_f64()
+    );
+    // The same configuration and thread count, never interrupted.
+    let reference = dir.path().join("reference");
+    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
+    let output =
+        reslab(&["train", "--config", &config.display().to_string(), "--out", &reference.display().to_string()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(weights(&reference) == weights(&run), "the resumed run's weights differ from the uninterrupted run's");
+    let logs: String = std::fs::read_dir(out.join(".slurm/logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(logs.contains("taking over the stale lock") && logs.contains("resuming from"), "{logs}");
+    assert!(logs.contains("(restart 1)"), "Slurm requeued the task: {logs}");
+}
+
+#[test]
+fn one_run_on_two_hosts_trains_as_two_launched_ranks() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let study = study_file(dir.path(), &["plain-8"], 1, 40);
+    let (out, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
+    let out_arg = out.display().to_string();
+    let args = [
+        "reproduce",
+        &study,
+        "--precision",
+        "fp32",
+        "--backend",
+        "slurm",
+        "--tasks-per-run",
+        "2",
+        "--cpus-per-task",
+        "1",
+        "--sbatch=--ntasks-per-node=1",
+        "--out",
+        &out_arg,
+    ];
+    let submitted = with_conf("reslab", &args, &conf, &[]);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let submission = reslab::experiment::slurm::Submission::load(&out).unwrap();
+    let run_name = submission.runs[0].clone();
+    let run = out.join(&run_name);
+    let took = wait_for("the run on two hosts", Duration::from_secs(240), || complete(&run));
+    eprintln!("one run on two hosts: {:.1} s", took.as_secs_f64());
+    wait_for("its job to end", Duration::from_secs(60), || squeue_empty(&submission.array_job, &conf));
+    let logs: String = std::fs::read_dir(out.join(".slurm/logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let sacct = completions(&conf);
+    assert!(sacct.iter().any(|l| l.contains("|node[1-2]|COMPLETED")), "one job on both nodes: {sacct:?}\n{logs}");
+    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
+    let output = reslab(&[
+        "launch",
+        "--nproc",
+        "2",
+        "--",
+        "train",
+        "--config",
+        &config.display().to_string(),
+        "--out",
+        &launched.display().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(weights(&run) == weights(&launched), "srun's ranks on two hosts and launch's ranks train the same run");
+}
+
+#[test]
+fn a_lock_held_on_one_node_is_refused_on_the_other_until_it_goes_stale() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let exe = env!("CARGO_BIN_EXE_reslab");
+    let train = format!(
+        "exec {exe} train --model plain-8 --iters 300 --eval-every 20 --batch-size 32 --threads 1 --precision fp32 \
+         --data embedded --out {}",
+        run.display()
+    );
+    let env = [("RESLAB_LOCK_STALE_S", "4")];
+    let sbatch = |node: &str, log: &str| -> String {
+        let log = dir.path().join(log).display().to_string();
+        let args = ["--parsable", "-w", node, "-c", "1", "-o", &log, "--wrap", &train];
+        let output = with_conf("sbatch", &args, &conf, &env);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_string()
+    };
+    let holder = sbatch("node1", "node1.log");
+    let lock = run.join(".lock");
+    wait_for("node1's task to lock the run", Duration::from_secs(60), || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with("node1 "))
+    });
+    let pid: i32 = std::fs::read_to_string(&lock).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    let refused = sbatch("node2", "refused.log");
+    wait_for("node2's task to end", Duration::from_secs(60), || squeue_empty(&refused, &conf));
+    let log = std::fs::read_to_string(dir.path().join("refused.log")).unwrap();
+    let error = log.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {log}"));
+    assert!(
+        error.contains(&format!("in use by process {pid} on host node1")) && error.contains("only after 4 s"),
+        "{error}"
+    );
+
+    // node1's task stops refreshing (stopped, as a hung host would be): stale after 4 s.
+    // SAFETY: signalling the test's own training process (a PID of this machine).
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let taker = sbatch("node2", "taker.log");
+    wait_for("node2's task to end", Duration::from_secs(120), || squeue_empty(&taker, &conf));
+    let log = std::fs::read_to_string(dir.path().join("taker.log")).unwrap();
+    // SAFETY: as above; the stopped process is killed, as its host's loss would end it.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = with_conf("scancel", &[&holder], &conf, &[]);
+    let warning = log.lines().find(|l| l.contains("taking over the stale lock")).unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains(&format!("process {pid} on host node1 has not refreshed it for")), "{warning}");
+    assert!(stopped.elapsed() >= Duration::from_secs(4));
+    assert!(complete(&run), "node2's task trained the run to its end: {log}");
+    let attempts = attempts::read(&run).unwrap();
+    assert_eq!(attempts.iter().map(|a| a.host.as_str()).collect::<Vec<_>>(), ["node1", "node2"], "{attempts:?}");
+}
