@@ -242,8 +242,9 @@ pub struct TrainArgs {
     /// Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_JOB_NODELIST under srun). --batch-size is the global batch.
     #[arg(long)]
     pub distributed: bool,
-    /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing.
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT.as_secs(), requires = "distributed")]
+    /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing
+    /// (RESLAB_DIST_TIMEOUT_S sets it for every rank of a cluster job).
+    #[arg(long, value_name = "SECS", env = "RESLAB_DIST_TIMEOUT_S", default_value_t = DEFAULT_TIMEOUT.as_secs(), requires = "distributed")]
     pub dist_timeout: u64,
 }
 

@@ -138,7 +138,7 @@ fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
     let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(conf) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let study = study_file(dir.path(), &["plain-8"], 1, 400);
+    let study = study_file(dir.path(), &["plain-8"], 1, 200);
     let out = dir.path().join("slurm");
     let out_arg = out.display().to_string();
     let args =
@@ -305,4 +305,122 @@ fn a_lock_held_on_one_node_is_refused_on_the_other_until_it_goes_stale() {
     assert!(complete(&run), "node2's task trained the run to its end: {log}");
     let attempts = attempts::read(&run).unwrap();
     assert_eq!(attempts.iter().map(|a| a.host.as_str()).collect::<Vec<_>>(), ["node1", "node2"], "{attempts:?}");
+}
+
+/// The processes on this machine training into `run` (on any node: PIDs are the machine's).
+fn trainers_of(run: &Path) -> Vec<u32> {
+    let needle = run.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // The trainers themselves, not the batch script or srun that started them.
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe.file_name().is_none_or(|n| n != "reslab") {
+                return false;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(" train ") && text.contains(&needle)
+        })
+        .collect()
+}
+
+#[test]
+fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(conf) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let study = study_file(dir.path(), &["plain-8"], 1, 300);
+    let (out, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
+    let out_arg = out.display().to_string();
+    let args = [
+        "reproduce",
+        &study,
+        "--precision",
+        "fp32",
+        "--backend",
+        "slurm",
+        "--tasks-per-run",
+        "2",
+        "--cpus-per-task",
+        "1",
+        "--sbatch=--ntasks-per-node=1",
+        "--out",
+        &out_arg,
+    ];
+    // The ranks give up on each other after 5 s, before Slurm gives up on the node (12 s).
+    let env = [("RESLAB_DIST_TIMEOUT_S", "5")];
+    let submitted = with_conf("reslab", &args, &conf, &env);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let submission = reslab::experiment::slurm::Submission::load(&out).unwrap();
+    let run_name = submission.runs[0].clone();
+    let run = out.join(&run_name);
+    wait_for("the run's second checkpoint", Duration::from_secs(120), || {
+        checkpoint::iteration(&run).is_some_and(|i| i >= 20)
+    });
+    let ranks = trainers_of(&run);
+    assert_eq!(ranks.len(), 2, "two ranks: {ranks:?}");
+    // Rank 0 runs where the batch script does (node1); node2 holds rank 1.
+    let _heal = Revive(2);
+    let cut_at = Instant::now();
+    node("cut", 2);
+    let ended = wait_for("both ranks to end", Duration::from_secs(30), || ranks.iter().all(|&p| !alive(p)));
+    let logs = || -> String {
+        std::fs::read_dir(out.join(".slurm/logs"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    wait_for("rank 0's error line", Duration::from_secs(30), || logs().lines().any(|l| l.starts_with("error: ")));
+    let log = logs();
+    let error = log.lines().find(|l| l.starts_with("error: ")).unwrap().to_string();
+    eprintln!("partition: both ranks ended {:.1} s after the cut; rank 0: {error}", ended.as_secs_f64());
+    assert!(ended < Duration::from_secs(5 + 10), "ended within the 5 s timeout (and a checkpoint's slack)");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!complete(&run), "nothing partial looks complete");
+    let resumed_from = checkpoint::iteration(&run).unwrap();
+
+    node("heal", 2);
+    let healed = wait_for("node2 back in service", Duration::from_secs(90), || {
+        let state = with_conf("sinfo", &["-h", "-n", "node2", "-o", "%T"], &conf, &[]);
+        stdout(&state).trim() == "idle"
+    });
+    wait_for("the failed job to end", Duration::from_secs(60), || squeue_empty(&submission.array_job, &conf));
+    let resubmitted = with_conf("reslab", &args, &conf, &env);
+    assert!(resubmitted.status.success(), "{}", stderr(&resubmitted));
+    let took = wait_for("the resumed run", Duration::from_secs(180), || complete(&run));
+    eprintln!(
+        "partition: node2 idle {:.1} s after the heal; resumed from iteration {resumed_from}, complete {:.1} s later; \
+         {:.1} s from the cut",
+        healed.as_secs_f64(),
+        took.as_secs_f64(),
+        cut_at.elapsed().as_secs_f64()
+    );
+    let attempts = attempts::read(&run).unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[1].start_iteration, resumed_from);
+    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
+    let output = reslab(&[
+        "launch",
+        "--nproc",
+        "2",
+        "--",
+        "train",
+        "--config",
+        &config.display().to_string(),
+        "--out",
+        &launched.display().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(weights(&run) == weights(&launched), "the resumed run's weights differ from an uninterrupted one's");
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| t.rfind(')').map(|i| t[i + 2..].chars().next() != Some('Z')))
+        .unwrap_or(false)
 }
