@@ -421,6 +421,6 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|t| t.rfind(')').map(|i| t[i + 2..].chars().next() != Some('Z')))
+        .and_then(|t| t.rfind(')').map(|i| !t[i + 2..].starts_with('Z')))
         .unwrap_or(false)
 }
