@@ -7,22 +7,26 @@
 #                                    (does nothing when they answer already); prints SLURM_CONF=...
 #   scripts/local-slurm.sh stop      stop the daemons it started
 #
-# A cluster of N nodes on this one machine, for the multi-node tests (tests/cluster.rs):
+# Everything lives in $RESLAB_SLURM_DIR (default /tmp/reslab-slurm): the configuration is
+# $RESLAB_SLURM_DIR/slurm.conf, which Slurm's commands find through SLURM_CONF, so a machine's own
+# /etc/slurm is never touched. Job accounting: jobcomp/filetxt, read with `sacct -c`.
+#
+# A cluster of N nodes on this one machine, for the multi-node tests (tests/cluster.rs); root only:
 #   scripts/local-slurm.sh cluster N     slurmctld and N slurmd "nodes" node1..nodeN, each in its own
 #                                        network namespace (reslab-nodeI, address 10.77.0.(10+I) on a
 #                                        veth to the bridge rslbr0 at 10.77.0.1) and UTS namespace (its
 #                                        own host name); the file system shared by all, as a cluster's
-#                                        NFS is; prints SLURM_CONF=... once every node is idle
+#                                        NFS is; prints SLURM_CONF=... once every node is idle (at
+#                                        once when that cluster answers already)
 #   scripts/local-slurm.sh cluster-stop  stop its daemons, remove every namespace, link and file it made
 #   scripts/local-slurm.sh kill-node I   SIGKILL every process of node I (its slurmd and its tasks)
-#   scripts/local-slurm.sh cut I         cut node I's link (a partition); `heal I` puts it back
+#   scripts/local-slurm.sh cut I         cut node I's link (a partition: its processes run on)
+#   scripts/local-slurm.sh heal I        put node I's link back
 #   scripts/local-slurm.sh revive I      start node I's slurmd again and return it to service
-# The cluster lives in $RESLAB_CLUSTER_DIR (default /tmp/reslab-cluster), its slurmctld on port
-# 6827, so it runs beside the one-node Slurm. Only the namespaces' addresses and 127.0.0.0/8 are used.
-#
-# Everything lives in $RESLAB_SLURM_DIR (default /tmp/reslab-slurm): the configuration is
-# $RESLAB_SLURM_DIR/slurm.conf, which Slurm's commands find through SLURM_CONF, so a machine's own
-# /etc/slurm is never touched. Job accounting: jobcomp/filetxt, read with `sacct -c`.
+# The cluster lives in $RESLAB_CLUSTER_DIR (default /tmp/reslab-cluster), its slurmctld on
+# 10.77.0.1:6827 (ClusterName reslab-cluster), so it runs beside the one-node Slurm. Only the
+# namespaces' addresses and 127.0.0.0/8 are used. Submit from this (the root) namespace with
+# SLURM_CONF=$RESLAB_CLUSTER_DIR/slurm.conf: sbatch, squeue, scontrol, sinfo, sacct -c.
 set -euo pipefail
 dir="${RESLAB_SLURM_DIR:-/tmp/reslab-slurm}"
 conf="$dir/slurm.conf"
@@ -149,22 +153,28 @@ node_ns() { echo "reslab-node$1"; }
 node_addr() { echo "10.77.0.$((10 + $1))"; }
 node_veth() { echo "rslv$1"; }
 
+in_cluster() { timeout 5 env SLURM_CONF="$cluster_conf" "$@"; }
+
+# The state of node I as sinfo gives it ("idle", "mixed", "down*": a `*` is a node not answering).
+node_state() {
+  in_cluster sinfo -h -n "node$1" -o %T 2>/dev/null || true
+}
+
 cluster_nodes_idle() {
   local n="$1" idle
-  timeout 5 env SLURM_CONF="$cluster_conf" scontrol ping 2>/dev/null | grep -q "UP" || return 1
-  idle="$(timeout 5 env SLURM_CONF="$cluster_conf" sinfo -h -N -o '%N %T' 2>/dev/null \
-    | grep -cE ' (idle|mixed|allocated)$' || true)"
+  in_cluster scontrol ping 2>/dev/null | grep -q "UP" || return 1
+  idle="$(in_cluster sinfo -h -N -o '%N %T' 2>/dev/null | grep -cE ' (idle|mixed|allocated)$' || true)"
   [ "$idle" = "$n" ]
 }
 
-write_cluster_conf() {
+# The configuration of an N-node cluster, on stdout (compared with the one in use by `cluster N`).
+cluster_conf_text() {
   local n="$1" i
-  mkdir -p "$cluster_dir"/{state,spool,log}
-  {
-    cat <<EOF
+  cat <<EOF
 # Written by reslab's scripts/local-slurm.sh cluster $n: $n nodes, each a network namespace.
 ClusterName=reslab-cluster
-# The controller is this machine (its name), reached at the bridge's address.
+# The controller is this machine: slurmctld insists on its own host name here, and is reached at
+# the bridge's address, from the nodes and from this namespace alike.
 SlurmctldHost=$(hostname -s)($controller_addr)
 # Its own ports, so it runs beside the one-node Slurm (6817/6818 on localhost).
 SlurmctldPort=6827
@@ -172,46 +182,59 @@ SlurmdPort=6828
 SlurmUser=$(id -un)
 SlurmdUser=root
 AuthType=auth/munge
-# A requeued job waits out its old credential's lifetime (default 120 s) before it starts again.
-AuthInfo=cred_expire=5
+# A job requeued after a node failure gets BeginTime = now + cred_expire + 1 (its old credential
+# must have expired before it launches again); the default 120 s would hold it two minutes.
+AuthInfo=cred_expire=10
 StateSaveLocation=$cluster_dir/state
+# One slurmd per node on one file system: %n (the node's name) keeps their files apart.
 SlurmdSpoolDir=$cluster_dir/spool/%n
 SlurmctldPidFile=$cluster_dir/slurmctld.pid
 SlurmdPidFile=$cluster_dir/slurmd-%n.pid
 SlurmctldLogFile=$cluster_dir/log/slurmctld.log
 SlurmdLogFile=$cluster_dir/log/slurmd-%n.log
+# Tasks tracked by their parent process, no cgroups: the nodes share this machine's cgroups.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
+# Cores, not whole nodes, are allocated: two 1-CPU tasks of an array share a node.
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
-# A requeued job waits for a scheduling pass (a minute by default); every 2 s here.
+# A pending job becomes eligible (a requeued job's BeginTime passing) without an event to start a
+# scheduling pass, so it waits for the next periodic one: every 60 s (main) and 30 s (backfill)
+# by default, every 2 s here.
 SchedulerParameters=sched_interval=2,bf_interval=2
-# A batch job whose node fails is requeued (with --requeue, which reslab's scripts give), and a
-# node that answers again after being down returns to service by itself.
+# A batch job whose node fails is requeued (with --requeue, which reslab's scripts give)...
 JobRequeue=1
+# ...and a node that answers again after being DOWN (cut and healed, or revived) returns to
+# service by itself, whatever the reason it went down.
 ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
+# No slurmdbd: finished jobs are in the jobcomp file, which \`sacct -c\` reads.
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$cluster_dir/log/jobcomp.txt
-# A node that does not answer for 12 s is marked DOWN and its jobs requeued: longer than the
-# training ranks' own timeout in the tests (reslab train --dist-timeout 5), so theirs fires first
-# when a link is cut; short enough for a test to see a node loss.
-SlurmdTimeout=12
+# Node-loss detection: a node that has not answered for 20 s is marked DOWN and its jobs requeued
+# (or killed). Longer than the training ranks' own timeout in the partition test (~8 s), so
+# theirs fires first when a link is cut; short enough for a test to see a node loss.
+SlurmdTimeout=20
+# Only for a backup controller (there is none): how long before it takes over.
 SlurmctldTimeout=30
+# A message (an RPC to a node, a node's reply) not answered in 5 s has failed (default 10).
 MessageTimeout=5
-InactiveLimit=0
+# scancel and time limits: SIGTERM, then SIGKILL 5 s later (default 30), so cancelled jobs end soon.
 KillWait=5
+# No job is killed because its srun went quiet (a cut node's srun, say): Slurm decides by node state.
+InactiveLimit=0
+# Ended jobs stay visible to squeue and scontrol show job for 10 minutes (their state, restart count).
 MinJobAge=600
 EOF
-    for i in $(seq 1 "$n"); do
-      echo "NodeName=node$i NodeAddr=$(node_addr "$i") NodeHostname=node$i CPUs=2 State=UNKNOWN"
-    done
-    echo "PartitionName=cluster Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP"
-  } >"$cluster_conf"
-  echo "$n" >"$cluster_dir/nodes"
+  # 2 CPUs each (this machine's two, shared by every node); RealMemory small, below the machine's
+  # (a node that reports less memory than declared is drained).
+  for i in $(seq 1 "$n"); do
+    echo "NodeName=node$i NodeAddr=$(node_addr "$i") NodeHostname=node$i CPUs=2 RealMemory=1024 State=UNKNOWN"
+  done
+  echo "PartitionName=cluster Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP"
 }
 
 # Node I: its network namespace, its end of a veth to the bridge, its address and host names.
@@ -225,8 +248,9 @@ make_node() {
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
   ip -n "$ns" link set eth0 up
-  # Bind-mounted over /etc/hosts on the node (as `ip netns exec` does): every node's name
-  # resolves to its namespace's address there (Gloo binds to the address of the host's name).
+  # Bind-mounted over /etc/hosts on the node (by start_slurmd, and by `ip netns exec`): every
+  # node's name resolves to its namespace's address there (Gloo binds to the address of the
+  # host's name), the controller's too. This machine's /etc/hosts is left alone.
   mkdir -p "/etc/netns/$ns"
   {
     echo "127.0.0.1 localhost"
@@ -237,64 +261,108 @@ make_node() {
 
 # slurmd of node I in its network namespace, with a UTS namespace (its host name) and a mount
 # namespace (its /etc/hosts) of its own; it daemonizes, and its job steps inherit all three.
-# Not `ip netns exec`: that remounts /sys, and slurmd needs the machine's cgroup mounts.
+# Not `ip netns exec`: that also mounts a new /sys, which hides /sys/fs/cgroup, and slurmd 22.05
+# will not start without it ("No filesystem mounted on /sys/fs/cgroup"). Mounts propagate from
+# this machine into the node (slave), as with `ip netns exec`: one file system, /tmp included.
 start_slurmd() {
   local i="$1" ns
   ns="$(node_ns "$i")"
   mkdir -p "$cluster_dir/spool/node$i"
-  nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private sh -c \
+  nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation slave sh -c \
     "hostname node$i && mount --bind /etc/netns/$ns/hosts /etc/hosts && exec slurmd -f '$cluster_conf' -N node$i"
 }
 
+# SIGKILL every process in node I's network namespace until none is left (slurmd may be forking a
+# job step's slurmstepd meanwhile).
+kill_ns_processes() {
+  local ns pids
+  ns="$(node_ns "$1")"
+  for _ in $(seq 1 50); do
+    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -9 "${pids[@]}" 2>/dev/null || true
+    sleep 0.1
+  done
+  echo "local-slurm: processes of node$1 survive SIGKILL: $(ip netns pids "$ns" | tr '\n' ' ')" >&2
+  return 1
+}
+
 cluster() {
-  local n="${1:-}" i
+  local n="${1:-}" i deadline states
   case "$n" in
     '' | *[!0-9]* | 0 | 1) echo "local-slurm: cluster takes a node count of at least 2, not '$n'" >&2; exit 2 ;;
   esac
+  if [ "$(id -u)" != 0 ]; then
+    echo "local-slurm: cluster needs root (network namespaces)" >&2
+    exit 1
+  fi
   install
-  if [ "$(cat "$cluster_dir/nodes" 2>/dev/null)" = "$n" ] && cluster_nodes_idle "$n"; then
+  # The same cluster answering already: nothing to do. Another size, another configuration (an
+  # older script's), or a node not answering: start again from nothing.
+  if [ "$(cat "$cluster_dir/nodes" 2>/dev/null)" = "$n" ] \
+    && [ "$(cat "$cluster_conf" 2>/dev/null)" = "$(cluster_conf_text "$n")" ] && cluster_nodes_idle "$n"; then
     echo "SLURM_CONF=$cluster_conf"
     return 0
   fi
   cluster_stop
-  start_munge
-  write_cluster_conf "$n"
+  mkdir -p "$cluster_dir"/{state,spool,log}
+  # munged is shared with the one-node Slurm (and by every node: its socket is a file); remember
+  # whether this started it, so that cluster-stop stops only its own.
+  if ! pgrep -x munged >/dev/null; then
+    start_munge
+    pgrep -xo munged >"$cluster_dir/munged.pid" || true
+  fi
+  cluster_conf_text "$n" >"$cluster_conf"
+  echo "$n" >"$cluster_dir/nodes"
   ip link add "$bridge" type bridge
   ip addr add "$controller_addr/24" dev "$bridge"
   ip link set "$bridge" up
   for i in $(seq 1 "$n"); do make_node "$i" "$n"; done
   slurmctld -f "$cluster_conf" -i
   for i in $(seq 1 "$n"); do start_slurmd "$i"; done
-  for _ in $(seq 1 120); do
+  deadline=$((SECONDS + 60))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     if cluster_nodes_idle "$n"; then
       echo "SLURM_CONF=$cluster_conf"
       return 0
     fi
     sleep 0.5
   done
-  echo "local-slurm: the $n-node cluster did not come up within 60 s; see $cluster_dir/log/" >&2
+  states="$(in_cluster sinfo -h -N -o '%N=%T' 2>/dev/null | tr '\n' ' ' || true)"
+  echo "local-slurm: the $n-node cluster did not come up within 60 s (${states:-slurmctld not answering}); see $cluster_dir/log/" >&2
   tail -n 5 "$cluster_dir"/log/*.log >&2 || true
   exit 1
 }
 
+# Idempotent: removes whatever of a cluster is there, and is done (exit 0) when nothing is.
 cluster_stop() {
   local ns pid link
-  for ns in $(ip netns list 2>/dev/null | awk '/^reslab-node[0-9]+/ {print $1}'); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+  for ns in $(ip netns list 2>/dev/null | awk '/^reslab-node[0-9]+( |$)/ {print $1}'); do
+    kill_ns_processes "${ns#reslab-node}" || true
     ip netns delete "$ns" 2>/dev/null || true
-    rm -rf "/etc/netns/$ns"
   done
-  if [ -s "$cluster_dir/slurmctld.pid" ]; then
-    pid="$(cat "$cluster_dir/slurmctld.pid")"
+  rm -rf /etc/netns/reslab-node*
+  rmdir /etc/netns 2>/dev/null || true
+  # slurmctld by its pid file, or (the directory gone) by its command line, which names this
+  # cluster's configuration and so no other slurmctld.
+  pid="$(cat "$cluster_dir/slurmctld.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || pid="$(pgrep -f "^slurmctld -f $cluster_conf( |$)" || true)"
+  for pid in $pid; do
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
+  done
+  # munged if this started it and the one-node Slurm is not using it.
+  pid="$(cat "$cluster_dir/munged.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && ! { [ -s "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; }; then
+    kill "$pid" 2>/dev/null || true
   fi
   ip link delete "$bridge" 2>/dev/null || true
   # Veths go with their namespace; any left on this side (a namespace deleted by hand) go too.
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^rslv[0-9]+$' || true); do
     ip link delete "$link" 2>/dev/null || true
   done
+  rmdir /etc/netns 2>/dev/null || true
   rm -rf "$cluster_dir"
 }
 
@@ -308,24 +376,46 @@ node_arg() {
   fi
 }
 
-# A host dying: every process of the node at once, its slurmd and its job steps alike.
+# A host dying: every process of the node at once, its slurmd and its job steps alike. Its
+# network stays up (the namespace is kept for revive); slurmctld notices when pings go unanswered.
 kill_node() {
   node_arg "$1"
-  local pid
-  for pid in $(ip netns pids "$(node_ns "$1")"); do kill -9 "$pid" 2>/dev/null || true; done
+  kill_ns_processes "$1"
 }
 
+# A partition: the bridge's side of node I's veth down, so nothing passes either way (no resets:
+# TCP peers hear nothing until their own timeouts); the node's processes run on.
+cut_node() {
+  node_arg "$1"
+  ip link set "$(node_veth "$1")" down
+}
+
+heal_node() {
+  node_arg "$1"
+  ip link set "$(node_veth "$1")" up
+}
+
+# slurmd of node I again (unless it runs), the node returned to service, until it answers idle.
 revive() {
   node_arg "$1"
-  start_slurmd "$1"
-  SLURM_CONF="$cluster_conf" scontrol update nodename="node$1" state=resume 2>/dev/null || true
-  for _ in $(seq 1 120); do
-    if SLURM_CONF="$cluster_conf" sinfo -h -n "node$1" -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)$'; then
-      return 0
-    fi
+  local pid deadline state
+  pid="$(cat "$cluster_dir/slurmd-node$1.pid" 2>/dev/null || true)"
+  if ! { [ -n "$pid" ] && ip netns pids "$(node_ns "$1")" | grep -qx "$pid"; }; then
+    start_slurmd "$1"
+    # A node DOWN for a reason ReturnToService does not cover, or drained, takes work again.
+    in_cluster scontrol update nodename="node$1" state=resume 2>/dev/null || true
+  fi
+  deadline=$((SECONDS + 60))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    state="$(node_state "$1")"
+    case "$state" in
+      idle | mixed | allocated) return 0 ;;
+      # Answering but still held out of service (the resume came before it registered).
+      down | drain* | fail*) in_cluster scontrol update nodename="node$1" state=resume 2>/dev/null || true ;;
+    esac
     sleep 0.5
   done
-  echo "local-slurm: node$1 did not come back within 60 s; see $cluster_dir/log/slurmd-node$1.log" >&2
+  echo "local-slurm: node$1 did not come back within 60 s (${state:-no state}); see $cluster_dir/log/slurmd-node$1.log" >&2
   exit 1
 }
 
@@ -336,8 +426,8 @@ case "${1:-start}" in
   cluster) cluster "${2:-}" ;;
   cluster-stop) cluster_stop ;;
   kill-node) kill_node "${2:-}" ;;
-  cut) node_arg "${2:-}"; ip link set "$(node_veth "$2")" down ;;
-  heal) node_arg "${2:-}"; ip link set "$(node_veth "$2")" up ;;
+  cut) cut_node "${2:-}" ;;
+  heal) heal_node "${2:-}" ;;
   revive) revive "${2:-}" ;;
   *)
     echo "usage: scripts/local-slurm.sh install|start|stop|cluster N|cluster-stop|kill-node I|cut I|heal I|revive I" >&2

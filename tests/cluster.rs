@@ -129,6 +129,11 @@ fn a_study_runs_on_both_nodes_and_matches_the_local_backend() {
     let hosts: Vec<String> =
         submission.runs.iter().flat_map(|run| attempts::read(&on_slurm.join(run)).unwrap()).map(|a| a.host).collect();
     assert!(hosts.iter().any(|h| h == "node1") && hosts.iter().any(|h| h == "node2"), "ran on {hosts:?}");
+    // Slurm's own record of where each task ran (slurmctld keeps ended jobs for MinJobAge).
+    let shown = stdout(&with_conf("scontrol", &["-o", "show", "job", &submission.array_job], &conf, &[]));
+    let task_nodes: Vec<&str> =
+        shown.lines().filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("NodeList="))).collect();
+    assert!(task_nodes.contains(&"node1") && task_nodes.contains(&"node2"), "the tasks' node lists: {task_nodes:?}");
     eprintln!("sacct -c:\n{}", completions(&conf).join("\n"));
     assert_eq!(std::fs::read_to_string(&table).unwrap(), std::fs::read_to_string(here.join("table.csv")).unwrap());
 }
