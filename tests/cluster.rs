@@ -143,7 +143,7 @@ fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
     let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(conf) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let study = study_file(dir.path(), &["plain-8"], 1, 200);
+    let study = study_file(dir.path(), &["plain-8"], 1, 100);
     let out = dir.path().join("slurm");
     let out_arg = out.display().to_string();
     let args =
@@ -337,7 +337,7 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
     let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(conf) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let study = study_file(dir.path(), &["plain-8"], 1, 300);
+    let study = study_file(dir.path(), &["plain-8"], 1, 150);
     let (out, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
     let out_arg = out.display().to_string();
     let args = [

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Iterations per run for every 10 kills asked for (each kill then finds about as much progress).
-const ITERS_PER_10_KILLS: usize = 100;
+const ITERS_PER_10_KILLS: usize = 60;
 const RUNS: [&str; 4] = ["plain-8-seed0", "plain-8-seed1", "resnet-8-seed0", "resnet-8-seed1"];
 
 fn study_command(study: &Path, out: &Path, log: &Path) -> Command {

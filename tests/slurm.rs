@@ -1,8 +1,9 @@
 //! The Slurm backend end to end on a real single-node Slurm (scripts/local-slurm.sh: Debian's
 //! slurmctld, slurmd, slurm-client and munge, which `./run test` installs): a small study as an
 //! array job, one task signalled mid-run so it checkpoints and requeues itself, the aggregation job
-//! after the array, `reslab status` during and after, and the same table as the local backend's;
-//! and one run on two tasks (`--tasks-per-run 2`), as `srun` ranks.
+//! after the array, `reslab status` during and after, and the same table as the local backend's.
+//! One run on several tasks (`--tasks-per-run 2`, srun ranks) is tested across two hosts in
+//! tests/cluster.rs.
 
 mod common;
 use common::*;
@@ -137,58 +138,4 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let expected = std::fs::read_to_string(here.join("table6.csv")).unwrap();
     assert_eq!(std::fs::read_to_string(&table).unwrap(), expected);
     assert!(on_slurm.join("report.html").is_file());
-}
-
-/// A run on two Slurm tasks: one `srun` of two ranks that find each other through Slurm's
-/// variables, and end with exactly the weights `reslab launch --nproc 2` makes of the same
-/// configuration (a run is a function of its configuration and world size).
-#[test]
-fn a_run_on_two_slurm_tasks_trains_as_two_launched_ranks() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(conf) = local_slurm() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (on_slurm, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
-    let out = on_slurm.display().to_string();
-    let args = [
-        "reproduce",
-        "table6",
-        "--preset",
-        "smoke",
-        "--depths",
-        "20",
-        "--seed",
-        "0",
-        "--iters",
-        "20",
-        "--eval-every",
-        "10",
-        "--precision",
-        "fp32",
-        "--backend",
-        "slurm",
-        "--tasks-per-run",
-        "2",
-        "--cpus-per-task",
-        "1",
-        "--out",
-        &out,
-    ];
-    let output = with_conf("reslab", &args, &conf);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let array = std::fs::read_to_string(on_slurm.join(".slurm/array.sh")).unwrap();
-    assert!(array.contains("#SBATCH --ntasks=2") && array.contains("srun --kill-on-bad-exit=1"), "{array}");
-    let run = on_slurm.join("resnet-20-seed0");
-    wait_for("the run on two tasks", Duration::from_secs(600), || {
-        std::fs::read_to_string(run.join("summary.toml")).is_ok_and(|s| s.contains("complete"))
-    });
-    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    assert!(config.contains("world_size = 2"), "{config}");
-
-    let task_config = on_slurm.join(".slurm/configs/resnet-20-seed0.toml");
-    let launched_arg = launched.display().to_string();
-    let task_arg = task_config.display().to_string();
-    let output = reslab(&["launch", "--nproc", "2", "--", "train", "--config", &task_arg, "--out", &launched_arg]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
-    assert_eq!(weights(&run), weights(&launched), "srun's ranks and launch's ranks train the same run");
 }
