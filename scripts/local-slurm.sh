@@ -390,28 +390,43 @@ cut_node() {
   ip link set "$(node_veth "$1")" down
 }
 
+# slurmctld does not ping a node it has marked DOWN for not answering: it only asks it to register
+# every 20th ping (every ~130 s at SlurmdTimeout=20), and with ReturnToService=2 that registration
+# returns it. So after the link is up, SIGHUP has the node's slurmd register at once (it does on a
+# reconfigure), as a test wants; harmless when the cut was too short for the node to go DOWN.
 heal_node() {
   node_arg "$1"
+  local pid
   ip link set "$(node_veth "$1")" up
+  pid="$(node_slurmd "$1")"
+  if [ -n "$pid" ]; then kill -HUP "$pid"; fi
+}
+
+# The PID of node I's slurmd, if it runs.
+node_slurmd() {
+  local pid
+  pid="$(cat "$cluster_dir/slurmd-node$1.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && ip netns pids "$(node_ns "$1")" | grep -qx "$pid"; then echo "$pid"; fi
 }
 
 # slurmd of node I again (unless it runs), the node returned to service, until it answers idle.
 revive() {
   node_arg "$1"
-  local pid deadline state
-  pid="$(cat "$cluster_dir/slurmd-node$1.pid" 2>/dev/null || true)"
-  if ! { [ -n "$pid" ] && ip netns pids "$(node_ns "$1")" | grep -qx "$pid"; }; then
-    start_slurmd "$1"
-    # A node DOWN for a reason ReturnToService does not cover, or drained, takes work again.
-    in_cluster scontrol update nodename="node$1" state=resume 2>/dev/null || true
-  fi
+  local deadline state resumed=-10
+  if [ -z "$(node_slurmd "$1")" ]; then start_slurmd "$1"; fi
   deadline=$((SECONDS + 60))
   while [ "$SECONDS" -lt "$deadline" ]; do
     state="$(node_state "$1")"
     case "$state" in
       idle | mixed | allocated) return 0 ;;
-      # Answering but still held out of service (the resume came before it registered).
-      down | drain* | fail*) in_cluster scontrol update nodename="node$1" state=resume 2>/dev/null || true ;;
+      # DOWN (ReturnToService returns it when it registers, but slurmctld does not ping a DOWN
+      # node), drained or failing: resumed, it is pinged again and takes work once it answers.
+      down* | drain* | fail*)
+        if [ $((SECONDS - resumed)) -ge 5 ]; then
+          in_cluster scontrol update nodename="node$1" state=resume 2>/dev/null || true
+          resumed=$SECONDS
+        fi
+        ;;
     esac
     sleep 0.5
   done
