@@ -149,7 +149,7 @@ fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
     let args =
         ["reproduce", &study, "--precision", "fp32", "--backend", "slurm", "--cpus-per-task", "1", "--out", &out_arg];
     // The lost node's lock cannot be checked from the other node: stale after 10 s here (the
-    // node is marked down after 12 s, so the requeued task finds it stale).
+    // node is marked down after 20 s or more, so the requeued task finds it stale).
     let env = [("RESLAB_LOCK_STALE_S", "10")];
     let submitted = with_conf("reslab", &args, &conf, &env);
     assert!(submitted.status.success(), "{}", stderr(&submitted));
@@ -372,7 +372,7 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
         "--out",
         &out_arg,
     ];
-    // The ranks give up on each other after 5 s, before Slurm gives up on the node (12 s).
+    // The ranks give up on each other after 5 s, before Slurm gives up on the node (20 s).
     let env = [("RESLAB_DIST_TIMEOUT_S", "5")];
     let submitted = with_conf("reslab", &args, &conf, &env);
     assert!(submitted.status.success(), "{}", stderr(&submitted));
