@@ -214,10 +214,10 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$cluster_dir/log/jobcomp.txt
-# Node-loss detection: a node that has not answered for 20 s is marked DOWN and its jobs requeued
-# (or killed). Longer than the training ranks' own timeout in the partition test (~8 s), so
-# theirs fires first when a link is cut; short enough for a test to see a node loss.
-SlurmdTimeout=20
+# Node-loss detection: a node that has not answered for 10 s is marked DOWN and its jobs requeued
+# (or killed). Twice the training ranks' own timeout in the partition test (5 s), so theirs fires
+# first when a link is cut; short enough for a test to see a node loss soon.
+SlurmdTimeout=10
 # Only for a backup controller (there is none): how long before it takes over.
 SlurmctldTimeout=30
 # A message (an RPC to a node, a node's reply) not answered in 5 s has failed (default 10).
@@ -391,7 +391,7 @@ cut_node() {
 }
 
 # slurmctld does not ping a node it has marked DOWN for not answering: it only asks it to register
-# every 20th ping (every ~130 s at SlurmdTimeout=20), and with ReturnToService=2 that registration
+# every 20th ping (every ~70 s at SlurmdTimeout=10), and with ReturnToService=2 that registration
 # returns it. So after the link is up, SIGHUP has the node's slurmd register at once (it does on a
 # reconfigure), as a test wants; harmless when the cut was too short for the node to go DOWN.
 heal_node() {

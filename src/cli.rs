@@ -243,8 +243,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub distributed: bool,
     /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing
-    /// (RESLAB_DIST_TIMEOUT_S sets it for every rank of a cluster job).
-    #[arg(long, value_name = "SECS", env = "RESLAB_DIST_TIMEOUT_S", default_value_t = DEFAULT_TIMEOUT.as_secs(), requires = "distributed")]
+    /// (RESLAB_DIST_TIMEOUT_S sets it for every rank of a cluster job; a run of one process ignores it).
+    #[arg(long, value_name = "SECS", env = "RESLAB_DIST_TIMEOUT_S", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = timeout_secs)]
     pub dist_timeout: u64,
 }
 
@@ -554,6 +554,14 @@ impl RunOptionArgs {
             log_grads: 0,
             world_size: 1,
         }
+    }
+}
+
+/// `--dist-timeout` (or `RESLAB_DIST_TIMEOUT_S`): whole seconds, at least 1.
+fn timeout_secs(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(secs),
+        _ => Err("expected a whole number of seconds, at least 1 (--dist-timeout or RESLAB_DIST_TIMEOUT_S)".into()),
     }
 }
 

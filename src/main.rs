@@ -35,7 +35,7 @@ fn main() {
     }));
     // Exceeding a file-size limit is then a write error like a full disk, not a silent kill.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_argument_error(e));
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -45,6 +45,30 @@ fn main() {
         }
         Err(_) => std::process::exit(101),
     }
+}
+
+/// Help and version as clap prints them; a bad argument as one line (clap's message, its lines
+/// joined, without the usage block) and exit code 2.
+fn exit_on_argument_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.split("\n\nUsage:").next().unwrap_or_default();
+    let message = message.split("\n\nFor more information").next().unwrap_or_default();
+    let mut line = String::new();
+    for part in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !line.is_empty() {
+            line += if line.ends_with(':') { " " } else { "; " };
+        }
+        line += part;
+    }
+    eprintln!("{line} (see --help)");
+    std::process::exit(2);
 }
 
 fn run(cli: Cli) -> Result<()> {

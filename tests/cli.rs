@@ -139,6 +139,31 @@ fn an_unknown_option_is_refused_by_the_argument_parser() {
 }
 
 #[test]
+fn a_bad_argument_or_environment_value_is_one_line_and_the_timeout_variable_needs_no_distributed_run() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(["train", "--model", "plain-8", "--iters", "1", "--data", "embedded", "--distributed"])
+        .env("RESLAB_DIST_TIMEOUT_S", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert_eq!(err.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{err}");
+    assert!(err.contains("'soon'") && err.contains("RESLAB_DIST_TIMEOUT_S") && err.contains("at least 1"), "{err}");
+    let output = reslab(&["train", "--model", "plain-8", "--iter", "3"]);
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(stderr(&output).contains("'--iters'"), "{}", stderr(&output));
+    // A cluster job exports the variable to every task; a one-process run just ignores it.
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(["train", "--model", "plain-8", "--iters", "1", "--eval-every", "1", "--batch-size", "8"])
+        .args(["--precision", "fp32", "--data", "embedded", "--out", dir.path().to_str().unwrap()])
+        .env("RESLAB_DIST_TIMEOUT_S", "5")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
 fn an_unknown_model_is_refused_by_the_argument_parser() {
     let output = reslab(&["train", "--model", "resnet-21"]);
     assert!(!output.status.success());

@@ -56,22 +56,7 @@ impl Drop for Revive {
 }
 
 fn with_conf(program: &str, args: &[&str], conf: &str, env: &[(&str, &str)]) -> Output {
-    let program = if program == "reslab" { env!("CARGO_BIN_EXE_reslab") } else { program };
-    let mut command = Command::new(program);
-    command.args(args).env("SLURM_CONF", conf);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    started.elapsed()
+    with_slurm_conf(program, args, conf, env)
 }
 
 fn complete(run: &Path) -> bool {
@@ -84,15 +69,31 @@ fn completions(conf: &str) -> Vec<String> {
     stdout(&out).lines().filter(|l| l.contains("|reslab-cluster-test|")).map(str::to_string).collect()
 }
 
-fn squeue_empty(job: &str, conf: &str) -> bool {
-    with_conf("squeue", &["-h", "-j", job], conf, &[]).stdout.iter().all(|b| b.is_ascii_whitespace())
-}
-
 /// An experiment file in `dir`: `models` on the embedded sample, `seeds` seeds, `iters` iterations.
 fn study_file(dir: &Path, models: &[&str], seeds: usize, iters: usize) -> String {
     let path = dir.join("study.toml");
     std::fs::write(&path, small_study("cluster-test", models, seeds, iters)).unwrap();
     path.display().to_string()
+}
+
+/// `reproduce` of `study` through the cluster's Slurm into `out`: one task a run, or (`two_hosts`)
+/// each run on two ranks, one a node.
+fn on_slurm<'a>(study: &'a str, out: &'a str, two_hosts: bool) -> Vec<&'a str> {
+    let mut args = vec!["reproduce", study, "--precision", "fp32", "--backend", "slurm", "--cpus-per-task", "1"];
+    if two_hosts {
+        args.extend(["--tasks-per-run", "2", "--sbatch=--ntasks-per-node=1"]);
+    }
+    args.extend(["--out", out]);
+    args
+}
+
+/// The run `run_name` of the Slurm study in `out` trained again by `reslab launch --nproc 2` into
+/// `launched`: two ranks on this host, never interrupted.
+fn launched_as_two_ranks(out: &Path, run_name: &str, launched: &Path) {
+    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
+    let (config, launched) = (config.display().to_string(), launched.display().to_string());
+    let output = reslab(&["launch", "--nproc", "2", "--", "train", "--config", &config, "--out", &launched]);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]
@@ -146,11 +147,11 @@ fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
     let study = study_file(dir.path(), &["plain-8"], 1, 100);
     let out = dir.path().join("slurm");
     let out_arg = out.display().to_string();
-    let args =
-        ["reproduce", &study, "--precision", "fp32", "--backend", "slurm", "--cpus-per-task", "1", "--out", &out_arg];
-    // The lost node's lock cannot be checked from the other node: stale after 10 s here (the
-    // node is marked down after 20 s or more, so the requeued task finds it stale).
-    let env = [("RESLAB_LOCK_STALE_S", "10")];
+    let args = on_slurm(&study, &out_arg, false);
+    // The lost node's lock cannot be checked from the other node: stale after 5 s here (the
+    // node is marked down after 10 s or more, and the requeued task waits out its credential's
+    // 10 s, so it finds the lock stale).
+    let env = [("RESLAB_LOCK_STALE_S", "5")];
     let submitted = with_conf("reslab", &args, &conf, &env);
     assert!(submitted.status.success(), "{}", stderr(&submitted));
     let submission = reslab::experiment::slurm::Submission::load(&out).unwrap();
@@ -195,10 +196,7 @@ fn a_lost_node_s_task_resumes_on_the_other_and_ends_bit_identical() {
     assert!(output.status.success(), "{}", stderr(&output));
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(weights(&reference) == weights(&run), "the resumed run's weights differ from the uninterrupted run's");
-    let logs: String = std::fs::read_dir(out.join(".slurm/logs"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
+    let logs = slurm_logs(&out);
     assert!(logs.contains("taking over the stale lock") && logs.contains("resuming from"), "{logs}");
     assert!(logs.contains("(restart 1)"), "Slurm requeued the task: {logs}");
 }
@@ -211,21 +209,7 @@ fn one_run_on_two_hosts_trains_as_two_launched_ranks() {
     let study = study_file(dir.path(), &["plain-8"], 1, 40);
     let (out, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
     let out_arg = out.display().to_string();
-    let args = [
-        "reproduce",
-        &study,
-        "--precision",
-        "fp32",
-        "--backend",
-        "slurm",
-        "--tasks-per-run",
-        "2",
-        "--cpus-per-task",
-        "1",
-        "--sbatch=--ntasks-per-node=1",
-        "--out",
-        &out_arg,
-    ];
+    let args = on_slurm(&study, &out_arg, true);
     let submitted = with_conf("reslab", &args, &conf, &[]);
     assert!(submitted.status.success(), "{}", stderr(&submitted));
     let submission = reslab::experiment::slurm::Submission::load(&out).unwrap();
@@ -234,25 +218,10 @@ fn one_run_on_two_hosts_trains_as_two_launched_ranks() {
     let took = wait_for("the run on two hosts", Duration::from_secs(240), || complete(&run));
     eprintln!("one run on two hosts: {:.1} s", took.as_secs_f64());
     wait_for("its job to end", Duration::from_secs(60), || squeue_empty(&submission.array_job, &conf));
-    let logs: String = std::fs::read_dir(out.join(".slurm/logs"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
+    let logs = slurm_logs(&out);
     let sacct = completions(&conf);
     assert!(sacct.iter().any(|l| l.contains("|node[1-2]|COMPLETED")), "one job on both nodes: {sacct:?}\n{logs}");
-    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
-    let output = reslab(&[
-        "launch",
-        "--nproc",
-        "2",
-        "--",
-        "train",
-        "--config",
-        &config.display().to_string(),
-        "--out",
-        &launched.display().to_string(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    launched_as_two_ranks(&out, &run_name, &launched);
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(weights(&run) == weights(&launched), "srun's ranks on two hosts and launch's ranks train the same run");
 }
@@ -357,22 +326,8 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
     let study = study_file(dir.path(), &["plain-8"], 1, 150);
     let (out, launched) = (dir.path().join("slurm"), dir.path().join("launched"));
     let out_arg = out.display().to_string();
-    let args = [
-        "reproduce",
-        &study,
-        "--precision",
-        "fp32",
-        "--backend",
-        "slurm",
-        "--tasks-per-run",
-        "2",
-        "--cpus-per-task",
-        "1",
-        "--sbatch=--ntasks-per-node=1",
-        "--out",
-        &out_arg,
-    ];
-    // The ranks give up on each other after 5 s, before Slurm gives up on the node (20 s).
+    let args = on_slurm(&study, &out_arg, true);
+    // The ranks give up on each other after 5 s, before Slurm gives up on the node (10 s).
     let env = [("RESLAB_DIST_TIMEOUT_S", "5")];
     let submitted = with_conf("reslab", &args, &conf, &env);
     assert!(submitted.status.success(), "{}", stderr(&submitted));
@@ -389,12 +344,7 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
     let cut_at = Instant::now();
     node("cut", 2);
     let ended = wait_for("both ranks to end", Duration::from_secs(30), || ranks.iter().all(|&p| !alive(p)));
-    let logs = || -> String {
-        std::fs::read_dir(out.join(".slurm/logs"))
-            .unwrap()
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-            .collect()
-    };
+    let logs = || slurm_logs(&out);
     wait_for("rank 0's error line", Duration::from_secs(30), || logs().lines().any(|l| l.starts_with("error: ")));
     let log = logs();
     let error = log.lines().find(|l| l.starts_with("error: ")).unwrap().to_string();
@@ -429,19 +379,7 @@ fn a_partition_ends_both_ranks_within_their_timeout_and_the_run_resumes() {
     let attempts = attempts::read(&run).unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[1].start_iteration, resumed_from);
-    let config = out.join(format!(".slurm/configs/{run_name}.toml"));
-    let output = reslab(&[
-        "launch",
-        "--nproc",
-        "2",
-        "--",
-        "train",
-        "--config",
-        &config.display().to_string(),
-        "--out",
-        &launched.display().to_string(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    launched_as_two_ranks(&out, &run_name, &launched);
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(weights(&run) == weights(&launched), "the resumed run's weights differ from an uninterrupted one's");
 }

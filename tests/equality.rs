@@ -3,7 +3,9 @@
 //! Measured: bit for bit (every loss and every final tensor equal) for plain-20, resnet-20 (A),
 //! resnet-8 (B) and resnet-8 (A); the tolerances below are the ones the comparison promises.
 //! Depth 8 has every part a deeper net of its family has (a block per stage, both stage
-//! transitions), so the projection shortcut and bf16 are compared there, at a third of the cost.
+//! transitions), so option A (with the protocol's breaks), the projection shortcut and bf16 are
+//! compared there, at a third of the cost; resnet-20 (A), the same code with three blocks a stage,
+//! was measured bit for bit too (docs/results.md) and is not run again here.
 //! The batches are real CIFAR-10 images (the embedded sample, whose evaluation set is small).
 //!
 //! reslab trains K steps and records its initial weights, the augmented batches, its losses and
@@ -159,12 +161,6 @@ fn plain20_trains_step_for_step_like_pytorch() {
     // code, 2.8 times as long).
     let run = reslab_run("plain-20", "A", "embedded", "fp32");
     assert_equal_to_pytorch("plain-20", run.path(), &references(run.path(), &["exact"])[0], FP32);
-}
-
-#[test]
-fn resnet20_option_a_trains_step_for_step_like_pytorch() {
-    let run = reslab_run("resnet-20", "A", "embedded", "fp32");
-    assert_equal_to_pytorch("resnet-20 (A)", run.path(), &references(run.path(), &["exact"])[0], FP32);
 }
 
 #[test]

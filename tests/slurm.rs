@@ -31,16 +31,7 @@ fn local_slurm() -> Option<String> {
 }
 
 fn with_conf(program: &str, args: &[&str], conf: &str) -> Output {
-    let program = if program == "reslab" { env!("CARGO_BIN_EXE_reslab") } else { program };
-    Command::new(program).args(args).env("SLURM_CONF", conf).output().unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    with_slurm_conf(program, args, conf, &[])
 }
 
 fn metrics_rows(run: &Path) -> usize {
@@ -53,21 +44,11 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let Some(conf) = local_slurm() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
-    let study = [
-        "table6",
-        "--preset",
-        "smoke",
-        "--depths",
-        "20",
-        "--seeds",
-        "2",
-        "--iters",
-        "60",
-        "--eval-every",
-        "20",
-        "--precision",
-        "fp32",
-    ];
+    let file = dir.path().join("study.toml");
+    // resnet-8 on the embedded sample: the task must still be mid-run when it is signalled.
+    std::fs::write(&file, small_study("slurm-test", &["resnet-8"], 2, 200)).unwrap();
+    let file = file.display().to_string();
+    let study = [file.as_str(), "--precision", "fp32"];
     let with = |extra: &[&str], out: &Path| -> Vec<String> {
         let mut args: Vec<String> = study.iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -82,13 +63,13 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("submitted 2 runs as array job"), "{}", stdout(&output));
     let submission = Submission::load(&on_slurm).expect(".slurm/jobs.toml");
-    assert_eq!(submission.runs, ["resnet-20-seed0", "resnet-20-seed1"]);
+    assert_eq!(submission.runs, ["resnet-8-seed0", "resnet-8-seed1"]);
     let mut status = vec!["status".to_string()];
     status.extend(with(&[], &on_slurm));
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
 
     // Task 0 mid-run (its first metrics row written): signal it as its time limit would.
-    let seed0 = on_slurm.join("resnet-20-seed0");
+    let seed0 = on_slurm.join("resnet-8-seed0");
     wait_for("task 0 to write its first metrics row", Duration::from_secs(300), || metrics_rows(&seed0) >= 1);
     let task0 = format!("{}_0", submission.array_job);
     let signalled = with_conf("scancel", &["--batch", "--signal=USR1", &task0], &conf);
@@ -96,16 +77,12 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let during = with_conf("reslab", &status, &conf);
     assert!(during.status.success(), "{}", stderr(&during));
     eprintln!("reslab status during the study:\n{}", stdout(&during));
-    assert!(stdout(&during).contains("resnet-20-seed0"), "{}", stdout(&during));
+    assert!(stdout(&during).contains("resnet-8-seed0"), "{}", stdout(&during));
 
     // The aggregation job runs once the array has ended.
-    let table = on_slurm.join("table6.csv");
+    let table = on_slurm.join("table.csv");
     wait_for("the aggregation job's table", Duration::from_secs(600), || {
-        table.is_file()
-            && with_conf("squeue", &["-h", "-j", &submission.aggregate_job], &conf)
-                .stdout
-                .iter()
-                .all(|b| b.is_ascii_whitespace())
+        table.is_file() && squeue_empty(&submission.aggregate_job, &conf)
     });
     eprintln!("through Slurm in {:.1} s", started.elapsed().as_secs_f64());
     let after = with_conf("reslab", &status, &conf);
@@ -113,11 +90,8 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     assert!(stdout(&after).contains("2 runs: 2 done, 0 running, 0 pending, 0 failed"), "{}", stdout(&after));
 
     // The task stopped with a checkpoint, was requeued, and resumed from it.
-    let logs: String = std::fs::read_dir(on_slurm.join(".slurm/logs"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
-    assert!(logs.contains("resnet-20-seed0: stopping for a requeue"), "{logs}");
+    let logs = slurm_logs(&on_slurm);
+    assert!(logs.contains("resnet-8-seed0: stopping for a requeue"), "{logs}");
     assert!(logs.contains("resuming from"), "{logs}");
     // Job completions (jobcomp/filetxt, read by sacct -c) name a task by its own job id: task 0's
     // first allocation ended with the task back in the queue, its second completed.
@@ -135,7 +109,7 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let local: Vec<&str> = local.iter().map(String::as_str).collect();
     let output = reslab(&local);
     assert!(output.status.success(), "{}", stderr(&output));
-    let expected = std::fs::read_to_string(here.join("table6.csv")).unwrap();
+    let expected = std::fs::read_to_string(here.join("table.csv")).unwrap();
     assert_eq!(std::fs::read_to_string(&table).unwrap(), expected);
     assert!(on_slurm.join("report.html").is_file());
 }

@@ -155,7 +155,9 @@ requeue() {{
 }}
 trap requeue USR1
 
-RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config {configs}/"$run.toml" --out "$out/$run" &
+# A task requeued after its node was lost may start while that node's lock on the run is still
+# fresh: RESLAB_LOCK_WAIT=1 waits for it to go stale (RESLAB_LOCK_STALE_S, default 600 s).
+RESLAB_LOCK_WAIT=1 RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config {configs}/"$run.toml" --out "$out/$run" &
 pid=$!
 wait "$pid"
 "#,
@@ -440,7 +442,11 @@ mod tests {
         let error = format!("{:#}", scripts_error(&experiment, &uneven, dir.path()));
         assert!(error.contains("does not divide among 3 processes"), "{error}");
         let one = scripts(&experiment, &invocation(), &SlurmSettings::default(), dir.path()).unwrap();
-        assert!(one.array.contains("RESLAB_PROGRESS_LINES=1 /opt/reslab/bin/reslab train --config"), "{}", one.array);
+        assert!(
+            one.array.contains("RESLAB_LOCK_WAIT=1 RESLAB_PROGRESS_LINES=1 /opt/reslab/bin/reslab train --config"),
+            "{}",
+            one.array
+        );
         assert!(one.array.lines().any(|l| l == "#SBATCH --ntasks=1"));
     }
 

@@ -22,6 +22,16 @@ pub const STALE_AFTER: Duration = Duration::from_secs(600);
 /// The staleness in whole seconds, for clusters whose hosts come back sooner, and for tests.
 pub const STALE_ENV: &str = "RESLAB_LOCK_STALE_S";
 
+/// Set (to `1`) where a run should wait for another host's lock to go stale instead of failing at
+/// once: Slurm's array tasks, which a requeue after a node loss may start while the lost node's
+/// lock is still fresh (Slurm's default SlurmdTimeout, 300 s, is below the default staleness).
+pub const WAIT_ENV: &str = "RESLAB_LOCK_WAIT";
+
+/// Whether [`WAIT_ENV`] asks to wait.
+fn waits() -> bool {
+    std::env::var(WAIT_ENV).is_ok_and(|v| v == "1")
+}
+
 /// How long another host's lock may go without a refresh before it is stale: [`STALE_ENV`]'s
 /// seconds, else [`STALE_AFTER`].
 pub fn staleness() -> Result<Duration> {
@@ -90,11 +100,41 @@ impl LockOwner {
 
 impl RunLock {
     /// Locks run directory `dir`: an error if a live process holds it; a stale lock is taken over.
+    /// With [`WAIT_ENV`], another host's fresh lock is waited for until it is stale (or freed),
+    /// which takes at most the staleness; one still refreshed then is an error as without it.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
-        Self::acquire_with(dir, staleness()?)
+        Self::acquire_with(dir, staleness()?, waits())
     }
 
-    fn acquire_with(dir: &Path, stale: Duration) -> Result<RunLock> {
+    /// Waits while another host's lock of `dir` is fresh, up to the staleness (a lock refreshed
+    /// meanwhile belongs to a live owner, and [`Self::acquire_with`] refuses it).
+    fn wait_for_other_host(dir: &Path, stale: Duration) {
+        let deadline = std::time::Instant::now() + stale;
+        let mut said = false;
+        while let Some((owner, age)) = LockOwner::read(dir) {
+            if owner.host == hostname() || !owner.is_live(age, stale) || std::time::Instant::now() >= deadline {
+                return;
+            }
+            if !said {
+                eprintln!(
+                    "waiting for the lock in {}: process {} on host {} refreshed it {} s ago; it is taken over \
+                     after {} s without a refresh (its host lost), or refused if it is refreshed meanwhile",
+                    dir.display(),
+                    owner.pid,
+                    owner.host,
+                    age.as_secs(),
+                    stale.as_secs()
+                );
+                said = true;
+            }
+            std::thread::sleep(refresh_every(stale).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+        }
+    }
+
+    fn acquire_with(dir: &Path, stale: Duration, wait: bool) -> Result<RunLock> {
+        if wait {
+            Self::wait_for_other_host(dir, stale);
+        }
         let path = dir.join(LOCK_FILE);
         let me = format!("{} {}", hostname(), std::process::id());
         for _ in 0..2 {
@@ -261,13 +301,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(LOCK_FILE), "gpu-node-17 1").unwrap();
         set_age(dir.path(), Duration::from_secs(4));
-        let err = RunLock::acquire_with(dir.path(), Duration::from_secs(5)).unwrap_err().to_string();
+        let err = RunLock::acquire_with(dir.path(), Duration::from_secs(5), false).unwrap_err().to_string();
         assert!(err.contains("only after 5 s without a refresh"), "{err}");
-        let lock = RunLock::acquire_with(dir.path(), Duration::from_secs(3)).unwrap();
+        let lock = RunLock::acquire_with(dir.path(), Duration::from_secs(3), false).unwrap();
         // Held with a 3 s staleness: touched every 0.3 s, so never older than that for long.
         set_age(dir.path(), Duration::from_secs(100));
         std::thread::sleep(Duration::from_millis(800));
         assert!(age(&dir.path().join(LOCK_FILE)) < Duration::from_secs(1), "the owner refreshed its lock");
         drop(lock);
+    }
+
+    #[test]
+    fn a_waiting_run_takes_another_hosts_lock_once_stale_and_refuses_one_still_refreshed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), "gpu-node-17 1").unwrap();
+        // Fresh (1 s old) with a 2 s staleness: waited for, then taken over, about 1 s later.
+        set_age(dir.path(), Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let lock = RunLock::acquire_with(dir.path(), Duration::from_secs(2), true).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(700), "waited: {:?}", started.elapsed());
+        assert!(std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap().starts_with(&hostname()));
+        drop(lock);
+        // An owner that keeps refreshing is live: after waiting the staleness, refused.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(LOCK_FILE), "gpu-node-17 1").unwrap();
+        let path = other.path().join(LOCK_FILE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let file = std::fs::File::options().append(true).open(&path).unwrap();
+                    file.set_modified(SystemTime::now()).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let err = RunLock::acquire_with(other.path(), Duration::from_secs(1), true).unwrap_err().to_string();
+        stop.store(true, Ordering::Relaxed);
+        refresher.join().unwrap();
+        assert!(err.contains("in use by process 1 on host gpu-node-17"), "{err}");
     }
 }

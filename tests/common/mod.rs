@@ -122,3 +122,38 @@ pub fn small_study(name: &str, models: &[&str], seeds: usize, iters: usize) -> S
     text += &format!("\n[presets.smoke]\ndata = \"embedded\"\niters = {iters}\neval_every = 10\nbatch_size = 32\n");
     text
 }
+
+/// `program` (`reslab` is the binary under test) with `args`, against the Slurm of `conf`
+/// (`SLURM_CONF`), with `env` added.
+pub fn with_slurm_conf(program: &str, args: &[&str], conf: &str, env: &[(&str, &str)]) -> Output {
+    let program = if program == "reslab" { env!("CARGO_BIN_EXE_reslab") } else { program };
+    let mut command = Command::new(program);
+    command.args(args).env("SLURM_CONF", conf);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Waits until `done`, polling every 250 ms; fails naming `what` after `timeout`. How long it took.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    started.elapsed()
+}
+
+/// Whether the job (or array) `job` has left Slurm's queue.
+pub fn squeue_empty(job: &str, conf: &str) -> bool {
+    with_slurm_conf("squeue", &["-h", "-j", job], conf, &[]).stdout.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Every batch log of a Slurm study in `out` (`.slurm/logs/`), one after the other.
+pub fn slurm_logs(out: &std::path::Path) -> String {
+    std::fs::read_dir(out.join(".slurm/logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
