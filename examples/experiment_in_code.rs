@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
             claim: Some("the plain net trains no better than the residual one".into()),
             source: None,
             at: ClaimTime::End,
+            point: Default::default(),
         }],
         ..Experiment::default()
     };

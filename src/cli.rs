@@ -12,6 +12,7 @@ use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
 use reslab::run::config::{PrecisionChoice, TrainOptions};
+use reslab::run::settings::Axis;
 use reslab::train::bench;
 use reslab::train::distributed::DEFAULT_TIMEOUT;
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ pub enum Command {
     /// Look inside networks: layer responses (Figure 7), recorded gradient norms, shattered gradients.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
+    /// List every key `--set` and an experiment's [grid] can change, with its type and default.
+    Keys {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// List the model zoo with parameter counts and multiply-accumulates.
     Models {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -101,6 +107,10 @@ pub struct StudyArgs {
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
+    /// Set any key of every run's configuration (repeatable): KEY=VALUE, or KEY=V1,V2 for a grid
+    /// axis (each run at each value, named by it; with the file's [grid]). `reslab keys` lists the keys.
+    #[arg(long = "set", value_name = "KEY=VALUE[,V2..]", value_parser = axis)]
+    pub set: Vec<Axis>,
 }
 
 /// `aggregate`: the study, and how its charts draw the error axis.
@@ -229,6 +239,11 @@ pub struct TrainArgs {
     /// Run directory; default results/train-<model>.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Set any key of the run's configuration, after the options above (repeatable): lr=0.05,
+    /// weight_decay=0, lr_steps=[0.5,0.75], shortcut=B, ... `reslab keys` lists every key with
+    /// its type and default.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = axis, conflicts_with = "resume")]
+    pub set: Vec<Axis>,
     /// Also write the initial weights, the first K augmented batches with their losses, and the
     /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
     #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
@@ -481,6 +496,7 @@ impl StudyArgs {
                 precision: self.precision,
                 depths: self.depths.clone(),
                 world_size: None,
+                settings: self.set.clone(),
             },
         }
     }
@@ -555,6 +571,11 @@ impl RunOptionArgs {
             world_size: 1,
         }
     }
+}
+
+/// `--set KEY=VALUE[,V2...]`, parsed and checked.
+fn axis(text: &str) -> Result<Axis, String> {
+    Axis::parse(text).map_err(|e| format!("{e:#}"))
 }
 
 /// `--dist-timeout` (or `RESLAB_DIST_TIMEOUT_S`): whole seconds, at least 1.

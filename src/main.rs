@@ -138,6 +138,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Analyze(command) => analyze(command),
+        Command::Keys { format } => {
+            let (header, rows) = reslab::run::settings::keys_table();
+            match format {
+                Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
+                Format::Table => print!("{}", table::aligned_text(&header, &rows, 5)),
+            }
+            Ok(())
+        }
         Command::Models { format } => {
             let (header, rows) = zoo_table()?;
             match format {
@@ -171,8 +179,21 @@ fn train_command(args: TrainArgs) -> Result<()> {
             options: args.run.options(),
         },
     };
+    let settings = args
+        .set
+        .iter()
+        .map(|axis| {
+            axis.single().with_context(|| {
+                format!(
+                    "--set {}: train takes one value per key; expected KEY=VALUE (a grid of values is for reproduce)",
+                    axis.arg_text()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let request = RunRequest {
         out: args.out.clone(),
+        settings,
         log_grads: args.log_grads,
         world_size: world.as_ref().map(|w| w.size),
         ..RunRequest::from_source(source)

@@ -689,6 +689,7 @@ mod tests {
             claim: None,
             source: Some("constructed".into()),
             at: ClaimTime::End,
+            point: Default::default(),
         }
     }
 

@@ -506,7 +506,15 @@ mod tests {
                 responses: None,
             })
             .collect();
-        GroupResult { name: name.into(), depth: 20, variant: "plain".into(), paper_err: None, paper_note: None, runs }
+        GroupResult {
+            name: name.into(),
+            depth: 20,
+            variant: "plain".into(),
+            paper_err: None,
+            paper_note: None,
+            runs,
+            point: vec![],
+        }
     }
 
     fn higher(worse: &str, better: &str) -> Expectation {
@@ -515,6 +523,7 @@ mod tests {
             claim: None,
             source: None,
             at: ClaimTime::End,
+            point: Default::default(),
         }
     }
 
@@ -567,6 +576,7 @@ mod tests {
             claim: None,
             source: None,
             at: ClaimTime::End,
+            point: Default::default(),
         };
         let groups =
             [group("a", &[10.0, 10.2, 9.9]), group("b", &[10.1, 10.0, 10.0]), group("c", &[10.05, 10.1, 9.95])];

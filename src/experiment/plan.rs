@@ -5,6 +5,7 @@ use super::spec::{Experiment, Seeds};
 use super::study_dir::StudyDir;
 use crate::data::DataSource;
 use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
+use crate::run::settings::Axis;
 use crate::run::RunDir;
 use crate::train::request::AutoPrecision;
 use crate::train::{Run, RunRequest};
@@ -33,6 +34,9 @@ pub struct Overrides {
     pub depths: Option<Vec<i64>>,
     /// Processes training each run together (data parallel: a Slurm task's ranks); default 1.
     pub world_size: Option<usize>,
+    /// `--set`: keys of every run's configuration; an axis of several values is a grid axis,
+    /// spelled out into runs by [`Experiment::with_grid`], one value applies to every run.
+    pub settings: Vec<Axis>,
 }
 
 impl Overrides {
@@ -58,6 +62,9 @@ impl Overrides {
         }
         if let Some(depths) = &self.depths {
             push("--depths", depths.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
+        }
+        for axis in &self.settings {
+            push("--set", axis.arg_text());
         }
         if self.precision != PrecisionChoice::Auto {
             let name = self.precision.to_possible_value().expect("no skipped values").get_name().to_string();
@@ -150,12 +157,16 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
             continue;
         }
         let name = run.run_name()?;
+        // The run's own settings (its grid point), then the command line's single values.
+        let mut settings = run.settings()?;
+        settings.extend(overrides.settings.iter().filter_map(Axis::single));
         for &seed in &seeds {
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
             let request =
                 RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);
             // `auto` is decided where each run is trained, not here.
-            let request = RunRequest { auto_precision: AutoPrecision::AtRunStart, ..request };
+            let request =
+                RunRequest { auto_precision: AutoPrecision::AtRunStart, settings: settings.clone(), ..request };
             let resolved = request.resolve().map_err(|e| match overrides.world_size {
                 Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", StudyDir::run_name(&name, seed))),
                 _ => e,

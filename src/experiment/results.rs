@@ -40,6 +40,8 @@ pub struct GroupResult {
     pub paper_note: Option<String>,
     /// The complete runs, one per seed.
     pub runs: Vec<RunResult>,
+    /// The settings of its `[[runs]]` entry (a grid point's), key and value, in key order.
+    pub point: Vec<(String, String)>,
 }
 
 impl GroupResult {
@@ -100,6 +102,7 @@ impl GroupResult {
             mean_train_err: self.stat(|s| s.mean_train_err),
             paper_err: self.paper_err,
             paper_note: self.paper_note.clone(),
+            point: self.point.clone(),
         }
     }
 }
@@ -179,6 +182,12 @@ pub fn read_groups(experiment: &Experiment, runs: &[PlannedRun]) -> Result<(Vec<
                     paper_err: entry.and_then(|e| e.paper_err),
                     paper_note: entry.and_then(|e| e.paper_note.clone()),
                     runs: vec![result],
+                    point: match entry {
+                        Some(entry) => {
+                            entry.settings()?.iter().map(|s| (s.key.name.to_string(), s.value.to_string())).collect()
+                        }
+                        None => Vec::new(),
+                    },
                 })
             }
         }

@@ -4,13 +4,14 @@ use super::preset::Preset;
 use crate::data::{DataSource, EvalSet};
 use crate::model::{BlockVariant, ModelOptions, Shortcut, Spelling};
 use crate::run::config::one_line;
+use crate::run::settings::{self, Axis, Setting, Value};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
-pub const BUILTIN: [(&str, &str); 9] = [
+pub const BUILTIN: [(&str, &str); 10] = [
     ("fig1", include_str!("../../experiments/fig1.toml")),
     ("abc", include_str!("../../experiments/abc.toml")),
     ("abc-imagenet", include_str!("../../experiments/abc-imagenet.toml")),
@@ -20,6 +21,7 @@ pub const BUILTIN: [(&str, &str); 9] = [
     ("shortcuts", include_str!("../../experiments/shortcuts.toml")),
     ("blocks", include_str!("../../experiments/blocks.toml")),
     ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
+    ("degradation-lr", include_str!("../../experiments/degradation-lr.toml")),
 ];
 
 /// An experiment file: the networks to train, presets of schedule and data, the claims to check.
@@ -72,6 +74,10 @@ pub struct Experiment {
     /// The error charts' error axis (`[chart]`); `aggregate --y-range/--y-scale` override it.
     #[serde(default, skip_serializing_if = "ChartSettings::is_default")]
     pub chart: ChartSettings,
+    /// Keys of the runs' configuration crossed with the runs and seeds (`[grid]`: `lr = [0.1,
+    /// 0.05]`, `weight_decay = [1e-4, 0]`), each with two or more values; `reslab keys` lists them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grid: BTreeMap<String, toml::Value>,
 }
 
 /// The `[chart]` table: how the study's error charts draw their error axis.
@@ -304,6 +310,9 @@ pub struct Panel {
     /// (Figure 1's two panels).
     #[serde(default, skip_serializing_if = "Curves::is_both")]
     pub show: Curves,
+    /// In a study with a grid: one such panel per value of this grid key (default the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Which error curves a panel draws.
@@ -431,6 +440,10 @@ pub struct RunEntry {
     /// training error is below 80%, then the schedule's.
     #[serde(default)]
     pub warmup: bool,
+    /// Keys of this run's configuration (`set = { lr = 0.05 }`), part of its name (a grid
+    /// point's runs have theirs here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, toml::Value>,
 }
 
 /// A schedule length and the data it runs on. The learning-rate steps default to the paper's
@@ -481,6 +494,9 @@ pub struct Expectation {
     pub source: Option<String>,
     /// Which part of training the claim is about (`at = "end"`, the default, or `"start"`).
     pub at: ClaimTime,
+    /// In a study with a grid: the grid points it is judged at (`point = { lr = 0.1 }`); default
+    /// every point, with one verdict each.
+    pub point: BTreeMap<String, toml::Value>,
 }
 
 /// Which part of training a claim is about.
@@ -565,6 +581,8 @@ struct ExpectationFields {
     source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     at: Option<ClaimTime>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    point: BTreeMap<String, toml::Value>,
 }
 
 impl TryFrom<ExpectationFields> for Expectation {
@@ -587,14 +605,14 @@ impl TryFrom<ExpectationFields> for Expectation {
                     .into())
             }
         };
-        Ok(Expectation { prediction, claim: f.claim, source: f.source, at: f.at.unwrap_or_default() })
+        Ok(Expectation { prediction, claim: f.claim, source: f.source, at: f.at.unwrap_or_default(), point: f.point })
     }
 }
 
 impl From<Expectation> for ExpectationFields {
     fn from(e: Expectation) -> Self {
         let at = (e.at != ClaimTime::End).then_some(e.at);
-        let fields = ExpectationFields { claim: e.claim, source: e.source, at, ..Default::default() };
+        let fields = ExpectationFields { claim: e.claim, source: e.source, at, point: e.point, ..Default::default() };
         match e.prediction {
             Prediction::HigherTrainError { worse, better } => {
                 ExpectationFields { higher_train_error: Some(worse), than: Some(better), ..fields }
@@ -680,6 +698,7 @@ impl Experiment {
         if self.runs.is_empty() {
             bail!("no [[runs]]; expected at least one model to train");
         }
+        grid_axes(&self.grid, &[])?;
         let mut run_names: Vec<String> = Vec::new();
         for run in &self.runs {
             let name = run.run_name()?;
@@ -812,7 +831,201 @@ impl RunEntry {
         if let Some(bias) = spec.gate_bias {
             name = format!("{name}-gate{bias}");
         }
+        for setting in self.settings()? {
+            name = format!("{name}-{}{}", setting.key.name, setting.value);
+        }
         Ok(name)
+    }
+
+    /// Its `set` table as settings, in the order of [`settings::KEYS`] (how names list them).
+    pub fn settings(&self) -> Result<Vec<Setting>> {
+        let mut settings = Vec::new();
+        for (key, value) in &self.set {
+            let axis = Axis::from_toml(key, value).with_context(|| format!("[[runs]] '{}': set", self.model))?;
+            let Some(setting) = axis.single() else {
+                bail!("[[runs]] '{}': set.{key} has several values; expected one (a [grid] varies a key)", self.model);
+            };
+            settings.push(setting);
+        }
+        settings.sort_by_key(|s| settings::KEYS.iter().position(|k| std::ptr::eq(k, s.key)));
+        Ok(settings)
+    }
+}
+
+/// The grid's axes: the file's `[grid]` with the command line's on top (`--set k=v1,v2` replaces
+/// or adds an axis; `--set k=v` fixes the key, which then varies no more), in key order.
+pub fn grid_axes(grid: &BTreeMap<String, toml::Value>, command_line: &[Axis]) -> Result<Vec<Axis>> {
+    let mut axes = Vec::new();
+    for (key, values) in grid {
+        let axis = Axis::from_toml(key, values).context("[grid]")?;
+        if !axis.varies() {
+            bail!(
+                "[grid] {} has one value; expected two or more (one value for every run: --set {})",
+                axis.key.name,
+                axis.arg_text()
+            );
+        }
+        axes.push(axis);
+    }
+    for axis in command_line {
+        axes.retain(|a: &Axis| !std::ptr::eq(a.key, axis.key));
+        if axis.varies() {
+            axes.push(axis.clone());
+        }
+    }
+    axes.sort_by_key(|a| settings::KEYS.iter().position(|k| std::ptr::eq(k, a.key)));
+    Ok(axes)
+}
+
+/// Every point of `axes` (the first axis outermost), each as settings.
+fn grid_points(axes: &[Axis]) -> Vec<Vec<Setting>> {
+    let mut points: Vec<Vec<Setting>> = vec![vec![]];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                axis.values.iter().map(move |value| {
+                    let mut point = point.clone();
+                    point.push(Setting { key: axis.key, value: value.clone() });
+                    point
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+fn toml_of(value: &Value) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {}", toml_literal(value))).expect("a value is TOML")["v"].clone()
+}
+
+fn toml_literal(value: &Value) -> String {
+    match value {
+        Value::Choice(name) => format!("{name:?}"),
+        Value::Number(x) => format!("{x:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn point_text(point: &[Setting]) -> String {
+    point.iter().map(Setting::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl Experiment {
+    /// The experiment with its grid (and the command line's grid axes) spelled out: each run at
+    /// each grid point (named by it: `plain-20-lr0.05`), each claim judged at each point it names
+    /// (one verdict per point), each panel repeated per value of its `by` key. Without a grid, itself.
+    pub fn with_grid(&self, command_line: &[Axis]) -> Result<Experiment> {
+        let axes = grid_axes(&self.grid, command_line)?;
+        let mut expanded = Experiment { grid: BTreeMap::new(), ..self.clone() };
+        if axes.is_empty() {
+            return Ok(expanded);
+        }
+        let points = grid_points(&axes);
+        let at = |entry: &RunEntry, point: &[Setting]| -> Result<RunEntry> {
+            let mut entry = entry.clone();
+            for setting in point {
+                if entry.set.contains_key(setting.key.name) {
+                    bail!("[[runs]] '{}' sets {}, which the grid varies", entry.model, setting.key.name);
+                }
+                entry.set.insert(setting.key.name.to_string(), toml_of(&setting.value));
+            }
+            Ok(entry)
+        };
+        // The name of run `base` at `point`.
+        let name_at = |base: &str, point: &[Setting]| -> Result<String> {
+            let entry = self.entry(base).with_context(|| format!("no run '{base}'"))?;
+            at(entry, point)?.run_name()
+        };
+        expanded.runs = Vec::new();
+        for point in &points {
+            for entry in &self.runs {
+                expanded.runs.push(at(entry, point)?);
+            }
+        }
+        expanded.expect = Vec::new();
+        for expectation in &self.expect {
+            let wanted: Vec<Setting> = expectation
+                .point
+                .iter()
+                .map(|(key, value)| {
+                    let axis = Axis::from_toml(key, value).context("[[expect]] point")?;
+                    if !axes.iter().any(|a| std::ptr::eq(a.key, axis.key)) {
+                        bail!("[[expect]] point names {}, which the grid does not vary", axis.key.name);
+                    }
+                    axis.single().with_context(|| format!("[[expect]] point.{key}: expected one value"))
+                })
+                .collect::<Result<_>>()?;
+            for point in points.iter().filter(|p| wanted.iter().all(|w| p.contains(w))) {
+                let rename = |name: &String| name_at(name, point);
+                let prediction = match &expectation.prediction {
+                    Prediction::HigherTrainError { worse, better } => {
+                        Prediction::HigherTrainError { worse: rename(worse)?, better: rename(better)? }
+                    }
+                    Prediction::HigherTestError { worse, better } => {
+                        Prediction::HigherTestError { worse: rename(worse)?, better: rename(better)? }
+                    }
+                    Prediction::SmallerResponses { smaller, larger } => {
+                        Prediction::SmallerResponses { smaller: rename(smaller)?, larger: rename(larger)? }
+                    }
+                    Prediction::SimilarTrainError { runs, within } => Prediction::SimilarTrainError {
+                        runs: runs.iter().map(rename).collect::<Result<_>>()?,
+                        within: *within,
+                    },
+                };
+                let claim = format!("{} (at {})", expectation.claim_text(), point_text(point));
+                let point_table = point.iter().map(|s| (s.key.name.to_string(), toml_of(&s.value))).collect();
+                expanded.expect.push(Expectation {
+                    prediction,
+                    claim: Some(claim),
+                    point: point_table,
+                    ..expectation.clone()
+                });
+            }
+        }
+        let first = &axes[0];
+        let panels = if self.panels.is_empty() {
+            let every: Vec<String> = self.runs.iter().map(RunEntry::run_name).collect::<Result<_>>()?;
+            vec![Panel { title: String::new(), runs: every, show: Curves::Both, by: None }]
+        } else {
+            self.panels.clone()
+        };
+        expanded.panels = Vec::new();
+        for panel in &panels {
+            // A `by` key the command line fixed (`--set lr=0.1`) falls back to the first axis left.
+            let by = match &panel.by {
+                Some(key) => {
+                    let key = settings::key_named(key).context("[[panels]] by")?;
+                    let in_file = self.grid.keys().any(|k| settings::key_named(k).is_ok_and(|k| std::ptr::eq(k, key)));
+                    match axes.iter().find(|a| std::ptr::eq(a.key, key)) {
+                        Some(axis) => axis,
+                        None if in_file => first,
+                        None => bail!("[[panels]] by = \"{}\": the grid does not vary it", key.name),
+                    }
+                }
+                None => first,
+            };
+            for value in &by.values {
+                let mut runs = Vec::new();
+                for point in
+                    points.iter().filter(|p| p.iter().any(|s| std::ptr::eq(s.key, by.key) && s.value == *value))
+                {
+                    for name in &panel.runs {
+                        runs.push(name_at(name, point)?);
+                    }
+                }
+                let at_value = format!("{}={value}", by.key.name);
+                let title = if panel.title.is_empty() { at_value } else { format!("{}, {at_value}", panel.title) };
+                expanded.panels.push(Panel { title, runs, show: panel.show, by: None });
+            }
+        }
+        expanded.validate()?;
+        Ok(expanded)
+    }
+
+    /// The keys the runs vary by (their `set` tables), in key order: the study table's columns.
+    pub fn varied_keys(&self) -> Vec<&'static str> {
+        settings::KEYS.iter().filter(|k| self.runs.iter().any(|r| r.set.contains_key(k.name))).map(|k| k.name).collect()
     }
 }
 

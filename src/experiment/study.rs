@@ -73,7 +73,7 @@ impl StudyRequest {
 
     /// The one experiment it names (not `paper`), with its preset and folder.
     pub fn study(&self) -> Result<Study> {
-        let experiment = Experiment::load(&self.experiment)?;
+        let experiment = Experiment::load(&self.experiment)?.with_grid(&self.overrides.settings)?;
         let preset = match self.preset {
             Some(preset) => preset,
             None => experiment.default_preset()?,
@@ -95,15 +95,18 @@ impl StudyRequest {
         }
         let (preset, out) = self.paper();
         let studies = paper::studies(preset)?;
-        Ok(studies
+        studies
             .into_iter()
-            .map(|experiment| Study {
-                out: paper::study_out(&out, &experiment),
-                experiment,
-                preset,
-                overrides: self.overrides.clone(),
+            .map(|experiment| {
+                let experiment = experiment.with_grid(&self.overrides.settings)?;
+                Ok(Study {
+                    out: paper::study_out(&out, &experiment),
+                    experiment,
+                    preset,
+                    overrides: self.overrides.clone(),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -201,6 +201,8 @@ pub struct GroupRow {
     pub paper_err: Option<f64>,
     /// The paper's number in full where it says more, e.g. "6.43 (6.61±0.16)".
     pub paper_note: Option<String>,
+    /// In a study with a grid: the keys it varies and this row's values (`lr`, `0.05`).
+    pub point: Vec<(String, String)>,
 }
 
 /// Another method's published result, for context.
@@ -234,13 +236,16 @@ const STUDY_COLUMNS: [&str; 13] = [
 /// of the context (its published error in `paper_err`).
 pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(STUDY_COLUMNS)?;
+    let keys: Vec<String> = rows.first().map(|r| r.point.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let mut header: Vec<String> = STUDY_COLUMNS[..3].iter().map(|c| c.to_string()).collect();
+    header.extend(keys.iter().cloned());
+    header.extend(STUDY_COLUMNS[3..].iter().map(|c| c.to_string()));
+    writer.write_record(&header)?;
     let number = |v: f64| format!("{v:.2}");
     for r in rows {
-        writer.write_record([
-            r.run.clone(),
-            r.model.clone(),
-            r.variant.clone(),
+        let mut record = vec![r.run.clone(), r.model.clone(), r.variant.clone()];
+        record.extend(r.point.iter().map(|(_, v)| v.clone()));
+        record.extend([
             r.params.to_string(),
             r.final_test_err.n.to_string(),
             number(r.final_train_err.mean),
@@ -251,11 +256,12 @@ pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
             number(r.mean_train_err.std),
             r.paper_err.map(number).unwrap_or_default(),
             r.paper_note.clone().unwrap_or_default(),
-        ])?;
+        ]);
+        writer.write_record(record)?;
     }
     for c in context {
         let mut record = vec![c.method.clone()];
-        record.extend(std::iter::repeat_n(String::new(), 10));
+        record.extend(std::iter::repeat_n(String::new(), 10 + keys.len()));
         record.extend([number(c.err), c.note.clone().unwrap_or_default()]);
         writer.write_record(record)?;
     }
@@ -265,30 +271,37 @@ pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
 /// The study table as a grid: errors as mean ± std (n seeds) beside the paper's, then the
 /// context methods.
 pub fn study_grid(rows: &[GroupRow], context: &[ContextRow]) -> Grid {
-    let header = ["run", "params", "seeds", "final train err", "final test err", "mean train err", "paper"];
+    let keys: Vec<String> = rows.first().map(|r| r.point.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let mut header = vec!["run".to_string()];
+    header.extend(keys.iter().cloned());
+    header.extend(
+        ["params", "seeds", "final train err", "final test err", "mean train err", "paper"].map(str::to_string),
+    );
     let mut cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let paper = r.paper_note.clone().or(r.paper_err.map(|e| format!("{e:.2}"))).unwrap_or_default();
-            vec![
-                r.run.clone(),
+            let mut row = vec![r.run.clone()];
+            row.extend(r.point.iter().map(|(_, v)| v.clone()));
+            row.extend([
                 r.params.to_string(),
                 r.final_test_err.n.to_string(),
                 r.final_train_err.text(),
                 r.final_test_err.text(),
                 r.mean_train_err.text(),
                 paper,
-            ]
+            ]);
+            row
         })
         .collect();
     for c in context {
         let paper = c.note.clone().unwrap_or_else(|| format!("{:.2}", c.err));
         let mut row = vec![format!("{} (published)", c.method)];
-        row.extend(std::iter::repeat_n(String::new(), 5));
+        row.extend(std::iter::repeat_n(String::new(), 5 + keys.len()));
         row.push(paper);
         cells.push(row);
     }
-    Grid { header: header.iter().map(|h| h.to_string()).collect(), rows: cells, left: 1 }
+    Grid { header, rows: cells, left: 1 + keys.len() }
 }
 
 /// The study table in Markdown: errors as mean ± std (n seeds) beside the paper's, the context
@@ -456,6 +469,7 @@ mod tests {
             mean_train_err: stat,
             paper_err: Some(6.43),
             paper_note: Some("6.43 (6.61±0.16)".into()),
+            point: vec![],
         }];
         let context = [ContextRow { method: "Highway".into(), err: 7.54, note: Some("7.54 (7.72±0.16)".into()) }];
         let csv = study_csv(&rows, &context).unwrap();

@@ -23,6 +23,7 @@ pub mod events;
 pub mod grad_norms;
 pub mod lock;
 pub mod metrics;
+pub mod settings;
 pub mod summary;
 
 pub use config::RunConfig;

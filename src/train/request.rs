@@ -11,6 +11,7 @@ use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
 use crate::run::config::{OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
+use crate::run::settings::{self, Setting};
 use crate::run::{RunConfig, RunDir};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub struct RunRequest {
     pub world_size: Option<usize>,
     /// When `auto` precision is decided.
     pub auto_precision: AutoPrecision,
+    /// `--set KEY=VALUE`s (and a grid point's), applied in order to a new run or a configuration
+    /// file's; a resumed run keeps its own.
+    pub settings: Vec<Setting>,
 }
 
 /// When `--precision auto` is decided: where the run is trained, because that is the machine
@@ -131,7 +135,14 @@ impl RunRequest {
 
     /// The request from `source`, with nothing else changed.
     pub fn from_source(source: RunSource) -> RunRequest {
-        RunRequest { source, out: None, log_grads: None, world_size: None, auto_precision: AutoPrecision::Decide }
+        RunRequest {
+            source,
+            out: None,
+            log_grads: None,
+            world_size: None,
+            auto_precision: AutoPrecision::Decide,
+            settings: Vec::new(),
+        }
     }
 
     /// The run in `out`.
@@ -143,8 +154,17 @@ impl RunRequest {
     /// (a run already in the directory keeps its own), the recording and world applied, and the
     /// whole validated.
     pub fn resolve(self) -> Result<Run> {
-        let (mut config, out, choice) = match self.source {
-            RunSource::Resume(dir) => (RunConfig::load(&RunDir::new(&dir).config())?, Some(dir), None),
+        let (config, out, choice) = match self.source {
+            RunSource::Resume(dir) => {
+                if let Some(setting) = self.settings.first() {
+                    anyhow::bail!(
+                        "--set {setting} with --resume: a resumed run keeps its configuration; expected a new run \
+                         (--config {}/config.toml --set ... --out NEW_DIR)",
+                        dir.display()
+                    );
+                }
+                (RunConfig::load(&RunDir::new(&dir).config())?, Some(dir), None)
+            }
             RunSource::ConfigFile(path) => {
                 let (config, choice) = RunConfig::load_planned(&path)?;
                 (config, self.out, (choice == PrecisionChoice::Auto).then_some(choice))
@@ -153,6 +173,7 @@ impl RunRequest {
                 (config_of(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
             }
         };
+        let mut config = settings::apply(&config, &self.settings)?;
         let dir = RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name()))));
         if let Some(every) = self.log_grads {
             anyhow::ensure!(every > 0, "--log-grads 0: expected a positive number of iterations between records");
