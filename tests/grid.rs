@@ -100,6 +100,11 @@ fn degradation_lr_smoke_crosses_its_grid_with_the_runs_and_judges_each_claim_at_
     assert!(plan.status.success(), "{}", stderr(&plan));
     let plan = stdout(&plan);
     assert!(plan.contains("plain-8-weight_decay0-seed0") && !plan.contains("lr0.1"), "{plan}");
+    // Another setting into the same folder: refused before anything trains, not taken as done.
+    let mut other = args.to_vec();
+    other.extend(["--set", "momentum=0.8"]);
+    let output = reslab(&other);
+    assert_clean_error(&output, &["already holds a complete run with another configuration", "--out"]);
     let bad = reslab(&["plan", "degradation-lr", "--set", "weight_decay=fast"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("weight_decay=fast: expected a number"), "{}", stderr(&bad));

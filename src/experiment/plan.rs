@@ -6,7 +6,7 @@ use super::study_dir::StudyDir;
 use crate::data::DataSource;
 use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
 use crate::run::settings::Axis;
-use crate::run::RunDir;
+use crate::run::{RunDir, RunState};
 use crate::train::request::AutoPrecision;
 use crate::train::{Run, RunRequest};
 use anyhow::{bail, Result};
@@ -101,6 +101,25 @@ impl PlannedRun {
     pub fn dir(&self) -> &RunDir {
         self.run.dir()
     }
+}
+
+/// The runs of a plan still to train. A run directory holding a complete run of another
+/// configuration (another `--set`, `--iters` or preset into the same folder) is an error naming
+/// it, before anything trains: it is neither this run nor to be overwritten.
+pub fn pending(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
+    let mut pending = Vec::new();
+    for run in runs {
+        if !RunState::read(&run.dir().path).is_complete() {
+            pending.push(run);
+        } else if !run.run.is_complete_in(run.dir()) {
+            bail!(
+                "run directory {} already holds a complete run with another configuration (another --set, \
+                 --iters or preset into this folder?); expected this study's run there: choose another --out or remove it",
+                run.dir().path.display()
+            );
+        }
+    }
+    Ok(pending)
 }
 
 /// The seeds of a plan: the command line's, the preset's, the experiment's, or seed 0.

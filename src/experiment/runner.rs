@@ -7,11 +7,10 @@
 
 use super::aggregate::{aggregate, StudyReport};
 use super::cost::longest_first;
-use super::plan::{plan, Overrides, PlannedRun};
+use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::spec::Experiment;
 use super::study_dir::StudyDir;
-use crate::run::RunState;
 use crate::train::train;
 use crate::train::trainer::PROGRESS_LINES_ENV as LINES_ENV;
 use crate::util::fs::write_file;
@@ -73,10 +72,7 @@ pub fn run_study(
     parallelism: Parallelism,
     out: &Path,
 ) -> Result<(StudyReport, Vec<String>)> {
-    let pending_of = |runs: Vec<PlannedRun>| -> Vec<PlannedRun> {
-        runs.into_iter().filter(|run| !RunState::read(&run.dir().path).is_complete()).collect()
-    };
-    let pending_count = pending_of(plan(experiment, preset, overrides, out)?).len();
+    let pending_count = pending(plan(experiment, preset, overrides, out)?)?.len();
     // Fewer runs left than jobs: fewer jobs, each with more threads.
     let jobs = Parallelism { jobs: parallelism.jobs.min(pending_count).max(1) };
     let overrides = Overrides { threads: jobs.threads_per_job(overrides.threads), ..overrides.clone() };
@@ -85,7 +81,7 @@ pub fn run_study(
     if let Some(note) = &experiment.preset(preset)?.note {
         eprintln!("note: {note}");
     }
-    let pending = pending_of(runs.clone());
+    let pending = pending(runs.clone())?;
     if pending.len() < runs.len() {
         eprintln!(
             "{} of {} runs are complete already; running the other {}",

@@ -10,11 +10,10 @@
 //! The run directories (on a file system every host sees) stay the only contract: aggregation and
 //! `reslab status` read them; `.slurm/jobs.toml` only adds Slurm's view of the tasks.
 
-use super::plan::{plan, Overrides, PlannedRun};
+use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmSettings};
 use super::study_dir::StudyDir;
-use crate::run::RunState;
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -100,10 +99,7 @@ pub fn scripts(
     // probe and that node's cache), and a requeued run keeps it (docs/clusters.md).
     let tasks = settings.tasks_per_run.unwrap_or(1).max(1);
     overrides.world_size = Some(tasks as usize);
-    let runs: Vec<PlannedRun> = plan(experiment, invocation.preset, &overrides, out)?
-        .into_iter()
-        .filter(|run| !RunState::read(&run.dir().path).is_complete())
-        .collect();
+    let runs: Vec<PlannedRun> = pending(plan(experiment, invocation.preset, &overrides, out)?)?;
     let out = absolute(out)?;
     let slurm = StudyDir::new(&out).slurm();
     let workdir = std::env::current_dir().context("finding the current directory")?;
