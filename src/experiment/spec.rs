@@ -4,7 +4,7 @@ use super::preset::Preset;
 use crate::data::{DataSource, EvalSet};
 use crate::model::{BlockVariant, ModelOptions, Shortcut, Spelling};
 use crate::run::config::one_line;
-use crate::run::settings::{self, Axis, Setting, Value};
+use crate::run::settings::{self, Axis, Setting};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -895,20 +895,40 @@ fn grid_points(axes: &[Axis]) -> Vec<Vec<Setting>> {
     points
 }
 
-fn toml_of(value: &Value) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {}", toml_literal(value))).expect("a value is TOML")["v"].clone()
-}
-
-fn toml_literal(value: &Value) -> String {
-    match value {
-        Value::Choice(name) => format!("{name:?}"),
-        Value::Number(x) => format!("{x:?}"),
-        other => other.to_string(),
-    }
-}
-
 fn point_text(point: &[Setting]) -> String {
     point.iter().map(Setting::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `entry` at grid point `point`: the point's settings added to its own (which may not name them).
+fn run_at(entry: &RunEntry, point: &[Setting]) -> Result<RunEntry> {
+    let mut entry = entry.clone();
+    for setting in point {
+        if entry.set.contains_key(setting.key.name) {
+            bail!("[[runs]] '{}' sets {}, which the grid varies", entry.model, setting.key.name);
+        }
+        entry.set.insert(setting.key.name.to_string(), setting.value.to_toml());
+    }
+    Ok(entry)
+}
+
+impl Prediction {
+    /// The same prediction of the runs `rename` names instead.
+    fn renamed(&self, rename: impl Fn(&String) -> Result<String>) -> Result<Prediction> {
+        Ok(match self {
+            Prediction::HigherTrainError { worse, better } => {
+                Prediction::HigherTrainError { worse: rename(worse)?, better: rename(better)? }
+            }
+            Prediction::HigherTestError { worse, better } => {
+                Prediction::HigherTestError { worse: rename(worse)?, better: rename(better)? }
+            }
+            Prediction::SmallerResponses { smaller, larger } => {
+                Prediction::SmallerResponses { smaller: rename(smaller)?, larger: rename(larger)? }
+            }
+            Prediction::SimilarTrainError { runs, within } => {
+                Prediction::SimilarTrainError { runs: runs.iter().map(rename).collect::<Result<_>>()?, within: *within }
+            }
+        })
+    }
 }
 
 impl Experiment {
@@ -922,28 +942,27 @@ impl Experiment {
             return Ok(expanded);
         }
         let points = grid_points(&axes);
-        let at = |entry: &RunEntry, point: &[Setting]| -> Result<RunEntry> {
-            let mut entry = entry.clone();
-            for setting in point {
-                if entry.set.contains_key(setting.key.name) {
-                    bail!("[[runs]] '{}' sets {}, which the grid varies", entry.model, setting.key.name);
-                }
-                entry.set.insert(setting.key.name.to_string(), toml_of(&setting.value));
-            }
-            Ok(entry)
-        };
-        // The name of run `base` at `point`.
-        let name_at = |base: &str, point: &[Setting]| -> Result<String> {
-            let entry = self.entry(base).with_context(|| format!("no run '{base}'"))?;
-            at(entry, point)?.run_name()
-        };
         expanded.runs = Vec::new();
         for point in &points {
             for entry in &self.runs {
-                expanded.runs.push(at(entry, point)?);
+                expanded.runs.push(run_at(entry, point)?);
             }
         }
-        expanded.expect = Vec::new();
+        expanded.expect = self.claims_at_points(&axes, &points)?;
+        expanded.panels = self.panels_at_points(&axes, &points)?;
+        expanded.validate()?;
+        Ok(expanded)
+    }
+
+    /// The name of run `base` (as the file names it) at grid point `point`.
+    fn name_at(&self, base: &str, point: &[Setting]) -> Result<String> {
+        let entry = self.entry(base).with_context(|| format!("no run '{base}'"))?;
+        run_at(entry, point)?.run_name()
+    }
+
+    /// Each claim at each grid point it names (`point = {...}`, default every point).
+    fn claims_at_points(&self, axes: &[Axis], points: &[Vec<Setting>]) -> Result<Vec<Expectation>> {
+        let mut claims = Vec::new();
         for expectation in &self.expect {
             let wanted: Vec<Setting> = expectation
                 .point
@@ -957,32 +976,20 @@ impl Experiment {
                 })
                 .collect::<Result<_>>()?;
             for point in points.iter().filter(|p| wanted.iter().all(|w| p.contains(w))) {
-                let rename = |name: &String| name_at(name, point);
-                let prediction = match &expectation.prediction {
-                    Prediction::HigherTrainError { worse, better } => {
-                        Prediction::HigherTrainError { worse: rename(worse)?, better: rename(better)? }
-                    }
-                    Prediction::HigherTestError { worse, better } => {
-                        Prediction::HigherTestError { worse: rename(worse)?, better: rename(better)? }
-                    }
-                    Prediction::SmallerResponses { smaller, larger } => {
-                        Prediction::SmallerResponses { smaller: rename(smaller)?, larger: rename(larger)? }
-                    }
-                    Prediction::SimilarTrainError { runs, within } => Prediction::SimilarTrainError {
-                        runs: runs.iter().map(rename).collect::<Result<_>>()?,
-                        within: *within,
-                    },
-                };
-                let claim = format!("{} (at {})", expectation.claim_text(), point_text(point));
-                let point_table = point.iter().map(|s| (s.key.name.to_string(), toml_of(&s.value))).collect();
-                expanded.expect.push(Expectation {
-                    prediction,
-                    claim: Some(claim),
-                    point: point_table,
+                claims.push(Expectation {
+                    prediction: expectation.prediction.renamed(|name| self.name_at(name, point))?,
+                    claim: Some(format!("{} (at {})", expectation.claim_text(), point_text(point))),
+                    point: point.iter().map(|s| (s.key.name.to_string(), s.value.to_toml())).collect(),
                     ..expectation.clone()
                 });
             }
         }
+        Ok(claims)
+    }
+
+    /// Each panel once per value of its `by` key (default the grid's first), with its runs at every
+    /// point of that value; without panels, one per value of the first key with every run.
+    fn panels_at_points(&self, axes: &[Axis], points: &[Vec<Setting>]) -> Result<Vec<Panel>> {
         let first = &axes[0];
         let panels = if self.panels.is_empty() {
             let every: Vec<String> = self.runs.iter().map(RunEntry::run_name).collect::<Result<_>>()?;
@@ -990,7 +997,7 @@ impl Experiment {
         } else {
             self.panels.clone()
         };
-        expanded.panels = Vec::new();
+        let mut expanded = Vec::new();
         for panel in &panels {
             // A `by` key the command line fixed (`--set lr=0.1`) falls back to the first axis left.
             let by = match &panel.by {
@@ -1006,26 +1013,19 @@ impl Experiment {
                 None => first,
             };
             for value in &by.values {
+                let at_value = |p: &&Vec<Setting>| p.iter().any(|s| std::ptr::eq(s.key, by.key) && s.value == *value);
                 let mut runs = Vec::new();
-                for point in
-                    points.iter().filter(|p| p.iter().any(|s| std::ptr::eq(s.key, by.key) && s.value == *value))
-                {
+                for point in points.iter().filter(at_value) {
                     for name in &panel.runs {
-                        runs.push(name_at(name, point)?);
+                        runs.push(self.name_at(name, point)?);
                     }
                 }
-                let at_value = format!("{}={value}", by.key.name);
-                let title = if panel.title.is_empty() { at_value } else { format!("{}, {at_value}", panel.title) };
-                expanded.panels.push(Panel { title, runs, show: panel.show, by: None });
+                let heading = format!("{}={value}", by.key.name);
+                let title = if panel.title.is_empty() { heading } else { format!("{}, {heading}", panel.title) };
+                expanded.push(Panel { title, runs, show: panel.show, by: None });
             }
         }
-        expanded.validate()?;
         Ok(expanded)
-    }
-
-    /// The keys the runs vary by (their `set` tables), in key order: the study table's columns.
-    pub fn varied_keys(&self) -> Vec<&'static str> {
-        settings::KEYS.iter().filter(|k| self.runs.iter().any(|r| r.set.contains_key(k.name))).map(|k| k.name).collect()
     }
 }
 

@@ -420,10 +420,9 @@ pub fn apply(config: &RunConfig, settings: &[Setting]) -> Result<RunConfig> {
     for setting in settings {
         match (&setting.value, setting.key.name) {
             (Value::Steps(Steps::Fractions(list)), _) => fractions = Some(list.clone()),
-            (Value::Steps(Steps::Iterations(list)), _) => {
+            (value @ Value::Steps(Steps::Iterations(_)), _) => {
                 fractions = None;
-                let steps = list.iter().map(|&n| toml::Value::Integer(n as i64)).collect();
-                set(&mut table, setting.key.path, toml::Value::Array(steps));
+                set(&mut table, setting.key.path, value.to_toml());
             }
             (Value::Flag(false), "warmup") => {
                 if let Some(toml::Value::Table(schedule)) = table.get_mut("schedule") {
@@ -435,7 +434,7 @@ pub fn apply(config: &RunConfig, settings: &[Setting]) -> Result<RunConfig> {
                 if name.starts_with("warmup_") {
                     ensure_warmup(&mut table);
                 }
-                set(&mut table, setting.key.path, toml_value(value));
+                set(&mut table, setting.key.path, value.to_toml());
             }
         }
     }
@@ -467,13 +466,19 @@ fn ensure_warmup(table: &mut toml::Table) {
     }
 }
 
-fn toml_value(value: &Value) -> toml::Value {
-    match value {
-        Value::Number(x) => toml::Value::Float(*x),
-        Value::Count(n) => toml::Value::Integer(*n as i64),
-        Value::Flag(b) => toml::Value::Boolean(*b),
-        Value::Choice(name) => toml::Value::String(name.clone()),
-        Value::Steps(_) => unreachable!("steps are applied apart"),
+impl Value {
+    /// The value as TOML writes it (in config.toml, a `[[runs]]` entry's `set`, a claim's `point`).
+    pub fn to_toml(&self) -> toml::Value {
+        match self {
+            Value::Number(x) => toml::Value::Float(*x),
+            Value::Count(n) => toml::Value::Integer(*n as i64),
+            Value::Flag(b) => toml::Value::Boolean(*b),
+            Value::Choice(name) => toml::Value::String(name.clone()),
+            Value::Steps(Steps::Fractions(list)) => toml::Value::Array(list.iter().map(|&x| x.into()).collect()),
+            Value::Steps(Steps::Iterations(list)) => {
+                toml::Value::Array(list.iter().map(|&n| toml::Value::Integer(n as i64)).collect())
+            }
+        }
     }
 }
 
