@@ -118,6 +118,10 @@ pub struct StudyArgs {
 pub struct AggregateArgs {
     #[command(flatten)]
     pub study: StudyArgs,
+    /// Send the study to the MLflow tracking server at URI (http://HOST:PORT): what it lacks of
+    /// each run (see reproduce --mlflow), then the tables, charts and report to the study's parent run.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// Fix the error axis, in percent (e.g. 5:60); default the experiment file's `[chart] y_range`,
     /// else 0:20 where every run reached the paper's schedule, else fitted to the runs.
     #[arg(long, value_name = "LOW:HIGH")]
@@ -131,6 +135,12 @@ pub struct AggregateArgs {
 pub struct ReproduceArgs {
     #[command(flatten)]
     pub study: StudyArgs,
+    /// Mirror the runs into the MLflow tracking server at URI (http://HOST:PORT) as they train:
+    /// an MLflow run each, in an experiment named after the study, under a parent run that gets
+    /// the charts and report; overrides the file's [tracking] mlflow. A server that is down never
+    /// stops training (see docs/tracking.md).
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// Runs at a time, each a child process with the machine's cores split between them; default
     /// one per GPU, or on a CPU what a probe measured fastest here, 1 or one per core (cached; see docs/performance.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -244,6 +254,13 @@ pub struct TrainArgs {
     /// its type and default.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = axis, conflicts_with = "resume")]
     pub set: Vec<Axis>,
+    /// Mirror the run into the MLflow tracking server at URI (http://HOST:PORT) as it trains;
+    /// a server that is down never stops training, and the same command sends what it missed.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment of --mlflow.
+    #[arg(long, value_name = "NAME", default_value = "reslab", requires = "mlflow")]
+    pub mlflow_experiment: String,
     /// Also write the initial weights, the first K augmented batches with their losses, and the
     /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
     #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
@@ -498,6 +515,7 @@ impl StudyArgs {
                 world_size: None,
                 settings: self.set.clone(),
             },
+            mlflow: None,
         }
     }
 }

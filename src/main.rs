@@ -9,10 +9,11 @@ use cli::*;
 use reslab::data::download::{self, Checksum};
 use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, Dataset};
-use reslab::experiment::study::reproduce;
+use reslab::experiment::study::{reproduce, StudyRequest};
 use reslab::experiment::{cost, launch, plan, runner, status};
 use reslab::model::{options::zoo_table, weights, Spelling};
 use reslab::report::table;
+use reslab::run::mlflow::OneRun;
 use reslab::run::RunDir;
 use reslab::train::distributed::World;
 use reslab::train::evaluate::evaluate_weights;
@@ -74,7 +75,8 @@ fn exit_on_argument_error(e: clap::Error) -> ! {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => {
-            let reproduced = reproduce(&args.study.request(), &args.execution())?;
+            let request = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request() };
+            let reproduced = reproduce(&request, &args.execution())?;
             print!("{}", reproduced.text);
             reproduced.outcome
         }
@@ -94,11 +96,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Aggregate(args) => {
-            let mut study = args.study.request().study()?;
+            let mut study = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request() }.study()?;
             study.experiment.chart = study.experiment.chart.overridden_by(args.y_range, args.y_scale)?;
-            let report = runner::aggregate_only(&study.experiment, study.preset, &study.overrides, &study.out)?;
+            let (report, sent) = runner::aggregate_only(&study.experiment, study.preset, &study.overrides, &study.out)?;
             print!("{}", report.text(&study.experiment));
-            Ok(())
+            sent
         }
         Command::Train(args) => train_command(args),
         Command::Launch(args) => launch::launch(
@@ -204,6 +206,13 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     let recording = Recording { dump_steps: args.dump_steps };
     let label = run.config().model.name();
+    let writes_the_directory = world.as_ref().is_none_or(|w| w.rank == 0);
+    let _mirrored = match &args.mlflow {
+        Some(uri) if writes_the_directory => {
+            Some(OneRun::follow(uri, &run.dir().path, &args.mlflow_experiment, &label, run.config().seed)?)
+        }
+        _ => None,
+    };
     let summary = match world {
         Some(world) => {
             let timeout = Duration::from_secs(args.dist_timeout);

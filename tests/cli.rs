@@ -128,6 +128,23 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     )
     .unwrap();
     assert_clean_error(&reslab(&["reproduce", bad.to_str().unwrap()]), &["bad.toml", "resnet-21", "6n+2"]);
+
+    // A tracker's address that is not a server's, refused before anything trains.
+    let study = dir.path().join("study");
+    let output = reslab(&[
+        "reproduce",
+        "fig1",
+        "--preset",
+        "smoke",
+        "--jobs",
+        "1",
+        "--mlflow",
+        "file:///tmp/mlruns",
+        "--out",
+        study.to_str().unwrap(),
+    ]);
+    assert_clean_error(&output, &["--mlflow", "'file:///tmp/mlruns'", "http://HOST:PORT"]);
+    assert!(!study.join("plain-8-seed0").join("config.toml").exists(), "a run started");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod stats;
 pub mod status;
 pub mod study;
 pub mod study_dir;
+pub mod tracking;
 
 pub use preset::Preset;
 pub use spec::Experiment;

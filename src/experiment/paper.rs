@@ -75,11 +75,18 @@ impl PaperReport {
 }
 
 /// Runs every study at `preset` in `out/<study>`, then writes `out/report.html`.
-pub fn run(preset: Preset, overrides: &Overrides, parallelism: Parallelism, out: &Path) -> Result<PaperReport> {
+pub fn run(
+    preset: Preset,
+    overrides: &Overrides,
+    mlflow: Option<&str>,
+    parallelism: Parallelism,
+    out: &Path,
+) -> Result<PaperReport> {
     let studies = studies(preset)?;
     let mut done = Vec::new();
     let mut failures = Vec::new();
-    for study in studies {
+    for mut study in studies {
+        study.tracking = study.tracking.overridden_by(mlflow);
         let study_out = study_out(out, &study);
         eprintln!("== {}: {}", study.name, study.title);
         link_finished_runs(&study, preset, overrides, out, &study_out)?;

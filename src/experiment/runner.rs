@@ -11,6 +11,7 @@ use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::spec::Experiment;
 use super::study_dir::StudyDir;
+use super::tracking;
 use crate::train::train;
 use crate::train::trainer::PROGRESS_LINES_ENV as LINES_ENV;
 use crate::util::fs::write_file;
@@ -91,21 +92,30 @@ pub fn run_study(
         );
     }
     interrupt::install()?;
+    // Mirrored from their directories by a thread of its own; dropped on an error, it still
+    // sends what it can.
+    let live = tracking::follow(experiment, preset, &runs, out)?;
     let failures =
         if jobs.jobs <= 1 { run_here(&pending)? } else { run_as_children(&longest_first(pending)?, out, jobs.jobs)? };
     let report = aggregate(experiment, preset, &runs, out)?;
+    if let Some(live) = live {
+        tracking::publish_after(live, experiment, preset, &runs, out, &report);
+    }
     Ok((report, failures))
 }
 
-/// Aggregates the study's run directories in `out` as they are, training nothing.
+/// Aggregates the study's run directories in `out` as they are, training nothing: the report,
+/// and whether a tracking server (if the study has one) took what it lacked of them and the report.
 pub fn aggregate_only(
     experiment: &Experiment,
     preset: Preset,
     overrides: &Overrides,
     out: &Path,
-) -> Result<StudyReport> {
+) -> Result<(StudyReport, Result<()>)> {
     let runs = plan(experiment, preset, overrides, out)?;
-    aggregate(experiment, preset, &runs, out)
+    let report = aggregate(experiment, preset, &runs, out)?;
+    let sent = tracking::send(experiment, preset, &runs, out, &report);
+    Ok((report, sent))
 }
 
 /// One run after another in this process; the names of the runs that failed.

@@ -70,6 +70,8 @@ pub struct Invocation {
     pub preset: Preset,
     /// The command line's overrides, passed on to the jobs.
     pub overrides: Overrides,
+    /// The MLflow server the aggregating job sends the study to.
+    pub mlflow: Option<String>,
 }
 
 /// Shell-quotes `word` for a bash script.
@@ -181,6 +183,9 @@ wait "$pid"
         out.display().to_string(),
     ];
     args.extend(overrides.to_args());
+    if let Some(uri) = &invocation.mlflow {
+        args.extend(["--mlflow".to_string(), uri.clone()]);
+    }
     let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
     aggregate.push(format!(
         "\n# Made by reslab {}: the study's tables, charts and report.html, once the array has ended.\n{exe} {}\n",
@@ -378,6 +383,7 @@ mod tests {
                 iters: Some(4),
                 ..Overrides::default()
             },
+            mlflow: None,
         }
     }
 

@@ -78,6 +78,32 @@ pub struct Experiment {
     /// 0.05]`, `weight_decay = [1e-4, 0]`), each with two or more values; `reslab keys` lists them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grid: BTreeMap<String, toml::Value>,
+    /// Where the runs are mirrored as they train (`[tracking]`); `--mlflow URI` overrides it.
+    #[serde(default, skip_serializing_if = "TrackingSettings::is_empty")]
+    pub tracking: TrackingSettings,
+}
+
+/// The `[tracking]` table: an MLflow tracking server the study's runs appear in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSettings {
+    /// The server's address, `http://HOST:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment the runs go to; default the study's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+}
+
+impl TrackingSettings {
+    fn is_empty(&self) -> bool {
+        *self == TrackingSettings::default()
+    }
+
+    /// These settings with the command line's server (`--mlflow`) on top.
+    pub fn overridden_by(self, mlflow: Option<&str>) -> TrackingSettings {
+        TrackingSettings { mlflow: mlflow.map(String::from).or(self.mlflow), ..self }
+    }
 }
 
 /// The `[chart]` table: how the study's error charts draw their error axis.

@@ -20,6 +20,8 @@ pub struct StudyRequest {
     pub out: Option<PathBuf>,
     /// The command line's overrides of the preset.
     pub overrides: Overrides,
+    /// `--mlflow URI`: the tracking server instead of the file's `[tracking] mlflow`.
+    pub mlflow: Option<String>,
 }
 
 /// One experiment at one preset, with its folder.
@@ -73,7 +75,8 @@ impl StudyRequest {
 
     /// The one experiment it names (not `paper`), with its preset and folder.
     pub fn study(&self) -> Result<Study> {
-        let experiment = Experiment::load(&self.experiment)?.with_grid(&self.overrides.settings)?;
+        let mut experiment = Experiment::load(&self.experiment)?.with_grid(&self.overrides.settings)?;
+        experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
         let preset = match self.preset {
             Some(preset) => preset,
             None => experiment.default_preset()?,
@@ -98,7 +101,8 @@ impl StudyRequest {
         studies
             .into_iter()
             .map(|experiment| {
-                let experiment = experiment.with_grid(&self.overrides.settings)?;
+                let mut experiment = experiment.with_grid(&self.overrides.settings)?;
+                experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
                 Ok(Study {
                     out: paper::study_out(&out, &experiment),
                     experiment,
@@ -121,7 +125,7 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
             );
         }
         let (preset, out) = request.paper();
-        let report = paper::run(preset, &request.overrides, parallelism(), &out)?;
+        let report = paper::run(preset, &request.overrides, request.mlflow.as_deref(), parallelism(), &out)?;
         return Ok(Reproduced { text: report.text(), outcome: report.result() });
     }
     let study = request.study()?;
@@ -134,6 +138,7 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         experiment: slurm::experiment_argument(&request.experiment)?,
         preset: study.preset,
         overrides: study.overrides.clone(),
+        mlflow: study.experiment.tracking.mlflow.clone(),
     };
     let settings = study.experiment.slurm.overridden_by(&execution.slurm);
     let submitted = slurm::reproduce(&study.experiment, &invocation, &settings, &study.out, execution.dry_run)?;
@@ -165,7 +170,13 @@ mod tests {
     use super::*;
 
     fn request(experiment: &str) -> StudyRequest {
-        StudyRequest { experiment: experiment.into(), preset: None, out: None, overrides: Overrides::default() }
+        StudyRequest {
+            experiment: experiment.into(),
+            preset: None,
+            out: None,
+            overrides: Overrides::default(),
+            mlflow: None,
+        }
     }
 
     #[test]

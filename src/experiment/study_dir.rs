@@ -6,6 +6,7 @@
 //! | `experiment.toml` | the experiment as it was run, with the preset it was run at |
 //! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
 //! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
+//! | `mlflow.toml` | `--mlflow URI`: the study's parent run on each MLflow server |
 //! | tables, charts, `report.html` | written by the aggregation (see [`super::aggregate`]) |
 
 use super::preset::Preset;
@@ -46,6 +47,11 @@ impl StudyDir {
     /// What `--backend slurm` keeps: scripts, task configurations, logs and job ids.
     pub fn slurm(&self) -> PathBuf {
         self.path.join(".slurm")
+    }
+
+    /// Which MLflow run is the study's parent on each server (the runs' own are in theirs).
+    pub fn mlflow_state(&self) -> PathBuf {
+        self.path.join(crate::run::mlflow::STATE_FILE)
     }
 
     /// Where the experiment as run is recorded (`experiment.toml`).

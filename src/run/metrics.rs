@@ -117,6 +117,20 @@ pub fn read_if_any(dir: &Path) -> Result<Vec<MetricsRow>> {
         .with_context(|| format!("{}: malformed row", dir.join(FILE_NAME).display()))
 }
 
+/// The rows written so far while the run may be writing the next: a last line without its
+/// newline is left for the next read. None if there is no `metrics.csv` yet.
+pub fn read_written(dir: &Path) -> Result<Vec<MetricsRow>> {
+    let path = dir.join(FILE_NAME);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    csv::Reader::from_reader(complete.as_bytes())
+        .deserialize()
+        .collect::<Result<Vec<MetricsRow>, _>>()
+        .with_context(|| format!("{}: malformed row", path.display()))
+}
+
 /// Reads a run's `metrics.csv`.
 pub fn read(dir: &Path) -> Result<Vec<MetricsRow>> {
     read_rows(&dir.join(FILE_NAME))

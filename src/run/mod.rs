@@ -13,6 +13,7 @@
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
 //! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
+//! | `mlflow.toml` | `--mlflow URI`: which MLflow run mirrors this one on each server, and the last row it has | [`mlflow`] |
 //! | `.lock` | host and PID of the process writing the directory, kept fresh | [`lock`] |
 //! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
 
@@ -23,6 +24,7 @@ pub mod events;
 pub mod grad_norms;
 pub mod lock;
 pub mod metrics;
+pub mod mlflow;
 pub mod settings;
 pub mod summary;
 
@@ -91,9 +93,10 @@ impl RunDir {
     }
 
     /// Removes the results of an earlier attempt that a run started from scratch replaces
-    /// (its summary and final weights), so that nothing stale looks complete.
+    /// (its summary, final weights and MLflow mirror), so that nothing stale looks complete.
     pub fn clear_results(&self) {
-        for stale in [SUMMARY_FILE, WEIGHTS_FILE] {
+        // A run started again from scratch is a new MLflow run too.
+        for stale in [SUMMARY_FILE, WEIGHTS_FILE, mlflow::STATE_FILE] {
             let _ = std::fs::remove_file(self.path.join(stale));
         }
     }
