@@ -118,7 +118,9 @@ fn a_study_in_mlflow_survives_an_interruption_and_a_hung_server_with_no_row_twic
     // Interrupted once the first run has rows on the server: it ends KILLED, and its re-run
     // continues the same MLflow run.
     let mut running = Children(vec![reproduce(&study, &out, &server.uri).stderr(Stdio::piped()).spawn().unwrap()]);
-    wait_for("rows of the first run", Duration::from_secs(60), || rows_of(&first).len() >= 3);
+    wait_for("rows of the first run on the server", Duration::from_secs(60), || {
+        std::fs::read_to_string(first.join("mlflow.toml")).is_ok_and(|state| state.contains("sent_through"))
+    });
     // SAFETY: signalling the study this test started.
     unsafe { libc::kill(running[0].id() as i32, libc::SIGINT) };
     let interrupted = running.pop().unwrap().wait_with_output().unwrap();
