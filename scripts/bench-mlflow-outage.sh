@@ -25,7 +25,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 cp "$root/.venv/mlflow-empty.db" "$work/mlflow.db"
 port="$(free_port)"
-setsid "$mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-true}" setsid "$mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
   --backend-store-uri "sqlite:///$work/mlflow.db" --artifacts-destination "$work/artifacts" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.5; done
@@ -37,7 +37,7 @@ train() { # name, then options
   local out="$work/$name"
   local start end
   start=$(date +%s.%N)
-  "$reslab" train --model resnet-8 --data embedded --iters 300 --eval-every 50 --batch-size 128 \
+  "$reslab" train --model resnet-8 --data embedded --iters 200 --eval-every 50 --batch-size 128 \
     --threads 2 --precision fp32 --out "$out" "$@" >/dev/null 2>"$out.err" || { cat "$out.err" >&2; exit 1; }
   end=$(date +%s.%N)
   local speed
