@@ -440,6 +440,46 @@ pub enum AnalyzeCommand {
         #[arg(long, default_value = "results/analysis")]
         out: PathBuf,
     },
+    /// Li et al. (2018): the training loss and error around each run's final weights on two
+    /// filter-normalised random directions (a grid over [-span, span]^2, or a line), and on the
+    /// straight path from its initial weights (Goodfellow et al. 2015): landscape.csv and charts.
+    Landscape {
+        /// Run directories (complete runs).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Points per axis, odd (the centre is one).
+        #[arg(long, default_value_t = 21)]
+        grid: usize,
+        /// The grid covers [-span, span] along each direction (1: a filter's own norm).
+        #[arg(long, default_value_t = 1.0)]
+        span: f64,
+        /// The first N training images (no augmentation) the loss is measured on.
+        #[arg(long, default_value_t = 1000)]
+        images: usize,
+        /// 2: a plane (contour plot); 1: a line.
+        #[arg(long, default_value_t = 2)]
+        dims: u8,
+        /// Seed of the random directions (saved beside the results as RUN-directions.safetensors).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use the directions an earlier analysis saved (filter-normalised to each run's own weights).
+        #[arg(long, value_name = "FILE")]
+        directions: Option<PathBuf>,
+        /// Points on the path from the initial weights (t from -0.2 to 1.2); 0: no path.
+        #[arg(long, default_value_t = 15)]
+        path_points: usize,
+        /// Measure on this data instead of each run's own (CIFAR-10 binary, `embedded`, or an image folder).
+        #[arg(long)]
+        data: Option<DataSource>,
+        /// libtorch threads in all; 0: the machine's cores.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Grid points evaluated at once, each on threads/workers threads; 0: one per thread.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        #[arg(long, default_value = "results/analysis")]
+        out: PathBuf,
+    },
     /// Balduzzi et al. (2017): how gradients at neighbouring inputs decorrelate with depth, in their
     /// toy networks and in the CIFAR nets (fresh, and the trained runs given).
     Shattering {

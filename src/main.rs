@@ -275,7 +275,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
 }
 
 fn analyze(command: AnalyzeCommand) -> Result<()> {
-    use reslab::analysis::{grad_norms, responses, shattering};
+    use reslab::analysis::{grad_norms, landscape, responses, shattering};
     let written = match command {
         AnalyzeCommand::Responses { runs, data, images, out } => {
             let data = data.map(DataConfig::new);
@@ -290,6 +290,31 @@ fn analyze(command: AnalyzeCommand) -> Result<()> {
             for r in &results {
                 let (layers, points) = (r.profile(r.iterations()[0]).len(), r.iterations().len());
                 println!("{}: {layers} layers at {points} iterations", r.run);
+            }
+            written
+        }
+        AnalyzeCommand::Landscape {
+            runs,
+            grid,
+            span,
+            images,
+            dims,
+            seed,
+            directions,
+            path_points,
+            data,
+            threads,
+            workers,
+            out,
+        } => {
+            let dims = landscape::Dims::from_count(dims)?;
+            let settings =
+                landscape::LandscapeSettings { grid, span, images, dims, seed, path_points, threads, workers };
+            let data = data.map(DataConfig::new);
+            let (results, written) =
+                landscape::analyze(&runs, &settings, data.as_ref(), directions.as_deref(), &out, "landscape")?;
+            for r in &results {
+                println!("{}", r.line());
             }
             written
         }

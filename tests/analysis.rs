@@ -1,6 +1,6 @@
 //! The analyses end to end: `train --log-grads` changes nothing in the training and records what it
-//! promises; `analyze responses`, `grad-norms` and `shattering` write their CSV files and charts;
-//! `reproduce fig7` runs them from the experiment file.
+//! promises; `analyze responses`, `grad-norms`, `shattering` and `landscape` write their CSV files
+//! and charts; `reproduce fig7` and `reproduce landscape` run them from the experiment file.
 
 mod common;
 
@@ -152,4 +152,106 @@ fn reproduce_fig7_analyses_its_runs_and_judges_the_papers_claims() {
     assert_eq!(rows.len(), 4 * 20);
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("Fig. 7") && report.matches("<svg").count() >= 5, "charts missing from the report");
+}
+
+fn rows_of(path: &Path, run: &str) -> Vec<Vec<String>> {
+    csv_rows(path).1.into_iter().filter(|r| r[0] == run).collect()
+}
+
+#[test]
+fn reproduce_landscape_smoke_writes_every_file_judges_its_claims_and_repeats_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("landscape");
+    let output = reslab(&["reproduce", "landscape", "--preset", "smoke", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let claim = text.lines().find(|l| l.starts_with("5. ")).unwrap_or_else(|| panic!("no claim 5 in {text}"));
+    assert!(!claim.ends_with("NOT MEASURED"), "{claim}");
+    assert!(text.contains("landscape sharpness") && text.contains("locally convex near the centre"), "{text}");
+
+    let analysis = out.join("landscape");
+    let (header, rows) = csv_rows(&analysis.join("landscape.csv"));
+    assert_eq!(header, ["run", "alpha", "beta", "loss", "error"]);
+    // plain-8 and resnet-8, 2 seeds each, on a 5 x 5 grid.
+    assert_eq!(rows.len(), 4 * 25);
+    let (header, summary) = csv_rows(&analysis.join("landscape-summary.csv"));
+    assert_eq!(header[9], "sharpness");
+    assert_eq!(summary.len(), 4);
+    let (_, path) = csv_rows(&analysis.join("landscape-path.csv"));
+    assert_eq!(path.len(), 4 * 5);
+    assert!(path.iter().all(|r| r[4] == "saved (init.safetensors)"), "{:?}", path[0]);
+    for file in [
+        "landscape-contours.png",
+        "landscape-contours.svg",
+        "landscape-lines.svg",
+        "landscape-path.svg",
+        "resnet-8-seed0-directions.safetensors",
+        "plain-8-seed1-directions.safetensors",
+    ] {
+        assert!(analysis.join(file).is_file(), "{file} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("Fig. 5") && report.contains("Goodfellow"), "the landscape charts are not in the report");
+
+    // The same run alone, the same settings: the same surface; and from the saved directions
+    // (another --seed is then ignored), again the same.
+    let run = out.join("resnet-8-seed0");
+    let analyze = |extra: &[&str], to: &Path| {
+        let mut args = vec!["analyze", "landscape", run.to_str().unwrap(), "--grid", "5", "--images", "64"];
+        args.extend_from_slice(&["--path-points", "5", "--out", to.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let output = reslab(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+    let alone = dir.path().join("alone");
+    let printed = stdout(&analyze(&[], &alone));
+    assert!(printed.contains("resnet-8-seed0 (resnet-8): centre loss") && printed.contains("s per point"), "{printed}");
+    let study_rows = rows_of(&analysis.join("landscape.csv"), "resnet-8-seed0");
+    assert_eq!(rows_of(&alone.join("landscape.csv"), "resnet-8-seed0"), study_rows);
+    let saved = alone.join("resnet-8-seed0-directions.safetensors");
+    let again = dir.path().join("again");
+    analyze(&["--directions", saved.to_str().unwrap(), "--seed", "9"], &again);
+    assert_eq!(rows_of(&again.join("landscape.csv"), "resnet-8-seed0"), study_rows);
+
+    // Without init.safetensors the path starts from the initialisation rebuilt from the seed:
+    // the same weights, so the same path.
+    let copy = dir.path().join("resnet-8-seed0");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "init.safetensors" && entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    let rebuilt = dir.path().join("rebuilt");
+    let output = reslab(&[
+        "analyze",
+        "landscape",
+        copy.to_str().unwrap(),
+        "--dims",
+        "1",
+        "--grid",
+        "3",
+        "--images",
+        "64",
+        "--path-points",
+        "5",
+        "--out",
+        rebuilt.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let from_seed = rows_of(&rebuilt.join("landscape-path.csv"), "resnet-8-seed0");
+    assert!(from_seed.iter().all(|r| r[4] == "rebuilt from seed 0"), "{from_seed:?}");
+    let from_file = rows_of(&analysis.join("landscape-path.csv"), "resnet-8-seed0");
+    let losses = |rows: &[Vec<String>]| rows.iter().map(|r| r[2].clone()).collect::<Vec<_>>();
+    assert_eq!(losses(&from_seed), losses(&from_file));
+    assert_eq!(csv_rows(&rebuilt.join("landscape.csv")).1.len(), 3, "a line of 3 points");
+
+    // Bad input: one clear line each.
+    let run_arg = run.to_str().unwrap();
+    assert_clean_error(&reslab(&["analyze", "landscape", run_arg, "--grid", "4"]), &["grid 4", "odd"]);
+    assert_clean_error(&reslab(&["analyze", "landscape", run_arg, "--dims", "3"]), &["--dims 3", "expected 1"]);
+    let missing = dir.path().join("nothing");
+    assert_clean_error(&reslab(&["analyze", "landscape", missing.to_str().unwrap()]), &["config.toml"]);
 }

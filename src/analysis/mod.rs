@@ -6,13 +6,17 @@
 //!   depth at a few points of training;
 //! - [`shattering`]: Balduzzi et al. (2017), "The shattered gradients problem": how fast the
 //!   gradients at neighbouring inputs decorrelate with depth, in their toy networks and in
-//!   reslab's CIFAR nets.
+//!   reslab's CIFAR nets;
+//! - [`landscape`]: Li et al. (2018), the loss landscape around a run's final weights on two
+//!   filter-normalised random directions, and the path from its initial weights (Goodfellow et
+//!   al. 2015).
 //!
 //! Analyses read models and run directories and write CSV files and charts (through
 //! [`crate::report`]); an experiment's aggregation calls them (its `[analysis]` table), never the
 //! reverse.
 
 pub mod grad_norms;
+pub mod landscape;
 pub mod responses;
 pub mod shattering;
 

@@ -4,9 +4,10 @@
 use super::claims::{self, CheckOutcome, Side};
 use super::plan::PlannedRun;
 use super::preset::Preset;
-use super::results::{read_groups, Band, GroupResult, RunResult};
+use super::results::{read_groups, Band, GroupResult, LandscapeNumbers, RunResult};
 use super::spec::{ChartSettings, Curves, Experiment, YScale};
 use crate::analysis::grad_norms::{self, RunGradNorms};
+use crate::analysis::landscape;
 use crate::analysis::shattering::{self, ShatteringSettings};
 use crate::analysis::{responses, Written};
 use crate::data::{DataSource, Dataset};
@@ -95,7 +96,7 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
             }
             files.push(chart);
         }
-        let analysed = analyses(experiment, &mut groups, out)?;
+        let analysed = analyses(experiment, preset, &mut groups, out)?;
         files.extend(analysed.files);
         figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
@@ -127,7 +128,7 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
 
 /// The experiment's `[analysis]` on its complete runs (responses go into the groups, for the
 /// checks): their files and figures.
-fn analyses(experiment: &Experiment, groups: &mut [GroupResult], out: &Path) -> Result<Written> {
+fn analyses(experiment: &Experiment, preset: Preset, groups: &mut [GroupResult], out: &Path) -> Result<Written> {
     let settings = &experiment.analysis;
     let mut written = Written::default();
     let dirs = |groups: &[GroupResult]| -> Vec<PathBuf> {
@@ -156,6 +157,20 @@ fn analyses(experiment: &Experiment, groups: &mut [GroupResult], out: &Path) -> 
         let shattering_settings = ShatteringSettings { cifar_depths: depths, runs: first_runs, ..Default::default() };
         let shattering_out = out.join("shattering");
         written.extend(shattering::analyze(&shattering_settings, &data, &shattering_out)?.2);
+    }
+    if let Some(base) = &settings.landscape {
+        let own = experiment.preset(preset)?.landscape.clone().unwrap_or_default();
+        let landscape_settings = own.over(base).settings().context("[analysis.landscape]")?;
+        let all = dirs(groups);
+        let (results, files) =
+            landscape::analyze(&all, &landscape_settings, None, None, &out.join("landscape"), "landscape")?;
+        for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&results) {
+            run.landscape = Some(LandscapeNumbers {
+                sharpness: result.summary.sharpness,
+                convex_share: result.summary.convex_share,
+            });
+        }
+        written.extend(files);
     }
     Ok(written)
 }

@@ -6,7 +6,7 @@
 //! where one lies on the other side, and is inconclusive otherwise (an interval across the line,
 //! or one seed and so no interval). The method, with its sources, is in docs/experiments.md.
 
-use super::results::{GroupResult, RunResult};
+use super::results::{GroupResult, LandscapeNumbers, RunResult};
 use super::spec::{ClaimTime, Expectation, Prediction};
 use super::stats::{self, Interval};
 use crate::report::html::Verdict;
@@ -375,6 +375,28 @@ fn comparisons<'a>(
                 mean_std,
             )]
         }
+        Prediction::FlatterLandscape { flatter, sharper } => {
+            let (flatter, sharper) = (find(flatter), find(sharper));
+            let numbers = |g: &GroupResult| g.runs.iter().map(|r| r.landscape).collect::<Option<Vec<_>>>();
+            let (Some(f), Some(s)) = (numbers(flatter), numbers(sharper)) else {
+                return Err("the loss landscapes were not analysed".into());
+            };
+            let mean_share = |v: &[LandscapeNumbers]| v.iter().map(|n| n.convex_share).sum::<f64>() / v.len() as f64;
+            notes.push(format!(
+                "locally convex near the centre: {:.0}% of points for {}, {:.0}% for {} (means over seeds)",
+                100.0 * mean_share(&f),
+                flatter.name,
+                100.0 * mean_share(&s),
+                sharper.name
+            ));
+            vec![Comparison::of(
+                "landscape sharpness (mean log10 loss rise within half the span)",
+                (sharper, flatter),
+                "log10",
+                Side::Above,
+                |r| r.landscape.map_or(f64::NAN, |n| n.sharpness),
+            )]
+        }
     })
 }
 
@@ -504,6 +526,7 @@ mod tests {
                 },
                 rows: vec![],
                 responses: None,
+                landscape: None,
             })
             .collect();
         GroupResult {

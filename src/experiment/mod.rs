@@ -10,6 +10,7 @@ pub mod paper;
 pub mod plan;
 pub mod preset;
 pub mod results;
+pub mod reuse;
 pub mod runner;
 pub mod slurm;
 pub mod spec;

@@ -2,17 +2,17 @@
 //! A/B/C ablation) at one preset, each in its own folder, and one report with every claim.
 //!
 //! Studies share networks (Table 6's resnet-56 is Figure 6's): a run another study has already
-//! completed with the same configuration is linked, not trained again.
+//! completed with the same configuration is linked, not trained again ([`super::reuse`]).
 
 use super::aggregate::StudyReport;
-use super::plan::{plan, Overrides};
+use super::plan::Overrides;
 use super::preset::Preset;
+use super::reuse::link_finished_runs;
 use super::runner::{run_study, Parallelism};
 use super::spec::Experiment;
 use crate::report::html::{self, Page};
-use crate::run::RunDir;
 use crate::util::interrupt;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The name `reproduce` and `plan` take for all of them.
@@ -89,7 +89,8 @@ pub fn run(
         study.tracking = study.tracking.overridden_by(mlflow);
         let study_out = study_out(out, &study);
         eprintln!("== {}: {}", study.name, study.title);
-        link_finished_runs(&study, preset, overrides, out, &study_out)?;
+        let others: Vec<String> = STUDIES.iter().map(|s| s.to_string()).collect();
+        link_finished_runs(&study, preset, overrides, &study_out, &others)?;
         let (report, failed) = run_study(&study, preset, overrides, parallelism, &study_out)?;
         if interrupt::requested() {
             bail!("interrupted: run the same command again to continue");
@@ -120,37 +121,6 @@ pub fn run(
     let report = out.join("report.html");
     html::write(&page, &report)?;
     Ok(PaperReport { studies: done, failures, report })
-}
-
-/// Links each run of `study` that has no directory yet to a complete run of the same name and
-/// configuration in another study's folder (relative links, so the folder can move).
-fn link_finished_runs(
-    study: &Experiment,
-    preset: Preset,
-    overrides: &Overrides,
-    out: &Path,
-    study_out: &Path,
-) -> Result<()> {
-    let runs = plan(study, preset, overrides, study_out)?;
-    std::fs::create_dir_all(study_out).with_context(|| format!("creating {}", study_out.display()))?;
-    for run in runs {
-        let dir = run.dir().path.clone();
-        if dir.symlink_metadata().is_ok() {
-            continue;
-        }
-        let Some(other) = STUDIES.iter().filter(|s| **s != study.name).find(|other| {
-            let candidate = out.join(other).join(run.dir_name());
-            // A linked run is not linked again: a link always points at the run itself.
-            !candidate.is_symlink() && run.run.is_complete_in(&RunDir::new(&candidate))
-        }) else {
-            continue;
-        };
-        let target = Path::new("..").join(other).join(run.dir_name());
-        std::os::unix::fs::symlink(&target, &dir)
-            .with_context(|| format!("linking {} to {}", dir.display(), target.display()))?;
-        eprintln!("{}/{}: the same run is complete in {other}; reusing it", study.name, run.dir_name());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

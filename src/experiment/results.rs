@@ -23,6 +23,17 @@ pub struct RunResult {
     pub rows: Vec<MetricsRow>,
     /// The std of each 3x3 layer's response, where the experiment analyses them.
     pub responses: Option<Vec<f64>>,
+    /// Its loss landscape's summary numbers, where the experiment analyses them.
+    pub landscape: Option<LandscapeNumbers>,
+}
+
+/// A run's loss landscape in two numbers (see [`crate::analysis::landscape`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LandscapeNumbers {
+    /// Mean log10(loss / centre loss) within half the span: larger rises faster.
+    pub sharpness: f64,
+    /// Share of the points near the centre where the surface is locally convex.
+    pub convex_share: f64,
 }
 
 /// A network's complete runs over seeds.
@@ -168,8 +179,14 @@ pub fn read_groups(experiment: &Experiment, runs: &[PlannedRun]) -> Result<(Vec<
                 continue;
             }
         };
-        let result =
-            RunResult { dir: run.dir_name(), seed: run.seed, summary, rows: metrics::read(&dir)?, responses: None };
+        let result = RunResult {
+            dir: run.dir_name(),
+            seed: run.seed,
+            summary,
+            rows: metrics::read(&dir)?,
+            responses: None,
+            landscape: None,
+        };
         match groups.iter_mut().find(|g| g.name == run.name) {
             Some(group) => group.runs.push(result),
             None => {

@@ -9,6 +9,7 @@ use super::aggregate::{aggregate, StudyReport};
 use super::cost::longest_first;
 use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
+use super::reuse;
 use super::spec::Experiment;
 use super::study_dir::StudyDir;
 use super::tracking;
@@ -73,6 +74,7 @@ pub fn run_study(
     parallelism: Parallelism,
     out: &Path,
 ) -> Result<(StudyReport, Vec<String>)> {
+    reuse::link_reused_runs(experiment, preset, overrides, out)?;
     let pending_count = pending(plan(experiment, preset, overrides, out)?)?.len();
     // Fewer runs left than jobs: fewer jobs, each with more threads.
     let jobs = Parallelism { jobs: parallelism.jobs.min(pending_count).max(1) };

@@ -209,6 +209,9 @@ pub fn reproduce(
     out: &Path,
     dry_run: bool,
 ) -> Result<Option<Submission>> {
+    if !dry_run {
+        super::reuse::link_reused_runs(experiment, invocation.preset, &invocation.overrides, out)?;
+    }
     let scripts = scripts(experiment, invocation, settings, out)?;
     if dry_run {
         print!("{}", dry_run_text(&scripts, out));

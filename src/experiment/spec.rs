@@ -1,6 +1,7 @@
 //! The experiment file format (see `experiments/*.toml`).
 
 use super::preset::Preset;
+use crate::analysis::landscape::{Dims, LandscapeSettings};
 use crate::data::{DataSource, EvalSet};
 use crate::model::{BlockVariant, ModelOptions, Shortcut, Spelling};
 use crate::run::config::one_line;
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
-pub const BUILTIN: [(&str, &str); 10] = [
+pub const BUILTIN: [(&str, &str); 11] = [
     ("fig1", include_str!("../../experiments/fig1.toml")),
     ("abc", include_str!("../../experiments/abc.toml")),
     ("abc-imagenet", include_str!("../../experiments/abc-imagenet.toml")),
@@ -22,6 +23,7 @@ pub const BUILTIN: [(&str, &str); 10] = [
     ("blocks", include_str!("../../experiments/blocks.toml")),
     ("width-vs-paths", include_str!("../../experiments/width-vs-paths.toml")),
     ("degradation-lr", include_str!("../../experiments/degradation-lr.toml")),
+    ("landscape", include_str!("../../experiments/landscape.toml")),
 ];
 
 /// An experiment file: the networks to train, presets of schedule and data, the claims to check.
@@ -78,6 +80,11 @@ pub struct Experiment {
     /// 0.05]`, `weight_decay = [1e-4, 0]`), each with two or more values; `reslab keys` lists them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grid: BTreeMap<String, toml::Value>,
+    /// Studies whose complete runs this one reuses where they have the same configuration (`reuse
+    /// = ["fig6"]`): the runs of `fig6` at the same preset in the folder beside this study's
+    /// (`results/fig6-cpu` beside `results/landscape-cpu`) are linked instead of trained again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reuse: Vec<String>,
     /// Where the runs are mirrored as they train (`[tracking]`); `--mlflow URI` overrides it.
     #[serde(default, skip_serializing_if = "TrackingSettings::is_empty")]
     pub tracking: TrackingSettings,
@@ -223,6 +230,69 @@ pub struct AnalysisSettings {
     /// CIFAR nets at the study's depths, and of its trained runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shattering: bool,
+    /// Li et al. (2018): the loss landscape around every complete run's final weights and the path
+    /// from its initial weights (`[analysis.landscape]`, each field optional; a preset's
+    /// `landscape` table overrides them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landscape: Option<LandscapeSpec>,
+}
+
+/// `[analysis.landscape]` (and a preset's `landscape`): what `analyze landscape` takes, each field
+/// optional (default: the command's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandscapeSpec {
+    /// Points per axis, odd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<usize>,
+    /// The grid covers [-span, span].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<f64>,
+    /// Training images the loss is measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<usize>,
+    /// 1 (a line) or 2 (a plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<u8>,
+    /// The directions' seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Points on the path from initialisation (0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_points: Option<usize>,
+}
+
+impl LandscapeSpec {
+    /// These fields over `base`'s (a preset's over the experiment's).
+    pub fn over(&self, base: &LandscapeSpec) -> LandscapeSpec {
+        LandscapeSpec {
+            grid: self.grid.or(base.grid),
+            span: self.span.or(base.span),
+            images: self.images.or(base.images),
+            dims: self.dims.or(base.dims),
+            seed: self.seed.or(base.seed),
+            path_points: self.path_points.or(base.path_points),
+        }
+    }
+
+    /// The analysis's settings, checked: the command's defaults where a field is absent.
+    pub fn settings(&self) -> Result<LandscapeSettings> {
+        let default = LandscapeSettings::default();
+        let settings = LandscapeSettings {
+            grid: self.grid.unwrap_or(default.grid),
+            span: self.span.unwrap_or(default.span),
+            images: self.images.unwrap_or(default.images),
+            dims: match self.dims {
+                Some(n) => Dims::from_count(n).map_err(|_| anyhow::anyhow!("dims = {n}; expected 1 or 2"))?,
+                None => default.dims,
+            },
+            seed: self.seed.unwrap_or(default.seed),
+            path_points: self.path_points.unwrap_or(default.path_points),
+            ..default
+        };
+        settings.check()?;
+        Ok(settings)
+    }
 }
 
 impl AnalysisSettings {
@@ -505,6 +575,9 @@ pub struct PresetSpec {
     /// The seeds of this preset, instead of the experiment's.
     #[serde(default)]
     pub seeds: Option<Seeds>,
+    /// `[analysis.landscape]` fields this preset sets otherwise (a smaller grid for a quick look).
+    #[serde(default)]
+    pub landscape: Option<LandscapeSpec>,
 }
 
 /// A claim of the paper about the runs, checked on the results: what it predicts, and in words
@@ -582,6 +655,14 @@ pub enum Prediction {
         /// The run expected to respond with the larger std.
         larger: String,
     },
+    /// `flatter`'s loss landscape rises less around its final weights than `sharper`'s (its
+    /// sharpness is smaller; Li et al. 2018, Fig. 5; needs `[analysis.landscape]`).
+    FlatterLandscape {
+        /// The run expected to have the flatter landscape (`resnet-56`).
+        flatter: String,
+        /// The run expected to have the sharper one (`plain-56`).
+        sharper: String,
+    },
 }
 
 /// An `[[expect]]` table as written: exactly one of `higher_train_error = R, than = S`,
@@ -595,6 +676,8 @@ struct ExpectationFields {
     higher_test_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     smaller_responses: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flatter_landscape: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     than: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -615,18 +698,25 @@ impl TryFrom<ExpectationFields> for Expectation {
     type Error = String;
 
     fn try_from(f: ExpectationFields) -> Result<Self, String> {
-        let named = (f.higher_train_error, f.higher_test_error, f.smaller_responses);
+        let named = (f.higher_train_error, f.higher_test_error, f.smaller_responses, f.flatter_landscape);
         let prediction = match (named, f.than, f.similar_train_error, f.within) {
-            ((Some(worse), None, None), Some(better), None, None) => Prediction::HigherTrainError { worse, better },
-            ((None, Some(worse), None), Some(better), None, None) => Prediction::HigherTestError { worse, better },
-            ((None, None, Some(smaller)), Some(larger), None, None) => Prediction::SmallerResponses { smaller, larger },
-            ((None, None, None), None, Some(runs), Some(within)) if runs.len() >= 2 && within >= 0.0 => {
+            ((Some(worse), None, None, None), Some(better), None, None) => {
+                Prediction::HigherTrainError { worse, better }
+            }
+            ((None, Some(worse), None, None), Some(better), None, None) => Prediction::HigherTestError { worse, better },
+            ((None, None, Some(smaller), None), Some(larger), None, None) => {
+                Prediction::SmallerResponses { smaller, larger }
+            }
+            ((None, None, None, Some(flatter)), Some(sharper), None, None) => {
+                Prediction::FlatterLandscape { flatter, sharper }
+            }
+            ((None, None, None, None), None, Some(runs), Some(within)) if runs.len() >= 2 && within >= 0.0 => {
                 Prediction::SimilarTrainError { runs, within }
             }
             _ => {
                 return Err("an [[expect]] must be one of: higher_train_error = \"RUN\" with than = \"RUN\"; \
                             higher_test_error = \"RUN\" with than = \"RUN\"; smaller_responses = \"RUN\" with \
-                            than = \"RUN\"; similar_train_error = [two or more runs] with within = POINTS \
+                            than = \"RUN\"; flatter_landscape = \"RUN\" with than = \"RUN\"; similar_train_error = [two or more runs] with within = POINTS \
                             (plus claim, source and at = \"end\" or \"start\", optional)"
                     .into())
             }
@@ -652,6 +742,9 @@ impl From<Expectation> for ExpectationFields {
             Prediction::SmallerResponses { smaller, larger } => {
                 ExpectationFields { smaller_responses: Some(smaller), than: Some(larger), ..fields }
             }
+            Prediction::FlatterLandscape { flatter, sharper } => {
+                ExpectationFields { flatter_landscape: Some(flatter), than: Some(sharper), ..fields }
+            }
         }
     }
 }
@@ -664,6 +757,7 @@ impl Expectation {
                 vec![worse, better]
             }
             Prediction::SmallerResponses { smaller, larger } => vec![smaller, larger],
+            Prediction::FlatterLandscape { flatter, sharper } => vec![flatter, sharper],
             Prediction::SimilarTrainError { runs, .. } => runs.iter().collect(),
         }
     }
@@ -685,6 +779,9 @@ impl Expectation {
             }
             Prediction::SmallerResponses { smaller, larger } => {
                 format!("{smaller}'s 3x3 layers respond with a smaller std than {larger}'s")
+            }
+            Prediction::FlatterLandscape { flatter, sharper } => {
+                format!("{flatter}'s loss landscape is flatter around its final weights than {sharper}'s")
             }
         }
     }
@@ -765,6 +862,27 @@ impl Experiment {
             && self.expect.iter().any(|e| matches!(e.prediction, Prediction::SmallerResponses { .. }))
         {
             bail!("an [[expect]] with smaller_responses needs responses = true in [analysis]");
+        }
+        if self.analysis.landscape.is_none()
+            && self.expect.iter().any(|e| matches!(e.prediction, Prediction::FlatterLandscape { .. }))
+        {
+            bail!("an [[expect]] with flatter_landscape needs an [analysis.landscape] table");
+        }
+        if let Some(base) = &self.analysis.landscape {
+            base.settings().context("[analysis.landscape]")?;
+            for (name, preset) in &self.presets {
+                if let Some(own) = &preset.landscape {
+                    own.over(base).settings().with_context(|| format!("[presets.{name}.landscape]"))?;
+                }
+            }
+        }
+        if let Some(bad) = self.reuse.iter().find(|s| BUILTIN.iter().all(|(n, _)| n != s) || *s == &self.name) {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).filter(|n| *n != self.name).collect();
+            bail!(
+                "reuse = [\"{}\"]; expected built-in studies other than this one ({})",
+                bad.escape_debug(),
+                names.join(", ")
+            );
         }
         let selectable: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
         for (name, preset) in &self.presets {
@@ -949,6 +1067,9 @@ impl Prediction {
             }
             Prediction::SmallerResponses { smaller, larger } => {
                 Prediction::SmallerResponses { smaller: rename(smaller)?, larger: rename(larger)? }
+            }
+            Prediction::FlatterLandscape { flatter, sharper } => {
+                Prediction::FlatterLandscape { flatter: rename(flatter)?, sharper: rename(sharper)? }
             }
             Prediction::SimilarTrainError { runs, within } => {
                 Prediction::SimilarTrainError { runs: runs.iter().map(rename).collect::<Result<_>>()?, within: *within }

@@ -8,6 +8,7 @@
 //! | `metrics.csv` | a row per evaluation | [`metrics`] |
 //! | `checkpoint.safetensors`, `checkpoint.prev.safetensors` | the newest and previous checkpoint | [`checkpoint`] |
 //! | `model.safetensors` | final weights (PyTorch names) | [`crate::model::weights`] writes it here |
+//! | `init.safetensors` | the initial weights, before the first step (the path from initialisation) | the same |
 //! | `grad_norms.csv` | `--log-grads K`: gradient and weight norms of every layer every K iterations | [`grad_norms`] |
 //! | `attempts.csv` | a row per start or resumption: host, PID, threads, start iteration | [`attempts`] |
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
@@ -41,6 +42,9 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_FILE: &str = "config.toml";
 /// The final weights, written when it completes.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The initial weights, written when a run starts from scratch (runs of reslab before 0.x
+/// lack it: their initialisation is rebuilt from the seed, see [`RunDir::load_initial_model`]).
+pub const INIT_WEIGHTS_FILE: &str = "init.safetensors";
 /// What the run ended with, written last ([`RunSummary`]).
 pub const SUMMARY_FILE: &str = "summary.toml";
 /// Where `train --dump-steps` writes its per-step tensors.
@@ -71,6 +75,11 @@ impl RunDir {
         self.path.join(WEIGHTS_FILE)
     }
 
+    /// The path of its initial weights, `init.safetensors`.
+    pub fn init_weights(&self) -> PathBuf {
+        self.path.join(INIT_WEIGHTS_FILE)
+    }
+
     /// Creates the directory and takes its lock: the one process writing it.
     pub fn lock(&self) -> Result<RunLock> {
         std::fs::create_dir_all(&self.path)
@@ -96,7 +105,7 @@ impl RunDir {
     /// (its summary, final weights and MLflow mirror), so that nothing stale looks complete.
     pub fn clear_results(&self) {
         // A run started again from scratch is a new MLflow run too.
-        for stale in [SUMMARY_FILE, WEIGHTS_FILE, mlflow::STATE_FILE] {
+        for stale in [SUMMARY_FILE, WEIGHTS_FILE, INIT_WEIGHTS_FILE, mlflow::STATE_FILE] {
             let _ = std::fs::remove_file(self.path.join(stale));
         }
     }
@@ -143,6 +152,42 @@ impl RunDir {
         let mut model = Model::new(&spec, tch::Device::Cpu)?;
         weights::load(&mut model.vs, &self.weights())?;
         Ok(model)
+    }
+
+    /// The run's initial model (on the CPU) and where it came from: its saved `init.safetensors`,
+    /// or, for runs without one, rebuilt from its seed as the trainer builds it (the same weights
+    /// bit for bit for a run that started on the CPU; a GPU's generator draws other numbers).
+    pub fn load_initial_model(&self) -> Result<(Model, InitialWeights)> {
+        let final_model = self.load_model()?;
+        let spec = final_model.spec.clone();
+        if self.init_weights().is_file() {
+            let mut model = Model::new(&spec, tch::Device::Cpu)?;
+            weights::load(&mut model.vs, &self.init_weights())?;
+            return Ok((model, InitialWeights::Saved));
+        }
+        let seed = RunConfig::load(&self.config())?.seed;
+        Ok((crate::model::fresh(&spec, seed)?, InitialWeights::Rebuilt { seed }))
+    }
+}
+
+/// Where a run's initial weights came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialWeights {
+    /// Its `init.safetensors`.
+    Saved,
+    /// Rebuilt from its seed (the run has no `init.safetensors`).
+    Rebuilt {
+        /// The run's seed.
+        seed: u64,
+    },
+}
+
+impl std::fmt::Display for InitialWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitialWeights::Saved => write!(f, "saved ({INIT_WEIGHTS_FILE})"),
+            InitialWeights::Rebuilt { seed } => write!(f, "rebuilt from seed {seed}"),
+        }
     }
 }
 

@@ -250,6 +250,10 @@ impl<'a> Training<'a> {
             }
             false => (None, Vec::new()),
         };
+        if leader && saved.is_none() {
+            // The start of the path from initialisation (`analyze landscape`), as every rank holds it.
+            weights::save(&model.vs, 0, &dir.init_weights())?;
+        }
         let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
         progress.set_position(state.iteration as u64);
         let started = Instant::now() - Duration::from_secs_f64(state.elapsed_s);
