@@ -353,10 +353,11 @@ fn a_disk_that_fills_during_a_checkpoint_keeps_the_last_one_and_the_run_ends_ide
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
     let Some(_tmpfs) = Tmpfs::mount(&disk, "8m") else { return };
-    // Room for the first two checkpoints (the newest and the previous) and the small files, not
-    // for a third written beside them: the disk fills during the third checkpoint's write.
+    // Room for the initial weights, the first two checkpoints (the newest and the previous) and the
+    // small files, not for a third written beside them: the disk fills during the third checkpoint's write.
+    let init_size = std::fs::metadata(reference.join("init.safetensors")).unwrap().len();
     let (free, _) = reslab::util::fs::free_and_total_bytes(&disk).unwrap();
-    let room = 2 * checkpoint_size + checkpoint_size / 2;
+    let room = init_size + 2 * checkpoint_size + checkpoint_size / 2;
     std::fs::write(disk.join("filler"), vec![0u8; (free - room) as usize]).unwrap();
     let out = disk.join("run");
     let started = Instant::now();

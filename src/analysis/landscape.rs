@@ -803,6 +803,9 @@ fn first_of_each_network(results: &[RunLandscape]) -> Vec<&RunLandscape> {
     shown
 }
 
+/// The contour levels span this factor above the lowest loss of a figure (3 decades).
+const LEVEL_DECADES: f64 = 1000.0;
+
 /// Li et al.'s Fig. 5: residual nets on the top row, plain nets below, by depth.
 fn contour_figure(
     shown: &[&RunLandscape],
@@ -837,7 +840,11 @@ fn contour_figure(
     if !others.is_empty() {
         rows.push(others);
     }
-    let levels = contour::log_levels(shown.iter().flat_map(|r| r.surface.iter().map(|s| s.loss)), 14);
+    // Levels over three decades above the lowest loss: a perturbed net's loss can reach 10^9 at the
+    // grid's edge, and levels spread up to there would all lie above the basin around the centre.
+    let losses: Vec<f64> = shown.iter().flat_map(|r| r.surface.iter().map(|s| s.loss)).collect();
+    let lowest = losses.iter().copied().filter(|v| v.is_finite() && *v > 0.0).fold(f64::MAX, f64::min);
+    let levels = contour::log_levels(losses.into_iter().filter(|v| *v <= lowest * LEVEL_DECADES), 14);
     let figure = ContourFigure {
         title: format!(
             "Training loss around the trained weights (filter-normalised directions, {} x {} grid, {} images)",
