@@ -637,7 +637,7 @@ pub fn of_run(
     let (path, initial) = if settings.path_points == 0 {
         (Vec::new(), None)
     } else {
-        let (start, initial) = run.load_initial_model().with_context(|| format!("run {}", dir.display()))?;
+        let (start, initial) = run.load_initial_model(&model.spec).with_context(|| format!("run {}", dir.display()))?;
         let towards = tch::no_grad(|| {
             let finals = parameters(&model);
             parameters(&start)

@@ -157,16 +157,15 @@ impl RunDir {
     /// The run's initial model (on the CPU) and where it came from: its saved `init.safetensors`,
     /// or, for runs without one, rebuilt from its seed as the trainer builds it (the same weights
     /// bit for bit for a run that started on the CPU; a GPU's generator draws other numbers).
-    pub fn load_initial_model(&self) -> Result<(Model, InitialWeights)> {
-        let final_model = self.load_model()?;
-        let spec = final_model.spec.clone();
+    /// `spec` is the run's network as [`RunDir::load_model`] built it.
+    pub fn load_initial_model(&self, spec: &crate::model::ModelSpec) -> Result<(Model, InitialWeights)> {
         if self.init_weights().is_file() {
-            let mut model = Model::new(&spec, tch::Device::Cpu)?;
+            let mut model = Model::new(spec, tch::Device::Cpu)?;
             weights::load(&mut model.vs, &self.init_weights())?;
             return Ok((model, InitialWeights::Saved));
         }
         let seed = RunConfig::load(&self.config())?.seed;
-        Ok((crate::model::fresh(&spec, seed)?, InitialWeights::Rebuilt { seed }))
+        Ok((crate::model::fresh(spec, seed)?, InitialWeights::Rebuilt { seed }))
     }
 }
 
