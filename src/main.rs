@@ -20,6 +20,7 @@ use reslab::train::evaluate::evaluate_weights;
 use reslab::train::runtime;
 use reslab::train::{auto_precision, bench};
 use reslab::train::{train_distributed, train_recording, Recording, RunRequest, RunSource};
+use reslab::util::console;
 use std::time::Duration;
 
 fn main() {
@@ -32,7 +33,9 @@ fn main() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
         let first_line = message.lines().next().unwrap_or_default();
-        eprintln!("error: internal error: {first_line} (this is a bug in reslab; please report it)");
+        console::eprint_line(&format!(
+            "error: internal error: {first_line} (this is a bug in reslab; please report it)"
+        ));
     }));
     // Exceeding a file-size limit is then a write error like a full disk, not a silent kill.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
@@ -41,7 +44,7 @@ fn main() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             // One line, whatever a file name or a value from a file contains.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', "\\n").replace('\r', "\\r"));
+            console::eprint_line(&format!("error: {}", format!("{e:#}").replace('\n', "\\n").replace('\r', "\\r")));
             std::process::exit(1);
         }
         Err(_) => std::process::exit(101),
@@ -68,7 +71,7 @@ fn exit_on_argument_error(e: clap::Error) -> ! {
         }
         line += part;
     }
-    eprintln!("{line} (see --help)");
+    console::eprint_line(&format!("{line} (see --help)"));
     std::process::exit(2);
 }
 

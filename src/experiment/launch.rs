@@ -11,8 +11,8 @@
 //! is gone) or at their timeout; any still running after `grace` are killed.
 
 use crate::train::distributed::hand_over_listener;
-use crate::util::interrupt;
 use crate::util::supervisor::{Output, Stream, Supervisor};
+use crate::util::{console, interrupt};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::net::TcpListener;
@@ -66,8 +66,8 @@ pub fn launch(exe: &Path, launch: &Launch) -> Result<()> {
         let output = match rank {
             0 => Output::Inherit,
             _ => Output::Lines(Arc::new(move |line: &str, stream: Stream| match stream {
-                Stream::Stdout => println!("rank {rank}: {line}"),
-                Stream::Stderr => eprintln!("rank {rank}: {line}"),
+                Stream::Stdout => console::print_line(&format!("rank {rank}: {line}")),
+                Stream::Stderr => console::eprint_line(&format!("rank {rank}: {line}")),
             })),
         };
         // A rank that cannot start: the others are killed as the supervisor goes.

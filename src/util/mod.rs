@@ -1,6 +1,7 @@
 //! Small helpers shared by the stages.
 
 pub mod cache;
+pub mod console;
 pub mod fs;
 pub mod interrupt;
 pub mod load;
