@@ -135,7 +135,7 @@ impl Drop for Autocast {
         // SAFETY: as in `bf16`; leaving cannot fail but for a libtorch bug, reported on stderr.
         let error = unsafe { reslab_autocast_exit(self.device, self.was_enabled, self.previous_dtype) };
         if let Err(e) = check(error, "leaving autocast") {
-            eprintln!("warning: {e}");
+            crate::eprint_line!("warning: {e}");
         }
     }
 }

@@ -695,7 +695,12 @@ pub fn analyze(
                 opened.len() - 1
             }
         };
-        eprintln!("{}: {} points on {} training images", run_label(dir), settings.points().len(), settings.images);
+        crate::eprint_line!(
+            "{}: {} points on {} training images",
+            run_label(dir),
+            settings.points().len(),
+            settings.images
+        );
         let result = of_run(dir, settings, &opened[index].1, directions, out)?;
         results.push(result);
     }

@@ -121,7 +121,7 @@ impl ImageFolder {
         let train = load(&train_dir)?;
         let val = load(&val_dir)?;
         if skipped > 0 {
-            eprintln!("warning: skipped {skipped} unreadable or non-image files in {}", root.display());
+            crate::eprint_line!("warning: skipped {skipped} unreadable or non-image files in {}", root.display());
         }
         let mut folder = ImageFolder {
             classes,

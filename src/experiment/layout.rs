@@ -149,7 +149,7 @@ pub fn default_jobs() -> usize {
                     jobs
                 }
                 Err(e) => {
-                    eprintln!("warning: the job layout probe failed ({e:#}); one run per core");
+                    crate::eprint_line!("warning: the job layout probe failed ({e:#}); one run per core");
                     cores
                 }
             }

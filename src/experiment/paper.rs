@@ -88,7 +88,7 @@ pub fn run(
     for mut study in studies {
         study.tracking = study.tracking.overridden_by(mlflow);
         let study_out = study_out(out, &study);
-        eprintln!("== {}: {}", study.name, study.title);
+        crate::eprint_line!("== {}: {}", study.name, study.title);
         let others: Vec<String> = STUDIES.iter().map(|s| s.to_string()).collect();
         link_finished_runs(&study, preset, overrides, &study_out, &others)?;
         let (report, failed) = run_study(&study, preset, overrides, parallelism, &study_out)?;

@@ -45,7 +45,7 @@ pub fn link_finished_runs(
         let target = Path::new("..").join(other).join(run.dir_name());
         std::os::unix::fs::symlink(&target, &dir)
             .with_context(|| format!("linking {} to {}", dir.display(), target.display()))?;
-        eprintln!("{}/{}: the same run is complete in {other}; reusing it", study.name, run.dir_name());
+        crate::eprint_line!("{}/{}: the same run is complete in {other}; reusing it", study.name, run.dir_name());
     }
     Ok(())
 }

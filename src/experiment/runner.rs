@@ -82,11 +82,11 @@ pub fn run_study(
     let runs = plan(experiment, preset, &overrides, out)?;
     StudyDir::new(out).record_experiment(experiment, preset)?;
     if let Some(note) = &experiment.preset(preset)?.note {
-        eprintln!("note: {note}");
+        crate::eprint_line!("note: {note}");
     }
     let pending = pending(runs.clone())?;
     if pending.len() < runs.len() {
-        eprintln!(
+        crate::eprint_line!(
             "{} of {} runs are complete already; running the other {}",
             runs.len() - pending.len(),
             runs.len(),
@@ -136,7 +136,7 @@ fn run_here(runs: &[PlannedRun]) -> Result<Vec<String>> {
             if interrupt::requested() {
                 return Err(e.context(format!("{dir} (run again to continue the experiment)")));
             }
-            eprintln!("error: {dir}: {e:#}");
+            crate::eprint_line!("error: {dir}: {e:#}");
             failures.push(dir);
         }
     }

@@ -142,7 +142,7 @@ pub fn publish_after(
     let published = StudyMirror::of(experiment, preset, runs, out)
         .and_then(|mirror| mirror.map_or(Ok(()), |(_, mirror)| mirror.publish(&mut syncer, report, out)));
     if let Err(e) = published {
-        eprintln!(
+        crate::eprint_line!(
             "warning: MLflow at {}: the study's charts and report not sent ({}); the same command with `aggregate` \
              in place of `reproduce` sends them",
             syncer.uri(),

@@ -157,7 +157,7 @@ pub fn latest(dir: &Path, config: &RunConfig) -> Result<Option<Checkpoint>> {
             Ok((checkpoint, saved_config)) => {
                 refuse_other_config(&path, &saved_config, config)?;
                 if !failures.is_empty() {
-                    eprintln!(
+                    crate::eprint_line!(
                         "warning: {}; resuming from the previous checkpoint {}",
                         failures.join("; "),
                         path.display()

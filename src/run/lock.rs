@@ -116,7 +116,7 @@ impl RunLock {
                 return;
             }
             if !said {
-                eprintln!(
+                crate::eprint_line!(
                     "waiting for the lock in {}: process {} on host {} refreshed it {} s ago; it is taken over \
                      after {} s without a refresh (its host lost), or refused if it is refreshed meanwhile",
                     dir.display(),
@@ -174,7 +174,7 @@ impl RunLock {
                                 ),
                                 None => format!("it does not name an owner ({:?})", text.trim()),
                             };
-                            eprintln!("warning: taking over the stale lock in {}: {why}", dir.display());
+                            crate::eprint_line!("warning: taking over the stale lock in {}: {why}", dir.display());
                             std::fs::remove_file(&path)
                                 .with_context(|| format!("removing stale {}", path.display()))?;
                         }

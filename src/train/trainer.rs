@@ -132,7 +132,9 @@ fn prepare_directory(config: &RunConfig, out: &RunDir, label: &str) -> Result<Pr
     let lock = out.lock()?;
     let complete = out.complete_run(config)?;
     match &complete {
-        Some(_) => eprintln!("{label}: {} already holds this run, complete; not training again", out.path.display()),
+        Some(_) => {
+            crate::eprint_line!("{label}: {} already holds this run, complete; not training again", out.path.display())
+        }
         None => RunState::clear_failure(&out.path),
     }
     Ok(Prepared { lock, complete })
@@ -240,7 +242,7 @@ impl<'a> Training<'a> {
             saved.restore_model(&model.vs)?;
             sgd.load_buffers(&saved.momentum).with_context(|| format!("checkpoint {}", saved.path.display()))?;
             state = saved.state.clone();
-            eprintln!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
+            crate::eprint_line!("{label}: resuming from {} at iteration {}", saved.path.display(), state.iteration);
         }
         let state = peers.share_start(&model.vs, &mut sgd, state)?;
         let (outputs, rows) = match leader {

@@ -60,7 +60,7 @@ impl Cache {
         let mut entries = self.entries();
         match toml::Value::try_from(value) {
             Ok(value) => entries.insert(key.to_string(), value),
-            Err(e) => return eprintln!("warning: could not cache a measurement in {}: {e}", path.display()),
+            Err(e) => return crate::eprint_line!("warning: could not cache a measurement in {}: {e}", path.display()),
         };
         let text = toml::to_string(&entries).expect("a table of TOML values serialises");
         let written = path
@@ -69,7 +69,7 @@ impl Cache {
             .map_err(anyhow::Error::from)
             .and_then(|_| write_file(path, text.as_bytes()));
         if let Err(e) = written {
-            eprintln!("warning: could not write the cache {}: {e:#}", path.display());
+            crate::eprint_line!("warning: could not write the cache {}: {e:#}", path.display());
         }
     }
 
@@ -78,7 +78,7 @@ impl Cache {
         let Ok(text) = std::fs::read_to_string(path) else { return BTreeMap::new() };
         toml::from_str(&text).unwrap_or_else(|e: toml::de::Error| {
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            eprintln!("warning: ignoring the unreadable cache {} ({first}); measuring again", path.display());
+            crate::eprint_line!("warning: ignoring the unreadable cache {} ({first}); measuring again", path.display());
             BTreeMap::new()
         })
     }

@@ -26,6 +26,14 @@ fn with_newline(line: &str) -> String {
     text
 }
 
+/// `eprintln!` whose line reaches stderr in one write (see the module's note).
+#[macro_export]
+macro_rules! eprint_line {
+    ($($arg:tt)*) => {
+        $crate::util::console::eprint_line(&format!($($arg)*))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -359,7 +359,7 @@ impl LiveSync {
                     match synced {
                         Ok(()) => {
                             if failure.take().is_some() {
-                                eprintln!("MLflow at {uri} answers again; what was queued is sent");
+                                crate::eprint_line!("MLflow at {uri} answers again; what was queued is sent");
                             }
                             wait = period;
                             if ending.is_some() {
@@ -369,7 +369,7 @@ impl LiveSync {
                         Err(e) => {
                             let message = format!("{e:#}").replace('\n', " ");
                             if failure.is_none() {
-                                eprintln!(
+                                crate::eprint_line!(
                                     "warning: MLflow at {uri}: {message}; training goes on, its rows are kept and sent when the server answers"
                                 );
                             }
@@ -404,7 +404,7 @@ impl LiveSync {
             return Some(syncer);
         }
         let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        eprintln!(
+        crate::eprint_line!(
             "warning: MLflow at {}: {} not sent ({}); {} sends them",
             self.uri,
             self.leftover.text(&self.uri),
