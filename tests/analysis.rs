@@ -193,6 +193,15 @@ fn reproduce_landscape_smoke_writes_every_file_judges_its_claims_and_repeats_bit
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("Fig. 5") && report.contains("Goodfellow"), "the landscape charts are not in the report");
 
+    // Drawn again, the study reads each finished surface instead of computing it again.
+    let surfaces = std::fs::read(analysis.join("landscape.csv")).unwrap();
+    let again = reslab(&["reproduce", "landscape", "--preset", "smoke", "--out", out.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let reused = stderr(&again).matches("not computing it again").count();
+    assert_eq!(reused, 4, "every run's surface read back: {}", stderr(&again));
+    assert_eq!(std::fs::read(analysis.join("landscape.csv")).unwrap(), surfaces);
+    assert_eq!(stdout(&again).lines().find(|l| l.starts_with("5. ")), Some(claim), "the same verdict");
+
     // The same run alone, the same settings: the same surface; and from the saved directions
     // (another --seed is then ignored), again the same.
     let run = out.join("resnet-8-seed0");
@@ -209,6 +218,10 @@ fn reproduce_landscape_smoke_writes_every_file_judges_its_claims_and_repeats_bit
     assert!(printed.contains("resnet-8-seed0 (resnet-8): centre loss") && printed.contains("s per point"), "{printed}");
     let study_rows = rows_of(&analysis.join("landscape.csv"), "resnet-8-seed0");
     assert_eq!(rows_of(&alone.join("landscape.csv"), "resnet-8-seed0"), study_rows);
+    // Other settings into the same folder: computed again, not read back.
+    let narrower = stderr(&analyze(&["--span", "0.5"], &alone));
+    assert!(narrower.contains("25 points on 64") && !narrower.contains("not computing it again"), "{narrower}");
+    assert_ne!(rows_of(&alone.join("landscape.csv"), "resnet-8-seed0"), study_rows);
     let saved = alone.join("resnet-8-seed0-directions.safetensors");
     let again = dir.path().join("again");
     analyze(&["--directions", saved.to_str().unwrap(), "--seed", "9"], &again);

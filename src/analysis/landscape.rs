@@ -37,8 +37,11 @@ use crate::report::table::csv_text;
 use crate::run::{InitialWeights, RunConfig, RunDir};
 use crate::train::evaluate::{count_wrong, model_for_data};
 use crate::train::runtime::thread_count;
+use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -594,11 +597,13 @@ pub fn training_subset(data: &Dataset, n: usize) -> Result<(Tensor, Tensor)> {
     Ok(data.train_batch(&indices, false, &mut rng(0, Stream::Augment, 0), Device::Cpu))
 }
 
-/// The surface (and path) of one complete run, its directions saved in `out` (or read from
-/// `directions`).
+/// The surface (and path) of one complete run on `data` (opened from `data_config`), its
+/// directions saved in `out` (or read from `directions`); the surface already in `out` for the
+/// same weights, data and settings is read, not computed again.
 pub fn of_run(
     dir: &Path,
     settings: &LandscapeSettings,
+    data_config: &DataConfig,
     data: &Dataset,
     directions_file: Option<&Path>,
     out: &Path,
@@ -627,6 +632,16 @@ pub fn of_run(
         .map(|d| normalised(d, &model))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("directions for {}", dir.display()))?;
+    let finished_path = out.join(format!("{label}-landscape.json"));
+    let key = finished_key(&run, settings, data_config, directions_file)?;
+    if let Some(finished) = Finished::read(&finished_path, &key) {
+        crate::eprint_line!(
+            "{label}: its landscape is in {} already (the same weights, data and settings); not computing it again",
+            finished_path.display()
+        );
+        return Ok(finished.into_run_landscape(label, &model, settings, directions_path));
+    }
+    crate::eprint_line!("{label}: {} points on {} training images", settings.points().len(), settings.images);
     let (workers, threads_each) = settings.threads_and_workers();
     let make = || NetObjective::new(&model, &images, &labels, BnStatistics::Running);
     let points = settings.points();
@@ -652,7 +667,7 @@ pub fn of_run(
         let ts: Vec<(f64, f64)> = settings.path_ts().into_iter().map(|t| (t, 0.0)).collect();
         (scores(&make, &along, &ts, workers, threads_each, &format!("{label} path"))?.0, Some(initial))
     };
-    Ok(RunLandscape {
+    let result = RunLandscape {
         run: label,
         model: model.spec.name(),
         kind: model.spec.kind,
@@ -663,7 +678,114 @@ pub fn of_run(
         path,
         initial,
         directions: directions_path,
-    })
+    };
+    Finished::of(&result, key).write(&finished_path)?;
+    Ok(result)
+}
+
+/// A finished surface and path, kept beside the charts (`<run>-landscape.json`) so that drawing
+/// a study again does not compute them again; valid while its key matches.
+#[derive(Debug, Serialize, Deserialize)]
+struct Finished {
+    /// [`finished_key`] of what it was computed from.
+    key: String,
+    /// (loss, error) at [`LandscapeSettings::points`].
+    surface: Vec<[f64; 2]>,
+    /// (loss, error) at [`LandscapeSettings::path_ts`].
+    path: Vec<[f64; 2]>,
+    seconds_per_point: f64,
+    /// The seed the path's start was rebuilt from; `None`: its init.safetensors (or no path).
+    initial_rebuilt_from_seed: Option<u64>,
+}
+
+impl Finished {
+    fn of(result: &RunLandscape, key: String) -> Finished {
+        let pairs = |scores: &[Score]| scores.iter().map(|s| [s.loss, s.error]).collect();
+        Finished {
+            key,
+            surface: pairs(&result.surface),
+            path: pairs(&result.path),
+            seconds_per_point: result.seconds_per_point,
+            initial_rebuilt_from_seed: match result.initial {
+                Some(InitialWeights::Rebuilt { seed }) => Some(seed),
+                _ => None,
+            },
+        }
+    }
+
+    /// The file at `path` if it holds a surface for `key`; anything else (none, unreadable,
+    /// another key) is computed again.
+    fn read(path: &Path, key: &str) -> Option<Finished> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str::<Finished>(&text).ok().filter(|f| f.key == key)
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        write_file(path, serde_json::to_string(self)?.as_bytes())
+    }
+
+    fn into_run_landscape(
+        self,
+        run: String,
+        model: &Model,
+        settings: &LandscapeSettings,
+        directions: PathBuf,
+    ) -> RunLandscape {
+        let scores = |pairs: Vec<[f64; 2]>| pairs.into_iter().map(|[loss, error]| Score { loss, error }).collect();
+        let surface: Vec<Score> = scores(self.surface);
+        let losses: Vec<f64> = surface.iter().map(|s| s.loss).collect();
+        let errors: Vec<f64> = surface.iter().map(|s| s.error).collect();
+        let path: Vec<Score> = scores(self.path);
+        let initial = match (path.is_empty(), self.initial_rebuilt_from_seed) {
+            (true, _) => None,
+            (false, Some(seed)) => Some(InitialWeights::Rebuilt { seed }),
+            (false, None) => Some(InitialWeights::Saved),
+        };
+        RunLandscape {
+            run,
+            model: model.spec.name(),
+            kind: model.spec.kind,
+            depth: model.spec.depth,
+            summary: summarise(settings, &losses, &errors),
+            surface,
+            seconds_per_point: self.seconds_per_point,
+            path,
+            initial,
+            directions,
+        }
+    }
+}
+
+/// What a run's surface is a function of: reslab's version, the settings but the threads (the
+/// layout changes no point's value beyond rounding), the data, the run's configuration, final
+/// and initial weights, and the directions' file if one is given.
+fn finished_key(
+    run: &RunDir,
+    settings: &LandscapeSettings,
+    data: &DataConfig,
+    directions: Option<&Path>,
+) -> Result<String> {
+    let mut hash = Sha256::new();
+    let what = format!(
+        "reslab {} landscape grid {} span {} images {} dims {} seed {} path {} data {data:?}",
+        env!("CARGO_PKG_VERSION"),
+        settings.grid,
+        settings.span,
+        settings.images,
+        settings.dims.count(),
+        settings.seed,
+        settings.path_points
+    );
+    hash.update(what.as_bytes());
+    let init = run.init_weights();
+    let files =
+        [Some(run.config()), Some(run.weights()), init.is_file().then_some(init), directions.map(Path::to_path_buf)];
+    for file in files.into_iter().flatten() {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    Ok(format!("{:x}", hash.finalize()))
 }
 
 /// Every run's surface and path, each on its own training data (opened once per configuration);
@@ -695,13 +817,7 @@ pub fn analyze(
                 opened.len() - 1
             }
         };
-        crate::eprint_line!(
-            "{}: {} points on {} training images",
-            run_label(dir),
-            settings.points().len(),
-            settings.images
-        );
-        let result = of_run(dir, settings, &opened[index].1, directions, out)?;
+        let result = of_run(dir, settings, &opened[index].0, &opened[index].1, directions, out)?;
         results.push(result);
     }
     let written = write(&results, settings, out, stem)?;
