@@ -563,6 +563,34 @@ pub struct RunLandscape {
 }
 
 impl RunLandscape {
+    /// The run's surface and path with their summary numbers.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        run: String,
+        model: &Model,
+        settings: &LandscapeSettings,
+        surface: Vec<Score>,
+        seconds_per_point: f64,
+        path: Vec<Score>,
+        initial: Option<InitialWeights>,
+        directions: PathBuf,
+    ) -> RunLandscape {
+        let losses: Vec<f64> = surface.iter().map(|s| s.loss).collect();
+        let errors: Vec<f64> = surface.iter().map(|s| s.error).collect();
+        RunLandscape {
+            run,
+            model: model.spec.name(),
+            kind: model.spec.kind,
+            depth: model.spec.depth,
+            summary: summarise(settings, &losses, &errors),
+            surface,
+            seconds_per_point,
+            path,
+            initial,
+            directions,
+        }
+    }
+
     /// What `analyze landscape` prints of it.
     pub fn line(&self) -> String {
         let path = match (self.path.first(), self.path.last()) {
@@ -613,7 +641,6 @@ pub fn of_run(
     let config = RunConfig::load(&run.config()).with_context(|| format!("run {}", dir.display()))?;
     let model = run.load_model().with_context(|| format!("run {}", dir.display()))?;
     model_for_data(&model.spec, data).with_context(|| format!("run {}", dir.display()))?;
-    let (images, labels) = training_subset(data, settings.images)?;
     let label = run_label(dir);
     let (directions, seed) = match directions_file {
         Some(path) => {
@@ -642,13 +669,11 @@ pub fn of_run(
         return Ok(finished.into_run_landscape(label, &model, settings, directions_path));
     }
     crate::eprint_line!("{label}: {} points on {} training images", settings.points().len(), settings.images);
+    let (images, labels) = training_subset(data, settings.images)?;
     let (workers, threads_each) = settings.threads_and_workers();
     let make = || NetObjective::new(&model, &images, &labels, BnStatistics::Running);
     let points = settings.points();
     let (surface, seconds_per_point) = scores(&make, &directions, &points, workers, threads_each, &label)?;
-    let losses: Vec<f64> = surface.iter().map(|s| s.loss).collect();
-    let errors: Vec<f64> = surface.iter().map(|s| s.error).collect();
-    let summary = summarise(settings, &losses, &errors);
     let (path, initial) = if settings.path_points == 0 {
         (Vec::new(), None)
     } else {
@@ -667,18 +692,7 @@ pub fn of_run(
         let ts: Vec<(f64, f64)> = settings.path_ts().into_iter().map(|t| (t, 0.0)).collect();
         (scores(&make, &along, &ts, workers, threads_each, &format!("{label} path"))?.0, Some(initial))
     };
-    let result = RunLandscape {
-        run: label,
-        model: model.spec.name(),
-        kind: model.spec.kind,
-        depth: model.spec.depth,
-        surface,
-        summary,
-        seconds_per_point,
-        path,
-        initial,
-        directions: directions_path,
-    };
+    let result = RunLandscape::new(label, &model, settings, surface, seconds_per_point, path, initial, directions_path);
     Finished::of(&result, key).write(&finished_path)?;
     Ok(result)
 }
@@ -732,27 +746,14 @@ impl Finished {
         directions: PathBuf,
     ) -> RunLandscape {
         let scores = |pairs: Vec<[f64; 2]>| pairs.into_iter().map(|[loss, error]| Score { loss, error }).collect();
-        let surface: Vec<Score> = scores(self.surface);
-        let losses: Vec<f64> = surface.iter().map(|s| s.loss).collect();
-        let errors: Vec<f64> = surface.iter().map(|s| s.error).collect();
         let path: Vec<Score> = scores(self.path);
         let initial = match (path.is_empty(), self.initial_rebuilt_from_seed) {
             (true, _) => None,
             (false, Some(seed)) => Some(InitialWeights::Rebuilt { seed }),
             (false, None) => Some(InitialWeights::Saved),
         };
-        RunLandscape {
-            run,
-            model: model.spec.name(),
-            kind: model.spec.kind,
-            depth: model.spec.depth,
-            summary: summarise(settings, &losses, &errors),
-            surface,
-            seconds_per_point: self.seconds_per_point,
-            path,
-            initial,
-            directions,
-        }
+        let surface = scores(self.surface);
+        RunLandscape::new(run, model, settings, surface, self.seconds_per_point, path, initial, directions)
     }
 }
 
