@@ -184,4 +184,22 @@ fn a_study_in_mlflow_survives_an_interruption_and_a_hung_server_with_no_row_twic
             assert_eq!(steps, expected, "{name} {key}");
         }
     }
+
+    // Started again from scratch (its checkpoint and summary gone), a run is a new MLflow run,
+    // and the one it replaces is marked killed, saying why.
+    for stale in ["summary.toml", "checkpoint.safetensors", "checkpoint.prev.safetensors"] {
+        let _ = std::fs::remove_file(first.join(stale));
+    }
+    let again = reproduce(&study, &out, &server.uri).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let runs = read_back(&server.uri, "tracked");
+    let plain: Vec<&serde_json::Value> =
+        runs.as_array().unwrap().iter().filter(|r| r["name"] == "plain-8-seed0").collect();
+    assert_eq!(plain.len(), 2, "the old and the new MLflow run: {plain:#?}");
+    let replaced = plain.iter().find(|r| r["status"] == "KILLED").unwrap_or_else(|| panic!("{plain:#?}"));
+    assert_eq!(replaced["tags"]["reslab.state"], "replaced: the run started again from scratch");
+    let fresh = plain.iter().find(|r| r["status"] == "FINISHED").unwrap_or_else(|| panic!("{plain:#?}"));
+    let steps: Vec<usize> =
+        fresh["steps"]["train_err"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap() as usize).collect();
+    assert_eq!(steps, rows_of(&first), "the new run has every row of the new attempt");
 }

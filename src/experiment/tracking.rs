@@ -75,7 +75,7 @@ impl StudyMirror {
     }
 
     fn parent(&self, syncer: &mut Syncer) -> Result<mlflow::Mirror> {
-        syncer.ensure_run(&self.parent_state, &self.experiment, &self.parent_name, &self.parent_tags)
+        syncer.ensure_run(&self.parent_state, None, &self.experiment, &self.parent_name, &self.parent_tags)
     }
 
     /// Sends the study's files (tables, charts, report.html, analyses) as the parent run's

@@ -102,10 +102,10 @@ impl RunDir {
     }
 
     /// Removes the results of an earlier attempt that a run started from scratch replaces
-    /// (its summary, final weights and MLflow mirror), so that nothing stale looks complete.
+    /// (its summary and weights), so that nothing stale looks complete. Its MLflow mirror stays:
+    /// the attempt recorded after this makes the next sync a new MLflow run (and the old one killed).
     pub fn clear_results(&self) {
-        // A run started again from scratch is a new MLflow run too.
-        for stale in [SUMMARY_FILE, WEIGHTS_FILE, INIT_WEIGHTS_FILE, mlflow::STATE_FILE] {
+        for stale in [SUMMARY_FILE, WEIGHTS_FILE, INIT_WEIGHTS_FILE] {
             let _ = std::fs::remove_file(self.path.join(stale));
         }
     }

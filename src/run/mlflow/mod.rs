@@ -14,6 +14,7 @@ pub mod client;
 
 pub use client::{Client, CreatedRun, Status};
 
+use super::attempts;
 use super::lock::{self, LockOwner};
 use super::metrics::{self, MetricsRow};
 use super::{RunState, CONFIG_FILE};
@@ -44,6 +45,10 @@ const ROWS_PER_BATCH: usize = 1000 / METRICS_PER_ROW;
 pub struct Mirror {
     /// The value of the run's `reslab.sync_key` tag.
     pub sync_key: String,
+    /// The attempt (`attempts.csv`) that started the run from scratch: a later start from
+    /// scratch is another MLflow run. None for a study's parent run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_attempt: Option<usize>,
     /// The MLflow experiment the run is in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment_id: Option<String>,
@@ -143,20 +148,32 @@ impl Syncer {
     }
 
     /// The MLflow run recorded in `state` on this server: found again by its key, or made.
+    /// `from_attempt`: the attempt that started the run from scratch (None for a study's
+    /// parent); a recorded run of an earlier one is marked killed and a new one made.
     pub fn ensure_run(
         &mut self,
         state: &Path,
+        from_attempt: Option<usize>,
         experiment: &str,
         name: &str,
         tags: &[(String, String)],
     ) -> Result<Mirror> {
         let uri = self.uri().to_string();
         let mut mirror = load_mirror(state, &uri);
+        if mirror.from_attempt != from_attempt && !mirror.sync_key.is_empty() {
+            if let Some(replaced) = &mirror.run_id {
+                let why = ("reslab.state".to_string(), "replaced: the run started again from scratch".to_string());
+                self.client.log_params(replaced, &[], &[why])?;
+                self.client.set_status(replaced, Status::Killed, now_ms())?;
+            }
+            mirror = Mirror::default();
+        }
         if mirror.run_id.is_some() {
             return Ok(mirror);
         }
         if mirror.sync_key.is_empty() {
             mirror.sync_key = format!("{:016x}", rand::random::<u64>());
+            mirror.from_attempt = from_attempt;
             mirror.start_ms = now_ms();
             save_mirror(state, &uri, &mirror)?;
         }
@@ -185,7 +202,8 @@ impl Syncer {
             return Ok(());
         }
         let (state, uri) = (dir.join(STATE_FILE), self.uri().to_string());
-        let mut mirror = self.ensure_run(&state, &target.experiment, &target.name, &target.tags)?;
+        let from_attempt = started_from_scratch(dir);
+        let mut mirror = self.ensure_run(&state, from_attempt, &target.experiment, &target.name, &target.tags)?;
         let run_id = mirror.run_id.clone().expect("ensured");
         if !mirror.params_sent {
             self.client.log_params(&run_id, &config_params(dir)?, &[])?;
@@ -201,6 +219,10 @@ impl Syncer {
             self.checked.insert(dir.clone());
         }
         let rows = metrics::read_written(dir)?;
+        if started_from_scratch(dir) != from_attempt {
+            // The run started again from scratch while this looked: the next sync sends it.
+            return Ok(());
+        }
         let new: Vec<&MetricsRow> = rows.iter().filter(|r| mirror.sent_through.is_none_or(|s| r.iter > s)).collect();
         for batch in new.chunks(ROWS_PER_BATCH) {
             let points: Vec<Metric> = batch.iter().flat_map(|row| row_metrics(row, mirror.start_ms)).collect();
@@ -234,9 +256,17 @@ fn written_elsewhere(dir: &Path) -> bool {
     })
 }
 
+/// The attempt that started the run in `dir` from scratch (its last start at iteration 0), as
+/// `attempts.csv` says; None before the run has started (or where it cannot be read).
+fn started_from_scratch(dir: &Path) -> Option<usize> {
+    let attempts = attempts::read(dir).ok()?;
+    attempts.iter().rev().find(|a| a.start_iteration == 0).map(|a| a.attempt)
+}
+
 /// The rows of the run in `dir` that the server `uri` does not have, as far as `mlflow.toml` knows.
 pub fn unsent_rows(dir: &Path, uri: &str) -> usize {
-    let sent = load_mirror(&dir.join(STATE_FILE), uri.trim_end_matches('/')).sent_through;
+    let mirror = load_mirror(&dir.join(STATE_FILE), uri.trim_end_matches('/'));
+    let sent = mirror.sent_through.filter(|_| mirror.from_attempt == started_from_scratch(dir));
     let rows = metrics::read_written(dir).unwrap_or_default();
     rows.iter().filter(|r| sent.is_none_or(|s| r.iter > s)).count()
 }
