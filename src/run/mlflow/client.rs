@@ -3,8 +3,82 @@
 //! caller (a background thread) seconds, never training time.
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// The user name for a server with basic authentication, as MLflow's own client reads it.
+pub const USERNAME_ENV: &str = "MLFLOW_TRACKING_USERNAME";
+/// That user's password.
+pub const PASSWORD_ENV: &str = "MLFLOW_TRACKING_PASSWORD";
+/// A bearer token, for a server (or proxy) that takes one.
+pub const TOKEN_ENV: &str = "MLFLOW_TRACKING_TOKEN";
+
+/// Who the calls come from, as MLflow's client says it: HTTP basic authentication when a user
+/// name and password are set (`mlflow server --app-name basic-auth`), else a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No `Authorization` header.
+    Anonymous,
+    /// `Authorization: Basic ...`, from a user name and password.
+    Basic {
+        /// Who calls, for the messages.
+        username: String,
+        /// The header's value.
+        header: String,
+    },
+    /// `Authorization: Bearer ...`.
+    Bearer {
+        /// The header's value.
+        header: String,
+    },
+}
+
+impl Auth {
+    /// From [`USERNAME_ENV`], [`PASSWORD_ENV`] and [`TOKEN_ENV`] (an empty value is unset).
+    pub fn from_env() -> Result<Auth> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Auth::from_values(var(USERNAME_ENV), var(PASSWORD_ENV), var(TOKEN_ENV))
+    }
+
+    /// The precedence of MLflow's client: basic authentication over a token.
+    pub fn from_values(username: Option<String>, password: Option<String>, token: Option<String>) -> Result<Auth> {
+        Ok(match (username, password, token) {
+            (Some(username), Some(password), _) => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+                Auth::Basic { username, header: format!("Basic {encoded}") }
+            }
+            (Some(_), None, _) | (None, Some(_), _) => bail!(
+                "{USERNAME_ENV} and {PASSWORD_ENV}: only one of them is set; expected both (a server with basic \
+                 authentication) or neither"
+            ),
+            (None, None, Some(token)) => Auth::Bearer { header: format!("Bearer {token}") },
+            (None, None, None) => Auth::Anonymous,
+        })
+    }
+
+    fn header(&self) -> Option<&str> {
+        match self {
+            Auth::Anonymous => None,
+            Auth::Basic { header, .. } | Auth::Bearer { header } => Some(header),
+        }
+    }
+
+    /// What to do about a server that answered 401 (unauthenticated) or 403 (not allowed).
+    fn hint(&self, status: u16) -> String {
+        match (self, status) {
+            (Auth::Anonymous, _) => {
+                format!("the server asks who calls: set {USERNAME_ENV} and {PASSWORD_ENV}, or {TOKEN_ENV}")
+            }
+            (Auth::Basic { username, .. }, 401) => {
+                format!("the server did not accept user '{username}' with the password in {PASSWORD_ENV}")
+            }
+            (Auth::Bearer { .. }, 401) => format!("the server did not accept the token in {TOKEN_ENV}"),
+            (Auth::Basic { username, .. }, _) => format!("user '{username}' may not do this on the server"),
+            (Auth::Bearer { .. }, _) => format!("the token in {TOKEN_ENV} may not do this on the server"),
+        }
+    }
+}
 
 /// A metric point: `key` at `step`, logged at `timestamp_ms`.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,11 +148,18 @@ impl std::error::Error for CallError {}
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    auth: Auth,
 }
 
 impl Client {
-    /// A client of the server at `uri`; an error unless it is an `http(s)://` address.
+    /// A client of the server at `uri`, authenticated as the environment says ([`Auth::from_env`]);
+    /// an error unless `uri` is an `http(s)://` address and the environment is consistent.
     pub fn new(uri: &str) -> Result<Client> {
+        Client::with_auth(uri, Auth::from_env()?)
+    }
+
+    /// A client of the server at `uri` calling as `auth`.
+    pub fn with_auth(uri: &str, auth: Auth) -> Result<Client> {
         let base = uri.trim_end_matches('/').to_string();
         let host = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://")).unwrap_or_default();
         if host.is_empty() || host.contains(char::is_whitespace) {
@@ -89,7 +170,7 @@ impl Client {
         }
         let agent =
             ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(2)).timeout(Duration::from_secs(5)).build();
-        Ok(Client { base, agent })
+        Ok(Client { base, agent, auth })
     }
 
     /// The address, as given without a trailing slash.
@@ -97,8 +178,17 @@ impl Client {
         &self.base
     }
 
+    /// A request of `method` to `url`, saying who calls.
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let request = self.agent.request(method, url);
+        match self.auth.header() {
+            Some(header) => request.set("Authorization", header),
+            None => request,
+        }
+    }
+
     /// The answer to a call of `endpoint` (at `url`), as JSON; an error in one short line.
-    fn answer(endpoint: &str, response: Result<ureq::Response, ureq::Error>) -> Result<Value, CallError> {
+    fn answer(&self, endpoint: &str, response: Result<ureq::Response, ureq::Error>) -> Result<Value, CallError> {
         match response {
             Ok(response) => {
                 let text = response
@@ -113,7 +203,11 @@ impl Client {
                     .and_then(|v| v["message"].as_str().map(String::from))
                     .unwrap_or(text);
                 let first_line = message.lines().next().unwrap_or_default();
-                Err(CallError { status: Some(code), message: format!("{endpoint}: {first_line}") })
+                let hint = match code {
+                    401 | 403 => format!(" ({})", self.auth.hint(code)),
+                    _ => String::new(),
+                };
+                Err(CallError { status: Some(code), message: format!("{endpoint}: {first_line}{hint}") })
             }
             Err(ureq::Error::Transport(transport)) => {
                 use std::error::Error;
@@ -131,17 +225,18 @@ impl Client {
 
     fn post(&self, endpoint: &str, body: Value) -> Result<Value, CallError> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let response = self.agent.post(&url).set("Content-Type", "application/json").send_string(&body.to_string());
-        Self::answer(endpoint, response)
+        let response =
+            self.request("POST", &url).set("Content-Type", "application/json").send_string(&body.to_string());
+        self.answer(endpoint, response)
     }
 
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, CallError> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let mut request = self.agent.get(&url);
+        let mut request = self.request("GET", &url);
         for (key, value) in query {
             request = request.query(key, value);
         }
-        Self::answer(endpoint, request.call())
+        self.answer(endpoint, request.call())
     }
 
     /// The id of the experiment `name`, created if there is none.
@@ -244,9 +339,9 @@ impl Client {
         };
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}/{name}", self.base);
         // A report or chart may take longer than a call's 5 s on a slow link.
-        let request = self.agent.put(&url).timeout(Duration::from_secs(60));
+        let request = self.request("PUT", &url).timeout(Duration::from_secs(60));
         let response = request.set("Content-Type", "application/octet-stream").send_bytes(&bytes);
-        Self::answer("mlflow-artifacts", response).with_context(|| format!("uploading {name}"))?;
+        self.answer("mlflow-artifacts", response).with_context(|| format!("uploading {name}"))?;
         Ok(())
     }
 }
@@ -308,6 +403,55 @@ mod tests {
         assert_eq!(proxied_path("mlflow-artifacts://h:5000/1/abc/artifacts/").as_deref(), Some("1/abc/artifacts"));
         assert_eq!(proxied_path("file:///tmp/mlruns/1/abc/artifacts"), None);
         assert_eq!(proxied_path("s3://bucket/1"), None);
+    }
+
+    /// A server that answers one call 401 and hands over the request it got.
+    fn refusing_server() -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            while reader.read_line(&mut request).unwrap() > 0 && !request.ends_with("\r\n\r\n") {}
+            let body = "You are not authenticated. Please see the docs.";
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 401 UNAUTHORIZED\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            tx.send(request).unwrap();
+        });
+        (uri, rx)
+    }
+
+    #[test]
+    fn credentials_go_as_mlflow_sends_them_and_a_refusal_says_which() {
+        let auth = Auth::from_values(Some("ana".into()), Some("s3cret".into()), Some("ignored".into())).unwrap();
+        let (uri, request) = refusing_server();
+        let error = format!("{:#}", Client::with_auth(&uri, auth).unwrap().experiment_id("x").unwrap_err());
+        let request = request.recv_timeout(Duration::from_secs(10)).unwrap();
+        // base64("ana:s3cret"), the header MLflow's Python client sends for these variables.
+        assert!(request.contains("Authorization: Basic YW5hOnMzY3JldA==\r\n"), "{request}");
+        assert!(error.contains("HTTP 401") && error.contains("did not accept user 'ana'"), "{error}");
+
+        let (uri, request) = refusing_server();
+        let bearer = Auth::from_values(None, None, Some("tok".into())).unwrap();
+        let error = format!("{:#}", Client::with_auth(&uri, bearer).unwrap().experiment_id("x").unwrap_err());
+        assert!(request.recv_timeout(Duration::from_secs(10)).unwrap().contains("Authorization: Bearer tok\r\n"));
+        assert!(error.contains(TOKEN_ENV), "{error}");
+
+        let (uri, request) = refusing_server();
+        let error = format!("{:#}", Client::with_auth(&uri, Auth::Anonymous).unwrap().experiment_id("x").unwrap_err());
+        assert!(!request.recv_timeout(Duration::from_secs(10)).unwrap().contains("Authorization"));
+        assert!(error.contains(USERNAME_ENV) && error.contains(PASSWORD_ENV), "{error}");
+
+        let half = Auth::from_values(Some("ana".into()), None, None).unwrap_err().to_string();
+        assert!(half.contains(USERNAME_ENV) && half.contains("expected both"), "{half}");
     }
 
     #[test]
