@@ -314,6 +314,12 @@ pub fn analyze(
     out: &Path,
 ) -> Result<(Vec<ToyResult>, Vec<CifarResult>, Written)> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Seconds of work with nothing else to show: say what is being computed.
+    crate::eprint_line!(
+        "shattering: toy networks, 4 settings x {} depths x {} initialisations",
+        settings.toy_depths.len(),
+        settings.toy_inits
+    );
     let toy_results = toy(&settings.toy_depths, settings.toy_inits, settings.seed);
     let (line, class) = line_between_images(data, CIFAR_POINTS)?;
     let mut specs = Vec::new();
@@ -322,6 +328,15 @@ pub fn analyze(
             specs.push(ModelSpec::new(crate::model::Family::Cifar, kind, depth)?);
         }
     }
+    crate::eprint_line!(
+        "shattering: {} fresh CIFAR nets x {} initialisations{}",
+        specs.len(),
+        settings.cifar_inits,
+        match settings.runs.len() {
+            0 => String::new(),
+            n => format!(", then {n} trained runs"),
+        }
+    );
     let mut cifar = cifar_at_init(&specs, &line, class, settings.cifar_inits, settings.seed)?;
     for dir in &settings.runs {
         cifar.push(cifar_trained(dir, &line, class)?);
