@@ -50,7 +50,7 @@ fn macs_by_model(runs: &[PlannedRun]) -> Result<HashMap<String, u64>> {
     for run in runs {
         let spec = &run.config().model;
         if let std::collections::hash_map::Entry::Vacant(entry) = macs_of.entry(spec.to_string()) {
-            entry.insert(Model::new(spec, tch::Device::Cpu)?.macs());
+            entry.insert(Model::shapes_only(spec)?.macs());
         }
     }
     Ok(macs_of)

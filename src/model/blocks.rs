@@ -98,7 +98,8 @@ pub struct Gate {
 
 impl Gate {
     fn new(p: nn::Path, c_in: i64, c_out: i64, stride: i64, bias: f64) -> Gate {
-        let config = nn::ConvConfig { stride, bias: true, bs_init: Init::Const(bias), ..Default::default() };
+        let ws_init = super::layers::drawn(nn::ConvConfig::default().ws_init);
+        let config = nn::ConvConfig { stride, bias: true, ws_init, bs_init: Init::Const(bias), ..Default::default() };
         Gate { conv: nn::conv2d(p, c_in, c_out, 1, config) }
     }
 

@@ -17,6 +17,34 @@ const HE_NORMAL: Init =
 /// PyTorch's BatchNorm epsilon.
 pub const BN_EPS: f64 = 1e-5;
 
+thread_local! {
+    /// Whether the layers being built are only counted ([`shapes_only`]).
+    static SHAPES_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `build` with every drawn weight of the layers it makes zero instead: the same shapes,
+/// without drawing them (the zoo's 1.4 G parameters take seconds to draw). For counting
+/// parameters and MACs; such a net is never trained or evaluated.
+pub fn shapes_only<T>(build: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SHAPES_ONLY.set(self.0);
+        }
+    }
+    let _restore = Restore(SHAPES_ONLY.replace(true));
+    build()
+}
+
+/// `init`, or zeros inside [`shapes_only`]: every random initialisation goes through here.
+pub fn drawn(init: Init) -> Init {
+    if SHAPES_ONLY.get() {
+        Init::Const(0.0)
+    } else {
+        init
+    }
+}
+
 /// A bias-free convolution with "same" padding (odd kernels), and the module name PyTorch gives it.
 #[derive(Debug)]
 pub struct Conv {
@@ -41,7 +69,7 @@ impl Conv {
             stride,
             padding: kernel / 2,
             bias: false,
-            ws_init: HE_NORMAL,
+            ws_init: drawn(HE_NORMAL),
             groups,
             ..Default::default()
         };
@@ -96,8 +124,8 @@ pub fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
 pub fn linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
     let bound = 1.0 / (d_in as f64).sqrt();
     let config = nn::LinearConfig {
-        ws_init: Init::Uniform { lo: -bound, up: bound },
-        bs_init: Some(Init::Uniform { lo: -bound, up: bound }),
+        ws_init: drawn(Init::Uniform { lo: -bound, up: bound }),
+        bs_init: Some(drawn(Init::Uniform { lo: -bound, up: bound })),
         bias: true,
     };
     nn::linear(p, d_in, d_out, config)
