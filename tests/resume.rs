@@ -251,6 +251,14 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
         err.contains("taking over the stale lock") && err.contains("process 4194999 is no longer running"),
         "{err}"
     );
+    assert!(!out.join(".lock").exists(), "the run released its lock");
+
+    // A process killed after its run was complete leaves its lock; the next look at the complete
+    // run (which trains nothing) clears it.
+    std::fs::write(out.join(".lock"), "4194999").unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(&out)).output().unwrap();
+    assert!(again.status.success() && stderr(&again).contains("already holds this run"), "{}", stderr(&again));
+    assert!(!out.join(".lock").exists(), "the dead owner's lock of a complete run is left behind");
 }
 
 /// `reslab reproduce fig1 --jobs JOBS` sent SIGINT once plain-20 has written two metrics rows:

@@ -219,6 +219,20 @@ impl Drop for RunLock {
     }
 }
 
+/// Removes `dir`'s lock if it names an owner that is gone: a process killed after its run was
+/// complete leaves one, which no later start takes over (a complete run is not trained again).
+pub fn clear_stale(dir: &Path) {
+    let path = dir.join(LOCK_FILE);
+    let (Ok(stale), Ok(text)) = (staleness(), std::fs::read_to_string(&path)) else {
+        return;
+    };
+    // An empty file is a lock being taken right now: only a named, dead owner is cleared.
+    let gone = LockOwner::parse(&text).is_some_and(|owner| !owner.is_live(age(&path), stale));
+    if gone && std::fs::read_to_string(&path).is_ok_and(|again| again == text) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 /// Time since the file was last modified (zero if unknown or in the future).
 fn age(path: &Path) -> Duration {
     std::fs::metadata(path)
@@ -272,6 +286,28 @@ mod tests {
         assert!(std::fs::read_to_string(dir.path().join(LOCK_FILE))
             .unwrap()
             .ends_with(&std::process::id().to_string()));
+    }
+
+    #[test]
+    fn only_a_named_owner_that_is_gone_has_its_lock_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let lock = RunLock::acquire(dir.path()).unwrap();
+        clear_stale(dir.path());
+        assert!(path.exists(), "this live process's lock stays");
+        drop(lock);
+        for (text, cleared) in
+            [(format!("{} 4194999", hostname()), true), ("other-host 12".to_string(), false), (String::new(), false)]
+        {
+            std::fs::write(&path, &text).unwrap();
+            clear_stale(dir.path());
+            assert_eq!(!path.exists(), cleared, "{text:?}");
+        }
+        // Another host's lock, once past the staleness, is gone too.
+        std::fs::write(&path, "other-host 12").unwrap();
+        set_age(dir.path(), STALE_AFTER + Duration::from_secs(60));
+        clear_stale(dir.path());
+        assert!(!path.exists());
     }
 
     #[test]

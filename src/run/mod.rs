@@ -120,7 +120,10 @@ impl RunDir {
             return Ok(None);
         }
         match RunConfig::load(&self.config()) {
-            Ok(existing) if existing.same_run(config) => Ok(Some(summary)),
+            Ok(existing) if existing.same_run(config) => {
+                lock::clear_stale(&self.path);
+                Ok(Some(summary))
+            }
             _ => bail!(
                 "run directory {} already holds a complete run with another configuration; \
                  choose another --out or remove it",
