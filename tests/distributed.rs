@@ -17,8 +17,8 @@ use reslab::train::distributed::{hand_over_listener, DataParallel, World};
 use reslab::train::evaluate::model_for_data;
 use reslab::train::sgd::Sgd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -258,34 +258,15 @@ fn launch_trains_one_run_on_two_processes_and_rank_0_alone_writes_it() {
     );
 }
 
-/// Starts `size` trainers as ranks by hand (as srun or torchrun would).
-fn start_ranks(size: usize, args: &[&str], log_dir: &Path) -> Children {
+/// Starts `size` trainers as ranks by hand (as srun or torchrun would), with `env`.
+fn start_ranks(size: usize, args: &[&str], log_dir: &Path, env: &[(&str, String)]) -> Children {
     spawn_ranks(size, |rank| {
         let log = |name: &str| std::fs::File::create(log_dir.join(format!("rank{rank}.{name}"))).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_reslab"));
         command.args(args).arg("--distributed").stdout(log("out")).stderr(log("err"));
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         command
     })
-}
-
-fn wait_for(path: &Path, limit: Duration) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(started.elapsed() < limit, "{} did not appear within {limit:?}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits for `child`, failing the test rather than hanging it if it never ends.
-fn exit_status(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(started.elapsed() < limit, "rank 0 did not stop within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -294,11 +275,17 @@ fn a_killed_rank_stops_the_others_and_the_run_resumes_from_its_checkpoint() {
     let out = dir.path().join("run");
     let out_arg = out.to_str().unwrap();
     let args = train_args(out_arg, "200", &["--eval-every", "50", "--checkpoint-every", "5", "--dist-timeout", "60"]);
-    let mut ranks = start_ranks(2, &args, dir.path());
-    wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
+    // Both ranks held after the checkpoint at iteration 5; rank 1 killed; rank 0 released.
+    let holds = Holds::new(dir.path(), 5);
+    let mut ranks = start_ranks(2, &args, dir.path(), &[holds.env()]);
+    for rank in 0..2 {
+        holds.wait_held("run", Some(rank));
+    }
+    assert_running(&mut ranks[1], "rank 1");
     ranks[1].kill().unwrap();
     ranks[1].wait().unwrap();
-    let status = exit_status(&mut ranks[0], Duration::from_secs(90));
+    holds.release("run");
+    let status = wait_exit(&mut ranks[0], "rank 0", Duration::from_secs(90));
     assert!(!status.success());
     let err = std::fs::read_to_string(dir.path().join("rank0.err")).unwrap();
     let last = err.lines().last().unwrap_or_default();
@@ -328,13 +315,20 @@ fn an_interrupted_launch_stops_every_rank_at_one_step_and_continues() {
     let out = dir.path().join("run");
     let mut args = vec!["launch", "--nproc", "2", "--"];
     args.extend(train_args(out.to_str().unwrap(), "100", &["--eval-every", "50", "--checkpoint-every", "5"]));
+    // Both ranks held after the checkpoint at iteration 5, then Ctrl-C.
+    let holds = Holds::new(dir.path(), 5);
+    let (key, value) = holds.env();
     let mut launch = Children(vec![Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args(&args)
+        .env(key, value)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()]);
-    wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
+    for rank in 0..2 {
+        holds.wait_held("run", Some(rank));
+    }
+    assert_running(&mut launch[0], "launch");
     // SAFETY: signalling a child process we spawned and have not reaped.
     unsafe { libc::kill(launch[0].id() as i32, libc::SIGINT) };
     let output = launch.0.remove(0).wait_with_output().unwrap();
@@ -355,11 +349,12 @@ fn a_rank_that_stops_answering_is_an_error_on_the_others_within_their_timeout() 
     // 15 s: long enough for rank 0's slowest write (a checkpoint on a loaded disk) while rank 1
     // waits for it, short enough for the test.
     let args = train_args(out.to_str().unwrap(), "100000", &["--eval-every", "50", "--dist-timeout", "15"]);
-    let mut ranks = start_ranks(2, &args, dir.path());
-    wait_for(&out.join("checkpoint.safetensors"), Duration::from_secs(240));
+    let mut ranks = start_ranks(2, &args, dir.path(), &[]);
+    wait_for("the run's first checkpoint", REACH_HOLD, || out.join("checkpoint.safetensors").exists());
+    assert_running(&mut ranks[1], "rank 1 (100000 iterations)");
     // SAFETY: signalling a child process we spawned and have not reaped.
     unsafe { libc::kill(ranks[1].id() as i32, libc::SIGSTOP) };
-    let status = exit_status(&mut ranks[0], Duration::from_secs(60));
+    let status = wait_exit(&mut ranks[0], "rank 0", Duration::from_secs(60));
     ranks[1].kill().unwrap();
     ranks[1].wait().unwrap();
     assert!(!status.success());

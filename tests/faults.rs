@@ -3,7 +3,9 @@
 //! trained twice; a run whose disk fills during a checkpoint says so, keeps its previous
 //! checkpoint, and ends bit-identical once there is space.
 
+#[macro_use]
 mod common;
+use common::harness;
 use common::*;
 use rand::{Rng, SeedableRng};
 use reslab::run::{attempts, checkpoint};
@@ -16,9 +18,14 @@ use std::time::{Duration, Instant};
 const ITERS_PER_10_KILLS: usize = 60;
 const RUNS: [&str; 4] = ["plain-8-seed0", "plain-8-seed1", "resnet-8-seed0", "resnet-8-seed1"];
 
-fn study_command(study: &Path, out: &Path, log: &Path) -> Command {
+/// `reproduce` of `study` into `out`, its output appended to `log`, its runs held at `holds`.
+fn study_command(study: &Path, out: &Path, log: &Path, holds: Option<&Holds>) -> Command {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_reslab"));
+    if let Some(holds) = holds {
+        let (key, value) = holds.env();
+        command.env(key, value);
+    }
     command
         .arg("reproduce")
         .arg(study)
@@ -63,11 +70,7 @@ fn jobs_of(runner: u32) -> Vec<(u32, String)> {
 }
 
 fn wait_gone(pids: &[u32], what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pids.iter().any(|&p| alive(p)) {
-        assert!(Instant::now() < deadline, "{what}: still running after 60 s: {pids:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&format!("{what} ({pids:?}) to end"), Duration::from_secs(60), || !pids.iter().any(|&p| alive(p)));
 }
 
 fn sigkill(pid: u32) {
@@ -136,7 +139,6 @@ fn summary_without_clock(out: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let study = dir.path().join("chaos.toml");
@@ -146,7 +148,7 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
     std::fs::write(&study, small_study("chaos", &["plain-8", "resnet-8"], 2, iters)).unwrap();
     let (reference, out, log) = (dir.path().join("reference"), dir.path().join("chaos"), dir.path().join("chaos.log"));
     let started = Instant::now();
-    let done = study_command(&study, &reference, &dir.path().join("reference.log")).status().unwrap();
+    let done = study_command(&study, &reference, &dir.path().join("reference.log"), None).status().unwrap();
     assert!(
         done.success(),
         "the uninterrupted study failed: {}",
@@ -159,6 +161,9 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
     });
     eprintln!("chaos seed {seed} (RESLAB_CHAOS_SEED={seed} repeats the choices; the moments depend on the machine)");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // Until the last start, every run is held before its last iteration: the study cannot
+    // complete before the kills it is owed, however fast the machine.
+    let holds = Holds::new(dir.path(), iters - 1);
     let mut kills: Vec<(usize, Kill, u128)> = Vec::new();
     let mut expected = Expected::default();
     let mut starts = 0;
@@ -170,9 +175,10 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
             "seed {seed}: the study did not complete in {starts} starts; see {}",
             log.display()
         );
-        let mut runner = Children(vec![study_command(&study, &out, &log).spawn().unwrap()]);
+        let last = kills.len() >= wanted;
+        let mut runner = Children(vec![study_command(&study, &out, &log, (!last).then_some(&holds)).spawn().unwrap()]);
         let runner_pid = runner[0].id();
-        if kills.len() >= wanted {
+        if last {
             let status = runner[0].wait().unwrap();
             assert_nothing_partial_looks_complete(&out, iters, "after a run to the end");
             if status.success() {
@@ -188,7 +194,9 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
             // A share of a 10-kill study's uninterrupted time, whatever the study's length.
             let ten_kill_study = took.div_f64(wanted.div_ceil(10) as f64);
             std::thread::sleep(ten_kill_study.mul_f64(rng.gen_range(0.02..0.15)));
-            if runner[0].try_wait().unwrap().is_some() {
+            if let Some(status) = runner[0].try_wait().unwrap() {
+                // (A held study cannot complete; a failed one is started again, and the log says why.)
+                assert!(!status.success(), "seed {seed}: the study completed while its runs were held");
                 break;
             }
             let jobs = jobs_of(runner_pid);
@@ -225,9 +233,7 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
             }
         }
         if let Some(status) = runner[0].try_wait().unwrap() {
-            if status.success() {
-                break; // complete between two kills
-            }
+            assert!(!status.success(), "seed {seed}: the study completed while its runs were held");
         } else {
             // The start's last kill was of a job: stop the runner too, so the next start begins
             // from a known state.
@@ -316,23 +322,15 @@ fn train(out: &Path) -> std::process::Output {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// `None` where this process may not mount (not root): the test says so and stops, and
-    /// fails under `CI=true`.
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        let mounted =
-            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
-        match mounted {
-            Ok(o) if o.status.success() => Some(Tmpfs(at.to_path_buf())),
-            other => {
-                let why = match other {
-                    Ok(o) => stderr(&o),
-                    Err(e) => e.to_string(),
-                };
-                assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot mount a tmpfs under CI=true: {why}");
-                eprintln!("SKIPPED: cannot mount a tmpfs (root needed): {why}");
-                None
-            }
-        }
+    /// A tmpfs of `size` on `at` (the test declares it needs root).
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(mounted.status.success(), "mounting a tmpfs: {}", stderr(&mounted));
+        Tmpfs(at.to_path_buf())
     }
 }
 
@@ -342,7 +340,6 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
 fn a_disk_that_fills_during_a_checkpoint_keeps_the_last_one_and_the_run_ends_identical() {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference");
@@ -352,7 +349,7 @@ fn a_disk_that_fills_during_a_checkpoint_keeps_the_last_one_and_the_run_ends_ide
 
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(&disk, "8m") else { return };
+    let _tmpfs = Tmpfs::mount(&disk, "8m");
     // Room for the initial weights, the first two checkpoints (the newest and the previous) and the
     // small files, not for a third written beside them: the disk fills during the third checkpoint's write.
     let init_size = std::fs::metadata(reference.join("init.safetensors")).unwrap().len();
@@ -396,4 +393,14 @@ fn a_disk_that_fills_during_a_checkpoint_keeps_the_last_one_and_the_run_ends_ide
     };
     assert_eq!(rows(&reference), rows(&out), "metrics rows (wall-clock columns aside)");
     eprintln!("full disk: failed after {:.1} s with: {last}", failed_after.as_secs_f64());
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one),
+        trial!(
+            a_disk_that_fills_during_a_checkpoint_keeps_the_last_one_and_the_run_ends_identical,
+            harness::root("mounting a small tmpfs")
+        ),
+    ])
 }

@@ -2,7 +2,9 @@
 //! checksum, a broken connection resumed, a wrong checksum, and malicious archives. Nothing
 //! reaches the internet.
 
+#[macro_use]
 mod common;
+use common::harness::{self};
 use common::*;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
@@ -10,8 +12,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// sha256 of ../shared/data/cifar-10-binary.tar.gz, from its README.
-const SHARED_SHA256: &str = "427d7be69e608a93d873c9fa639f0b206ab4ae8082a8c778ad935abb14135ae1";
 const SHARED_MD5: &str = "4a8323bbac6380542f73452dbe5f2bf6";
 
 struct Server {
@@ -75,11 +75,10 @@ fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-#[test]
 fn the_shared_archive_downloads_verifies_and_extracts_to_a_loadable_folder() {
     let server = serve(std::fs::read(cifar_archive()).unwrap(), None);
     let dir = tempfile::tempdir().unwrap();
-    let output = fetch(&server.url, ("--sha256", SHARED_SHA256), dir.path());
+    let output = fetch(&server.url, ("--sha256", harness::CIFAR_SHA256), dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     let folder = dir.path().join("cifar-10-batches-bin");
     let data = reslab::data::Cifar10::from_path(&folder).unwrap();
@@ -91,7 +90,6 @@ fn the_shared_archive_downloads_verifies_and_extracts_to_a_loadable_folder() {
     assert_eq!(server.ranges.lock().unwrap().len(), 1, "no second download");
 }
 
-#[test]
 fn a_broken_download_resumes_where_it_stopped() {
     let body = reslab::data::cifar::EMBEDDED_SAMPLE.to_vec();
     let server = serve(body.clone(), Some(body.len() / 3));
@@ -108,7 +106,6 @@ fn a_broken_download_resumes_where_it_stopped() {
     assert!(dir.path().join("cifar-10-batches-bin/data_batch_5.bin").is_file());
 }
 
-#[test]
 fn a_wrong_checksum_deletes_the_download_and_says_what_was_expected_and_found() {
     let body = reslab::data::cifar::EMBEDDED_SAMPLE.to_vec();
     let server = serve(body.clone(), None);
@@ -145,7 +142,6 @@ fn hostile_archive(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<
     builder.into_inner().unwrap().finish().unwrap()
 }
 
-#[test]
 fn malicious_archives_are_refused_and_write_nothing_outside() {
     let cases = [
         ("../escaped.txt", tar::EntryType::Regular, None, "outside the target folder"),
@@ -163,4 +159,13 @@ fn malicious_archives_are_refused_and_write_nothing_outside() {
         assert!(!root.path().join("escaped.txt").exists() && !Path::new("/tmp/reslab-absolute.txt").exists());
         assert!(!dir.join("cifar-10-batches-bin").exists(), "{name}: no data folder from a refused archive");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(the_shared_archive_downloads_verifies_and_extracts_to_a_loadable_folder, harness::shared_data()),
+        trial!(a_broken_download_resumes_where_it_stopped),
+        trial!(a_wrong_checksum_deletes_the_download_and_says_what_was_expected_and_found),
+        trial!(malicious_archives_are_refused_and_write_nothing_outside),
+    ])
 }

@@ -117,12 +117,17 @@ fn a_study_in_mlflow_survives_an_interruption_and_a_hung_server_with_no_row_twic
     let out = dir.path().join("study");
     let first: PathBuf = out.join("plain-8-seed0");
 
-    // Interrupted once the first run has rows on the server: it ends KILLED, and its re-run
-    // continues the same MLflow run.
-    let mut running = Children(vec![reproduce(&study, &out, &server.uri).stderr(Stdio::piped()).spawn().unwrap()]);
+    // Interrupted once the first run has rows on the server, held after its second row (it
+    // cannot end first): it ends KILLED, and its re-run continues the same MLflow run.
+    let holds = Holds::new(dir.path(), 20);
+    let (key, value) = holds.env();
+    let mut running =
+        Children(vec![reproduce(&study, &out, &server.uri).env(key, value).stderr(Stdio::piped()).spawn().unwrap()]);
+    holds.wait_held("plain-8-seed0", None);
     wait_for("rows of the first run on the server", Duration::from_secs(60), || {
         std::fs::read_to_string(first.join("mlflow.toml")).is_ok_and(|state| state.contains("sent_through"))
     });
+    assert_running(&mut running[0], "the study");
     // SAFETY: signalling the study this test started.
     unsafe { libc::kill(running[0].id() as i32, libc::SIGINT) };
     let interrupted = running.pop().unwrap().wait_with_output().unwrap();

@@ -1,7 +1,9 @@
 //! The architecture is exactly the paper's: third-party pretrained CIFAR ResNets (trained with
 //! PyTorch on the original CIFAR-10) give the test errors their README lists on the shared archive.
 
+#[macro_use]
 mod common;
+use common::harness::{self};
 use common::*;
 use reslab::data::{DataConfig, DataSource, Dataset, Normalization};
 use reslab::model::ModelSpec;
@@ -30,7 +32,6 @@ fn printed_error(out: &str) -> f64 {
 /// blocks a stage: their weights load strictly (every tensor named and shaped as reslab builds
 /// it); their errors were measured to match too (docs/results.md), and are not measured again
 /// here, to keep the suite short.
-#[test]
 fn pretrained_resnets_reproduce_their_published_test_errors() {
     let archive = cifar_archive();
     let (depth, file, expected) = PRETRAINED[0];
@@ -75,9 +76,15 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
     }
 }
 
-#[test]
 fn weights_of_another_depth_are_refused_by_name() {
     let weights = shared_data().join("pretrained").join(PRETRAINED[0].1);
     let output = reslab(&["eval", "--model", "resnet-32", "--weights", weights.to_str().unwrap()]);
     assert_clean_error(&output, &["resnet20-12fca82f.safetensors", "missing"]);
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(pretrained_resnets_reproduce_their_published_test_errors, harness::shared_data()),
+        trial!(weights_of_another_depth_are_refused_by_name, harness::shared_data()),
+    ])
 }

@@ -2,7 +2,9 @@
 //! Chromium (Debian's `chromium`, installed by scripts/install-chromium.sh, which `./run test`
 //! calls): the page opens from disk, and its charts, tables and claims are on screen.
 
+#[macro_use]
 mod common;
+use common::harness::{self};
 use common::*;
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +23,6 @@ fn count_near(image: &image::RgbImage, colour: [u8; 3]) -> usize {
     image.pixels().filter(|p| p.0.iter().zip(colour).all(|(a, b)| (*a as i32 - b as i32).abs() <= 12)).count()
 }
 
-#[test]
 fn reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("paper");
@@ -110,4 +111,11 @@ fn reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium() {
         + count_near(&image, [0xff, 0xf1, 0xc2]);
     assert!(orange > 500 && blue > 200, "chart curves on screen: {orange} orange, {blue} blue pixels");
     assert!(held_badge > 100, "verdict badges on screen: {held_badge} pixels");
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![trial!(
+        reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium,
+        harness::tools(&["chromium"], "scripts/install-chromium.sh")
+    )])
 }

@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test run's length (RUN's --iters).
+const ITERS: usize = 36;
+
 const RUN: [&str; 18] = [
     "train",
     "--model",
@@ -36,9 +39,13 @@ fn args(out: &Path) -> Vec<String> {
     args
 }
 
-fn spawn(out: &Path) -> Child {
+/// The run started in the background, held at `holds` (so it cannot finish before the test
+/// stops it).
+fn spawn_held(out: &Path, holds: &Holds) -> Child {
+    let (key, value) = holds.env();
     Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args(args(out))
+        .env(key, value)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -90,40 +97,36 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
     });
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // Every attempt is held before its last iteration: it cannot finish before its kill, however
+    // fast the machine; the final attempt, not held, runs to the end.
+    let holds = Holds::new(dir.path(), ITERS - 1);
     // Kills that left a checkpoint to resume from (the others start the run over).
     let mut kills_after_a_checkpoint = 0;
     assert!(trials > 0, "RESLAB_KILL_TRIALS must be at least 1");
     for trial in 0..trials {
-        let out = dir.path().join(format!("trial-{trial}"));
+        let name = format!("trial-{trial}");
+        let out = dir.path().join(&name);
         let mut points = Vec::new();
-        // Up to three kills per trial, at random moments of each attempt (start-up, training,
-        // evaluation, checkpoint writing alike), as a fraction of the uninterrupted run's time. A
-        // trial whose first attempt finished before its kill (a less busy machine) starts over
-        // with shorter delays, so every trial has at least one kill.
-        let mut scale = 0.9;
-        let mut attempts = 0;
-        while points.len() < 3 && attempts < 12 {
-            attempts += 1;
-            let mut child = spawn(&out);
-            let delay = took.mul_f64(rng.gen_range(scale / 18.0..scale));
-            std::thread::sleep(delay);
-            if child.try_wait().unwrap().is_some() {
-                if !points.is_empty() {
-                    break;
-                }
-                std::fs::remove_dir_all(&out).unwrap();
-                // The reference may have run on a busier machine: down to 1 % of its time.
-                scale = (scale / 2.0).max(0.01);
-                continue;
+        // One to three kills, at random moments of each attempt (start-up, training, evaluation,
+        // checkpoint writing alike) as a share of the uninterrupted run's time. The first trial's
+        // last kill comes once its attempt is held, after a checkpoint: resuming is always tested.
+        let kills = rng.gen_range(1..=3);
+        for kill in 0..kills {
+            let mut child = Children(vec![spawn_held(&out, &holds)]);
+            let delay = took.mul_f64(rng.gen_range(1.0 / 18.0..0.9));
+            if trial == 0 && kill == kills - 1 {
+                holds.wait_held(&name, None);
+            } else {
+                std::thread::sleep(delay);
             }
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+            assert_running(&mut child[0], &format!("trial {trial}'s attempt {}", kill + 1));
+            child[0].kill().unwrap(); // SIGKILL
+            child[0].wait().unwrap();
             points.push(delay.as_millis());
             if out.join("checkpoint.safetensors").is_file() {
                 kills_after_a_checkpoint += 1;
             }
         }
-        assert!(!points.is_empty(), "trial {trial}: no kill happened");
         run_to_end(&out);
         eprintln!("trial {trial} (seed {seed}): killed after {points:?} ms, resumed: identical");
         assert_same_run(reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
@@ -142,15 +145,14 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     let dir = tempfile::tempdir().unwrap();
     let reference = reference().0.as_path();
     let out = dir.path().join("terminated");
-    let child = spawn(&out);
-    // Wait for the first metrics row, then ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while rows_if_any(&out) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(rows_if_any(&out) >= 2, "no metrics row within 240 s");
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let output = child.wait_with_output().unwrap();
+    // Held after its first metrics row (iteration 5; a checkpoint at 3), then asked to stop.
+    let holds = Holds::new(dir.path(), 5);
+    let mut child = Children(vec![spawn_held(&out, &holds)]);
+    holds.wait_held("terminated", None);
+    assert_running(&mut child[0], "the run");
+    // SAFETY: signalling a child process we spawned and have not reaped.
+    unsafe { libc::kill(child[0].id() as i32, libc::SIGTERM) };
+    let output = child.0.remove(0).wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(out.join("checkpoint.safetensors").is_file());
     assert!(!out.join(".lock").exists());
@@ -177,10 +179,6 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly_and_a_corrupt_checkpoint_falls_
     assert_same_run(reference, &out, "SIGTERM, then resume");
 }
 
-fn rows_if_any(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("metrics.csv")).map(|t| t.lines().count()).unwrap_or(0)
-}
-
 #[test]
 fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,30 +188,27 @@ fn a_different_configuration_a_truncated_checkpoint_and_a_second_process_are_ref
     let mut long_run = args(&busy);
     let iters = long_run.iter().position(|a| a == "--iters").unwrap();
     long_run[iters + 1] = "100000".into();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !busy.join(".lock").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if !busy.join(".lock").exists() {
-        first.kill().unwrap();
-        panic!("the first process took no lock within 240 s");
-    }
+    let mut first = Children(vec![Command::new(env!("CARGO_BIN_EXE_reslab"))
+        .args(&long_run)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()]);
+    wait_for("the first process to lock the run", REACH_HOLD, || busy.join(".lock").exists());
     let second = Command::new(env!("CARGO_BIN_EXE_reslab")).args(&long_run).output().unwrap();
-    assert!(first.try_wait().unwrap().is_none(), "the first process is still training");
-    first.kill().unwrap();
-    first.wait().unwrap();
+    assert_running(&mut first[0], "the first process (100000 iterations)");
+    first[0].kill().unwrap();
+    first[0].wait().unwrap();
     assert_clean_error(&second, &["is in use by process", ".lock"]);
 
+    // Killed once it has written its first checkpoint (iteration 3), where it is held.
     let out = dir.path().join("run");
-    let mut child = spawn(&out);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !out.join("checkpoint.safetensors").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(out.join("checkpoint.safetensors").exists(), "no checkpoint within 240 s");
+    let holds = Holds::new(dir.path(), 3);
+    let mut child = Children(vec![spawn_held(&out, &holds)]);
+    holds.wait_held("run", None);
+    assert_running(&mut child[0], "the run");
+    child[0].kill().unwrap();
+    child[0].wait().unwrap();
+    assert!(out.join("checkpoint.safetensors").exists(), "the held run wrote its checkpoint at iteration 3");
     // The killed process's lock is stale; its take-over is tested on its own below.
     let _ = std::fs::remove_file(out.join(".lock"));
 
@@ -265,6 +260,10 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning() {
 /// its output folder (inside `dir`), and its stderr, after checking it exited with 1.
 fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
     let out = dir.join("fig1");
+    // Each run held after its second metrics row (iteration 10): with one job plain-20 is held,
+    // with two both are, and the interrupt finds them mid-run.
+    let holds = Holds::new(dir, 10);
+    let (key, value) = holds.env();
     let child = Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args([
             "reproduce",
@@ -275,23 +274,23 @@ fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
             "200",
             "--eval-every",
             "5",
-            // (Forced: a probe of `auto` would delay plain-56's first checkpoint past the interrupt.)
+            // (Forced: no probe of `auto` before the runs.)
             "--precision",
             "fp32",
             "--out",
             out.to_str().unwrap(),
         ])
+        .env(key, value)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut child = Children(vec![child]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rows_if_any(&out.join("plain-20-seed0")) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    let running: &[&str] = if jobs == "1" { &["plain-20-seed0"] } else { &["plain-20-seed0", "plain-56-seed0"] };
+    for run in running {
+        holds.wait_held(run, None);
     }
-    let rows = rows_if_any(&out.join("plain-20-seed0"));
-    assert!(rows >= 2, "plain-20 wrote {rows} metrics rows in 60 s; expected 2 before the interrupt");
+    assert_running(&mut child[0], "reproduce fig1");
     // SAFETY: signalling a child process we spawned and have not reaped.
     unsafe { libc::kill(child[0].id() as i32, libc::SIGINT) };
     let output = child.0.remove(0).wait_with_output().unwrap();

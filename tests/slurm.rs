@@ -5,7 +5,9 @@
 //! One run on several tasks (`--tasks-per-run 2`, srun ranks) is tested across two hosts in
 //! tests/cluster.rs.
 
+#[macro_use]
 mod common;
+use common::harness;
 use common::*;
 use reslab::experiment::slurm::Submission;
 use std::path::Path;
@@ -15,33 +17,28 @@ use std::time::{Duration, Instant};
 /// One test at a time on the one-node cluster (its two CPUs): each waits for its own jobs.
 static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Starts the local Slurm (or finds it running): its SLURM_CONF, or `None` where Slurm's packages
-/// are not installed (the test then says why and stops; under `CI=true` it fails).
-fn local_slurm() -> Option<String> {
+/// What the tests need: Slurm's packages, which `scripts/local-slurm.sh install` (run by
+/// `./run test`) installs where it can (root or sudo, a Debian mirror).
+fn slurm() -> harness::Need {
+    harness::tools(&["slurmctld", "sbatch"], "scripts/local-slurm.sh install, which ./run test runs,")
+}
+
+/// Starts the local Slurm (or finds it running): its SLURM_CONF.
+fn local_slurm() -> String {
     let script = project_root().join("scripts/local-slurm.sh");
-    let why = "`scripts/local-slurm.sh install` (which ./run test runs) could not install it \
-               (no root, no sudo, or no Debian mirror)";
-    if !(have_tool("slurmctld", why) && have_tool("sbatch", why)) {
-        return None;
-    }
     let started = Command::new("bash").arg(&script).arg("start").output().unwrap();
     assert!(started.status.success(), "local Slurm did not start: {}", stderr(&started));
     let conf = stdout(&started).lines().find_map(|l| l.strip_prefix("SLURM_CONF=").map(str::to_string));
-    Some(conf.expect("local-slurm.sh prints SLURM_CONF"))
+    conf.expect("local-slurm.sh prints SLURM_CONF")
 }
 
 fn with_conf(program: &str, args: &[&str], conf: &str) -> Output {
     with_slurm_conf(program, args, conf, &[])
 }
 
-fn metrics_rows(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.csv")).map_or(0, |t| t.lines().count().saturating_sub(1))
-}
-
-#[test]
 fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(conf) = local_slurm() else { return };
+    let conf = local_slurm();
     let dir = tempfile::tempdir().unwrap();
     let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
     let file = dir.path().join("study.toml");
@@ -59,7 +56,10 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let mut submit = vec!["reproduce".to_string()];
     submit.extend(with(&["--backend", "slurm", "--cpus-per-task", "1"], &on_slurm));
     let submit: Vec<&str> = submit.iter().map(String::as_str).collect();
-    let output = with_conf("reslab", &submit, &conf);
+    // Each task held after its first metrics row (iteration 10): task 0 is mid-run when signalled.
+    let holds = Holds::new(dir.path(), 10);
+    let (key, value) = holds.env();
+    let output = with_slurm_conf("reslab", &submit, &conf, &[(key, &value)]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("submitted 2 runs as array job"), "{}", stdout(&output));
     let submission = Submission::load(&on_slurm).expect(".slurm/jobs.toml");
@@ -68,12 +68,15 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     status.extend(with(&[], &on_slurm));
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
 
-    // Task 0 mid-run (its first metrics row written): signal it as its time limit would.
-    let seed0 = on_slurm.join("resnet-8-seed0");
-    wait_for("task 0 to write its first metrics row", Duration::from_secs(300), || metrics_rows(&seed0) >= 1);
+    // Task 0 mid-run (held after its first metrics row): signal it as its time limit would, then
+    // let both tasks go on (task 0 once it is requeued).
+    holds.wait_held("resnet-8-seed0", None);
     let task0 = format!("{}_0", submission.array_job);
     let signalled = with_conf("scancel", &["--batch", "--signal=USR1", &task0], &conf);
     assert!(signalled.status.success(), "{}", stderr(&signalled));
+    for run in ["resnet-8-seed0", "resnet-8-seed1"] {
+        holds.release(run);
+    }
     let during = with_conf("reslab", &status, &conf);
     assert!(during.status.success(), "{}", stderr(&during));
     eprintln!("reslab status during the study:\n{}", stdout(&during));
@@ -112,4 +115,8 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     let expected = std::fs::read_to_string(here.join("table.csv")).unwrap();
     assert_eq!(std::fs::read_to_string(&table).unwrap(), expected);
     assert!(on_slurm.join("report.html").is_file());
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![trial!(a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend, slurm())])
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod c10d;
 pub mod distributed;
 pub mod evaluate;
+pub mod hold;
 pub mod peers;
 pub mod request;
 pub mod runtime;

@@ -32,6 +32,14 @@ impl Peers<'_> {
         }
     }
 
+    /// This process's rank in a data parallel run; `None` alone.
+    pub fn rank(&self) -> Option<usize> {
+        match self {
+            Peers::Alone => None,
+            Peers::Ranks(parallel) => Some(parallel.world().rank),
+        }
+    }
+
     /// Processes training the run.
     pub fn count(&self) -> usize {
         match self {

@@ -5,6 +5,7 @@
 
 use super::distributed::{DataParallel, World};
 use super::evaluate::model_for_data;
+use super::hold::Hold;
 use super::peers::Peers;
 use super::request::Run;
 use super::runtime::{self, autocast, set_threads};
@@ -170,13 +171,24 @@ fn train_locked(
     peers: Peers,
 ) -> Result<RunSummary> {
     let mut training = Training::set_up(config, dir, label, recording, peers)?;
+    // (Tests only: a pause point where they stop the run from outside.)
+    let mut hold = Hold::from_env(&dir.path, training.peers.rank())?;
     while training.state.iteration < config.schedule.iters {
+        if let Some(hold) = &mut hold {
+            hold.wait_if_due(training.state.iteration, interrupt::requested)?;
+        }
         let step = training.step()?;
         training.metrics_row_if_due(step.lr)?;
         if training.peers.stop(step.stop) {
             return Err(training.stop());
         }
         training.checkpoint_if_due()?;
+    }
+    if let Some(hold) = &mut hold {
+        hold.wait_if_due(training.state.iteration, interrupt::requested)?;
+        if interrupt::requested() {
+            return Err(training.stop());
+        }
     }
     training.finish()
 }

@@ -4,17 +4,37 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// `../shared/data` (or `$RESLAB_SHARED_DATA`): the full CIFAR-10 archive and pretrained weights.
-pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("RESLAB_SHARED_DATA")
+#[macro_use]
+pub mod harness;
+
+/// `../shared/data`, or `$RESLAB_SHARED_DATA`: the full CIFAR-10 archive and pretrained weights
+/// (whether it is there: [`harness::shared_data`]).
+pub fn shared_data_dir() -> PathBuf {
+    std::env::var_os("RESLAB_SHARED_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+/// The shared data, which a test that uses it has declared it needs.
+pub fn shared_data() -> PathBuf {
+    let dir = shared_data_dir();
     assert!(
         dir.join("cifar-10-binary.tar.gz").is_file(),
-        "these tests need the shared CIFAR-10 archive at {} (set RESLAB_SHARED_DATA)",
+        "this test needs the shared CIFAR-10 archive at {} (set RESLAB_SHARED_DATA)",
         dir.display()
     );
     dir
+}
+
+/// A run's metrics.csv rows, after checking its header.
+pub fn read_rows(dir: &std::path::Path) -> Vec<csv::StringRecord> {
+    let mut reader = csv::Reader::from_path(dir.join("metrics.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(
+        header.iter().collect::<Vec<_>>(),
+        ["iter", "epoch", "lr", "train_loss", "train_err", "test_err", "img_per_s", "wall_s"]
+    );
+    reader.records().map(|r| r.unwrap()).collect()
 }
 
 pub fn cifar_archive() -> PathBuf {
@@ -96,18 +116,6 @@ impl std::ops::DerefMut for Children {
     }
 }
 
-/// Whether `tool` is here; where it is not, a test that needs it is skipped with `why`, except
-/// under `CI=true`, where a missing tool fails the test.
-pub fn have_tool(tool: &str, why: &str) -> bool {
-    let here =
-        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
-    if !here {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is not installed under CI=true: {why}");
-        eprintln!("SKIPPED: {tool} is not installed: {why}");
-    }
-    here
-}
-
 /// An experiment file's text: `models` (e.g. plain-8, resnet-8) with `seeds` seeds each, on the
 /// embedded sample, `iters` iterations in batches of 32, evaluated every 10.
 pub fn small_study(name: &str, models: &[&str], seeds: usize, iters: usize) -> String {
@@ -135,14 +143,94 @@ pub fn with_slurm_conf(program: &str, args: &[&str], conf: &str, env: &[(&str, &
     command.output().unwrap_or_else(|e| panic!("{program}: {e}"))
 }
 
-/// Waits until `done`, polling every 250 ms; fails naming `what` after `timeout`. How long it took.
+/// Waits until `done`, polling every 100 ms; fails naming `what` after `timeout` (a bound on a
+/// hang, never a measure of speed). How long it took.
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> std::time::Duration {
     let started = std::time::Instant::now();
     while !done() {
         assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     started.elapsed()
+}
+
+/// Waits for `child` to end (see [`wait_for`]): its exit status.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    what: &str,
+    timeout: std::time::Duration,
+) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_for(&format!("{what} to end"), timeout, || {
+        status = child.try_wait().expect("waiting for a child");
+        status.is_some()
+    });
+    status.expect("ended")
+}
+
+/// Fails unless `child` is still running: a test signals only a process it knows is mid-run.
+pub fn assert_running(child: &mut std::process::Child, what: &str) {
+    let status = child.try_wait().expect("looking at a child");
+    assert!(status.is_none(), "{what} ended ({status:?}) before the test stopped it");
+}
+
+/// Whether process `pid` of this machine is running (not gone, not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| t.rfind(')').map(|i| !matches!(t.as_bytes().get(i + 2), Some(b'Z' | b'X'))))
+        .unwrap_or(false)
+}
+
+/// A pause point of the runs a test stops from outside (`RESLAB_TEST_HOLD`, src/train/hold.rs):
+/// a run started with [`Holds::env`] waits once it has done `at` iterations, until it is
+/// signalled or released, so it cannot finish before the test acts, however fast the machine.
+pub struct Holds {
+    dir: PathBuf,
+    pub at: usize,
+}
+
+/// How long a run may take to reach its hold (a bound on a hang: start-up and a few iterations).
+pub const REACH_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Holds {
+    /// Holds at iteration `at`, their files in a new folder inside `parent`.
+    pub fn new(parent: &std::path::Path, at: usize) -> Holds {
+        let dir = parent.join(format!("holds-at-{at}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Holds { dir, at }
+    }
+
+    /// The variable to start the runs with.
+    pub fn env(&self) -> (&'static str, String) {
+        ("RESLAB_TEST_HOLD", format!("{}:{}", self.at, self.dir.display()))
+    }
+
+    /// Whether the run `run` (its directory's name) is held now (`rank`: one rank of it): its
+    /// held file names a live process (a killed one's file stays behind).
+    pub fn is_held(&self, run: &str, rank: Option<usize>) -> bool {
+        let name = match rank {
+            Some(rank) => format!("{run}.rank{rank}.held"),
+            None => format!("{run}.held"),
+        };
+        let pid = std::fs::read_to_string(self.dir.join(name)).ok().and_then(|t| t.trim().parse::<u32>().ok());
+        pid.is_some_and(process_alive)
+    }
+
+    /// Waits until `run` (or its rank) is held.
+    pub fn wait_held(&self, run: &str, rank: Option<usize>) {
+        let what = format!(
+            "{run}{} to be held at iteration {}",
+            rank.map(|r| format!(" rank {r}")).unwrap_or_default(),
+            self.at
+        );
+        wait_for(&what, REACH_HOLD, || self.is_held(run, rank));
+    }
+
+    /// Lets every process of `run` go on, now and when it reaches the hold again.
+    pub fn release(&self, run: &str) {
+        std::fs::write(self.dir.join(format!("{run}.release")), "").unwrap();
+    }
 }
 
 /// Whether the job (or array) `job` has left Slurm's queue.
