@@ -689,6 +689,7 @@ mod tests {
                 mean_test_err: mean(|r| r.test_err),
                 mean_img_per_s: 100.0,
                 wall_s: 4.0,
+                provenance: None,
                 all_reduce_ms_per_step: None,
                 message: None,
             }

@@ -521,6 +521,7 @@ mod tests {
                     mean_test_err: err + 15.0,
                     mean_img_per_s: 1.0,
                     wall_s: 1.0,
+                    provenance: None,
                     all_reduce_ms_per_step: None,
                     message: None,
                 },
