@@ -1,4 +1,5 @@
-//! Two jobs:
+//! Three jobs:
+//! - records the commit reslab is built from (`RESLAB_COMMIT`, for each run's `summary.toml`);
 //! - lets the binaries and tests find libtorch at run time without LD_LIBRARY_PATH: torch-sys
 //!   reports the directory it linked against, and we record it as an rpath;
 //! - compiles `csrc/reslab_native.cpp` (libtorch operations tch does not expose) and
@@ -20,6 +21,7 @@ fn main() {
     let include = lib.parent().expect("libtorch's lib/ has a parent").join("include");
     // Measurements cached per machine name the libtorch they were made with.
     println!("cargo:rustc-env=RESLAB_LIBTORCH_VERSION={}", libtorch_version(&include));
+    println!("cargo:rustc-env=RESLAB_COMMIT={}", git_commit());
     let abi = cxx11_abi();
     let against_libtorch = || {
         let mut build = cc::Build::new();
@@ -70,6 +72,40 @@ fn libtorch_version(include: &std::path::Path) -> String {
     match (part("MAJOR"), part("MINOR"), part("PATCH")) {
         (Some(major), Some(minor), Some(patch)) => format!("{major}.{minor}.{patch}"),
         _ => "unknown".into(),
+    }
+}
+
+/// The commit checked out (`git rev-parse HEAD`), `-dirty` where tracked files differed from it
+/// when this script ran; `unknown` without git or a repository (a source archive). The script
+/// reruns when HEAD moves (a commit, a checkout), not at every edit, which would recompile the
+/// C++ shims each time: a build after uncommitted edits made since then is not marked dirty.
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty()) else {
+        return "unknown".into();
+    };
+    // HEAD names the branch; the branch's file (or packed-refs) names the commit. A worktree's
+    // HEAD lives in the main repository's .git, which `--git-path` resolves.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        // (A missing file would make cargo rerun the script at every build.)
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]).filter(|p| std::path::Path::new(p).is_file()) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
     }
 }
 

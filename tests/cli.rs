@@ -290,12 +290,12 @@ fn reproduce_abc_writes_the_ablation_table_for_the_chosen_depth() {
     assert!(output.status.success(), "{}", stderr(&output));
     let table = std::fs::read_to_string(out.join("table_abc.csv")).unwrap();
     let rows: Vec<&str> = table.lines().collect();
-    assert_eq!(rows.len(), 5, "{table}");
+    assert_eq!(rows.len(), 5 + 4, "a row per network, then per claim: {table}");
     assert!(rows[0].starts_with("run,model,shortcut,params,seeds,final_train_err_mean"), "{table}");
     assert!(rows[1].starts_with("plain-20,plain-20,plain,269722,1,"), "{table}");
-    assert!(rows[2].starts_with("resnet-20,resnet-20 (A),A,269722,1,"), "{table}");
-    assert!(rows[3].starts_with("resnet-20-B,resnet-20 (B),B,272474,1,"), "{table}");
-    assert!(rows[4].starts_with("resnet-20-C,resnet-20 (C),C,283962,1,"), "{table}");
+    assert!(rows[2].starts_with("resnet-20,resnet-20,A,269722,1,"), "{table}");
+    assert!(rows[3].starts_with("resnet-20-B,resnet-20,B,272474,1,"), "{table}");
+    assert!(rows[4].starts_with("resnet-20-C,resnet-20,C,283962,1,"), "{table}");
     assert!(rows[2].contains(",8.75,"), "the paper's Table 6 number beside option A: {table}");
     let md = std::fs::read_to_string(out.join("table_abc.md")).unwrap();
     assert!(md.contains("| resnet-20-C |") && md.contains("allowed within ±3"), "{md}");
@@ -345,8 +345,8 @@ fn reproduce_table6_over_two_seeds_with_two_jobs_then_skips_complete_runs() {
     }
     let table = std::fs::read_to_string(out.join("table6.csv")).unwrap();
     let rows: Vec<&str> = table.lines().collect();
-    assert!(rows[1].starts_with("resnet-20,resnet-20 (A),A,269722,2,"), "{table}");
-    assert!(rows[1].ends_with(",8.75,"), "{table}");
+    assert!(rows[1].starts_with("resnet-20,resnet-20,A,269722,2,"), "{table}");
+    assert!(rows[1].ends_with(",8.75,,,,"), "{table}");
     assert!(rows.iter().any(|r| r.starts_with("Highway,") && r.contains("7.54 (7.72±0.16)")), "{table}");
     let md = std::fs::read_to_string(out.join("table6.md")).unwrap();
     assert!(md.contains(" ± ") && md.contains("| Highway (published) |"), "{md}");

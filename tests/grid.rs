@@ -79,8 +79,8 @@ fn degradation_lr_smoke_crosses_its_grid_with_the_runs_and_judges_each_claim_at_
     let table = std::fs::read_to_string(out.join("table.csv")).unwrap();
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("run,model,shortcut,lr,weight_decay,params,"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("resnet-8-lr0.02-weight_decay0.0001,resnet-8 (A),A,0.02,0.0001,")));
-    assert_eq!(table.lines().count(), 13, "{table}");
+    assert!(table.lines().any(|l| l.starts_with("resnet-8-lr0.02-weight_decay0.0001,resnet-8,A,0.02,0.0001,")));
+    assert_eq!(table.lines().count(), 1 + 12 + 18, "a row per network, then per claim: {table}");
     // One verdict per grid point: the shallow claim is judged at all 6, the others not measured.
     let claims = std::fs::read_to_string(out.join("claims.csv")).unwrap();
     let shallow = claims.lines().filter(|l| l.contains("Shallow plain and residual nets")).count();

@@ -54,7 +54,7 @@ fn reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium() {
     assert!(out.join("fig6/plain-20-seed0").is_symlink(), "fig6 reuses fig1's plain-20");
     assert!(!out.join("fig6/resnet-20-seed0").is_symlink());
     let table6 = std::fs::read_to_string(out.join("table6/table6.csv")).unwrap();
-    assert!(table6.lines().nth(1).unwrap().starts_with("resnet-20,resnet-20 (A),A,269722,1,"), "{table6}");
+    assert!(table6.lines().nth(1).unwrap().starts_with("resnet-20,resnet-20,A,269722,1,"), "{table6}");
     assert!(stderr(&output).contains("table6/resnet-20-seed0: the same run is complete in fig6; reusing it"));
 
     let report = out.join("report.html");

@@ -14,7 +14,7 @@ use crate::data::{DataSource, Dataset};
 use crate::report::chart::{self, Colours, Curve, ErrorChart};
 use crate::report::forest::{self, ForestChart, ForestRow, Region};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
-use crate::report::table::{self, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
+use crate::report::table::{self, ClaimLine, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
 use crate::run::metrics::MetricsRow;
 use crate::run::RunConfig;
 use crate::run::{RunDir, RunState};
@@ -365,13 +365,14 @@ fn write_tables(
     let group_rows: Vec<GroupRow> = groups.iter().map(GroupResult::table_row).collect();
     let context = context_rows(experiment);
     let check_texts: Vec<String> = checks.iter().map(CheckOutcome::text).collect();
+    let claim_lines: Vec<ClaimLine> = checks.iter().map(claim_line).collect();
     let stem = experiment.table.clone().unwrap_or_else(|| "table".into());
     let claim_rows: Vec<ClaimRow> = checks.iter().flat_map(claim_rows).collect();
     let files = [
         (out.join("claims.csv"), table::claims_csv(&claim_rows)?),
         (out.join("summary.csv"), table::summary_csv(&run_rows)?),
         (out.join("summary.md"), table::summary_markdown(&heading, &run_rows, &[])),
-        (out.join(format!("{stem}.csv")), table::study_csv(&group_rows, &context)?),
+        (out.join(format!("{stem}.csv")), table::study_csv(&group_rows, &context, &claim_lines)?),
         (out.join(format!("{stem}.md")), table::study_markdown(&heading, &group_rows, &context, &check_texts)),
     ];
     for (path, text) in &files {
@@ -384,7 +385,7 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
     let s = &run.summary;
     RunRow {
         run: run.dir.clone(),
-        model: s.model.clone(),
+        model: group.model.clone(),
         variant: group.variant.clone(),
         params: s.params,
         macs: s.macs,
@@ -394,6 +395,8 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
         mean_train_err: s.mean_train_err,
         mean_test_err: s.mean_test_err,
         paper_err: group.paper_err,
+        seed: run.seed,
+        precision: run.precision,
         img_per_s: s.mean_img_per_s,
         wall_s: s.wall_s,
     }
@@ -581,6 +584,16 @@ fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<Fore
     })
 }
 
+/// A claim as a row of the study table's CSV: its number and words, verdict, evidence and caveat.
+fn claim_line(check: &CheckOutcome) -> ClaimLine {
+    let caveat = check.caveat.as_ref().map(|c| format!("; caveat: {c}")).unwrap_or_default();
+    ClaimLine {
+        claim: format!("{}. {}", check.number, check.claim),
+        verdict: check.verdict,
+        evidence: format!("{}{caveat}", check.evidence()),
+    }
+}
+
 /// A claim's comparisons as rows of `claims.csv`.
 fn claim_rows(check: &CheckOutcome) -> Vec<ClaimRow> {
     let row = |c: Option<&claims::Comparison>| ClaimRow {
@@ -589,11 +602,12 @@ fn claim_rows(check: &CheckOutcome) -> Vec<ClaimRow> {
         verdict: check.verdict,
         statistic: c.map(|c| c.statistic.clone()).unwrap_or_default(),
         statistic_verdict: c.map(|c| c.verdict),
-        difference: c.map(|c| c.label.clone()).unwrap_or_default(),
-        effect: c.map(|c| c.effect),
+        compared: c.map(|c| c.label.clone()).unwrap_or_default(),
+        unit: c.map(|c| c.unit.to_string()).unwrap_or_default(),
+        difference: c.map(|c| c.effect),
         low: c.and_then(|c| c.interval.map(|i| i.low)),
         high: c.and_then(|c| c.interval.map(|i| i.high)),
-        seeds: c.map(|c| c.seeds),
+        n: c.map(|c| c.seeds),
         method: c.map(|c| c.method.text().to_string()).unwrap_or_default(),
         margin: c.and_then(|c| match c.side {
             Side::Within(m) => Some(m),
@@ -657,6 +671,7 @@ mod tests {
             let end = finals[run.seed as usize];
             let dir = &run.dir().path;
             std::fs::create_dir_all(dir).unwrap();
+            run.dir().write_config(run.config()).unwrap();
             let mut writer = MetricsWriter::create(dir).unwrap();
             let rows: Vec<MetricsRow> = (1..=4)
                 .map(|i| {
@@ -689,6 +704,7 @@ mod tests {
                 mean_test_err: mean(|r| r.test_err),
                 mean_img_per_s: 100.0,
                 wall_s: 4.0,
+                provenance: None,
                 all_reduce_ms_per_step: None,
                 message: None,
             }
@@ -778,6 +794,25 @@ mod tests {
         let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
         assert!(table.contains("INCONCLUSIVE [measured at 400 iterations"), "{table}");
         assert!(table.contains("95% CI ["), "{table}");
+        let column = |file: &str, name: &str| -> Vec<String> {
+            let mut reader = csv::Reader::from_path(dir.path().join(file)).unwrap();
+            let at = reader.headers().unwrap().iter().position(|h| h == name).unwrap();
+            reader.records().map(|r| r.unwrap()[at].to_string()).collect()
+        };
+        assert_eq!(
+            column("table.csv", "model")[..3],
+            ["plain-8", "plain-14", "resnet-8"],
+            "as reslab models names them"
+        );
+        assert_eq!(column("table.csv", "verdict")[3..], ["held", "did not hold", "inconclusive"], "a row per claim");
+        assert_eq!(column("summary.csv", "model")[6..], ["resnet-8", "resnet-8", "resnet-8"]);
+        assert_eq!(column("summary.csv", "seed")[..3], ["0", "1", "2"]);
+        assert_eq!(column("summary.csv", "precision")[0], "fp32");
+        let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert!(summary.lines().next().unwrap().ends_with(",paper_err,seed,precision,img_per_s,wall_s"), "{summary}");
+        for number in ["difference", "low", "high", "n"] {
+            assert!(column("claims.csv", number).iter().all(|v| v.parse::<f64>().is_ok()), "{number}: a number");
+        }
         let claims = std::fs::read_to_string(dir.path().join("claims.csv")).unwrap();
         assert_eq!(claims.lines().count(), 1 + 3 * 2, "a row per statistic: {claims}");
         assert!(

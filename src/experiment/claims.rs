@@ -495,6 +495,7 @@ mod tests {
         assert_eq!(schedule_share(16_000, 64_000), "25%");
         assert_eq!(schedule_share(64_000, 64_000), "100%");
     }
+    use crate::run::config::Precision;
     use crate::run::summary::{RunStatus, RunSummary};
 
     /// A network's runs with these final (and mean) training errors, seeds 0, 1, ...
@@ -521,9 +522,11 @@ mod tests {
                     mean_test_err: err + 15.0,
                     mean_img_per_s: 1.0,
                     wall_s: 1.0,
+                    provenance: None,
                     all_reduce_ms_per_step: None,
                     message: None,
                 },
+                precision: Precision::Fp32,
                 rows: vec![],
                 responses: None,
                 landscape: None,
@@ -531,6 +534,7 @@ mod tests {
             .collect();
         GroupResult {
             name: name.into(),
+            model: name.into(),
             depth: 20,
             variant: "plain".into(),
             paper_err: None,

@@ -6,8 +6,9 @@ use super::plan::PlannedRun;
 use super::spec::Experiment;
 use super::stats;
 use crate::report::table::{GroupRow, MeanStd};
+use crate::run::config::Precision;
 use crate::run::metrics::{self, MetricsRow};
-use crate::run::{RunState, RunSummary};
+use crate::run::{RunConfig, RunDir, RunState, RunSummary};
 use anyhow::Result;
 
 /// One complete run (one seed) as read back from its directory.
@@ -17,6 +18,9 @@ pub struct RunResult {
     pub dir: String,
     /// The seed it was trained with.
     pub seed: u64,
+    /// The precision it was trained in (its `config.toml`'s: a pending `auto` of the plan is
+    /// decided where the run starts).
+    pub precision: Precision,
     /// Its `summary.toml`.
     pub summary: RunSummary,
     /// Its `metrics.csv`, in order.
@@ -41,6 +45,9 @@ pub struct LandscapeNumbers {
 pub struct GroupResult {
     /// The run name, without seed (`resnet-20`, `resnet-20-B`).
     pub name: String,
+    /// The network's name as `reslab models` gives it ([`crate::model::ModelSpec::name`]:
+    /// `resnet-20`, `plain-20`), its shortcut option in `variant`.
+    pub model: String,
     /// Depth in weighted layers.
     pub depth: i64,
     /// "plain" or the shortcut option.
@@ -105,7 +112,7 @@ impl GroupResult {
         let first = &self.runs[0].summary;
         GroupRow {
             run: self.name.clone(),
-            model: first.model.clone(),
+            model: self.model.clone(),
             variant: self.variant.clone(),
             params: first.params,
             final_train_err: self.stat(|s| s.final_train_err),
@@ -182,6 +189,7 @@ pub fn read_groups(experiment: &Experiment, runs: &[PlannedRun]) -> Result<(Vec<
         let result = RunResult {
             dir: run.dir_name(),
             seed: run.seed,
+            precision: RunConfig::load(&RunDir::new(&dir).config())?.precision,
             summary,
             rows: metrics::read(&dir)?,
             responses: None,
@@ -194,6 +202,7 @@ pub fn read_groups(experiment: &Experiment, runs: &[PlannedRun]) -> Result<(Vec<
                 let entry = experiment.entry(&run.name);
                 groups.push(GroupResult {
                     name: run.name.clone(),
+                    model: model.name(),
                     depth: model.depth,
                     variant: model.variant(),
                     paper_err: entry.and_then(|e| e.paper_err),

@@ -2,6 +2,7 @@
 //! knows nothing of experiments or run directories).
 
 use super::html::Verdict;
+use crate::run::config::Precision;
 use anyhow::Result;
 
 /// One run's line in the summary table.
@@ -9,7 +10,7 @@ use anyhow::Result;
 pub struct RunRow {
     /// The run directory's name.
     pub run: String,
-    /// The model's name (`resnet-20`).
+    /// The network's name as `reslab models` gives it (`resnet-20`, `plain-20`).
     pub model: String,
     /// "plain" or the shortcut option.
     pub variant: String,
@@ -29,6 +30,10 @@ pub struct RunRow {
     pub mean_test_err: f64,
     /// The paper's error for this run, where it reports one.
     pub paper_err: Option<f64>,
+    /// The seed it was trained with.
+    pub seed: u64,
+    /// The precision it was trained in.
+    pub precision: Precision,
     /// Mean training throughput, images per second.
     pub img_per_s: f64,
     /// Wall-clock seconds of the run.
@@ -46,7 +51,8 @@ pub struct TableHeading {
     pub paper_source: Option<String>,
 }
 
-const COLUMNS: [&str; 13] = [
+/// The wall-clock columns (`img_per_s`, `wall_s`) come last: a comparison of two studies drops them.
+const COLUMNS: [&str; 15] = [
     "run",
     "model",
     "shortcut",
@@ -58,11 +64,13 @@ const COLUMNS: [&str; 13] = [
     "mean_train_err",
     "mean_test_err",
     "paper_err",
+    "seed",
+    "precision",
     "img_per_s",
     "wall_s",
 ];
 
-fn cells(row: &RunRow) -> [String; 13] {
+fn cells(row: &RunRow) -> [String; 15] {
     [
         row.run.clone(),
         row.model.clone(),
@@ -75,6 +83,8 @@ fn cells(row: &RunRow) -> [String; 13] {
         format!("{:.2}", row.mean_train_err),
         format!("{:.2}", row.mean_test_err),
         row.paper_err.map(|e| format!("{e:.2}")).unwrap_or_default(),
+        row.seed.to_string(),
+        row.precision.to_string(),
         format!("{:.1}", row.img_per_s),
         format!("{:.1}", row.wall_s),
     ]
@@ -151,7 +161,8 @@ impl Grid {
 pub struct MeanStd {
     /// The mean (NaN for no values).
     pub mean: f64,
-    /// Sample standard deviation (n - 1); 0 for a single value.
+    /// Sample standard deviation (n - 1); 0 for a single value (and no cell in a CSV: one value
+    /// has no spread to estimate).
     pub std: f64,
     /// Number of values.
     pub n: usize,
@@ -185,7 +196,7 @@ impl MeanStd {
 pub struct GroupRow {
     /// The run name without seed (`resnet-20`, `resnet-20-B`).
     pub run: String,
-    /// The model's name.
+    /// The network's name as `reslab models` gives it (`resnet-20`, `plain-20`).
     pub model: String,
     /// "plain" or the shortcut option.
     pub variant: String,
@@ -216,7 +227,18 @@ pub struct ContextRow {
     pub note: Option<String>,
 }
 
-const STUDY_COLUMNS: [&str; 13] = [
+/// A claim as the study table lists it under its networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimLine {
+    /// Its number and words (`1. The deeper plain net has higher training error`).
+    pub claim: String,
+    /// Held, did not hold, inconclusive or not measured.
+    pub verdict: Verdict,
+    /// The numbers that decided it, in words, and its caveat.
+    pub evidence: String,
+}
+
+const STUDY_COLUMNS: [&str; 16] = [
     "run",
     "model",
     "shortcut",
@@ -230,11 +252,15 @@ const STUDY_COLUMNS: [&str; 13] = [
     "mean_train_err_std",
     "paper_err",
     "paper_note",
+    "claim",
+    "verdict",
+    "evidence",
 ];
 
-/// The study table as CSV: a row per network (mean and std over seeds), then a row per method
-/// of the context (its published error in `paper_err`).
-pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
+/// The study table as CSV: a row per network (mean and std over seeds; one seed has no std),
+/// then a row per method of the context (its published error in `paper_err`), then a row per
+/// claim (its verdict and evidence, as the Markdown table lists them).
+pub fn study_csv(rows: &[GroupRow], context: &[ContextRow], claims: &[ClaimLine]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let keys: Vec<String> = rows.first().map(|r| r.point.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut header: Vec<String> = STUDY_COLUMNS[..3].iter().map(|c| c.to_string()).collect();
@@ -242,6 +268,8 @@ pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
     header.extend(STUDY_COLUMNS[3..].iter().map(|c| c.to_string()));
     writer.write_record(&header)?;
     let number = |v: f64| format!("{v:.2}");
+    let std = |s: MeanStd| if s.n > 1 { number(s.std) } else { String::new() };
+    let empty = |n: usize| std::iter::repeat_n(String::new(), n);
     for r in rows {
         let mut record = vec![r.run.clone(), r.model.clone(), r.variant.clone()];
         record.extend(r.point.iter().map(|(_, v)| v.clone()));
@@ -249,20 +277,27 @@ pub fn study_csv(rows: &[GroupRow], context: &[ContextRow]) -> Result<String> {
             r.params.to_string(),
             r.final_test_err.n.to_string(),
             number(r.final_train_err.mean),
-            number(r.final_train_err.std),
+            std(r.final_train_err),
             number(r.final_test_err.mean),
-            number(r.final_test_err.std),
+            std(r.final_test_err),
             number(r.mean_train_err.mean),
-            number(r.mean_train_err.std),
+            std(r.mean_train_err),
             r.paper_err.map(number).unwrap_or_default(),
             r.paper_note.clone().unwrap_or_default(),
         ]);
+        record.extend(empty(3));
         writer.write_record(record)?;
     }
     for c in context {
         let mut record = vec![c.method.clone()];
-        record.extend(std::iter::repeat_n(String::new(), 10 + keys.len()));
+        record.extend(empty(10 + keys.len()));
         record.extend([number(c.err), c.note.clone().unwrap_or_default()]);
+        record.extend(empty(3));
+        writer.write_record(record)?;
+    }
+    for claim in claims {
+        let mut record: Vec<String> = empty(header.len() - 3).collect();
+        record.extend([claim.claim.clone(), claim.verdict.text().to_string(), claim.evidence.clone()]);
         writer.write_record(record)?;
     }
     Ok(String::from_utf8(writer.into_inner()?)?)
@@ -331,16 +366,18 @@ pub struct ClaimRow {
     pub statistic_verdict: Option<Verdict>,
     /// The statistic (`final training error`).
     pub statistic: String,
-    /// The difference taken (`plain-56 - plain-20`).
-    pub difference: String,
-    /// The difference of the means.
-    pub effect: Option<f64>,
+    /// The networks compared, as the difference taken (`plain-56 - plain-20`).
+    pub compared: String,
+    /// The unit of the difference (`points`, `std`).
+    pub unit: String,
+    /// The difference of the means (`None` where a run has no value for it).
+    pub difference: Option<f64>,
     /// Its 95% interval's lower end.
     pub low: Option<f64>,
     /// Its 95% interval's upper end.
     pub high: Option<f64>,
     /// Seeds per network.
-    pub seeds: Option<usize>,
+    pub n: Option<usize>,
     /// How the interval was computed.
     pub method: String,
     /// The margin of a `similar` claim (the difference must lie inside ±margin).
@@ -349,7 +386,8 @@ pub struct ClaimRow {
     pub caveat: String,
 }
 
-/// The claims' statistics as CSV, one row per statistic.
+/// The claims' statistics as CSV, one row per statistic: labels, then the numbers in columns of
+/// their own (an empty cell where there is none: one seed has no interval).
 pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
     let header = [
         "claim",
@@ -357,16 +395,17 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
         "verdict",
         "statistic",
         "statistic_verdict",
+        "compared",
+        "unit",
         "difference",
-        "effect",
         "low",
         "high",
-        "seeds",
+        "n",
         "method",
         "margin",
         "caveat",
     ];
-    let number = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+    let number = |v: Option<f64>| v.filter(|v| v.is_finite()).map(|v| format!("{v:.4}")).unwrap_or_default();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -376,11 +415,12 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
                 r.verdict.text().to_string(),
                 r.statistic.clone(),
                 r.statistic_verdict.map(|v| v.text().to_string()).unwrap_or_default(),
-                r.difference.clone(),
-                number(r.effect),
+                r.compared.clone(),
+                r.unit.clone(),
+                number(r.difference),
                 number(r.low),
                 number(r.high),
-                r.seeds.map(|n| n.to_string()).unwrap_or_default(),
+                r.n.map(|n| n.to_string()).unwrap_or_default(),
                 r.method.clone(),
                 number(r.margin),
                 r.caveat.clone(),
@@ -432,7 +472,7 @@ mod tests {
     fn row(run: &str, paper_err: Option<f64>) -> RunRow {
         RunRow {
             run: run.into(),
-            model: "resnet-20 (A)".into(),
+            model: "resnet-20".into(),
             variant: "A".into(),
             params: 269_722,
             macs: 40_551_040,
@@ -442,6 +482,8 @@ mod tests {
             mean_train_err: 30.0,
             mean_test_err: 35.0,
             paper_err,
+            seed: 2,
+            precision: Precision::Bf16,
             img_per_s: 300.0,
             wall_s: 42.0,
         }
@@ -459,9 +501,10 @@ mod tests {
     #[test]
     fn the_study_table_has_a_row_per_network_and_per_context_method() {
         let stat = MeanStd::of(&[6.5, 6.7]);
-        let rows = [GroupRow {
-            run: "resnet-110".into(),
-            model: "resnet-110 (A)".into(),
+        let one_seed = MeanStd::of(&[7.25]);
+        let network = |run: &str, stat: MeanStd| GroupRow {
+            run: run.into(),
+            model: run.into(),
             variant: "A".into(),
             params: 1_727_962,
             final_train_err: stat,
@@ -470,26 +513,95 @@ mod tests {
             paper_err: Some(6.43),
             paper_note: Some("6.43 (6.61±0.16)".into()),
             point: vec![],
-        }];
+        };
+        let rows = [network("resnet-110", stat), network("resnet-20", one_seed)];
         let context = [ContextRow { method: "Highway".into(), err: 7.54, note: Some("7.54 (7.72±0.16)".into()) }];
-        let csv = study_csv(&rows, &context).unwrap();
+        let claims = [ClaimLine {
+            claim: "1. Deeper is better".into(),
+            verdict: Verdict::Inconclusive,
+            evidence: "final test error, resnet-20 - resnet-110: +0.65 points (one seed: no interval)".into(),
+        }];
+        let csv = study_csv(&rows, &context, &claims).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[0],
+            "run,model,shortcut,params,seeds,final_train_err_mean,final_train_err_std,final_test_err_mean,\
+             final_test_err_std,mean_train_err_mean,mean_train_err_std,paper_err,paper_note,claim,verdict,evidence"
+        );
         assert_eq!(
             lines[1],
-            "resnet-110,resnet-110 (A),A,1727962,2,6.60,0.14,6.60,0.14,6.60,0.14,6.43,6.43 (6.61±0.16)"
+            "resnet-110,resnet-110,A,1727962,2,6.60,0.14,6.60,0.14,6.60,0.14,6.43,6.43 (6.61±0.16),,,"
         );
-        assert_eq!(lines[2], "Highway,,,,,,,,,,,7.54,7.54 (7.72±0.16)");
+        assert_eq!(
+            lines[2], "resnet-20,resnet-20,A,1727962,1,7.25,,7.25,,7.25,,6.43,6.43 (6.61±0.16),,,",
+            "one seed: no std"
+        );
+        assert_eq!(lines[3], "Highway,,,,,,,,,,,7.54,7.54 (7.72±0.16),,,");
+        assert_eq!(
+            lines[4],
+            ",,,,,,,,,,,,,1. Deeper is better,inconclusive,\
+             \"final test error, resnet-20 - resnet-110: +0.65 points (one seed: no interval)\""
+        );
         let heading = TableHeading { title: "Table 6".into(), description: "d".into(), paper_source: None };
         let md = study_markdown(&heading, &rows, &context, &["held".into()]);
         assert!(
             md.contains("| resnet-110 | 1727962 | 2 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.60 ± 0.14 | 6.43 (6.61±0.16) |"),
             "{md}"
         );
+        assert!(md.contains("| resnet-20 | 1727962 | 1 | 7.25 | 7.25 | 7.25 | 6.43 (6.61±0.16) |"), "{md}");
         assert!(
             md.contains("| Highway (published) |  |  |  |  |  | 7.54 (7.72±0.16) |") && md.ends_with("- held\n"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn claims_csv_has_its_numbers_in_numeric_columns_beside_the_labels() {
+        let measured = ClaimRow {
+            claim: "The deeper plain net has higher training error".into(),
+            source: "Fig. 1".into(),
+            verdict: Verdict::Held,
+            statistic_verdict: Some(Verdict::Held),
+            statistic: "final training error".into(),
+            compared: "plain-56 - plain-20".into(),
+            unit: "points".into(),
+            difference: Some(4.2125),
+            low: Some(1.0),
+            high: Some(7.4),
+            n: Some(3),
+            method: "paired by seed".into(),
+            margin: None,
+            caveat: String::new(),
+        };
+        let unmeasured = ClaimRow {
+            verdict: Verdict::NotMeasured,
+            statistic_verdict: None,
+            statistic: String::new(),
+            compared: String::new(),
+            unit: String::new(),
+            difference: None,
+            low: None,
+            high: None,
+            n: None,
+            method: String::new(),
+            ..measured.clone()
+        };
+        let one_value = ClaimRow { difference: Some(f64::NAN), ..unmeasured.clone() };
+        let csv = claims_csv(&[measured, unmeasured, one_value]).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let numbers: Vec<f64> =
+            ["difference", "low", "high", "n"].iter().map(|c| rows[0][column(c)].parse().unwrap()).collect();
+        assert_eq!(numbers, [4.2125, 1.0, 7.4, 3.0]);
+        assert_eq!((&rows[0][column("compared")], &rows[0][column("unit")]), ("plain-56 - plain-20", "points"));
+        for row in &rows[1..] {
+            for c in ["difference", "low", "high", "n"] {
+                assert_eq!(&row[column(c)], "", "{c}: nothing measured, an empty cell (not NaN)");
+            }
+        }
     }
 
     #[test]
@@ -505,9 +617,16 @@ mod tests {
         let rows = [row("resnet-20", Some(8.75)), row("plain-20", None)];
         let csv = summary_csv(&rows).unwrap();
         assert_eq!(csv.lines().count(), 3);
-        assert!(csv.starts_with("run,model,shortcut,params"));
-        assert!(csv.contains("resnet-20,resnet-20 (A),A,269722,40551040,100,12.35,20.00,30.00,35.00,8.75,300.0,42.0"));
-        assert!(csv.lines().nth(2).unwrap().contains(",,300.0,"), "no paper number: an empty cell");
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "run,model,shortcut,params,macs,iters,final_train_err,final_test_err,mean_train_err,mean_test_err,\
+             paper_err,seed,precision,img_per_s,wall_s"
+        );
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "resnet-20,resnet-20,A,269722,40551040,100,12.35,20.00,30.00,35.00,8.75,2,bf16,300.0,42.0"
+        );
+        assert!(csv.lines().nth(2).unwrap().contains(",,2,bf16,300.0,"), "no paper number: an empty cell");
         let heading = TableHeading { title: "T".into(), description: "D".into(), paper_source: Some("Table 6".into()) };
         let md = summary_markdown(&heading, &rows, &["it held".into()]);
         assert!(md.starts_with("# T\n\nD\n\nErrors in percent; `paper_err`: Table 6."));

@@ -4,10 +4,10 @@
 
 use super::lock::hostname;
 use crate::util::fs::write_file;
+use crate::util::time::now_unix_s;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The file in a run directory.
 pub const FILE: &str = "attempts.csv";
@@ -47,7 +47,7 @@ pub fn record(dir: &Path, world_size: usize, threads: usize, start_iteration: us
     let mut attempts = read(dir).unwrap_or_default();
     let attempt = Attempt {
         attempt: attempts.len() + 1,
-        started_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        started_unix_s: now_unix_s(),
         host: hostname(),
         pid: std::process::id(),
         world_size,

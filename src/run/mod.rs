@@ -12,7 +12,7 @@
 //! | `grad_norms.csv` | `--log-grads K`: gradient and weight norms of every layer every K iterations | [`grad_norms`] |
 //! | `attempts.csv` | a row per start or resumption: host, PID, threads, start iteration | [`attempts`] |
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
-//! | `summary.toml` | written last: complete or diverged, final and mean errors | [`summary`] |
+//! | `summary.toml` | written last: complete or diverged, final and mean errors; seed, precision, threads, versions, machine, start and end | [`summary`], [`provenance`] |
 //! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
 //! | `mlflow.toml` | `--mlflow URI`: which MLflow run mirrors this one on each server, and the last row it has | [`mlflow`] |
 //! | `.lock` | host and PID of the process writing the directory, kept fresh | [`lock`] |
@@ -26,6 +26,7 @@ pub mod grad_norms;
 pub mod lock;
 pub mod metrics;
 pub mod mlflow;
+pub mod provenance;
 pub mod settings;
 pub mod summary;
 

@@ -2,6 +2,7 @@
 //! `status = "complete"` is not a finished result.
 
 use super::config::one_line;
+use super::provenance::Provenance;
 use super::SUMMARY_FILE;
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
@@ -43,6 +44,10 @@ pub struct RunSummary {
     pub mean_img_per_s: f64,
     /// Wall-clock seconds of the run.
     pub wall_s: f64,
+    /// Seed, precision, threads, versions, machine, start and end, at the top level of the file;
+    /// `None` for a summary written before reslab recorded them (or with one of them missing).
+    #[serde(flatten)]
+    pub provenance: Option<Provenance>,
     /// Data parallel runs: the mean time per step that averaging the gradients over the
     /// processes took (milliseconds, in the last session of the run: not kept across resumptions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,5 +69,55 @@ impl RunSummary {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let text = toml::to_string(self).expect("a summary always serialises");
         write_file(&dir.join(SUMMARY_FILE), text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::config::Precision;
+
+    /// A summary as reslab wrote them before it recorded where and when a run was made.
+    const OLD: &str = "status = \"complete\"\nmodel = \"resnet-20 (A)\"\nparams = 269722\nmacs = 40551040\n\
+        iters_done = 400\nfinal_train_err = 40.5\nfinal_test_err = 45.0\nmean_train_err = 60.25\n\
+        mean_test_err = 62.0\nmean_img_per_s = 900.5\nwall_s = 12.5\n";
+
+    #[test]
+    fn a_summary_records_its_provenance_and_an_older_one_without_it_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SUMMARY_FILE), OLD).unwrap();
+        let old = RunSummary::load(dir.path()).unwrap();
+        assert_eq!((old.status, old.iters_done, old.provenance.clone()), (RunStatus::Complete, 400, None));
+
+        let provenance = Provenance {
+            seed: 2,
+            precision: Precision::Bf16,
+            threads: 4,
+            reslab_version: "0.1.0".into(),
+            commit: "0123abc-dirty".into(),
+            libtorch_version: "2.9.0".into(),
+            cpu: "AMD EPYC 7B13 64-Core Processor".into(),
+            gpu: None,
+            started: "2026-12-07T01:02:03Z".into(),
+            ended: "2026-12-07T01:04:05Z".into(),
+        };
+        let new = RunSummary { provenance: Some(provenance), ..old };
+        new.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(SUMMARY_FILE)).unwrap();
+        for line in [
+            "seed = 2\n",
+            "precision = \"bf16\"\n",
+            "threads = 4\n",
+            "reslab_version = \"0.1.0\"\n",
+            "commit = \"0123abc-dirty\"\n",
+            "libtorch_version = \"2.9.0\"\n",
+            "cpu = \"AMD EPYC 7B13 64-Core Processor\"\n",
+            "started = \"2026-12-07T01:02:03Z\"\n",
+            "ended = \"2026-12-07T01:04:05Z\"\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert!(!text.contains("gpu"), "no GPU, no line: {text}");
+        assert_eq!(RunSummary::load(dir.path()).unwrap(), new);
     }
 }

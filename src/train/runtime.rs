@@ -3,8 +3,10 @@
 //! `threads`, `channels_last`); this module turns them into libtorch settings.
 
 use crate::native::Autocast;
-use crate::run::config::Precision;
+use crate::run::config::{Precision, RunConfig};
+use crate::run::provenance::Provenance;
 use anyhow::Result;
+use std::path::Path;
 use std::process::Command;
 use tch::Device;
 
@@ -35,8 +37,7 @@ pub fn set_threads(threads: usize) {
 
 pub use crate::run::config::PrecisionChoice;
 
-/// The version of the libtorch reslab was built against (from its headers, by build.rs).
-pub const LIBTORCH_VERSION: &str = env!("RESLAB_LIBTORCH_VERSION");
+pub use crate::run::provenance::LIBTORCH_VERSION;
 
 impl PrecisionChoice {
     /// The precision of an evaluation (`eval`): `auto` is fp32, because bf16 evaluation folds BN
@@ -60,6 +61,14 @@ pub fn cpu_has_bf16() -> bool {
 pub fn gpu_name() -> Option<String> {
     let output = Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
     String::from_utf8_lossy(&output.stdout).lines().next().map(|l| l.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+/// What the summary of the run `config` in `dir` records of how and where it was made, ending
+/// now after `wall_s` seconds on `device`, with this process's libtorch threads. The GPU's name
+/// is nvidia-smi's first GPU (tch does not name the device a process uses).
+pub fn provenance(config: &RunConfig, dir: &Path, device: Device, wall_s: f64) -> Provenance {
+    let gpu = device.is_cuda().then(|| gpu_name().unwrap_or_else(|| "cuda (unnamed)".into()));
+    Provenance::ending_now(config, dir, tch::get_num_threads().max(1) as usize, gpu, wall_s)
 }
 
 /// The forward pass's precision: under the returned guard, `Bf16` runs convolutions and matmuls

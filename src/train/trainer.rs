@@ -340,8 +340,15 @@ impl<'a> Training<'a> {
             self.rows.len()
         );
         if self.peers.is_leader() {
-            let summary =
-                summarize(&self.model, &self.rows, iter, self.started, RunStatus::Diverged, Some(message.clone()));
+            let summary = summarize(
+                (self.config, self.dir),
+                &self.model,
+                &self.rows,
+                iter,
+                self.started,
+                RunStatus::Diverged,
+                Some(message.clone()),
+            );
             if let Err(e) = summary.save(&self.dir.path) {
                 return e;
             }
@@ -419,7 +426,8 @@ impl<'a> Training<'a> {
     fn finish(mut self) -> Result<RunSummary> {
         self.progress.finish();
         let iters = self.config.schedule.iters;
-        let mut summary = summarize(&self.model, &self.rows, iters, self.started, RunStatus::Complete, None);
+        let mut summary =
+            summarize((self.config, self.dir), &self.model, &self.rows, iters, self.started, RunStatus::Complete, None);
         if let Some(reduce) = self.peers.take_reduce_time() {
             let steps = (iters - self.first_iteration).max(1) as f64;
             summary.all_reduce_ms_per_step = Some(reduce.as_secs_f64() * 1000.0 / steps);
@@ -533,6 +541,7 @@ fn step_outcome(loss: &Tensor, logits: &Tensor, labels: &Tensor, peers: &mut Pee
 }
 
 fn summarize(
+    (config, dir): (&RunConfig, &RunDir),
     model: &Model,
     rows: &[MetricsRow],
     iters_done: usize,
@@ -548,6 +557,7 @@ fn summarize(
         }
     };
     let last = rows.last();
+    let wall_s = started.elapsed().as_secs_f64();
     RunSummary {
         status,
         model: model.spec.to_string(),
@@ -559,7 +569,8 @@ fn summarize(
         mean_train_err: mean(|r| r.train_err),
         mean_test_err: mean(|r| r.test_err),
         mean_img_per_s: mean(|r| r.img_per_s),
-        wall_s: started.elapsed().as_secs_f64(),
+        wall_s,
+        provenance: Some(runtime::provenance(config, &dir.path, model.vs.device(), wall_s)),
         all_reduce_ms_per_step: None,
         message,
     }

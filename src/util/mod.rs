@@ -6,6 +6,7 @@ pub mod fs;
 pub mod interrupt;
 pub mod load;
 pub mod supervisor;
+pub mod time;
 
 /// serde's default for flags that are on unless a file turns them off.
 pub fn yes() -> bool {
