@@ -21,11 +21,19 @@ pub const PAPER: &str = "paper";
 /// The built-in studies it runs, in order (Table 6 after Figure 6, whose runs it reuses).
 pub const STUDIES: [&str; 4] = ["fig1", "fig6", "table6", "abc"];
 
+/// The preset `reproduce paper` runs when none is given.
+pub const DEFAULT_PRESET: Preset = Preset::Smoke;
+
+/// The presets every study has: those `reproduce paper` can run.
+pub fn presets() -> Result<Vec<Preset>> {
+    let studies: Vec<Experiment> = STUDIES.iter().map(|name| Experiment::load(name)).collect::<Result<_>>()?;
+    Ok(Preset::ALL.into_iter().filter(|p| studies.iter().all(|s| s.presets.contains_key(p.name()))).collect())
+}
+
 /// The studies, each checked to have `preset`.
 pub fn studies(preset: Preset) -> Result<Vec<Experiment>> {
     let studies: Vec<Experiment> = STUDIES.iter().map(|name| Experiment::load(name)).collect::<Result<_>>()?;
-    let common: Vec<&str> =
-        Preset::ALL.iter().map(|p| p.name()).filter(|p| studies.iter().all(|s| s.presets.contains_key(*p))).collect();
+    let common: Vec<&str> = presets()?.into_iter().map(Preset::name).collect();
     if let Some(study) = studies.iter().find(|s| !s.presets.contains_key(preset.name())) {
         bail!(
             "reproduce paper --preset {}: {} has no such preset; expected one every study has ({})",
