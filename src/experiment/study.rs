@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub struct StudyRequest {
     /// A built-in experiment, `paper`, or the path of an experiment file.
     pub experiment: String,
-    /// Default: the experiment's default preset (`paper`: smoke).
+    /// Default: the experiment's default preset (`paper`: [`paper::DEFAULT_PRESET`]).
     pub preset: Option<Preset>,
     /// Default: `results/<experiment>-<preset>`.
     pub out: Option<PathBuf>,
@@ -75,6 +75,15 @@ impl StudyRequest {
 
     /// The one experiment it names (not `paper`), with its preset and folder.
     pub fn study(&self) -> Result<Study> {
+        if self.is_paper() {
+            let (_, out) = self.paper();
+            bail!(
+                "'{}' is several studies ({}); expected one of them here, with --out {}/<study>",
+                paper::PAPER,
+                paper::STUDIES.join(", "),
+                out.display()
+            );
+        }
         let mut experiment = Experiment::load(&self.experiment)?.with_grid(&self.overrides.settings)?;
         experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
         let preset = match self.preset {
@@ -87,7 +96,7 @@ impl StudyRequest {
 
     /// `paper`: its preset (default smoke) and folder.
     pub fn paper(&self) -> (Preset, PathBuf) {
-        let preset = self.preset.unwrap_or(Preset::Smoke);
+        let preset = self.preset.unwrap_or(paper::DEFAULT_PRESET);
         (preset, self.out.clone().unwrap_or_else(|| default_out(paper::PAPER, preset)))
     }
 
@@ -132,6 +141,9 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
     if execution.backend == Backend::Local {
         let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
+    }
+    for line in super::plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
+        crate::eprint_line!("note: {line}");
     }
     let invocation = slurm::Invocation {
         exe: std::env::current_exe().context("finding the reslab executable")?,
