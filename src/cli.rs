@@ -287,7 +287,7 @@ pub struct TrainArgs {
 #[derive(clap::Args)]
 pub struct LaunchArgs {
     /// Processes (ranks) on this machine.
-    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub nproc: usize,
     /// Port rank 0 listens on (127.0.0.1); default a free one.
     #[arg(long, value_parser = whole::<u16>, allow_negative_numbers = true)]
