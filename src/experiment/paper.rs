@@ -91,6 +91,7 @@ pub fn run(
     out: &Path,
 ) -> Result<PaperReport> {
     let studies = studies(preset)?;
+    super::plan::check_some_run_fits(&studies, preset, overrides)?;
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for mut study in studies {
@@ -140,6 +141,15 @@ mod tests {
         for preset in [Preset::Smoke, Preset::Quick, Preset::Paper] {
             assert_eq!(studies(preset).unwrap().len(), STUDIES.len());
         }
+        // A --set is refused only where no study's run has it: fig1's plain nets leave it to fig6's.
+        let overrides = |set: &str| super::super::plan::Overrides {
+            settings: vec![crate::run::settings::Axis::parse(set).unwrap()],
+            ..Default::default()
+        };
+        let all = studies(Preset::Smoke).unwrap();
+        super::super::plan::check_some_run_fits(&all, Preset::Smoke, &overrides("shortcut=B")).unwrap();
+        let err = super::super::plan::check_some_run_fits(&all[..1], Preset::Smoke, &overrides("shortcut=B"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("no run of experiment 'fig1' has it"));
         let err = studies(Preset::Demo).expect_err("fig6 has no demo preset").to_string();
         assert!(err.contains("--preset demo") && err.contains("smoke, quick, paper"), "{err}");
     }

@@ -195,19 +195,31 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
     if runs.is_empty() {
         bail!("no run of experiment '{}' is at depths {:?}", experiment.name, depths.unwrap_or(&Vec::new()));
     }
-    for setting in &single {
-        if !runs.iter().any(|run| setting.fits(&run.config().model)) {
-            let why = setting.key.partial_option().map_or("", |option| option.lacking());
-            let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-            bail!(
-                "--set {setting}: no run of experiment '{}' has it ({why}: {}); expected a key that applies to at \
-                 least one run",
-                experiment.name,
-                names.join(", ")
-            );
-        }
-    }
     Ok(runs)
+}
+
+/// An error where one of the command line's `--set` values fits no run of the `experiments` it
+/// names together (one study, or `paper`'s) at `preset`: a shortcut option for plain nets only.
+pub fn check_some_run_fits(experiments: &[Experiment], preset: Preset, overrides: &Overrides) -> Result<()> {
+    let mut selected = Vec::new();
+    for experiment in experiments {
+        selected.extend(selected_runs(experiment, preset, overrides)?);
+    }
+    for setting in overrides.settings.iter().filter_map(Axis::single) {
+        if selected.is_empty() || selected.iter().any(|(_, model)| setting.fits(model)) {
+            continue;
+        }
+        let why = setting.key.partial_option().map_or("", |option| option.lacking());
+        let names: Vec<String> = selected.iter().map(|(run, _)| run.run_name()).collect::<Result<_>>()?;
+        let studies: Vec<String> = experiments.iter().map(|e| format!("'{}'", e.name)).collect();
+        bail!(
+            "--set {setting}: no run of experiment {} has it ({why}: {}); expected a key that applies to at least \
+             one run",
+            studies.join(", "),
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The runs of `experiment` at `preset` the depths select (the command line's, else the

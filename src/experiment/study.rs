@@ -5,7 +5,7 @@
 use super::plan::Overrides;
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmOverrides};
-use super::{layout, paper, runner, slurm};
+use super::{layout, paper, plan, runner, slurm};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -90,6 +90,7 @@ impl StudyRequest {
             Some(preset) => preset,
             None => experiment.default_preset()?,
         };
+        plan::check_some_run_fits(std::slice::from_ref(&experiment), preset, &self.overrides)?;
         let out = self.out.clone().unwrap_or_else(|| default_out(&experiment.name, preset));
         Ok(Study { experiment, preset, out, overrides: self.overrides.clone() })
     }
@@ -107,6 +108,7 @@ impl StudyRequest {
         }
         let (preset, out) = self.paper();
         let studies = paper::studies(preset)?;
+        plan::check_some_run_fits(&studies, preset, &self.overrides)?;
         studies
             .into_iter()
             .map(|experiment| {
@@ -142,7 +144,7 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
     }
-    for line in super::plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
+    for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
         crate::eprint_line!("note: {line}");
     }
     let invocation = slurm::Invocation {
