@@ -23,7 +23,7 @@ echo "implementation,model,seed,iter,train_loss,train_err" > "$csv"
 for seed in $(seq 0 $((seeds - 1))); do
   run="$out/reslab-$model-seed$seed"
   "$reslab" train --model "$model" --data "$data" --iters "$iters" --eval-every 100 \
-    --lr-steps 1000000 --seed "$seed" --threads 2 --out "$run" >/dev/null
+    --set 'lr_steps=[]' --seed "$seed" --threads 2 --out "$run" >/dev/null
   # metrics.csv: iter,epoch,lr,train_loss,train_err,...
   tail -n +2 "$run/metrics.csv" | awk -F, -v m="$model" -v s="$seed" '{printf "reslab,%s,%s,%s,%.4f,%.2f\n", m, s, $1, $4, $5}' >> "$csv"
   "$python" "$root/scripts/torch_start.py" --data "$data" --depth "$depth" $kind_flag --iters "$iters" \

@@ -11,7 +11,7 @@ use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
-use reslab::run::config::{PrecisionChoice, TrainOptions};
+use reslab::run::config::{check_lr_steps, PrecisionChoice, TrainOptions};
 use reslab::run::settings::Axis;
 use reslab::train::bench;
 use reslab::train::distributed::DEFAULT_TIMEOUT;
@@ -26,9 +26,9 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Reproduce a figure or table of the paper (fig1, fig6, table6, fig7, abc, abc-imagenet), a
-    /// comparison beyond it (shortcuts, blocks, width-vs-paths), all of the
-    /// CIFAR-10 ones in one report (paper), or an experiment file.
+    /// Reproduce a built-in experiment (a figure or table of the paper, or a comparison beyond it;
+    /// `reslab reproduce --help` lists them), the paper's CIFAR-10 studies in one report (paper), or
+    /// an experiment file.
     Reproduce(ReproduceArgs),
     /// Print every run of a study: its directory, its state and its cost (MACs, estimated hours here).
     Plan(StudyArgs),
@@ -51,11 +51,13 @@ pub enum Command {
     Analyze(AnalyzeCommand),
     /// List every key `--set` and an experiment's [grid] can change, with its type and default.
     Keys {
+        /// An aligned table, or CSV.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// List the model zoo with parameter counts and multiply-accumulates.
     Models {
+        /// An aligned table, or CSV.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -73,15 +75,15 @@ pub enum Format {
 /// Which study, at which length, with which seeds: shared by reproduce and plan.
 #[derive(clap::Args)]
 pub struct StudyArgs {
-    /// A built-in experiment (fig1, fig6, table6, fig7, abc, abc-imagenet, shortcuts, blocks,
-    /// width-vs-paths), `paper` (fig1, fig6, table6
-    /// and abc in one report) or the path of an experiment file (TOML).
+    /// A built-in experiment (listed below), `paper` (the paper's CIFAR-10 studies in one report) or
+    /// the path of an experiment file (TOML).
     pub experiment: String,
-    /// Schedule length; default the experiment's shortest (demo for fig1, smoke for fig6, quick for abc).
+    /// Schedule length; default the experiment's default preset (each experiment's presets, their
+    /// lengths and its default are listed below).
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
     /// Only the runs at these depths (e.g. --depths 20).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, value_delimiter = ',')]
     pub depths: Option<Vec<i64>>,
     /// CIFAR-10 binary version (folder or .tar.gz); default: the preset's (the embedded sample for demo).
     #[arg(long)]
@@ -90,19 +92,20 @@ pub struct StudyArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Override the preset's number of iterations (the schedule keeps its shape).
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub iters: Option<usize>,
-    #[arg(long)]
+    /// Override the preset's iterations between evaluations (the rows of each run's metrics.csv).
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub eval_every: Option<usize>,
     /// Train every run with this one seed instead of the experiment's seeds.
-    #[arg(long, conflicts_with = "seeds")]
+    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// Train every run with these seeds instead of the experiment's: N (seeds 0..N), a range
+    /// Train every run with these seeds instead of the experiment's: N (N seeds: 0 to N-1), a range
     /// (3-5) or a list (3,4,5).
-    #[arg(long, value_name = "N|A-B|A,B,..")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N|A-B|A,B,..")]
     pub seeds: Option<Seeds>,
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
     pub threads: usize,
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
@@ -143,7 +146,7 @@ pub struct ReproduceArgs {
     pub mlflow: Option<String>,
     /// Runs at a time, each a child process with the machine's cores split between them; default
     /// one per GPU, or on a CPU what a probe measured fastest here, 1 or one per core (cached; see docs/performance.md).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = positive::<u64>)]
     pub jobs: Option<u64>,
     /// Where the runs run: here, or as a Slurm array job (one task per run) and a job that aggregates after it.
     #[arg(long, value_enum, default_value_t = Backend::Local)]
@@ -162,15 +165,16 @@ pub struct SlurmArgs {
     #[arg(long)]
     pub time: Option<String>,
     /// CPUs per task (also the run's threads); default 1.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive::<u32>)]
     pub cpus_per_task: Option<u32>,
-    #[arg(long)]
+    /// GPUs per task; default none.
+    #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true)]
     pub gpus_per_task: Option<u32>,
     /// Seconds before the time limit at which a task checkpoints and requeues itself; default 120.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true)]
     pub grace: Option<u32>,
     /// Processes per run (data parallel, started by srun; --batch-size stays the global batch); default 1.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive::<u32>)]
     pub tasks_per_run: Option<u32>,
     /// A further sbatch option, e.g. --sbatch=--account=proj42 (repeat for more).
     #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
@@ -217,7 +221,7 @@ pub struct DataArgs {
     #[arg(long, value_enum, default_value_t = EvalSet::Test)]
     pub eval_set: EvalSet,
     /// Image folders: network input size in pixels (the paper's 224; 64 or 32 train on a CPU).
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true, default_value_t = 224)]
     pub input_size: u32,
     /// Image folders: `skip` unreadable files (counted in a warning) or stop with an `error`.
     #[arg(long, value_enum, default_value_t = BadImages::Skip)]
@@ -263,11 +267,11 @@ pub struct TrainArgs {
     pub mlflow_experiment: String,
     /// Also write the initial weights, the first K augmented batches with their losses, and the
     /// weights after step K to DIR/steps/ (for step-for-step comparisons with other implementations).
-    #[arg(long, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_name = "K", default_value_t = 0, conflicts_with = "resume")]
     pub dump_steps: usize,
     /// Every K iterations (and at the first), write every conv and fc layer's gradient norm and
     /// weight norm to DIR/grad_norms.csv; changes nothing in the training.
-    #[arg(long, value_name = "K", conflicts_with = "resume")]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_name = "K", conflicts_with = "resume")]
     pub log_grads: Option<usize>,
     /// Be one rank of a data parallel run: rank, world size and rendezvous from the environment
     /// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as reslab launch or torchrun set them, or
@@ -276,20 +280,20 @@ pub struct TrainArgs {
     pub distributed: bool,
     /// With --distributed: seconds a rank waits for the others (rendezvous, every collective) before failing
     /// (RESLAB_DIST_TIMEOUT_S sets it for every rank of a cluster job; a run of one process ignores it).
-    #[arg(long, value_name = "SECS", env = "RESLAB_DIST_TIMEOUT_S", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = timeout_secs)]
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", env = "RESLAB_DIST_TIMEOUT_S", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = timeout_secs)]
     pub dist_timeout: u64,
 }
 
 #[derive(clap::Args)]
 pub struct LaunchArgs {
     /// Processes (ranks) on this machine.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub nproc: usize,
     /// Port rank 0 listens on (127.0.0.1); default a free one.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u16>, allow_negative_numbers = true)]
     pub master_port: Option<u16>,
     /// Seconds the other ranks may take to stop once one has failed, before they are killed.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, value_name = "SECS", default_value_t = 60)]
     pub grace: u64,
     /// The command every rank runs: train and its options (after --).
     #[arg(last = true, required = true, value_name = "train [OPTIONS]")]
@@ -301,22 +305,25 @@ pub struct LaunchArgs {
 #[group(multiple = true, conflicts_with_all = ["config", "resume"])]
 pub struct RunOptionArgs {
     /// Iterations (mini-batches); the paper's 64k by default.
-    #[arg(long, default_value_t = 64_000)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 64_000)]
     pub iters: usize,
-    #[arg(long, default_value_t = 0.1)]
+    /// Base learning rate (the paper's 0.1).
+    #[arg(long, value_parser = positive_number, allow_negative_numbers = true, default_value_t = 0.1)]
     pub lr: f64,
     /// Iterations at which the learning rate is divided by 10; default 1/2 and 3/4 of --iters.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_delimiter = ',')]
     pub lr_steps: Option<Vec<usize>>,
-    #[arg(long, default_value_t = 128)]
+    /// Images per batch (the paper's 128; with --distributed, the global batch).
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 128)]
     pub batch_size: usize,
     /// Evaluate and write a metrics row every this many iterations; default iters/64.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub eval_every: Option<usize>,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the initial weights, the batches and the augmentation.
+    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// CPU threads; 0: one per core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
     pub threads: usize,
     /// Train without augmentation.
     #[arg(long)]
@@ -331,7 +338,7 @@ pub struct RunOptionArgs {
     #[arg(long)]
     pub warmup: bool,
     /// Write a checkpoint every K iterations and at the end; default at every metrics row.
-    #[arg(long, value_name = "K", default_value_t = 0)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_name = "K", default_value_t = 0)]
     pub checkpoint_every: usize,
 }
 
@@ -344,7 +351,8 @@ pub struct EvalArgs {
     pub weights: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    #[arg(long, default_value_t = 0)]
+    /// CPU threads; 0: one per core.
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
     pub threads: usize,
     /// The forward passes' arithmetic; fp32 by default, for an exact check of the weights.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
@@ -360,23 +368,26 @@ pub struct BenchArgs {
     /// step, metrics); eval: evaluation forward passes (no gradients, BN folded).
     #[arg(long, value_enum, default_value_t = bench::Mode::Step)]
     pub mode: bench::Mode,
+    /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it faster here.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
     /// NCHW instead of channels-last.
     #[arg(long)]
     pub contiguous: bool,
-    #[arg(long, default_value_t = 0)]
+    /// CPU threads; 0: one per core.
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
     pub threads: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Images per batch.
+    #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, default_value_t = 128)]
     pub batch_size: i64,
     /// Timed iterations per round.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 30)]
     pub iters: usize,
     /// Untimed iterations first (oneDNN chooses its kernels on the first).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 5)]
     pub warmup: usize,
     /// Rounds, alternating with the reference; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 3)]
     pub rounds: usize,
     /// --mode train: the data (the reference's pipeline reads the same training images).
     #[arg(long, default_value = "embedded")]
@@ -394,7 +405,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, requires = "reference")]
     pub reference_precision: Option<PrecisionChoice>,
     /// Print the achieved GFLOP/s as a share of this peak (e.g. 333 for 2 Zen 5 cores in fp32).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_number, allow_negative_numbers = true)]
     pub peak_gflops: Option<f64>,
 }
 
@@ -403,10 +414,10 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Outputs of the classifier (default 10 for CIFAR nets, 1000 for ImageNet nets).
-    #[arg(long)]
+    #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true)]
     pub classes: Option<i64>,
     /// Fresh weights initialised from this seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Export a run's final weights instead (its config.toml says which model).
     #[arg(long, conflicts_with_all = ["model", "shortcut", "bottleneck_stride", "block", "gate_bias", "classes", "seed"])]
@@ -428,15 +439,18 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         data: Option<DataSource>,
         /// Use the first N images of the evaluation set.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 10_000)]
         images: usize,
+        /// The folder the CSV files and charts go to.
         #[arg(long, default_value = "results/analysis")]
         out: PathBuf,
     },
     /// The gradient norms runs recorded with train --log-grads, against layer depth at points of training.
     GradNorms {
+        /// Run directories trained with --log-grads.
         #[arg(required = true)]
         runs: Vec<PathBuf>,
+        /// The folder the CSV files and charts go to.
         #[arg(long, default_value = "results/analysis")]
         out: PathBuf,
     },
@@ -448,35 +462,36 @@ pub enum AnalyzeCommand {
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// Points per axis, odd (the centre is one).
-        #[arg(long, default_value_t = 21)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 21)]
         grid: usize,
         /// The grid covers [-span, span] along each direction (1: a filter's own norm).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, value_parser = positive_number, allow_negative_numbers = true, default_value_t = 1.0)]
         span: f64,
         /// The first N training images (no augmentation) the loss is measured on.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 1000)]
         images: usize,
         /// 2: a plane (contour plot); 1: a line.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, value_parser = whole::<u8>, allow_negative_numbers = true, default_value_t = 2)]
         dims: u8,
         /// Seed of the random directions (saved beside the results as RUN-directions.safetensors).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = 0)]
         seed: u64,
         /// Use the directions an earlier analysis saved (filter-normalised to each run's own weights).
         #[arg(long, value_name = "FILE")]
         directions: Option<PathBuf>,
         /// Points on the path from the initial weights (t from -0.2 to 1.2); 0: no path.
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 15)]
         path_points: usize,
         /// Measure on this data instead of each run's own (CIFAR-10 binary, `embedded`, or an image folder).
         #[arg(long)]
         data: Option<DataSource>,
         /// libtorch threads in all; 0: the machine's cores.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
         threads: usize,
         /// Grid points evaluated at once, each on threads/workers threads; 0: one per thread.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 0)]
         workers: usize,
+        /// The folder the CSV files and charts go to.
         #[arg(long, default_value = "results/analysis")]
         out: PathBuf,
     },
@@ -487,22 +502,24 @@ pub enum AnalyzeCommand {
         #[arg(long = "run", value_name = "DIR")]
         runs: Vec<PathBuf>,
         /// Depths of the fresh CIFAR nets (plain and residual each).
-        #[arg(long, value_delimiter = ',', default_value = "8,20,32,44,56,110")]
+        #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, value_delimiter = ',', default_value = "8,20,32,44,56,110")]
         depths: Vec<i64>,
         /// Initialisations averaged per CIFAR net.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 4)]
         inits: usize,
         /// Hidden layers of the toy networks.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,6,8,12,16,24,32,50")]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_delimiter = ',', default_value = "1,2,3,4,6,8,12,16,24,32,50")]
         toy_depths: Vec<usize>,
         /// Initialisations averaged per toy network.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 20)]
         toy_inits: usize,
         /// Where the two test images of the line come from.
         #[arg(long, default_value = "embedded")]
         data: DataSource,
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the fresh networks and the toy networks' inputs.
+        #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = 0)]
         seed: u64,
+        /// The folder the CSV files and charts go to.
         #[arg(long, default_value = "results/analysis")]
         out: PathBuf,
     },
@@ -512,6 +529,7 @@ pub enum AnalyzeCommand {
 pub enum DataCommand {
     /// Download CIFAR-10's binary archive (resumable), verify its checksum, extract it safely.
     Fetch {
+        /// Where the archive is downloaded from.
         #[arg(long, default_value = OFFICIAL_URL)]
         url: String,
         /// Expected MD5 of the archive (default: the official archive's).
@@ -526,16 +544,36 @@ pub enum DataCommand {
     },
     /// Write a small balanced sample of CIFAR-10 in the binary layout (how data/cifar10-sample.tar.gz was made).
     Sample {
+        /// The full CIFAR-10 (folder or .tar.gz).
         #[arg(long)]
         from: PathBuf,
+        /// The .tar.gz archive to write.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 250)]
+        /// Training images per class.
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 250)]
         train_per_class: usize,
-        #[arg(long, default_value_t = 50)]
+        /// Test images per class.
+        #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 50)]
         test_per_class: usize,
     },
 }
+
+/// The command line, with the built-in experiments (their presets' lengths and defaults, read from
+/// the experiment files) listed under the help of each command that takes one.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let catalogue = reslab::experiment::catalogue::text()
+        .unwrap_or_else(|e| format!("(the built-in experiments could not be listed: {e:#})"));
+    let mut command = Cli::command();
+    for name in STUDY_COMMANDS {
+        command = command.mut_subcommand(name, |sub| sub.after_help(catalogue.clone()));
+    }
+    command
+}
+
+/// The commands that take an experiment (`StudyArgs`).
+pub const STUDY_COMMANDS: [&str; 4] = ["reproduce", "plan", "status", "aggregate"];
 
 impl StudyArgs {
     pub fn request(&self) -> StudyRequest {
@@ -612,8 +650,14 @@ impl DataArgs {
 }
 
 impl RunOptionArgs {
-    pub fn options(&self) -> TrainOptions {
-        TrainOptions {
+    /// The options, with `--lr-steps` checked against `--iters`.
+    pub fn options(&self) -> anyhow::Result<TrainOptions> {
+        use anyhow::Context;
+        if let Some(steps) = &self.lr_steps {
+            let text = steps.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+            check_lr_steps(steps, self.iters).with_context(|| format!("--lr-steps {text}"))?;
+        }
+        Ok(TrainOptions {
             iters: self.iters,
             lr: self.lr,
             lr_steps: self.lr_steps.clone(),
@@ -627,13 +671,55 @@ impl RunOptionArgs {
             checkpoint_every: self.checkpoint_every,
             log_grads: 0,
             world_size: 1,
-        }
+        })
     }
 }
 
 /// `--set KEY=VALUE[,V2...]`, parsed and checked.
 fn axis(text: &str) -> Result<Axis, String> {
     Axis::parse(text).map_err(|e| format!("{e:#}"))
+}
+
+/// A whole number, 0 or more; a negative number or a fraction is named as such.
+fn whole<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    at_least(text, 0)
+}
+
+/// A whole number, 1 or more.
+fn positive<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    at_least(text, 1)
+}
+
+fn at_least<T: TryFrom<u64>>(text: &str, low: u64) -> Result<T, String> {
+    let expected = format!("expected a whole number, {low} or more");
+    match text.trim().parse::<i128>() {
+        Ok(n) if n < 0 => Err(format!("a negative number; {expected}")),
+        Ok(n) if n < i128::from(low) => Err(expected),
+        Ok(n) => u64::try_from(n).ok().and_then(|n| T::try_from(n).ok()).ok_or(format!("too large; {expected}")),
+        Err(_) if text.trim().parse::<f64>().is_ok_and(|x| x < 0.0) => Err(format!("a negative number; {expected}")),
+        Err(_) => Err(format!("not a whole number; {expected}")),
+    }
+}
+
+/// A number above 0 (a learning rate, a span, a peak).
+fn positive_number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) if x < 0.0 => Err("a negative number; expected a number above 0".into()),
+        _ => Err("expected a number above 0 (e.g. 0.1)".into()),
+    }
+}
+
+/// `--threads`: 0 (one per core) up to the cores this process may use. More only slows libtorch
+/// down, and far more overflows its stack; a configuration file's count is capped instead
+/// ([`reslab::train::runtime::thread_count`]), as a run moves between machines.
+fn threads(text: &str) -> Result<usize, String> {
+    let threads = whole::<usize>(text)?;
+    let cores = reslab::train::runtime::cores();
+    if threads > cores {
+        return Err(format!("more than the {cores} cores this process may use; expected 0 (one per core) to {cores}"));
+    }
+    Ok(threads)
 }
 
 /// `--dist-timeout` (or `RESLAB_DIST_TIMEOUT_S`): whole seconds, at least 1.
@@ -755,6 +841,31 @@ mod tests {
         assert_eq!(words("reslab train --out 'my runs' | tee log"), ["reslab", "train", "--out", "my runs"]);
         assert_eq!(words("reslab models  # the zoo"), ["reslab", "models"]);
         assert_eq!(words("reslab x --sbatch=\"--qos=long\" 2>&1"), ["reslab", "x", "--sbatch=--qos=long"]);
+    }
+
+    #[test]
+    fn every_option_and_command_has_a_description() {
+        fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                found.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str()) {
+                    found.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undescribed(sub, &path, found);
+            }
+        }
+        let mut found = Vec::new();
+        undescribed(&command(), "", &mut found);
+        assert!(found.is_empty(), "without a description: {found:?}");
+        for name in STUDY_COMMANDS {
+            let sub = command().find_subcommand(name).unwrap().clone();
+            assert!(sub.get_after_help().is_some_and(|h| h.to_string().contains("  fig1 ")), "{name}");
+        }
     }
 
     #[test]

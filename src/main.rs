@@ -4,7 +4,7 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::FromArgMatches;
 use cli::*;
 use reslab::data::download::{self, Checksum};
 use reslab::data::sample::make_sample;
@@ -39,7 +39,8 @@ fn main() {
     }));
     // Exceeding a file-size limit is then a write error like a full disk, not a silent kill.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_argument_error(e));
+    let matches = cli::command().try_get_matches().unwrap_or_else(|e| exit_on_argument_error(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_argument_error(e));
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -88,6 +89,9 @@ fn run(cli: Cli) -> Result<()> {
                 let runs = plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?;
                 let costs = cost::estimate(&runs, study.overrides.threads)?;
                 println!("{} --preset {}: {}", study.experiment.name, study.preset.name(), study.experiment.title);
+                for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
+                    println!("note: {line}");
+                }
                 print!("{}", cost::text(&costs, &study.out));
             }
             Ok(())
@@ -181,7 +185,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         (None, None) => RunSource::New {
             model: args.model.options(None).apply(args.model.model()?, Spelling::Flags)?,
             data: DataConfig { augment: !args.run.no_augment, ..args.data.config() },
-            options: args.run.options(),
+            options: args.run.options()?,
         },
     };
     let settings = args

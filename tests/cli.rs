@@ -454,3 +454,190 @@ fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
     assert!(stderr(&corrupt).contains("warning: ignoring the unreadable cache"), "{}", stderr(&corrupt));
     assert!(stdout(&corrupt).contains("measuring"), "{}", stdout(&corrupt));
 }
+
+/// `reslab args` run in `dir` (where a default output folder would go).
+fn reslab_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_reslab")).args(args).current_dir(dir).output().unwrap()
+}
+
+/// An argument error: exit code 2 and one `error:` line (clap's message on one line, with
+/// `(see --help)`) naming each of `must_mention`.
+fn assert_argument_error(output: &std::process::Output, must_mention: &[&str]) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].ends_with("(see --help)"), "{err}");
+    for needle in must_mention {
+        assert!(err.contains(needle), "error should mention {needle:?}: {err}");
+    }
+}
+
+/// Nothing was written in `dir`: no run directory, no default `results/`.
+fn assert_untouched(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn more_threads_than_cores_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let expected = format!("more than the {cores} cores this process may use; expected 0 (one per core) to {cores}");
+    for threads in ["100000".to_string(), (cores + 1).to_string()] {
+        let output = reslab_in(dir.path(), &["train", "--model", "resnet-8", "--threads", &threads, "--iters", "1"]);
+        assert_argument_error(&output, &[&format!("'{threads}'"), "--threads", &expected]);
+    }
+    let output = reslab_in(dir.path(), &["reproduce", "fig1", "--threads", "100000"]);
+    assert_argument_error(&output, &["--threads", &expected]);
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn a_negative_number_is_called_negative() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, flag) in [
+        (&["train", "--model", "resnet-8", "--iters", "-5"][..], "--iters"),
+        (&["train", "--model", "resnet-8", "--threads", "-1"], "--threads"),
+        (&["train", "--model", "resnet-8", "--lr", "-0.1"], "--lr"),
+        (&["reproduce", "fig1", "--iters", "-5"], "--iters"),
+        (&["reproduce", "fig1", "--seeds", "-1"], "--seeds"),
+    ] {
+        let value = args[args.len() - 1];
+        assert_argument_error(&reslab_in(dir.path(), args), &[&format!("'{value}'"), flag, "negative"]);
+    }
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn lr_steps_the_run_never_reaches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = ["train", "--model", "resnet-8", "--iters", "10", "--precision", "fp32", "--out", "run"];
+    let output = reslab_in(dir.path(), &[&train[..], &["--lr-steps", "99999"]].concat());
+    let outside = "step 99999 is outside the run's 10 iterations; expected iterations from 1 to 9";
+    assert_clean_error(&output, &["--lr-steps 99999: ", outside, "--set lr_steps=[]"]);
+    let output = reslab_in(dir.path(), &[&train[..], &["--set", "lr_steps=[99999]"]].concat());
+    assert_clean_error(&output, &["--set lr_steps=[99999]: ", outside]);
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn train_refuses_an_option_its_network_lacks_and_a_study_leaves_those_runs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ["train", "--model", "plain-8", "--iters", "1", "--precision", "fp32", "--out", "run"];
+    let lacks = "plain-8 is a plain net, which has no shortcuts; expected a residual net (resnet-N)";
+    let output = reslab_in(dir.path(), &[&plain[..], &["--shortcut", "B"]].concat());
+    assert_clean_error(&output, &["--shortcut B: ", lacks]);
+    let output = reslab_in(dir.path(), &[&plain[..], &["--set", "shortcut=B"]].concat());
+    assert_clean_error(&output, &["--set shortcut=B: ", lacks]);
+    let output = reslab_in(dir.path(), &["train", "--model", "resnet-20", "--bottleneck-stride", "spatial"]);
+    assert_clean_error(&output, &["--bottleneck-stride spatial: ", "resnet-20 is built of basic blocks"]);
+    // A study applies it to the runs that have it, says which it left alone, and is refused only
+    // where no run has it (a dry run on Slurm writes nothing and trains nothing).
+    let study = ["reproduce", "abc", "--iters", "2", "--backend", "slurm", "--dry-run", "--out", "study"];
+    let output = reslab_in(dir.path(), &[&study[..], &["--set", "shortcut=C"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let note = "note: --set shortcut=C applies to 3 of 4 runs; it leaves plain-20 alone (plain nets have no shortcuts)";
+    assert!(stderr(&output).contains(note), "{}", stderr(&output));
+    let output = reslab_in(dir.path(), &["reproduce", "fig1", "--set", "shortcut=B"]);
+    assert_clean_error(&output, &["--set shortcut=B: no run of experiment 'fig1' has it", "plain-20, plain-56"]);
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn a_flag_is_spelled_one_way_everywhere_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = ["reproduce", "abc", "--iters", "2", "--backend", "slurm", "--dry-run", "--out", "study"];
+    let flags = ["--set", "augment=False", "--set", "warmup=OFF", "--set", "channels_last=Yes", "--set", "augment=0"];
+    let output = reslab_in(dir.path(), &[&study[..], &flags].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = reslab_in(dir.path(), &["train", "--model", "plain-8", "--set", "augment=maybe"]);
+    assert_argument_error(&output, &["augment=maybe: expected true or false (or yes/no, on/off, 1/0; any case)"]);
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn a_folder_without_cifar_is_refused_before_the_precision_probe_and_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let output = reslab_in(
+        dir.path(),
+        &["train", "--model", "plain-8", "--data", data.path().to_str().unwrap(), "--precision", "auto"],
+    );
+    let missing = data.path().join("data_batch_1.bin");
+    assert_clean_error(&output, &[&format!("{} is missing", missing.display()), "cifar-10-batches-bin"]);
+    assert!(stdout(&output).is_empty(), "nothing measured: {}", stdout(&output));
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn a_missing_experiment_file_is_called_missing_and_the_names_include_paper() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = reslab_in(dir.path(), &["plan", "exp/missing.toml"]);
+    assert_clean_error(&output, &["experiment file exp/missing.toml does not exist", ", landscape, paper)"]);
+    let output = reslab_in(dir.path(), &["plan", "fig9"]);
+    assert_clean_error(&output, &["unknown experiment 'fig9'", ", landscape, paper)"]);
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn an_os_error_is_words_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("no-such-folder/x.safetensors");
+    let output = reslab(&["export", "--model", "resnet-8", "--out", out.to_str().unwrap()]);
+    let folder = dir.path().join("no-such-folder");
+    let err = assert_clean_error(
+        &output,
+        &[&format!("writing {}: the folder {} does not exist", out.display(), folder.display())],
+    );
+    assert!(!err.contains("Os {") && !err.contains(".tmp-"), "{err}");
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn an_unknown_key_suggests_the_key_of_its_common_name() {
+    let output = reslab(&["train", "--model", "plain-8", "--set", "lerning_rate=0.1"]);
+    assert_argument_error(&output, &["unknown key 'lerning_rate'; nearest: lr,"]);
+    let output = reslab(&["train", "--model", "plain-8", "--set", "wd=0"]);
+    assert_argument_error(&output, &["unknown key 'wd'; nearest: weight_decay,"]);
+}
+
+/// The help of the study commands lists every built-in experiment with its presets' lengths and
+/// its default preset as the registry (the experiment files) has them, and `paper`.
+#[test]
+fn study_help_lists_every_experiment_its_presets_lengths_and_default_from_the_registry() {
+    use reslab::experiment::{paper, spec::BUILTIN, Experiment, Preset};
+    for command in ["reproduce", "plan"] {
+        let output = reslab(&[command, "--help"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let help = stdout(&output);
+        let listed: Vec<&str> =
+            help.split_once("Built-in experiments").expect("a list of experiments").1.lines().collect();
+        // Each experiment: a line with its name and title, then its presets.
+        let mut entries = Vec::new();
+        for pair in listed[1..].chunks(2) {
+            let name = pair[0].split_whitespace().next().unwrap_or_default().to_string();
+            entries.push((name, pair[1].trim().to_string()));
+        }
+        let mut expected: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(name, _)| {
+                let experiment = Experiment::load(name).unwrap();
+                let default = experiment.default_preset().unwrap();
+                let presets: Vec<String> = Preset::ALL
+                    .iter()
+                    .filter_map(|p| experiment.presets.get(p.name()).map(|spec| (p, spec.iters)))
+                    .map(|(p, iters)| format!("{} {iters}{}", p.name(), if *p == default { " (default)" } else { "" }))
+                    .collect();
+                (name.to_string(), presets.join(", "))
+            })
+            .collect();
+        let paper_presets: Vec<String> = paper::presets()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}{}", p.name(), if *p == paper::DEFAULT_PRESET { " (default)" } else { "" }))
+            .collect();
+        expected.push((paper::PAPER.into(), format!("{}: each study at its own length", paper_presets.join(", "))));
+        assert_eq!(entries, expected, "{command} --help:\n{help}");
+    }
+}

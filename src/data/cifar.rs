@@ -190,17 +190,37 @@ impl Cifar10 {
         }
     }
 
-    /// A folder (`cifar-10-batches-bin` or its parent) or a `.tar.gz` archive.
-    pub fn from_path(path: &Path) -> Result<Cifar10> {
-        let what = format!("CIFAR-10 data {}", path.display());
+    /// Checks that `path` exists and, where it is a folder, holds every batch file, without
+    /// reading them: the cheap check before anything long starts or a run directory is made.
+    pub fn ensure_files(path: &Path) -> Result<()> {
         DataSource::Path(path.to_path_buf()).ensure_exists()?;
         if path.is_dir() {
-            let folder = if path.join(FOLDER).is_dir() { path.join(FOLDER) } else { path.to_path_buf() };
+            let folder = Self::folder_in(path);
+            if let Some(file) =
+                TRAIN_FILES.iter().chain([&TEST_FILE]).map(|name| folder.join(name)).find(|f| !f.is_file())
+            {
+                bail!("CIFAR-10 data {}: {} is missing; {EXPECTED_LAYOUT}", path.display(), file.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// The folder of batch files a folder path names: itself, or its `cifar-10-batches-bin`.
+    fn folder_in(path: &Path) -> PathBuf {
+        if path.join(FOLDER).is_dir() {
+            path.join(FOLDER)
+        } else {
+            path.to_path_buf()
+        }
+    }
+
+    /// A folder (`cifar-10-batches-bin` or its parent) or a `.tar.gz` archive.
+    pub fn from_path(path: &Path) -> Result<Cifar10> {
+        Self::ensure_files(path)?;
+        if path.is_dir() {
+            let folder = Self::folder_in(path);
             let read = |name: &str| -> Result<Vec<u8>> {
                 let file = folder.join(name);
-                if !file.is_file() {
-                    bail!("{what}: {} is missing; {EXPECTED_LAYOUT}", file.display());
-                }
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))
             };
             let mut files = HashMap::new();

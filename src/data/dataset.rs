@@ -62,6 +62,18 @@ impl DataConfig {
     }
 }
 
+impl DataConfig {
+    /// Checks that the data is where the configuration says, in its layout, without reading it:
+    /// before a probe or a run directory, so bad data is one line at once.
+    pub fn ensure_present(&self) -> Result<()> {
+        match &self.source {
+            DataSource::Embedded => Ok(()),
+            DataSource::Path(path) if ImageFolder::is_image_folder(path) => ImageFolder::ensure_layout(path),
+            DataSource::Path(path) => Cifar10::ensure_files(path),
+        }
+    }
+}
+
 /// An opened data set: CIFAR-10 prepared as tensors, or an image folder.
 pub enum Dataset {
     /// CIFAR-10, normalised and on the device.

@@ -70,14 +70,9 @@ impl ImageFolder {
         root.join("train").is_dir()
     }
 
-    /// Decodes every image of `root`'s `train/` and `val/` for `input` pixels; computes the mean.
-    pub fn open(root: &Path, input: u32, bad: BadImages) -> Result<ImageFolder> {
-        if !(8..=1024).contains(&input) {
-            bail!("input size {input} is out of range; expected 8 to 1024 pixels (the paper's 224)");
-        }
-        let train_dir = root.join("train");
-        let val_dir = root.join("val");
-        for dir in [&train_dir, &val_dir] {
+    /// Checks that `root` has `train/` and `val/`, without reading them.
+    pub fn ensure_layout(root: &Path) -> Result<()> {
+        for dir in [root.join("train"), root.join("val")] {
             if !dir.is_dir() {
                 bail!(
                     "image folder {}: {} is missing; expected ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg",
@@ -86,6 +81,17 @@ impl ImageFolder {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Decodes every image of `root`'s `train/` and `val/` for `input` pixels; computes the mean.
+    pub fn open(root: &Path, input: u32, bad: BadImages) -> Result<ImageFolder> {
+        if !(8..=1024).contains(&input) {
+            bail!("input size {input} is out of range; expected 8 to 1024 pixels (the paper's 224)");
+        }
+        Self::ensure_layout(root)?;
+        let train_dir = root.join("train");
+        let val_dir = root.join("val");
         let classes = class_names(&train_dir)?;
         if classes.len() < 2 {
             bail!(

@@ -2,6 +2,7 @@
 //! says should come out; planned into run configurations, run locally, aggregated into a report.
 
 pub mod aggregate;
+pub mod catalogue;
 pub mod claims;
 pub mod cost;
 pub mod launch;

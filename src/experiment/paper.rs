@@ -21,11 +21,19 @@ pub const PAPER: &str = "paper";
 /// The built-in studies it runs, in order (Table 6 after Figure 6, whose runs it reuses).
 pub const STUDIES: [&str; 4] = ["fig1", "fig6", "table6", "abc"];
 
+/// The preset `reproduce paper` runs when none is given.
+pub const DEFAULT_PRESET: Preset = Preset::Smoke;
+
+/// The presets every study has: those `reproduce paper` can run.
+pub fn presets() -> Result<Vec<Preset>> {
+    let studies: Vec<Experiment> = STUDIES.iter().map(|name| Experiment::load(name)).collect::<Result<_>>()?;
+    Ok(Preset::ALL.into_iter().filter(|p| studies.iter().all(|s| s.presets.contains_key(p.name()))).collect())
+}
+
 /// The studies, each checked to have `preset`.
 pub fn studies(preset: Preset) -> Result<Vec<Experiment>> {
     let studies: Vec<Experiment> = STUDIES.iter().map(|name| Experiment::load(name)).collect::<Result<_>>()?;
-    let common: Vec<&str> =
-        Preset::ALL.iter().map(|p| p.name()).filter(|p| studies.iter().all(|s| s.presets.contains_key(*p))).collect();
+    let common: Vec<&str> = presets()?.into_iter().map(Preset::name).collect();
     if let Some(study) = studies.iter().find(|s| !s.presets.contains_key(preset.name())) {
         bail!(
             "reproduce paper --preset {}: {} has no such preset; expected one every study has ({})",
@@ -83,6 +91,7 @@ pub fn run(
     out: &Path,
 ) -> Result<PaperReport> {
     let studies = studies(preset)?;
+    super::plan::check_some_run_fits(&studies, preset, overrides)?;
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for mut study in studies {
@@ -132,6 +141,15 @@ mod tests {
         for preset in [Preset::Smoke, Preset::Quick, Preset::Paper] {
             assert_eq!(studies(preset).unwrap().len(), STUDIES.len());
         }
+        // A --set is refused only where no study's run has it: fig1's plain nets leave it to fig6's.
+        let overrides = |set: &str| super::super::plan::Overrides {
+            settings: vec![crate::run::settings::Axis::parse(set).unwrap()],
+            ..Default::default()
+        };
+        let all = studies(Preset::Smoke).unwrap();
+        super::super::plan::check_some_run_fits(&all, Preset::Smoke, &overrides("shortcut=B")).unwrap();
+        let err = super::super::plan::check_some_run_fits(&all[..1], Preset::Smoke, &overrides("shortcut=B"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("no run of experiment 'fig1' has it"));
         let err = studies(Preset::Demo).expect_err("fig6 has no demo preset").to_string();
         assert!(err.contains("--preset demo") && err.contains("smoke, quick, paper"), "{err}");
     }

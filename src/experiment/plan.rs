@@ -1,11 +1,12 @@
 //! From an experiment and a preset to one run configuration per run.
 
 use super::preset::Preset;
-use super::spec::{Experiment, Seeds};
+use super::spec::{Experiment, RunEntry, Seeds};
 use super::study_dir::StudyDir;
 use crate::data::DataSource;
+use crate::model::ModelSpec;
 use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
-use crate::run::settings::Axis;
+use crate::run::settings::{Axis, Setting};
 use crate::run::{RunDir, RunState};
 use crate::train::request::AutoPrecision;
 use crate::train::{Run, RunRequest};
@@ -169,16 +170,14 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         data.input_size = input_size;
     }
     let depths = overrides.depths.as_ref().or(spec.depths.as_ref());
+    let single: Vec<Setting> = overrides.settings.iter().filter_map(Axis::single).collect();
     let mut runs = Vec::new();
-    for run in &experiment.runs {
-        let model = run.spec()?;
-        if depths.is_some_and(|d| !d.contains(&model.depth)) {
-            continue;
-        }
+    for (run, model) in selected_runs(experiment, preset, overrides)? {
         let name = run.run_name()?;
-        // The run's own settings (its grid point), then the command line's single values.
+        // The run's own settings (its grid point), then the command line's single values that fit
+        // its network (`left_alone` says which do not).
         let mut settings = run.settings()?;
-        settings.extend(overrides.settings.iter().filter_map(Axis::single));
+        settings.extend(single.iter().filter(|s| s.fits(&model)).cloned());
         for &seed in &seeds {
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
             let request =
@@ -197,6 +196,73 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         bail!("no run of experiment '{}' is at depths {:?}", experiment.name, depths.unwrap_or(&Vec::new()));
     }
     Ok(runs)
+}
+
+/// An error where one of the command line's `--set` values fits no run of the `experiments` it
+/// names together (one study, or `paper`'s) at `preset`: a shortcut option for plain nets only.
+pub fn check_some_run_fits(experiments: &[Experiment], preset: Preset, overrides: &Overrides) -> Result<()> {
+    let mut selected = Vec::new();
+    for experiment in experiments {
+        selected.extend(selected_runs(experiment, preset, overrides)?);
+    }
+    for setting in overrides.settings.iter().filter_map(Axis::single) {
+        if selected.is_empty() || selected.iter().any(|(_, model)| setting.fits(model)) {
+            continue;
+        }
+        let why = setting.key.partial_option().map_or("", |option| option.lacking());
+        let names: Vec<String> = selected.iter().map(|(run, _)| run.run_name()).collect::<Result<_>>()?;
+        let studies: Vec<String> = experiments.iter().map(|e| format!("'{}'", e.name)).collect();
+        bail!(
+            "--set {setting}: no run of experiment {} has it ({why}: {}); expected a key that applies to at least \
+             one run",
+            studies.join(", "),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The runs of `experiment` at `preset` the depths select (the command line's, else the
+/// preset's), with their networks.
+fn selected_runs<'a>(
+    experiment: &'a Experiment,
+    preset: Preset,
+    overrides: &Overrides,
+) -> Result<Vec<(&'a RunEntry, ModelSpec)>> {
+    let depths = overrides.depths.as_ref().or(experiment.preset(preset)?.depths.as_ref());
+    let mut selected = Vec::new();
+    for run in &experiment.runs {
+        let model = run.spec()?;
+        if depths.is_none_or(|d| d.contains(&model.depth)) {
+            selected.push((run, model));
+        }
+    }
+    Ok(selected)
+}
+
+/// A line for each of the command line's `--set` values that some runs lack (a shortcut option
+/// for a plain net): the runs it leaves alone, which train without it.
+pub fn left_alone(experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<Vec<String>> {
+    let selected = selected_runs(experiment, preset, overrides)?;
+    let mut lines = Vec::new();
+    for setting in overrides.settings.iter().filter_map(Axis::single) {
+        let mut alone = Vec::new();
+        for (run, model) in &selected {
+            if !setting.fits(model) {
+                alone.push(run.run_name()?);
+            }
+        }
+        if let (false, Some(option)) = (alone.is_empty(), setting.key.partial_option()) {
+            lines.push(format!(
+                "--set {setting} applies to {} of {} runs; it leaves {} alone ({})",
+                selected.len() - alone.len(),
+                selected.len(),
+                alone.join(", "),
+                option.lacking()
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ pub enum Preset {
     /// 80 to 115 minutes on a 2-core CPU on the full data: long enough to tell the paper's central
     /// comparisons apart with 95% intervals (fig6, table6; chosen by measurement, docs/results.md).
     Cpu,
-    /// An eighth of the paper's schedule (8k iterations): hours on a CPU.
+    /// A shortened schedule on the full data: hours on a CPU (each experiment's length is listed
+    /// in `reslab reproduce --help`).
     Quick,
-    /// The paper's 64k iterations.
+    /// The paper's own schedule.
     Paper,
 }
 

@@ -7,7 +7,7 @@
 
 use super::aggregate::{aggregate, StudyReport};
 use super::cost::longest_first;
-use super::plan::{pending, plan, Overrides, PlannedRun};
+use super::plan::{left_alone, pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
 use super::reuse;
 use super::spec::Experiment;
@@ -83,6 +83,9 @@ pub fn run_study(
     StudyDir::new(out).record_experiment(experiment, preset)?;
     if let Some(note) = &experiment.preset(preset)?.note {
         crate::eprint_line!("note: {note}");
+    }
+    for line in left_alone(experiment, preset, &overrides)? {
+        crate::eprint_line!("note: {line}");
     }
     let pending = pending(runs.clone())?;
     if pending.len() < runs.len() {

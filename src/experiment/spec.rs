@@ -472,6 +472,9 @@ impl std::str::FromStr for Seeds {
     /// 0-2: `3-5`).
     fn from_str(text: &str) -> Result<Seeds, String> {
         let expected = "expected a count (3: seeds 0, 1, 2), a range (3-5) or a list (3,4,5)";
+        if text.trim_start().starts_with('-') {
+            return Err(format!("'{text}' is a negative number; {expected}"));
+        }
         let number = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("'{text}' is not a seed set; {expected}"));
         let seeds = if let Some((from, to)) = text.split_once('-') {
             let (from, to) = (number(from)?, number(to)?);
@@ -794,12 +797,24 @@ impl Experiment {
             return Self::parse(text, &format!("built-in experiment '{name_or_path}'"));
         }
         let path = Path::new(name_or_path);
-        if !path.is_file() {
-            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        let mut names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        names.push(super::paper::PAPER);
+        let names = names.join(", ");
+        let looks_like_a_path = name_or_path.contains(std::path::MAIN_SEPARATOR) || name_or_path.ends_with(".toml");
+        if looks_like_a_path && !path.exists() {
             bail!(
-                "unknown experiment '{}': expected a built-in name ({}) or the path of an experiment file",
-                name_or_path.escape_debug(),
-                names.join(", ")
+                "experiment file {} does not exist; expected the path of an experiment file (TOML) or a built-in \
+                 name ({names})",
+                path.display()
+            );
+        }
+        if path.is_dir() {
+            bail!("experiment file {} is a folder; expected a TOML file or a built-in name ({names})", path.display());
+        }
+        if !path.is_file() {
+            bail!(
+                "unknown experiment '{}': expected a built-in name ({names}) or the path of an experiment file",
+                name_or_path.escape_debug()
             );
         }
         let text =

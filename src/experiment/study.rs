@@ -5,7 +5,7 @@
 use super::plan::Overrides;
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmOverrides};
-use super::{layout, paper, runner, slurm};
+use super::{layout, paper, plan, runner, slurm};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub struct StudyRequest {
     /// A built-in experiment, `paper`, or the path of an experiment file.
     pub experiment: String,
-    /// Default: the experiment's default preset (`paper`: smoke).
+    /// Default: the experiment's default preset (`paper`: [`paper::DEFAULT_PRESET`]).
     pub preset: Option<Preset>,
     /// Default: `results/<experiment>-<preset>`.
     pub out: Option<PathBuf>,
@@ -75,19 +75,29 @@ impl StudyRequest {
 
     /// The one experiment it names (not `paper`), with its preset and folder.
     pub fn study(&self) -> Result<Study> {
+        if self.is_paper() {
+            let (_, out) = self.paper();
+            bail!(
+                "'{}' is several studies ({}); expected one of them here, with --out {}/<study>",
+                paper::PAPER,
+                paper::STUDIES.join(", "),
+                out.display()
+            );
+        }
         let mut experiment = Experiment::load(&self.experiment)?.with_grid(&self.overrides.settings)?;
         experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
         let preset = match self.preset {
             Some(preset) => preset,
             None => experiment.default_preset()?,
         };
+        plan::check_some_run_fits(std::slice::from_ref(&experiment), preset, &self.overrides)?;
         let out = self.out.clone().unwrap_or_else(|| default_out(&experiment.name, preset));
         Ok(Study { experiment, preset, out, overrides: self.overrides.clone() })
     }
 
     /// `paper`: its preset (default smoke) and folder.
     pub fn paper(&self) -> (Preset, PathBuf) {
-        let preset = self.preset.unwrap_or(Preset::Smoke);
+        let preset = self.preset.unwrap_or(paper::DEFAULT_PRESET);
         (preset, self.out.clone().unwrap_or_else(|| default_out(paper::PAPER, preset)))
     }
 
@@ -98,6 +108,7 @@ impl StudyRequest {
         }
         let (preset, out) = self.paper();
         let studies = paper::studies(preset)?;
+        plan::check_some_run_fits(&studies, preset, &self.overrides)?;
         studies
             .into_iter()
             .map(|experiment| {
@@ -132,6 +143,9 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
     if execution.backend == Backend::Local {
         let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
+    }
+    for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
+        crate::eprint_line!("note: {line}");
     }
     let invocation = slurm::Invocation {
         exe: std::env::current_exe().context("finding the reslab executable")?,

@@ -4,6 +4,7 @@
 
 use super::{BlockVariant, BottleneckStride, Kind, ModelSpec, Shortcut};
 use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 
 /// A model and the options that change it; `None` keeps the model's default.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -29,13 +30,66 @@ pub enum Spelling {
     FileKeys,
 }
 
+/// An option only some networks have: given for another, it would change nothing, so it is refused
+/// (`train`) or left out for that network (a study's `--set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartialOption {
+    /// Residual nets only: a plain net has no shortcuts.
+    Shortcut,
+    /// Bottleneck nets only: basic blocks have no 1x1 reduction to stride.
+    BottleneckStride,
+}
+
+impl PartialOption {
+    /// The networks that lack it, in words.
+    pub fn lacking(self) -> &'static str {
+        match self {
+            PartialOption::Shortcut => "plain nets have no shortcuts",
+            PartialOption::BottleneckStride => "basic-block nets have no bottleneck",
+        }
+    }
+
+    /// Why `spec` does not have this option, if it does not; then what would.
+    pub fn missing_from(self, spec: &ModelSpec) -> Option<(String, &'static str)> {
+        match self {
+            PartialOption::Shortcut if spec.kind == Kind::Plain => {
+                Some((format!("{} is a plain net, which has no shortcuts", spec.name()), "a residual net (resnet-N)"))
+            }
+            PartialOption::BottleneckStride if !spec.is_bottleneck() => Some((
+                format!("{} is built of basic blocks, which have no bottleneck", spec.name()),
+                "a bottleneck net (resnet-164, resnet-1001, resnet-50/101/152, resnext-...)",
+            )),
+            _ => None,
+        }
+    }
+
+    /// An error naming `given` (the option as the user gave it) where `spec` does not have it.
+    pub fn check(self, spec: &ModelSpec, given: &str) -> Result<()> {
+        match self.missing_from(spec) {
+            Some((why, wanted)) => bail!("{given}: {why}; expected {wanted} for it"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl ModelOptions {
     /// `model` with these options, validated; errors name the options as `spelling` spells them.
     pub fn apply(&self, mut spec: ModelSpec, spelling: Spelling) -> Result<ModelSpec> {
         if let Some(shortcut) = self.shortcut {
+            let given = match spelling {
+                Spelling::Flags => format!("--shortcut {shortcut}"),
+                Spelling::FileKeys => format!("shortcut = \"{shortcut}\""),
+            };
+            PartialOption::Shortcut.check(&spec, &given)?;
             spec.shortcut = shortcut;
         }
         if let Some(stride) = self.bottleneck_stride {
+            let name = stride.to_possible_value().expect("no skipped values").get_name().to_string();
+            let given = match spelling {
+                Spelling::Flags => format!("--bottleneck-stride {name}"),
+                Spelling::FileKeys => format!("bottleneck_stride = \"{name}\""),
+            };
+            PartialOption::BottleneckStride.check(&spec, &given)?;
             spec.bottleneck_stride = stride;
         }
         if let Some(block) = self.block {

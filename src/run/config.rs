@@ -150,6 +150,22 @@ impl ScheduleConfig {
     }
 }
 
+/// Checks learning-rate steps a user gave (as iterations) against the run's length: a step the
+/// run never reaches (or one at its start) would leave the schedule other than it reads.
+pub fn check_lr_steps(steps: &[usize], iters: usize) -> Result<()> {
+    let Some(step) = steps.iter().find(|step| !(1..iters).contains(*step)) else {
+        return Ok(());
+    };
+    let room = match iters {
+        0 | 1 => "none (a run this short has no room for one)".to_string(),
+        _ => format!("iterations from 1 to {}", iters - 1),
+    };
+    bail!(
+        "step {step} is outside the run's {iters} iterations; expected {room}, or --set lr_steps=[] for a constant \
+         learning rate"
+    )
+}
+
 /// What `--precision` may say: a precision, or `auto` (bf16 where the hardware makes it faster,
 /// else fp32; decided by [`crate::train::request::RunRequest`], which alone resolves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -22,14 +22,14 @@ pub const STALE_AFTER: Duration = Duration::from_secs(600);
 /// The staleness in whole seconds, for clusters whose hosts come back sooner, and for tests.
 pub const STALE_ENV: &str = "RESLAB_LOCK_STALE_S";
 
-/// Set (to `1`) where a run should wait for another host's lock to go stale instead of failing at
+/// Set (to `1`, or any spelling of yes) where a run should wait for another host's lock to go stale instead of failing at
 /// once: Slurm's array tasks, which a requeue after a node loss may start while the lost node's
 /// lock is still fresh (Slurm's default SlurmdTimeout, 300 s, is below the default staleness).
 pub const WAIT_ENV: &str = "RESLAB_LOCK_WAIT";
 
 /// Whether [`WAIT_ENV`] asks to wait.
 fn waits() -> bool {
-    std::env::var(WAIT_ENV).is_ok_and(|v| v == "1")
+    std::env::var(WAIT_ENV).ok().and_then(|v| crate::util::parse_flag(&v)) == Some(true)
 }
 
 /// How long another host's lock may go without a refresh before it is stale: [`STALE_ENV`]'s

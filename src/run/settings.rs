@@ -174,6 +174,33 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
+impl Key {
+    /// The network option this key sets, where only some networks have it.
+    pub fn partial_option(&self) -> Option<crate::model::options::PartialOption> {
+        use crate::model::options::PartialOption;
+        match self.name {
+            "shortcut" => Some(PartialOption::Shortcut),
+            "bottleneck_stride" => Some(PartialOption::BottleneckStride),
+            _ => None,
+        }
+    }
+}
+
+impl Setting {
+    /// Whether a run of `model` has what this setting changes (a shortcut option needs shortcuts).
+    pub fn fits(&self, model: &crate::model::ModelSpec) -> bool {
+        self.key.partial_option().is_none_or(|option| option.missing_from(model).is_none())
+    }
+
+    /// An error naming the setting where a run of `model` lacks what it changes.
+    pub fn check_fits(&self, model: &crate::model::ModelSpec) -> Result<()> {
+        match self.key.partial_option() {
+            Some(option) => option.check(model, &format!("--set {self}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A parsed value of a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -299,16 +326,48 @@ impl Axis {
     }
 }
 
+/// What other tools call some keys, for the suggestions of an unknown key (not accepted as keys:
+/// a run's name and `config.toml` spell each key one way).
+const COMMON_NAMES: &[(&str, &str)] = &[
+    ("learning_rate", "lr"),
+    ("base_lr", "lr"),
+    ("wd", "weight_decay"),
+    ("l2", "weight_decay"),
+    ("batch", "batch_size"),
+    ("bs", "batch_size"),
+    ("iterations", "iters"),
+    ("max_iter", "iters"),
+    ("max_steps", "iters"),
+    ("milestones", "lr_steps"),
+    ("lr_milestones", "lr_steps"),
+    ("gamma", "lr_decay"),
+    ("lr_gamma", "lr_decay"),
+    ("mom", "momentum"),
+    ("augmentation", "augment"),
+    ("aug", "augment"),
+    ("eval_interval", "eval_every"),
+    ("val_every", "eval_every"),
+    ("image_size", "input_size"),
+    ("img_size", "input_size"),
+    ("save_every", "checkpoint_every"),
+    ("shortcut_type", "shortcut"),
+    ("nhwc", "channels_last"),
+];
+
 /// The key named `name` (short or dotted); an error naming the nearest keys.
 pub fn key_named(name: &str) -> Result<&'static Key> {
     if let Some(key) = KEYS.iter().find(|k| k.name == name || k.path == name) {
         return Ok(key);
     }
-    // Abbreviations (`wd`) and parts (`decay`) first, then by edit distance.
+    // Abbreviations (`wd`), parts (`decay`) and other tools' names first, then by edit distance
+    // to the key or another tool's name for it (`lerning_rate` is near `learning_rate`: `lr`).
     let initials = |k: &str| k.split('_').filter_map(|w| w.chars().next()).collect::<String>();
     let score = |k: &Key| match k.name.contains(name) || initials(k.name) == name {
         true => 0,
-        false => 1 + edit_distance(name, k.name),
+        false => {
+            let other_names = COMMON_NAMES.iter().filter(|(_, key)| *key == k.name).map(|(other, _)| *other);
+            1 + other_names.chain([k.name]).map(|n| edit_distance(name, n)).min().unwrap_or_default()
+        }
     };
     let mut nearest: Vec<(usize, &str)> = KEYS.iter().map(|k| (score(k), k.name)).collect();
     nearest.sort();
@@ -364,11 +423,7 @@ pub fn parse_value(key: &'static Key, text: &str) -> Result<Value> {
     Ok(match key.kind {
         ValueKind::Number => Value::Number(number(text).ok_or_else(wrong)?),
         ValueKind::Count => Value::Count(text.parse::<u64>().map_err(|_| wrong())?),
-        ValueKind::Flag => Value::Flag(match text {
-            "true" | "yes" | "on" | "1" => true,
-            "false" | "no" | "off" | "0" => false,
-            _ => return Err(wrong()),
-        }),
+        ValueKind::Flag => Value::Flag(crate::util::parse_flag(text).ok_or_else(wrong)?),
         ValueKind::Choice(choices) => {
             let choices = choices();
             let found = choices.iter().find(|c| c.eq_ignore_ascii_case(text)).ok_or_else(wrong)?;
@@ -400,7 +455,7 @@ fn expected(key: &Key) -> String {
     match key.kind {
         ValueKind::Number => "a number (e.g. 0.1, 1e-4)".into(),
         ValueKind::Count => "a whole number, 0 or more".into(),
-        ValueKind::Flag => "true or false".into(),
+        ValueKind::Flag => crate::util::FLAG_VALUES.into(),
         ValueKind::Choice(choices) => format!("one of {}", choices().join(", ")),
         ValueKind::Steps => {
             "a list in brackets, increasing: fractions of the run ([0.5,0.75]) or iterations ([32000,48000])".into()
@@ -443,12 +498,18 @@ pub fn apply(config: &RunConfig, settings: &[Setting]) -> Result<RunConfig> {
     let mut changed: RunConfig = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("--set {}: {}", named.join(" "), super::config::one_line(&e.to_string())))?;
     let steps_given = settings.iter().any(|s| s.key.name == "lr_steps");
+    let iterations_given = steps_given && fractions.is_none();
     let (old, new) = (config.schedule.iters, changed.schedule.iters);
     if let Some(fractions) = fractions {
         changed.schedule.lr_steps = fractions.iter().map(|f| (f * new as f64).round() as usize).collect();
     } else if !steps_given && old != new && old > 0 {
         let scale = |step: &usize| ((*step as f64) * new as f64 / old as f64).round() as usize;
         changed.schedule.lr_steps = config.schedule.lr_steps.iter().map(scale).collect();
+    }
+    if iterations_given {
+        let s = &changed.schedule;
+        super::config::check_lr_steps(&s.lr_steps, s.iters)
+            .map_err(|e| e.context(format!("--set {}", named.join(" "))))?;
     }
     changed.validate().map_err(|e| e.context(format!("--set {}", named.join(" "))))?;
     Ok(changed)
@@ -614,6 +675,21 @@ mod tests {
             let err = format!("{:#}", Axis::parse(bad).unwrap_err());
             assert!(err.contains(expected), "{bad}: {err}");
         }
+        for (bad, nearest) in
+            [("lerning_rate", "lr"), ("learning_rate", "lr"), ("wd", "weight_decay"), ("bs", "batch_size")]
+        {
+            let err = format!("{:#}", key_named(bad).unwrap_err());
+            assert!(err.contains(&format!("nearest: {nearest},")), "{bad}: {err}");
+        }
+        for flag in ["True", "YES", "on", "1"] {
+            assert_eq!(axis(&format!("augment={flag}")).values, [Value::Flag(true)], "{flag}");
+        }
+        assert_eq!(axis("augment=Off").values, [Value::Flag(false)]);
+        let err = format!("{:#}", set(&["lr_steps=[99999]", "iters=10"]).unwrap_err());
+        assert!(
+            err.contains("--set lr_steps=[99999] iters=10: step 99999 is outside the run's 10 iterations"),
+            "{err}"
+        );
         let err = format!("{:#}", set(&["momentum=1.5"]).unwrap_err());
         assert!(err.contains("--set momentum=1.5") && err.contains("optim.momentum is 1.5"), "{err}");
     }

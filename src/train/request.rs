@@ -173,6 +173,13 @@ impl RunRequest {
                 (config_of(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
             }
         };
+        // The run trains in this process: bad data is one line now, before a probe or a directory.
+        if self.auto_precision == AutoPrecision::Decide {
+            config.data.ensure_present()?;
+        }
+        for setting in &self.settings {
+            setting.check_fits(&config.model)?;
+        }
         let mut config = settings::apply(&config, &self.settings)?;
         let dir = RunDir::new(out.unwrap_or_else(|| PathBuf::from(format!("results/train-{}", config.model.name()))));
         if let Some(every) = self.log_grads {
@@ -199,11 +206,7 @@ impl RunRequest {
                         Precision::Fp32,
                         "fp32 (auto: a data-parallel run's ranks must agree; --precision bf16 forces bf16)".into(),
                     ),
-                    None => {
-                        // Bad data is one line at once, not after a probe.
-                        config.data.source.ensure_exists()?;
-                        precision_for(choice, &config)?
-                    }
+                    None => precision_for(choice, &config)?,
                 };
                 config.precision = precision;
                 Some(why)

@@ -21,12 +21,28 @@ pub fn device() -> Device {
     device
 }
 
-/// `threads`, or one per core when 0.
+/// The cores this process may use (its CPU affinity and cgroup quota).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `threads`, or one per core when 0; at most the cores this process may use. The command line
+/// refuses more; a run's configuration may ask for more where it was made on a larger machine, so
+/// it is capped here, with a warning the first time.
 pub fn thread_count(threads: usize) -> usize {
-    if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let cores = cores();
+    if threads > cores {
+        WARNED.call_once(|| {
+            crate::eprint_line!(
+                "warning: threads = {threads} (the run's configuration) is more than the {cores} cores this process \
+                 may use; libtorch gets {cores} threads"
+            )
+        });
+    }
+    match threads {
+        0 => cores,
+        _ => threads.min(cores),
     }
 }
 

@@ -15,6 +15,19 @@ pub fn temporary_name(path: &Path) -> PathBuf {
 /// On failure the temporary file is removed and `path` is untouched.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temporary_name(path);
+    // Made here first, so a folder that is missing or not writable is an OS error in words,
+    // whatever the writer would have said of it.
+    if let Err(e) = File::create(&tmp) {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::bail!(
+                "writing {}: the folder {} does not exist; expected an existing folder",
+                path.display(),
+                folder.display()
+            );
+        }
+        anyhow::bail!("writing {}: {} (in the folder {})", path.display(), e, folder.display());
+    }
     let result = write(&tmp).and_then(|()| {
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -29,8 +42,30 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
             true => free_space_note(path.parent().unwrap_or(Path::new("."))),
             false => String::new(),
         };
-        e.context(format!("writing {}{note}", path.display()))
+        // The writer's message names the temporary file and may hold Debug text of an OS error.
+        let message = in_words(&format!("{e:#}")).replace(&tmp.display().to_string(), &path.display().to_string());
+        anyhow::anyhow!("writing {}{note}: {message}", path.display())
     })
+}
+
+/// `text` with the Debug form of an OS error (`IoError(Os { code: 28, kind: StorageFull, message:
+/// "No space left on device" })`, as libraries print it) replaced by its words.
+fn in_words(text: &str) -> String {
+    let mut text = text.to_string();
+    while let Some(start) = text.find("Os { code: ") {
+        let Some(end) = text[start..].find(" }").map(|e| start + e + 2) else { break };
+        let debug = &text[start..end];
+        let code = debug["Os { code: ".len()..].split(',').next().unwrap_or_default().to_string();
+        let message = debug.split("message: \"").nth(1).and_then(|m| m.split('"').next()).unwrap_or_default();
+        let words = format!("{message} (os error {code})");
+        // A wrapper around it (`IoError(...)`) goes too.
+        let (start, end) = match (text[..start].strip_suffix("IoError("), text[end..].starts_with(')')) {
+            (Some(before), true) => (before.len(), end + 1),
+            _ => (start, end),
+        };
+        text.replace_range(start..end, &words);
+    }
+    text
 }
 
 /// Whether `error` is a full file system (ENOSPC, or a library's message of it).
@@ -105,5 +140,25 @@ mod tests {
         let other = write_atomically(&dir.path().join("y.bin"), |_| Err(anyhow::anyhow!("denied"))).unwrap_err();
         assert!(!format!("{other:#}").contains("free of"), "only a full disk gets the note");
         assert!(!dir.path().join(".tmp-x.bin").exists());
+    }
+
+    #[test]
+    fn a_missing_folder_and_a_writers_debug_text_come_out_in_words_naming_the_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-folder/x.bin");
+        let err = format!("{:#}", write_atomically(&missing, |_| Ok(())).unwrap_err());
+        let folder = dir.path().join("no-such-folder");
+        let expected = format!("the folder {} does not exist; expected an existing folder", folder.display());
+        assert_eq!(err, format!("writing {}: {expected}", missing.display()));
+        let path = dir.path().join("y.bin");
+        let err = write_atomically(&path, |tmp| {
+            let debug = "IoError(Os { code: 5, kind: Uncategorized, message: \"Input/output error\" })";
+            Err(anyhow::anyhow!("safetensors error {}: {debug}", tmp.display()))
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        let words = format!("safetensors error {}: Input/output error (os error 5)", path.display());
+        assert!(text.ends_with(&words) && !text.contains(".tmp-") && !text.contains("Os {"), "{text}");
+        assert!(!temporary_name(&path).exists());
     }
 }
