@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 
 #[test]
 fn models_lists_the_zoo_as_csv() {
@@ -411,18 +412,27 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_written_file() {
 fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let train = |precision: &str, seed: &str| {
+    // The CPU taken for one with native bf16 whatever it is (RESLAB_CPU_BF16), so the probe runs
+    // on every machine; where bf16 is emulated it is slower, and auto says so.
+    let train_on = |cpu_bf16: &str, precision: &str, seed: &str| {
         let out = dir.path().join(format!("run-{precision}-{seed}"));
         let args = ["train", "--model", "plain-8", "--iters", "2", "--eval-every", "2", "--batch-size", "32"];
         std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
             .args(args)
             .args(["--threads", "1", "--precision", precision, "--seed", seed, "--out", out.to_str().unwrap()])
+            .env("RESLAB_CPU_BF16", cpu_bf16)
             .env("RESLAB_CACHE_DIR", &cache)
             // Other tests train beside this one: the probe must be cached all the same.
             .env("RESLAB_PROBE_SLACK_CORES", "64")
             .output()
             .unwrap()
     };
+    let train = |precision: &str, seed: &str| train_on("yes", precision, seed);
+    // A CPU without native bf16: auto takes fp32 without measuring.
+    let without = train_on("no", "auto", "9");
+    assert!(without.status.success(), "{}", stderr(&without));
+    assert!(stdout(&without).contains("fp32 (auto: the CPU has no native bf16)"), "{}", stdout(&without));
+    assert!(!stdout(&without).contains("measuring"), "{}", stdout(&without));
     let forced = train("fp32", "0");
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(stdout(&forced).contains("precision: fp32, as asked"), "{}", stdout(&forced));

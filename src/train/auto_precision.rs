@@ -199,7 +199,7 @@ pub fn decide_here(
     channels_last: bool,
 ) -> Result<(Precision, String)> {
     let device = runtime::device();
-    if device == Device::Cpu && !runtime::cpu_has_bf16() {
+    if device == Device::Cpu && !runtime::cpu_has_bf16()? {
         // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
         return Ok((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into()));
     }

@@ -5,7 +5,7 @@
 use crate::native::Autocast;
 use crate::run::config::{Precision, RunConfig};
 use crate::run::provenance::Provenance;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
 use tch::Device;
@@ -67,10 +67,20 @@ impl PrecisionChoice {
     }
 }
 
-/// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, as Linux lists its flags):
-/// elsewhere bf16 is emulated and many times slower, so `auto` does not even measure it.
-pub fn cpu_has_bf16() -> bool {
-    crate::util::cache::cpu_info_field("flags").split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16")
+/// Says whether to take the CPU for one with native bf16 (yes or no), whatever its flags: the
+/// tests run `auto`'s probe, and its absence, on any CPU with it.
+pub const CPU_BF16_ENV: &str = "RESLAB_CPU_BF16";
+
+/// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, as Linux lists its flags),
+/// unless [`CPU_BF16_ENV`] says: elsewhere bf16 is emulated and many times slower, so `auto`
+/// does not even measure it.
+pub fn cpu_has_bf16() -> Result<bool> {
+    if let Some(value) = std::env::var_os(CPU_BF16_ENV) {
+        let value = value.to_string_lossy();
+        return crate::util::parse_flag(&value)
+            .with_context(|| format!("{CPU_BF16_ENV}={value}: expected {}", crate::util::FLAG_VALUES));
+    }
+    Ok(crate::util::cache::cpu_info_field("flags").split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16"))
 }
 
 /// The first GPU's name, from nvidia-smi (tch does not expose it).
