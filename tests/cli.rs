@@ -189,6 +189,41 @@ fn an_unknown_model_is_refused_by_the_argument_parser() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A bf16 run records its precision, and its weights evaluated in bf16 give its last row's test
+/// error (on the embedded sample: cheap also where bf16 is emulated, on CPUs without it natively).
+#[test]
+fn a_bf16_run_records_its_precision_and_evaluates_in_bf16_to_its_last_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plain-8-bf16");
+    let output = reslab(&[
+        "train",
+        "--model",
+        "plain-8",
+        "--iters",
+        "4",
+        "--eval-every",
+        "4",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+        "--precision",
+        "bf16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("precision: bf16, as asked"), "{}", stdout(&output));
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("precision = \"bf16\""));
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 1);
+    let weights = out.join("model.safetensors");
+    let output = reslab(&["eval", "--model", "plain-8", "--weights", weights.to_str().unwrap(), "--precision", "bf16"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let last = rows[0][5].parse::<f64>().unwrap();
+    assert!(stdout(&output).contains(&format!("test error {last:.2}%")), "{}", stdout(&output));
+}
+
 #[test]
 fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
     let dir = tempfile::tempdir().unwrap();
