@@ -190,10 +190,19 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
         }
         // One to three kills in this start; the last may end it.
         let attempt_started = Instant::now();
-        for _ in 0..rng.gen_range(1..=3) {
+        let in_this_start = rng.gen_range(1..=3);
+        for kill in 0..in_this_start {
             // A share of a 10-kill study's uninterrupted time, whatever the study's length.
             let ten_kill_study = took.div_f64(wanted.div_ceil(10) as f64);
-            std::thread::sleep(ten_kill_study.mul_f64(rng.gen_range(0.02..0.15)));
+            let delay = ten_kill_study.mul_f64(rng.gen_range(0.02..0.15));
+            // The first start's last kill, of the runner, comes once a run is held (after its
+            // checkpoints): resuming from a checkpoint is always tested, whatever the machine's speed.
+            let sure_to_resume = starts == 1 && kill == in_this_start - 1;
+            if sure_to_resume {
+                wait_for("a run of the study to be held", REACH_HOLD, || RUNS.iter().any(|r| holds.is_held(r, None)));
+            } else {
+                std::thread::sleep(delay);
+            }
             if let Some(status) = runner[0].try_wait().unwrap() {
                 // (A held study cannot complete; a failed one is started again, and the log says why.)
                 assert!(!status.success(), "seed {seed}: the study completed while its runs were held");
@@ -201,6 +210,7 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
             }
             let jobs = jobs_of(runner_pid);
             let kind = match rng.gen_range(0..3) {
+                _ if sure_to_resume => Kill::Runner,
                 1 if !jobs.is_empty() => Kill::OneJob,
                 2 => Kill::Both,
                 _ => Kill::Runner,
