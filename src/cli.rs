@@ -561,6 +561,12 @@ pub enum DataCommand {
 
 /// The command line, with the built-in experiments (their presets' lengths and defaults, read from
 /// the experiment files) listed under the help of each command that takes one.
+/// The command line, parsed with the help that [`command`] builds.
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().try_get_matches()?)
+}
+
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let catalogue = reslab::experiment::catalogue::text()

@@ -4,7 +4,6 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use clap::FromArgMatches;
 use cli::*;
 use reslab::data::download::{self, Checksum};
 use reslab::data::sample::make_sample;
@@ -39,8 +38,7 @@ fn main() {
     }));
     // Exceeding a file-size limit is then a write error like a full disk, not a silent kill.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let matches = cli::command().try_get_matches().unwrap_or_else(|e| exit_on_argument_error(e));
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_argument_error(e));
+    let cli = cli::parse().unwrap_or_else(|e| exit_on_argument_error(e));
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
