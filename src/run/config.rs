@@ -242,15 +242,6 @@ impl Default for TrainOptions {
 }
 
 impl RunConfig {
-    /// Whether `other` describes the same run: everything but the thread count, which is how the
-    /// run is executed (`--jobs` splits the cores), and `log_grads`, which records without
-    /// changing anything. A run resumed with another thread count continues correctly, though no
-    /// longer bit for bit as it would have.
-    pub fn same_run(&self, other: &RunConfig) -> bool {
-        let essence = |c: &RunConfig| RunConfig { threads: 0, log_grads: 0, ..c.clone() };
-        essence(self) == essence(other)
-    }
-
     /// Iterations between checkpoints.
     pub fn checkpoint_interval(&self) -> usize {
         if self.checkpoint_every == 0 {

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod events;
 pub mod grad_norms;
+pub mod identity;
 pub mod lock;
 pub mod metrics;
 pub mod mlflow;
