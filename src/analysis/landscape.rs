@@ -697,6 +697,21 @@ pub fn of_run(
     Ok(result)
 }
 
+/// Copies the finished surfaces of `dirs`' runs from an earlier analysis's folder `from` into
+/// `to`, where [`analyze`] looks for them: an aggregation written afresh does not compute again
+/// what an earlier one finished (a surface of other weights or settings is computed again anyway).
+pub fn carry_finished(dirs: &[PathBuf], from: &Path, to: &Path) -> Result<()> {
+    for dir in dirs {
+        let name = format!("{}-landscape.json", super::run_label(dir));
+        if from.join(&name).is_file() {
+            std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+            std::fs::copy(from.join(&name), to.join(&name))
+                .with_context(|| format!("copying {} to {}", from.join(&name).display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// A finished surface and path, kept beside the charts (`<run>-landscape.json`) so that drawing
 /// a study again does not compute them again; valid while its key matches.
 #[derive(Debug, Serialize, Deserialize)]

@@ -2,10 +2,12 @@
 //! spread, the curves, and whether the paper's predictions held, as tables, charts and a report.
 
 use super::claims::{self, CheckOutcome, Side};
+use super::output_set;
 use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::results::{read_groups, Band, GroupResult, LandscapeNumbers, RunResult};
 use super::spec::{ChartSettings, Curves, Experiment, YScale};
+use super::study_dir::StudyDir;
 use crate::analysis::grad_norms::{self, RunGradNorms};
 use crate::analysis::landscape;
 use crate::analysis::shattering::{self, ShatteringSettings};
@@ -83,44 +85,64 @@ impl StudyReport {
 }
 
 /// Reads the planned runs' directories in `out` and writes the study's tables, charts and
-/// `report.html` there.
+/// `report.html` there, as one set: what an earlier aggregation wrote that no longer applies is
+/// removed, and a failure leaves the earlier set whole.
 pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], out: &Path) -> Result<StudyReport> {
+    let (mut report, files) =
+        output_set::write_as_one_set(&StudyDir::new(out), |to| write_set(experiment, preset, runs, out, to))?;
+    report.files = files;
+    Ok(report)
+}
+
+/// The study in `out`, aggregated into the folder `to`.
+fn write_set(
+    experiment: &Experiment,
+    preset: Preset,
+    runs: &[PlannedRun],
+    out: &Path,
+    to: &Path,
+) -> Result<StudyReport> {
     let (mut groups, incomplete) = read_groups(experiment, runs)?;
     let mut files = Vec::new();
     let mut figures = Vec::new();
     if !groups.is_empty() {
         let caption = chart_caption(experiment, &groups);
-        for chart in write_charts(experiment, &groups, out)? {
+        for chart in write_charts(experiment, &groups, to)? {
             if chart.extension().is_some_and(|e| e == "svg") {
                 figures.push(Figure { caption: caption.clone(), svg: read_svg(&chart)? });
             }
             files.push(chart);
         }
-        let analysed = analyses(experiment, preset, &mut groups, out)?;
+        let analysed = analyses(experiment, preset, &mut groups, (out, to))?;
         files.extend(analysed.files);
         figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
     let checks = claims::check_all(&experiment.expect, &groups, paper_iters(experiment));
     if let Some(forest) = forest_chart(experiment, &checks) {
         let (png, svg) =
-            (out.join(format!("{}-claims.png", experiment.name)), out.join(format!("{}-claims.svg", experiment.name)));
+            (to.join(format!("{}-claims.png", experiment.name)), to.join(format!("{}-claims.svg", experiment.name)));
         forest::render(&forest, &png, &svg)?;
         figures.push(Figure { caption: FOREST_CAPTION.into(), svg: read_svg(&svg)? });
         files.extend([png, svg]);
     }
-    files.extend(write_tables(experiment, &groups, &checks, out)?);
+    files.extend(write_tables(experiment, &groups, &checks, to)?);
+    // What the report says of the study comes from its record where it has one.
+    let (preset, command) = match StudyDir::new(out).recorded_study() {
+        Ok((record, _)) => (record.preset, record.command_line(&experiment.name, out)),
+        Err(_) => {
+            (preset, format!("reslab reproduce {} --preset {} --out {}", experiment.name, preset.name(), out.display()))
+        }
+    };
     let section = section(experiment, preset, runs, &groups, &checks, figures)?;
     let page = Page {
         title: experiment.title.clone(),
         lede: vec![format!(
-            "Made by reslab {} from the run directories in this folder: reslab reproduce {} --preset {}.",
+            "Made by reslab {} from the run directories in this folder, as this command runs it: {command}.",
             env!("CARGO_PKG_VERSION"),
-            experiment.name,
-            preset.name()
         )],
         sections: vec![section.clone()],
     };
-    let report = out.join("report.html");
+    let report = to.join("report.html");
     html::write(&page, &report)?;
     files.push(report);
     Ok(StudyReport { groups, checks, incomplete, section, files })
@@ -128,7 +150,13 @@ pub fn aggregate(experiment: &Experiment, preset: Preset, runs: &[PlannedRun], o
 
 /// The experiment's `[analysis]` on its complete runs (responses go into the groups, for the
 /// checks): their files and figures.
-fn analyses(experiment: &Experiment, preset: Preset, groups: &mut [GroupResult], out: &Path) -> Result<Written> {
+/// Reads the runs in `out`, writes into `to`.
+fn analyses(
+    experiment: &Experiment,
+    preset: Preset,
+    groups: &mut [GroupResult],
+    (out, to): (&Path, &Path),
+) -> Result<Written> {
     let settings = &experiment.analysis;
     let mut written = Written::default();
     let dirs = |groups: &[GroupResult]| -> Vec<PathBuf> {
@@ -139,12 +167,12 @@ fn analyses(experiment: &Experiment, preset: Preset, groups: &mut [GroupResult],
         for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&all) {
             run.responses = Some(result.layers.iter().map(|l| l.std).collect());
         }
-        written.extend(responses::write(&all, out, &format!("{}-responses", experiment.name))?);
+        written.extend(responses::write(&all, to, &format!("{}-responses", experiment.name))?);
     }
     if settings.grad_norms > 0 {
         let recorded: Vec<RunGradNorms> = dirs(groups).iter().filter_map(|dir| RunGradNorms::read(dir).ok()).collect();
         if !recorded.is_empty() {
-            written.extend(grad_norms::write(&recorded, out, &format!("{}-grad-norms", experiment.name))?);
+            written.extend(grad_norms::write(&recorded, to, &format!("{}-grad-norms", experiment.name))?);
         }
     }
     if settings.shattering {
@@ -155,15 +183,16 @@ fn analyses(experiment: &Experiment, preset: Preset, groups: &mut [GroupResult],
         let data_config = RunConfig::load(&RunDir::new(&first_runs[0]).config())?.data;
         let data = Dataset::open(&data_config, tch::Device::Cpu)?;
         let shattering_settings = ShatteringSettings { cifar_depths: depths, runs: first_runs, ..Default::default() };
-        let shattering_out = out.join("shattering");
+        let shattering_out = to.join("shattering");
         written.extend(shattering::analyze(&shattering_settings, &data, &shattering_out)?.2);
     }
     if let Some(base) = &settings.landscape {
         let own = experiment.preset(preset)?.landscape.clone().unwrap_or_default();
         let landscape_settings = own.over(base).settings().context("[analysis.landscape]")?;
         let all = dirs(groups);
+        landscape::carry_finished(&all, &out.join("landscape"), &to.join("landscape"))?;
         let (results, files) =
-            landscape::analyze(&all, &landscape_settings, None, None, &out.join("landscape"), "landscape")?;
+            landscape::analyze(&all, &landscape_settings, None, None, &to.join("landscape"), "landscape")?;
         for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&results) {
             run.landscape = Some(LandscapeNumbers {
                 sharpness: result.summary.sharpness,
@@ -200,7 +229,7 @@ fn section(
     let mut details = Vec::new();
     for run in runs {
         let dir = run.dir().clone();
-        let state = RunState::read(&dir.path);
+        let state = run.run.state();
         if !state.is_complete() {
             notes.push(format!("{} is {state}: not in the tables, charts or claims.", run.dir_name()));
         }
@@ -707,6 +736,7 @@ mod tests {
                 provenance: None,
                 all_reduce_ms_per_step: None,
                 message: None,
+                digests: None,
             }
             .save(dir)
             .unwrap();

@@ -525,6 +525,7 @@ mod tests {
                     provenance: None,
                     all_reduce_ms_per_step: None,
                     message: None,
+                    digests: None,
                 },
                 precision: Precision::Fp32,
                 rows: vec![],

@@ -68,7 +68,7 @@ pub fn longest_first(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
         let schedule = &run.config().schedule;
         let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
         let images = (schedule.iters * run.config().optim.batch_size) as f64;
-        let done = match RunState::read(&run.dir().path) {
+        let done = match run.run.state() {
             RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
                 iteration as f64 / schedule.iters.max(1) as f64
             }
@@ -124,13 +124,14 @@ pub fn estimate(runs: &[PlannedRun], threads: usize) -> Result<Vec<RunCost>> {
         let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
         // Evaluation: a forward pass, about a third of a training image's work.
         let total_s = images / train_img_per_s + evals * eval_images(run) / (3.0 * train_img_per_s);
-        let state = RunState::read(&run.dir().path);
+        let state = run.run.state();
         let remaining_s = match &state {
             RunState::Complete(_) | RunState::Diverged(_) => 0.0,
             RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
                 total_s * (1.0 - *iteration as f64 / schedule.iters as f64)
             }
-            RunState::New => total_s,
+            // Neither this run nor to be counted: once removed, it trains from the start.
+            RunState::New | RunState::Modified { .. } | RunState::Foreign { .. } => total_s,
         };
         costs.push(RunCost {
             dir: run.dir_name(),

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod cost;
 pub mod launch;
 pub mod layout;
+pub mod output_set;
 pub mod paper;
 pub mod plan;
 pub mod preset;
@@ -19,6 +20,7 @@ pub mod stats;
 pub mod status;
 pub mod study;
 pub mod study_dir;
+pub mod study_record;
 pub mod tracking;
 
 pub use preset::Preset;

@@ -104,20 +104,17 @@ impl PlannedRun {
     }
 }
 
-/// The runs of a plan still to train. A run directory holding a complete run of another
-/// configuration (another `--set`, `--iters` or preset into the same folder) is an error naming
-/// it, before anything trains: it is neither this run nor to be overwritten.
+/// The runs of a plan still to train. A run directory holding a run of another configuration
+/// (another `--set`, `--iters` or preset into the same folder) or one modified after it completed
+/// is an error naming it and what differs, before anything trains: it is neither this run nor to
+/// be overwritten.
 pub fn pending(runs: Vec<PlannedRun>) -> Result<Vec<PlannedRun>> {
     let mut pending = Vec::new();
     for run in runs {
-        if !RunState::read(&run.dir().path).is_complete() {
-            pending.push(run);
-        } else if !run.run.is_complete_in(run.dir()) {
-            bail!(
-                "run directory {} already holds a complete run with another configuration (another --set, \
-                 --iters or preset into this folder?); expected this study's run there: choose another --out or remove it",
-                run.dir().path.display()
-            );
+        match run.run.state() {
+            RunState::Complete(_) => {}
+            state if state.needs_attention() => bail!(state.refusal(&run.dir().path)),
+            _ => pending.push(run),
         }
     }
     Ok(pending)

@@ -9,7 +9,7 @@ use crate::report::table::{GroupRow, MeanStd};
 use crate::run::config::Precision;
 use crate::run::metrics::{self, MetricsRow};
 use crate::run::{RunConfig, RunDir, RunState, RunSummary};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 /// One complete run (one seed) as read back from its directory.
 #[derive(Debug, Clone)]
@@ -179,8 +179,9 @@ pub fn read_groups(experiment: &Experiment, runs: &[PlannedRun]) -> Result<(Vec<
     let mut incomplete = Vec::new();
     for run in runs {
         let dir = run.dir().path.clone();
-        let summary = match RunState::read(&dir) {
+        let summary = match run.run.state() {
             RunState::Complete(summary) => *summary,
+            foreign @ RunState::Foreign { .. } => bail!(foreign.refusal(&dir)),
             other => {
                 incomplete.push((run.dir_name(), other));
                 continue;

@@ -38,7 +38,7 @@ pub fn link_finished_runs(
         let Some(other) = siblings.iter().find(|other| {
             let candidate = parent.join(other).join(run.dir_name());
             // A linked run is not linked again: a link always points at the run itself.
-            !candidate.is_symlink() && run.run.is_complete_in(&RunDir::new(&candidate))
+            !candidate.is_symlink() && run.run.state_in(&RunDir::new(&candidate)).is_complete()
         }) else {
             continue;
         };

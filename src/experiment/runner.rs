@@ -80,7 +80,7 @@ pub fn run_study(
     let jobs = Parallelism { jobs: parallelism.jobs.min(pending_count).max(1) };
     let overrides = Overrides { threads: jobs.threads_per_job(overrides.threads), ..overrides.clone() };
     let runs = plan(experiment, preset, &overrides, out)?;
-    StudyDir::new(out).record_experiment(experiment, preset)?;
+    StudyDir::new(out).record_study(experiment, preset, &overrides)?;
     if let Some(note) = &experiment.preset(preset)?.note {
         crate::eprint_line!("note: {note}");
     }
@@ -118,6 +118,10 @@ pub fn aggregate_only(
     out: &Path,
 ) -> Result<(StudyReport, Result<()>)> {
     let runs = plan(experiment, preset, overrides, out)?;
+    let study = StudyDir::new(out);
+    if let (Err(no_study), false) = (study.recorded_study(), runs.iter().any(|r| r.dir().path.exists())) {
+        return Err(no_study);
+    }
     let report = aggregate(experiment, preset, &runs, out)?;
     let sent = tracking::send(experiment, preset, &runs, out, &report);
     Ok((report, sent))

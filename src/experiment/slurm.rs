@@ -217,7 +217,7 @@ pub fn reproduce(
         print!("{}", dry_run_text(&scripts, out));
         return Ok(None);
     }
-    StudyDir::new(out).record_experiment(experiment, invocation.preset)?;
+    StudyDir::new(out).record_study(experiment, invocation.preset, &invocation.overrides)?;
     submit(&scripts, out).map(Some)
 }
 

@@ -20,6 +20,10 @@ pub enum Phase {
     Pending,
     /// Diverged, or failed with nothing that will retry it.
     Failed,
+    /// Changed after it completed: not counted until restored or removed.
+    Modified,
+    /// Another configuration's run: not this study's.
+    Foreign,
 }
 
 /// One run's line of `reslab status`.
@@ -53,6 +57,8 @@ const SLURM_FAILED: [&str; 6] = ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAI
 fn phase(state: &RunState, slurm: Option<&str>, holder: Option<&LockOwner>) -> Phase {
     match state {
         RunState::Complete(_) => Phase::Done,
+        RunState::Modified { .. } => Phase::Modified,
+        RunState::Foreign { .. } => Phase::Foreign,
         RunState::Diverged(_) => Phase::Failed,
         _ if slurm == Some("RUNNING") || holder.is_some() => Phase::Running,
         RunState::Failed { .. } => Phase::Failed,
@@ -104,14 +110,21 @@ impl StudyStatus {
         let left =
             if left >= 3600.0 { format!("{:.1} hours", left / 3600.0) } else { format!("{:.0} minutes", left / 60.0) };
         text += &format!(
-            "{}: {} runs: {} done, {} running, {} pending, {} failed; about {left} of training left at the measured speed \
-             (one run at a time)\n",
+            "{}: {} runs: {} done, {} running, {} pending, {} failed{}; about {left} of training left at the measured \
+             speed (one run at a time)\n",
             out.display(),
             self.runs.len(),
             count(Phase::Done),
             count(Phase::Running),
             count(Phase::Pending),
             count(Phase::Failed),
+            match (count(Phase::Foreign), count(Phase::Modified)) {
+                (0, 0) => String::new(),
+                (foreign, modified) => format!(
+                    ", {foreign} of another configuration and {modified} modified after completion (not counted: \
+                     remove them, or restore what changed)"
+                ),
+            },
         );
         if let Some(s) = &self.submission {
             text +=

@@ -5,9 +5,11 @@
 use super::plan::Overrides;
 use super::preset::Preset;
 use super::spec::{Experiment, SlurmOverrides};
+use super::study_dir::StudyDir;
 use super::{layout, paper, plan, runner, slurm};
+use crate::run::config::PrecisionChoice;
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A study before it is resolved: what `reproduce`, `plan`, `status` and `aggregate` are given.
 #[derive(Debug, Clone)]
@@ -75,6 +77,10 @@ impl StudyRequest {
 
     /// The one experiment it names (not `paper`), with its preset and folder.
     pub fn study(&self) -> Result<Study> {
+        let named = Path::new(&self.experiment);
+        if named.is_dir() {
+            return self.recorded_study(named);
+        }
         if self.is_paper() {
             let (_, out) = self.paper();
             bail!(
@@ -93,6 +99,39 @@ impl StudyRequest {
         plan::check_some_run_fits(std::slice::from_ref(&experiment), preset, &self.overrides)?;
         let out = self.out.clone().unwrap_or_else(|| default_out(&experiment.name, preset));
         Ok(Study { experiment, preset, out, overrides: self.overrides.clone() })
+    }
+
+    /// The study recorded in `folder` (`reslab status results/fig1-demo`), as it was asked for:
+    /// options that would plan it otherwise are refused.
+    fn recorded_study(&self, folder: &Path) -> Result<Study> {
+        let o = &self.overrides;
+        let given = [
+            (self.preset.is_some(), "--preset"),
+            (o.data.is_some(), "--data"),
+            (o.iters.is_some(), "--iters"),
+            (o.eval_every.is_some(), "--eval-every"),
+            (o.seed.is_some(), "--seed"),
+            (o.seeds.is_some(), "--seeds"),
+            (o.depths.is_some(), "--depths"),
+            (!o.settings.is_empty(), "--set"),
+            (o.precision != PrecisionChoice::Auto, "--precision"),
+            (self.out.as_deref().is_some_and(|out| out != folder), "--out"),
+        ];
+        if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {
+            bail!(
+                "{flag} with the study folder {}: its study is recorded in its experiment.toml; expected the folder \
+                 alone, or an experiment's name with {flag} and --out",
+                folder.display()
+            );
+        }
+        let (record, mut experiment) = StudyDir::new(folder).recorded_study()?;
+        experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
+        Ok(Study {
+            experiment,
+            preset: record.preset,
+            out: folder.to_path_buf(),
+            overrides: record.overrides(o.threads)?,
+        })
     }
 
     /// `paper`: its preset (default smoke) and folder.

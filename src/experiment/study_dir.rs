@@ -3,16 +3,19 @@
 //! | path | what |
 //! | --- | --- |
 //! | `<run>-seed<N>/` | a run directory per planned run (see [`crate::run`]) |
-//! | `experiment.toml` | the experiment as it was run, with the preset it was run at |
+//! | `experiment.toml` | the study's record (preset, seeds, every override) and the experiment as it runs ([`super::study_record`]) |
 //! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
 //! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
 //! | `mlflow.toml` | `--mlflow URI`: the study's parent run on each MLflow server |
-//! | tables, charts, `report.html` | written by the aggregation (see [`super::aggregate`]) |
+//! | tables, charts, `report.html` | written by the aggregation (see [`super::aggregate`]), as one set ([`super::output_set`]) |
+//! | `.aggregated` | the files the last aggregation wrote (what the next one replaces) |
+//! | `.aggregating/` | the aggregation's outputs while it writes them |
 
+use super::plan::Overrides;
 use super::preset::Preset;
 use super::spec::Experiment;
+use super::study_record::{self, StudyRecord};
 use crate::run::RunDir;
-use crate::util::fs::write_file;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -59,16 +62,25 @@ impl StudyDir {
         self.path.join("experiment.toml")
     }
 
-    /// Creates the folder and writes the experiment as run into it.
-    pub fn record_experiment(&self, experiment: &Experiment, preset: Preset) -> Result<()> {
+    /// Where an aggregation writes its outputs before they are put in place.
+    pub fn aggregation_stage(&self) -> PathBuf {
+        self.path.join(".aggregating")
+    }
+
+    /// The list of files the last aggregation wrote, relative to the folder.
+    pub fn aggregated_manifest(&self) -> PathBuf {
+        self.path.join(".aggregated")
+    }
+
+    /// Creates the folder and records the study in it (`experiment.toml`).
+    pub fn record_study(&self, experiment: &Experiment, preset: Preset, overrides: &Overrides) -> Result<()> {
         std::fs::create_dir_all(&self.path)
             .with_context(|| format!("creating output directory {}", self.path.display()))?;
-        let header = format!(
-            "# reslab {}: this experiment was run with --preset {}.\n",
-            env!("CARGO_PKG_VERSION"),
-            preset.name()
-        );
-        let text = toml::to_string(experiment).expect("an experiment always serialises");
-        write_file(&self.experiment_file(), (header + &text).as_bytes())
+        study_record::write(&self.experiment_file(), &StudyRecord::new(experiment, preset, overrides)?, experiment)
+    }
+
+    /// The study recorded in the folder: one line where it holds none.
+    pub fn recorded_study(&self) -> Result<(StudyRecord, Experiment)> {
+        study_record::read(&self.path, &self.experiment_file())
     }
 }

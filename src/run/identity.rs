@@ -93,7 +93,7 @@ impl RunConfig {
     }
 }
 
-/// A configuration as `(dotted key, value)` pairs, in `config.toml`'s order.
+/// A configuration as `(dotted key, value)` pairs, in `config.toml`'s order (toml keeps it).
 fn flat(config: &RunConfig) -> Vec<(String, String)> {
     let value = toml::Value::try_from(config).expect("a run config always converts");
     let mut pairs = Vec::new();
@@ -111,14 +111,6 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
         }
         other => out.push((prefix.to_string(), other.to_string())),
     }
-}
-
-/// SHA-256 (hex) of a file's bytes, or why it could not be read.
-pub fn file_digest(path: &std::path::Path) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut file = std::fs::File::open(path)?;
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 pub mod attempts;
 pub mod checkpoint;
 pub mod config;
+pub mod digests;
 pub mod events;
 pub mod grad_norms;
 pub mod identity;
@@ -29,16 +30,19 @@ pub mod metrics;
 pub mod mlflow;
 pub mod provenance;
 pub mod settings;
+pub mod state;
 pub mod summary;
 
 pub use config::RunConfig;
+pub use state::RunState;
 pub use summary::{RunStatus, RunSummary};
 
 use crate::model::{weights, Model};
 use anyhow::{bail, Context, Result};
 use config::Precision;
+use identity::Leeway;
 use lock::RunLock;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The run's configuration, written when it starts.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -70,6 +74,11 @@ impl RunDir {
     /// The path of its `config.toml`.
     pub fn config(&self) -> PathBuf {
         self.path.join(CONFIG_FILE)
+    }
+
+    /// The path of its `metrics.csv`.
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join(metrics::FILE_NAME)
     }
 
     /// The path of its final weights, `model.safetensors`.
@@ -112,31 +121,24 @@ impl RunDir {
         }
     }
 
-    /// The summary of a complete run already here with exactly this configuration (by
-    /// [`RunConfig::same_run`]); an error if the directory holds a complete run of another.
+    /// The summary of a complete run already here with exactly this configuration; an error
+    /// if the directory holds a run of another configuration it would lose (complete, or with a
+    /// checkpoint), or one modified after it completed.
     pub fn complete_run(&self, config: &RunConfig) -> Result<Option<RunSummary>> {
-        let Ok(summary) = RunSummary::load(&self.path) else {
-            return Ok(None);
-        };
-        if summary.status != RunStatus::Complete {
-            return Ok(None);
-        }
-        match RunConfig::load(&self.config()) {
-            Ok(existing) if existing.same_run(config) => {
+        match RunState::read_as(&self.path, config, Leeway::NONE) {
+            RunState::Complete(summary) => {
                 lock::clear_stale(&self.path);
-                Ok(Some(summary))
+                Ok(Some(*summary))
             }
-            _ => bail!(
-                "run directory {} already holds a complete run with another configuration; \
-                 choose another --out or remove it",
-                self.path.display()
-            ),
+            // A checkpoint of another configuration explains itself when the trainer reads it.
+            RunState::Foreign { recorded, .. }
+                if !matches!(*recorded, RunState::Complete(_) | RunState::Diverged(_)) =>
+            {
+                Ok(None)
+            }
+            state if state.needs_attention() => bail!(state.refusal(&self.path)),
+            _ => Ok(None),
         }
-    }
-
-    /// Whether the directory holds this run, complete.
-    pub fn holds_complete(&self, config: &RunConfig) -> bool {
-        self.complete_run(config).is_ok_and(|s| s.is_some())
     }
 
     /// The precision of the run already here, if it is this run but for its precision: what
@@ -144,11 +146,20 @@ impl RunDir {
     /// resumes in fp32 where `auto` now means bf16.
     pub fn precision_of_same_run(&self, config: &RunConfig) -> Option<Precision> {
         let existing = RunConfig::load(&self.config()).ok()?;
-        existing.same_run(&RunConfig { precision: existing.precision, ..config.clone() }).then_some(existing.precision)
+        existing.difference(config, Leeway::PRECISION).is_none().then_some(existing.precision)
+    }
+
+    /// Checks that the run here is not one modified after it completed, before its files are read.
+    pub fn ensure_unmodified(&self) -> Result<()> {
+        match RunState::read(&self.path) {
+            state @ RunState::Modified { .. } => bail!(state.refusal(&self.path)),
+            _ => Ok(()),
+        }
     }
 
     /// The run's final model: its configuration's network with its saved weights (on the CPU).
     pub fn load_model(&self) -> Result<Model> {
+        self.ensure_unmodified()?;
         let config = RunConfig::load(&self.config())?;
         let mut spec = config.model.clone();
         if spec.num_classes.is_none() {
@@ -191,78 +202,6 @@ impl std::fmt::Display for InitialWeights {
         match self {
             InitialWeights::Saved => write!(f, "saved ({INIT_WEIGHTS_FILE})"),
             InitialWeights::Rebuilt { seed } => write!(f, "rebuilt from seed {seed}"),
-        }
-    }
-}
-
-/// What a run directory holds, read from its files alone (so it works for runs made anywhere).
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunState {
-    /// No configuration, checkpoint or summary yet.
-    New,
-    /// Started: the last checkpoint is at this iteration (0 when none was written yet).
-    Partial {
-        /// The iteration of the last checkpoint.
-        iteration: usize,
-    },
-    /// Finished, with its summary.
-    Complete(Box<RunSummary>),
-    /// Stopped because the loss became non-finite, with its summary.
-    Diverged(Box<RunSummary>),
-    /// Stopped by an error (not an interrupt) at or after this checkpoint iteration.
-    Failed {
-        /// The iteration of the last checkpoint.
-        iteration: usize,
-        /// The recorded error, one line.
-        error: String,
-    },
-}
-
-impl RunState {
-    /// What `dir` holds: a summary, else a recorded error, else a checkpoint or config, else nothing.
-    pub fn read(dir: &Path) -> RunState {
-        if let Ok(summary) = RunSummary::load(dir) {
-            return match summary.status {
-                RunStatus::Complete => RunState::Complete(Box::new(summary)),
-                RunStatus::Diverged => RunState::Diverged(Box::new(summary)),
-            };
-        }
-        let started = dir.join(CONFIG_FILE).is_file();
-        let iteration = checkpoint::iteration(dir).unwrap_or(0);
-        if let Ok(error) = std::fs::read_to_string(dir.join(ERROR_FILE)) {
-            return RunState::Failed { iteration, error: error.trim().to_string() };
-        }
-        if started || iteration > 0 {
-            return RunState::Partial { iteration };
-        }
-        RunState::New
-    }
-
-    /// Records that the run in `dir` failed with `error` (one line).
-    pub fn record_failure(dir: &Path, error: &anyhow::Error) -> Result<()> {
-        let line = format!("{error:#}").replace(['\n', '\r'], " ");
-        crate::util::fs::write_file(&dir.join(ERROR_FILE), format!("{line}\n").as_bytes())
-    }
-
-    /// Forgets a recorded failure (the run starts again).
-    pub fn clear_failure(dir: &Path) {
-        let _ = std::fs::remove_file(dir.join(ERROR_FILE));
-    }
-
-    /// Whether the run finished (not diverged).
-    pub fn is_complete(&self) -> bool {
-        matches!(self, RunState::Complete(_))
-    }
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunState::New => write!(f, "new"),
-            RunState::Partial { iteration } => write!(f, "partial at iteration {iteration}"),
-            RunState::Complete(s) => write!(f, "complete ({} iterations)", s.iters_done),
-            RunState::Diverged(s) => write!(f, "diverged at iteration {}", s.iters_done + 1),
-            RunState::Failed { iteration, error } => write!(f, "failed after iteration {iteration}: {error}"),
         }
     }
 }

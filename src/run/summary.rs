@@ -2,6 +2,7 @@
 //! `status = "complete"` is not a finished result.
 
 use super::config::one_line;
+use super::digests::Digests;
 use super::provenance::Provenance;
 use super::SUMMARY_FILE;
 use crate::util::fs::write_file;
@@ -55,6 +56,10 @@ pub struct RunSummary {
     /// Why the run stopped, for a diverged run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The digests of its configuration, metrics and weights when it ended; `None` for a summary
+    /// written before reslab recorded them ("complete, unverified").
+    #[serde(flatten)]
+    pub digests: Option<Digests>,
 }
 
 impl RunSummary {
@@ -65,8 +70,10 @@ impl RunSummary {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))
     }
 
-    /// Writes `dir/summary.toml`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// Writes `dir/summary.toml`, with the digests of the run's files as they are now: the
+    /// summary is written last, so these are the files the run ended with.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        self.digests = Some(Digests::of(&super::RunDir::new(dir))?);
         let text = toml::to_string(self).expect("a summary always serialises");
         write_file(&dir.join(SUMMARY_FILE), text.as_bytes())
     }
@@ -101,7 +108,9 @@ mod tests {
             started: "2026-12-07T01:02:03Z".into(),
             ended: "2026-12-07T01:04:05Z".into(),
         };
-        let new = RunSummary { provenance: Some(provenance), ..old };
+        std::fs::write(dir.path().join(crate::run::CONFIG_FILE), "config").unwrap();
+        std::fs::write(dir.path().join(crate::run::metrics::FILE_NAME), "rows").unwrap();
+        let mut new = RunSummary { provenance: Some(provenance), ..old };
         new.save(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join(SUMMARY_FILE)).unwrap();
         for line in [
@@ -118,6 +127,12 @@ mod tests {
             assert!(text.contains(line), "{line}: {text}");
         }
         assert!(!text.contains("gpu"), "no GPU, no line: {text}");
+        // What the run ended with: "config" and "rows" here; no weights, no line.
+        assert!(
+            text.contains("config_sha256 = \"b79606fb3afea5bd1609ed40b622142f1c98125abcfe89a76a661b0e8e343910\""),
+            "{text}"
+        );
+        assert!(text.contains("metrics_sha256 = ") && !text.contains("weights_sha256"), "{text}");
         assert_eq!(RunSummary::load(dir.path()).unwrap(), new);
     }
 }

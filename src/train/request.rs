@@ -11,8 +11,9 @@ use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
 use crate::run::config::{OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
+use crate::run::identity::Leeway;
 use crate::run::settings::{self, Setting};
-use crate::run::{RunConfig, RunDir};
+use crate::run::{RunConfig, RunDir, RunState};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -97,14 +98,16 @@ impl Run {
         self.precision_pending
     }
 
-    /// Whether `dir` holds this run complete; while the precision is pending (`auto`), a
-    /// complete run of either precision is this run, as `auto` keeps a run's own.
-    pub fn is_complete_in(&self, dir: &RunDir) -> bool {
-        let kept = self.precision_pending.then(|| dir.precision_of_same_run(&self.config)).flatten();
-        match kept {
-            Some(precision) => dir.holds_complete(&RunConfig { precision, ..self.config.clone() }),
-            None => dir.holds_complete(&self.config),
-        }
+    /// What `dir` holds, judged against this run: while the precision is pending (`auto`), a
+    /// run of either precision is this run, as `auto` keeps a run's own.
+    pub fn state_in(&self, dir: &RunDir) -> RunState {
+        let leeway = if self.precision_pending { Leeway::PRECISION } else { Leeway::NONE };
+        RunState::read_as(&dir.path, &self.config, leeway)
+    }
+
+    /// What the run's own directory holds, judged against this run ([`Self::state_in`]).
+    pub fn state(&self) -> RunState {
+        self.state_in(&self.dir)
     }
 
     /// This run with a pending `auto` precision decided in this process, which trains it (the

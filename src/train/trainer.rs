@@ -340,7 +340,7 @@ impl<'a> Training<'a> {
             self.rows.len()
         );
         if self.peers.is_leader() {
-            let summary = summarize(
+            let mut summary = summarize(
                 (self.config, self.dir),
                 &self.model,
                 &self.rows,
@@ -573,6 +573,7 @@ fn summarize(
         provenance: Some(runtime::provenance(config, &dir.path, model.vs.device(), wall_s)),
         all_reduce_ms_per_step: None,
         message,
+        digests: None,
     }
 }
 
