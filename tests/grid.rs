@@ -104,7 +104,7 @@ fn degradation_lr_smoke_crosses_its_grid_with_the_runs_and_judges_each_claim_at_
     let mut other = args.to_vec();
     other.extend(["--set", "momentum=0.8"]);
     let output = reslab(&other);
-    assert_clean_error(&output, &["already holds a complete run with another configuration", "--out"]);
+    assert_clean_error(&output, &["holds a run of another configuration", "momentum is", "--out"]);
     let bad = reslab(&["plan", "degradation-lr", "--set", "weight_decay=fast"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("weight_decay=fast: expected a number"), "{}", stderr(&bad));

@@ -139,7 +139,7 @@ pub fn write(path: &Path, record: &StudyRecord, experiment: &Experiment) -> Resu
 pub fn read(folder: &Path, path: &Path) -> Result<(StudyRecord, Experiment)> {
     let no_study = |why: &str| {
         anyhow::anyhow!(
-            "folder {} holds no study ({why}); expected a folder `reslab reproduce` wrote, or an experiment's name with \
+            "folder {} holds no study ({why}); expected a folder written by reslab reproduce, or an experiment's name with \
              --preset and --out",
             folder.display()
         )

@@ -10,6 +10,7 @@
 //! is kept as `checkpoint.prev.safetensors` and the new one renamed into place.
 
 use super::config::RunConfig;
+use super::identity::Leeway;
 use crate::util::fs::write_atomically;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -201,14 +202,15 @@ fn read(path: &Path) -> Result<(Checkpoint, String)> {
 }
 
 /// Resuming under another configuration would silently mix two runs. The configurations are
-/// compared as typed values, so a field added to the configuration after the checkpoint was
-/// written takes its default and does not stop the run from resuming.
+/// compared as typed values ([`RunConfig::difference`]), so a field added to the configuration
+/// after the checkpoint was written takes its default and does not stop the run from resuming.
 fn refuse_other_config(path: &Path, saved: &str, config: &RunConfig) -> Result<()> {
     let saved = RunConfig::from_toml(saved, path).context("the configuration stored in the checkpoint")?;
-    if saved.same_run(config) {
+    let Some(difference) = saved.difference(config, Leeway::NONE) else {
         return Ok(());
-    }
-    if saved.same_run(&RunConfig { world_size: saved.world_size, ..config.clone() }) {
+    };
+    // The world size is compared last: the first difference only where it is the one.
+    if difference.key == "world_size" {
         let processes = |n: usize| if n == 1 { "1 process".to_string() } else { format!("{n} processes") };
         bail!(
             "checkpoint {} was made by {} and this run has {}; resume it with {} \
@@ -220,16 +222,9 @@ fn refuse_other_config(path: &Path, saved: &str, config: &RunConfig) -> Result<(
             saved.world_size
         );
     }
-    let (then, now) = (saved.to_toml(), config.to_toml());
-    let difference = now
-        .lines()
-        .zip(then.lines())
-        .find(|(now, then)| now != then)
-        .map(|(now, then)| format!(" (checkpoint: `{then}`, now: `{now}`)"))
-        .unwrap_or_default();
     bail!(
-        "checkpoint {} was written by a run with another configuration{difference}; \
-         use the same options, or another --out",
+        "checkpoint {} was written by a run with another configuration ({difference}); use the same options, or \
+         another --out",
         path.display()
     )
 }
@@ -321,7 +316,7 @@ mod tests {
         let saved = config().to_toml();
         let now = RunConfig { seed: 4, ..config() };
         let err = refuse_other_config(path, &saved, &now).unwrap_err().to_string();
-        assert!(err.contains("`seed = 3`") && err.contains("`seed = 4`"), "{err}");
+        assert!(err.contains("(seed is 3 there, expected 4)"), "{err}");
         let err = format!("{:#}", refuse_other_config(path, "model = 7", &config()).unwrap_err());
         assert!(err.contains("configuration stored in the checkpoint"), "{err}");
     }
