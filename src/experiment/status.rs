@@ -120,10 +120,15 @@ impl StudyStatus {
             count(Phase::Failed),
             match (count(Phase::Foreign), count(Phase::Modified)) {
                 (0, 0) => String::new(),
-                (foreign, modified) => format!(
-                    ", {foreign} of another configuration and {modified} modified after completion (not counted: \
-                     remove them, or restore what changed)"
-                ),
+                (foreign, modified) => {
+                    let parts: Vec<String> =
+                        [(foreign, "of another configuration"), (modified, "modified after completion")]
+                            .iter()
+                            .filter(|(n, _)| *n > 0)
+                            .map(|(n, what)| format!("{n} {what}"))
+                            .collect();
+                    format!(", {} (not counted: remove them, or restore what changed)", parts.join(", "))
+                }
             },
         );
         if let Some(s) = &self.submission {
