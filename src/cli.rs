@@ -7,7 +7,9 @@ use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
-use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale};
+use reslab::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
+use reslab::experiment::slurm::{DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_GRACE_S};
+use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale, DEFAULT_CPUS_PER_TASK};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
@@ -155,30 +157,54 @@ pub struct ReproduceArgs {
     pub slurm: SlurmArgs,
 }
 
-/// `--backend slurm`: each overrides the experiment file's `[slurm]` table.
+/// `--backend slurm`: each overrides the experiment file's `[slurm]` table. Partition, account,
+/// QoS and --sbatch go on every job; the other options are one job's resources.
 #[derive(clap::Args)]
+#[command(next_help_heading = "Slurm (--backend slurm)")]
 pub struct SlurmArgs {
-    /// Slurm partition.
+    /// Partition of every job (a list: gpu,gpu-long).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<SlurmName>,
+    /// Account every job is charged to.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<SlurmName>,
+    /// Quality of service of every job.
+    #[arg(long, value_name = "NAME")]
+    pub qos: Option<SlurmName>,
+    /// A further sbatch option of every job, e.g. --sbatch=--mail-type=FAIL (repeat for more).
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<SbatchOption>,
+    /// Each training task's time limit, as sbatch takes it (04:00:00, 2-00:00:00); a run longer than this requeues
+    /// itself; default the partition's.
     #[arg(long)]
-    pub partition: Option<String>,
-    /// Each task's time limit, as sbatch takes it (04:00:00, 2-00:00:00); a run longer than this requeues itself.
-    #[arg(long)]
-    pub time: Option<String>,
-    /// CPUs per task (also the run's threads); default 1.
-    #[arg(long, allow_negative_numbers = true, value_parser = positive::<u32>)]
+    pub time: Option<TimeLimit>,
+    #[arg(long, allow_negative_numbers = true, value_parser = positive::<u32>,
+          help = format!("CPUs per training task (also the run's threads); default {DEFAULT_CPUS_PER_TASK}."))]
     pub cpus_per_task: Option<u32>,
-    /// GPUs per task; default none.
+    /// GPUs per training task; default none.
     #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true)]
     pub gpus_per_task: Option<u32>,
-    /// Seconds before the time limit at which a task checkpoints and requeues itself; default 120.
-    #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true)]
+    /// Memory of each training task, as sbatch --mem takes it (16G; per node); default the cluster's.
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<MemorySize>,
+    #[arg(long, value_parser = whole::<u32>, allow_negative_numbers = true,
+          help = format!("Seconds before the time limit at which a task checkpoints and requeues itself; default {DEFAULT_GRACE_S}."))]
     pub grace: Option<u32>,
     /// Processes per run (data parallel, started by srun; --batch-size stays the global batch); default 1.
     #[arg(long, allow_negative_numbers = true, value_parser = positive::<u32>)]
     pub tasks_per_run: Option<u32>,
-    /// A further sbatch option, e.g. --sbatch=--account=proj42 (repeat for more).
-    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
-    pub sbatch: Vec<String>,
+    /// A further sbatch option of the training tasks only, e.g. --task-sbatch=--constraint=a100 (repeat for more).
+    #[arg(long = "task-sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub task_sbatch: Vec<SbatchOption>,
+    #[arg(long, value_name = "TIME",
+          help = format!("The aggregation job's time limit, as --time takes it; default {DEFAULT_AGGREGATE_TIME}."))]
+    pub aggregate_time: Option<TimeLimit>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u32>,
+          help = format!("The aggregation job's CPUs (also its threads); default {DEFAULT_AGGREGATE_CPUS}."))]
+    pub aggregate_cpus: Option<u32>,
+    /// The aggregation job's memory, as --mem takes it; default the cluster's.
+    #[arg(long, value_name = "SIZE")]
+    pub aggregate_mem: Option<MemorySize>,
     /// Print the batch scripts; submit nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -612,12 +638,19 @@ impl ReproduceArgs {
             backend: self.backend,
             slurm: SlurmOverrides {
                 partition: s.partition.clone(),
-                time: s.time.clone(),
+                account: s.account.clone(),
+                qos: s.qos.clone(),
+                sbatch: s.sbatch.clone(),
+                time: s.time,
                 cpus_per_task: s.cpus_per_task,
                 gpus_per_task: s.gpus_per_task,
+                mem: s.mem,
                 grace_s: s.grace,
                 tasks_per_run: s.tasks_per_run,
-                sbatch: s.sbatch.clone(),
+                task_sbatch: s.task_sbatch.clone(),
+                aggregate_time: s.aggregate_time,
+                aggregate_cpus: s.aggregate_cpus,
+                aggregate_mem: s.aggregate_mem,
             },
             dry_run: s.dry_run,
         }

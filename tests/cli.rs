@@ -601,6 +601,62 @@ fn a_flag_is_spelled_one_way_everywhere_in_any_case() {
     assert_untouched(dir.path());
 }
 
+/// `reproduce --backend slurm --dry-run` with every kind of cluster option: the study-wide ones
+/// (partition, account, QoS, --sbatch) on both scripts it prints, each job's resources on its own.
+#[test]
+fn a_slurm_dry_run_puts_the_study_wide_options_on_every_job_and_each_jobs_resources_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = ["reproduce", "fig1", "--iters", "2", "--backend", "slurm", "--dry-run", "--out", "study"];
+    let every_job = ["--partition", "gpu", "--account", "proj42", "--qos", "long", "--sbatch=--mail-type=FAIL"];
+    let training = ["--time", "04:00:00", "--cpus-per-task", "2", "--gpus-per-task", "1", "--mem", "16G"];
+    let aggregation = ["--aggregate-time", "20", "--aggregate-cpus", "1", "--aggregate-mem", "2G"];
+    let output = reslab_in(dir.path(), &[&study[..], &every_job, &training, &aggregation].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    // The dry run prints the array's script, then the aggregation's, each after a `# PATH` line.
+    let lines: Vec<&str> = text.lines().collect();
+    let start = |name: &str| lines.iter().position(|l| l.starts_with("# ") && l.ends_with(name)).expect(name);
+    let (array_start, aggregate_start) = (start("/.slurm/array.sh"), start("/.slurm/aggregate.sh"));
+    assert!(array_start < aggregate_start, "{text}");
+    let directives = |script: &[&str]| -> Vec<String> {
+        script.iter().filter_map(|l| l.strip_prefix("#SBATCH ").map(str::to_string)).collect()
+    };
+    let (array, aggregate) = (directives(&lines[array_start..aggregate_start]), directives(&lines[aggregate_start..]));
+    let has = |lines: &[String], option: &str| lines.iter().any(|l| l == option);
+    for option in ["--partition=gpu", "--account=proj42", "--qos=long", "--mail-type=FAIL"] {
+        assert!(has(&array, option) && has(&aggregate, option), "{option} on every job:\n{text}");
+    }
+    for option in ["--time=04:00:00", "--cpus-per-task=2", "--gpus-per-task=1", "--mem=16G"] {
+        assert!(has(&array, option) && !has(&aggregate, option), "{option} on the training tasks only:\n{text}");
+    }
+    for option in ["--time=00:20:00", "--cpus-per-task=1", "--mem=2G"] {
+        assert!(has(&aggregate, option) && !has(&array, option), "{option} on the aggregation only:\n{text}");
+    }
+    assert_untouched(dir.path());
+}
+
+#[test]
+fn a_cluster_option_sbatch_would_refuse_is_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = ["reproduce", "fig1", "--backend", "slurm", "--dry-run", "--out", "study"];
+    for (option, value, expected) in [
+        ("--account", "", "empty; expected a Slurm name"),
+        ("--qos", "two words", "expected a Slurm name"),
+        ("--partition", "gpu;rm", "expected a Slurm name"),
+        ("--time", "4h", "expected a time limit as sbatch takes it"),
+        ("--aggregate-time", "1:2:3:4", "expected a time limit as sbatch takes it"),
+        ("--mem", "16GB", "expected memory as sbatch takes it"),
+        ("--aggregate-mem", "lots", "expected memory as sbatch takes it"),
+        ("--aggregate-cpus", "0", "expected a whole number, 1 or more"),
+        ("--sbatch", "account=proj42", "expected an option as sbatch takes it"),
+        ("--task-sbatch", "", "expected an option as sbatch takes it"),
+    ] {
+        let output = reslab_in(dir.path(), &[&study[..], &[option, value]].concat());
+        assert_argument_error(&output, &[option, &format!("'{value}'"), expected]);
+    }
+    assert_untouched(dir.path());
+}
+
 #[test]
 fn a_folder_without_cifar_is_refused_before_the_precision_probe_and_the_run_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@ pub mod preset;
 pub mod results;
 pub mod reuse;
 pub mod runner;
+pub mod sbatch;
 pub mod slurm;
 pub mod spec;
 pub mod stats;

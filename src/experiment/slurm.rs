@@ -12,6 +12,7 @@
 
 use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
+use super::sbatch::TimeLimit;
 use super::spec::{Experiment, SlurmSettings};
 use super::study_dir::StudyDir;
 use crate::util::fs::write_file;
@@ -19,10 +20,39 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const JOBS_FILE: &str = "jobs.toml";
 /// Seconds before the time limit at which a task checkpoints and requeues itself.
 pub const DEFAULT_GRACE_S: u32 = 120;
+/// The aggregation job's time limit: tables, charts and the analyses of most studies take minutes;
+/// a short limit lets Slurm start it soon after the array (studies that draw loss landscapes at
+/// length say more in their `[slurm]` table).
+pub const DEFAULT_AGGREGATE_TIME: TimeLimit = TimeLimit::Limited(Duration::from_secs(3600));
+/// The aggregation job's CPUs (also its threads).
+pub const DEFAULT_AGGREGATE_CPUS: u32 = 1;
+
+/// The jobs a submission makes, each from a batch script under `.slurm/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// The array job: a task per run that is not complete, each training it.
+    Training,
+    /// The job that aggregates the study once the array has ended.
+    Aggregation,
+}
+
+impl Job {
+    /// Every job of a submission, in the order it is submitted.
+    pub const ALL: [Job; 2] = [Job::Training, Job::Aggregation];
+
+    /// Its batch script's file name under `.slurm/`.
+    pub fn script_name(self) -> &'static str {
+        match self {
+            Job::Training => "array.sh",
+            Job::Aggregation => "aggregate.sh",
+        }
+    }
+}
 
 /// What `reproduce --backend slurm` submitted, kept in `.slurm/jobs.toml` for `reslab status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +86,16 @@ pub struct Scripts {
     pub aggregate: String,
     /// The pending runs, in task order.
     pub runs: Vec<PlannedRun>,
+}
+
+impl Scripts {
+    /// The batch script of `job`.
+    pub fn script(&self, job: Job) -> &str {
+        match job {
+            Job::Training => &self.array,
+            Job::Aggregation => &self.aggregate,
+        }
+    }
 }
 
 /// How to invoke reslab again on the cluster: the binary, and the study arguments that plan the
@@ -99,38 +139,26 @@ pub fn scripts(
     overrides.threads = settings.cpus_per_task as usize;
     // `auto` is left to each task: it is decided on the node where the run first starts (by the
     // probe and that node's cache), and a requeued run keeps it (docs/clusters.md).
-    let tasks = settings.tasks_per_run.unwrap_or(1).max(1);
+    let tasks = settings.processes_per_run();
     overrides.world_size = Some(tasks as usize);
     let runs: Vec<PlannedRun> = pending(plan(experiment, invocation.preset, &overrides, out)?)?;
     let out = absolute(out)?;
     let slurm = StudyDir::new(&out).slurm();
     let workdir = std::env::current_dir().context("finding the current directory")?;
     let exe = quote(&invocation.exe.display().to_string());
-    let mut header = vec![
+    let header = vec![
         "#!/bin/bash".to_string(),
         format!("#SBATCH --job-name=reslab-{}", experiment.name),
         format!("#SBATCH --chdir={}", quote(&workdir.display().to_string())),
     ];
-    if let Some(partition) = &settings.partition {
-        header.push(format!("#SBATCH --partition={}", quote(partition)));
-    }
+    let directives = |job: Job| sbatch_options(settings, job).into_iter().map(|option| format!("#SBATCH {option}"));
     let mut array = header.clone();
     array.push(format!("#SBATCH --array=0-{}", runs.len().saturating_sub(1)));
     array.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/%A_%a.log").display().to_string())));
     array.push("#SBATCH --open-mode=append".into());
-    array.push(format!("#SBATCH --ntasks={tasks}"));
-    array.push(format!("#SBATCH --cpus-per-task={}", settings.cpus_per_task));
-    if let Some(gpus) = settings.gpus_per_task.filter(|g| *g > 0) {
-        array.push(format!("#SBATCH --gpus-per-task={gpus}"));
-    }
-    if let Some(time) = &settings.time {
-        array.push(format!("#SBATCH --time={}", quote(time)));
-    }
     array.push(format!("#SBATCH --signal=B:USR1@{}", settings.grace_s.unwrap_or(DEFAULT_GRACE_S)));
     array.push("#SBATCH --requeue".into());
-    for extra in &settings.sbatch {
-        array.push(format!("#SBATCH {extra}"));
-    }
+    array.extend(directives(Job::Training));
     let names: Vec<String> = runs.iter().map(|r| quote(&r.dir_name())).collect();
     array.push(format!(
         r#"
@@ -172,8 +200,7 @@ wait "$pid"
     ));
     let mut aggregate = header;
     aggregate.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/aggregate-%j.log").display().to_string())));
-    aggregate.push("#SBATCH --ntasks=1".into());
-    aggregate.push("#SBATCH --cpus-per-task=1".into());
+    aggregate.extend(directives(Job::Aggregation));
     let mut args = vec![
         "aggregate".to_string(),
         invocation.experiment.clone(),
@@ -193,6 +220,47 @@ wait "$pid"
         args.join(" ")
     ));
     Ok(Scripts { array: array.join("\n") + "\n", aggregate: aggregate.join("\n"), runs })
+}
+
+/// The sbatch options of `job` that `settings` decide, each as `--name=value` for an `#SBATCH`
+/// line, in order: where it runs and who pays (partition, account, QoS), on every job so that a
+/// cluster requiring them accepts each; the job's own resources; the user's `sbatch` options (every
+/// job), then `task_sbatch` (training tasks only). The user's come last: sbatch takes an option's
+/// last value, so they override reslab's.
+pub fn sbatch_options(settings: &SlurmSettings, job: Job) -> Vec<String> {
+    let mut options = Vec::new();
+    let names = [("partition", &settings.partition), ("account", &settings.account), ("qos", &settings.qos)];
+    for (option, name) in names {
+        if let Some(name) = name {
+            options.push(format!("--{option}={name}"));
+        }
+    }
+    let (time, mem) = match job {
+        Job::Training => {
+            options.push(format!("--ntasks={}", settings.processes_per_run()));
+            options.push(format!("--cpus-per-task={}", settings.cpus_per_task));
+            if let Some(gpus) = settings.gpus_per_task.filter(|g| *g > 0) {
+                options.push(format!("--gpus-per-task={gpus}"));
+            }
+            (settings.time, settings.mem)
+        }
+        Job::Aggregation => {
+            options.push("--ntasks=1".into());
+            options.push(format!("--cpus-per-task={}", settings.aggregate_cpus.unwrap_or(DEFAULT_AGGREGATE_CPUS)));
+            (Some(settings.aggregate_time.unwrap_or(DEFAULT_AGGREGATE_TIME)), settings.aggregate_mem)
+        }
+    };
+    if let Some(time) = time {
+        options.push(format!("--time={time}"));
+    }
+    if let Some(mem) = mem {
+        options.push(format!("--mem={mem}"));
+    }
+    options.extend(settings.sbatch.iter().map(ToString::to_string));
+    if job == Job::Training {
+        options.extend(settings.task_sbatch.iter().map(ToString::to_string));
+    }
+    options
 }
 
 /// The experiment as a cluster job names it: a built-in name as it is, a file by its absolute path.
@@ -236,21 +304,20 @@ pub fn submit(scripts: &Scripts, out: &Path) -> Result<Submission> {
             run.run.handed_on_toml().as_bytes(),
         )?;
     }
-    let (array_path, aggregate_path) = script_paths(out);
-    write_file(&array_path, scripts.array.as_bytes())?;
-    write_file(&aggregate_path, scripts.aggregate.as_bytes())?;
-    let array_job = sbatch(&array_sbatch_args(), &array_path)?;
-    let aggregate_job = sbatch(&aggregate_sbatch_args(&array_job), &aggregate_path)?;
+    for job in Job::ALL {
+        write_file(&script_path(out, job), scripts.script(job).as_bytes())?;
+    }
+    let array_job = sbatch(&array_sbatch_args(), &script_path(out, Job::Training))?;
+    let aggregate_job = sbatch(&aggregate_sbatch_args(&array_job), &script_path(out, Job::Aggregation))?;
     let submission =
         Submission { array_job, aggregate_job, runs: scripts.runs.iter().map(PlannedRun::dir_name).collect() };
     submission.save(out)?;
     Ok(submission)
 }
 
-/// Where a study's two batch scripts are written: the array's and the aggregation's.
-fn script_paths(out: &Path) -> (PathBuf, PathBuf) {
-    let slurm = StudyDir::new(out).slurm();
-    (slurm.join("array.sh"), slurm.join("aggregate.sh"))
+/// Where the batch script of `job` is written.
+fn script_path(out: &Path, job: Job) -> PathBuf {
+    StudyDir::new(out).slurm().join(job.script_name())
 }
 
 /// `sbatch`'s arguments for the array (the script says the rest).
@@ -268,7 +335,7 @@ fn aggregate_sbatch_args(array_job: &str) -> Vec<String> {
 /// aggregation's dependency on the array's job id, not known before it is submitted, as
 /// `$array_job`), then the two scripts.
 pub fn dry_run_text(scripts: &Scripts, out: &Path) -> String {
-    let (array_path, aggregate_path) = script_paths(out);
+    let (array_path, aggregate_path) = (script_path(out, Job::Training), script_path(out, Job::Aggregation));
     let command = |args: Vec<String>, script: &Path| {
         let mut words = vec!["sbatch".to_string(), "--parsable".to_string()];
         words.extend(args);
@@ -374,6 +441,7 @@ pub fn task_states(submission: &Submission) -> Vec<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::spec::SlurmOverrides;
 
     fn invocation() -> Invocation {
         Invocation {
@@ -395,13 +463,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let experiment = Experiment::load("table6").unwrap();
         let settings = SlurmSettings {
-            partition: Some("gpu".into()),
-            time: Some("04:00:00".into()),
+            partition: Some("gpu".parse().unwrap()),
+            time: Some("04:00:00".parse().unwrap()),
             cpus_per_task: 4,
             gpus_per_task: Some(1),
-            grace_s: None,
-            tasks_per_run: None,
-            sbatch: vec!["--account=proj42".into()],
+            sbatch: vec!["--account=proj42".parse().unwrap()],
+            ..SlurmSettings::default()
         };
         let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
         let names: Vec<String> = scripts.runs.iter().map(PlannedRun::dir_name).collect();
@@ -427,6 +494,86 @@ mod tests {
         assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20"), "auto stays auto: {aggregate}");
         assert!(scripts.runs.iter().all(|r| r.run.precision_pending()), "auto is decided on the node");
         assert!(scripts.runs[0].run.handed_on_toml().contains("precision = \"auto\""));
+    }
+
+    /// The `#SBATCH` lines of a script, without the prefix.
+    fn directives(script: &str) -> Vec<&str> {
+        script.lines().filter_map(|l| l.strip_prefix("#SBATCH ")).collect()
+    }
+
+    #[test]
+    fn every_job_carries_the_study_wide_options_and_only_its_own_resources() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let file = SlurmSettings {
+            partition: Some("gpu".parse().unwrap()),
+            sbatch: vec!["--mail-type=FAIL".parse().unwrap()],
+            ..SlurmSettings::default()
+        };
+        // The command line's on top of the file's, as `reproduce` does it.
+        let command_line = SlurmOverrides {
+            account: Some("proj42".parse().unwrap()),
+            qos: Some("long".parse().unwrap()),
+            sbatch: vec!["--comment=fig".parse().unwrap()],
+            time: Some("2-00:00:00".parse().unwrap()),
+            cpus_per_task: Some(8),
+            gpus_per_task: Some(2),
+            mem: Some("32G".parse().unwrap()),
+            task_sbatch: vec!["--constraint=a100".parse().unwrap()],
+            aggregate_time: Some("30".parse().unwrap()),
+            aggregate_cpus: Some(3),
+            aggregate_mem: Some("6G".parse().unwrap()),
+            ..SlurmOverrides::default()
+        };
+        let settings = file.overridden_by(&command_line);
+        let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
+        let every_job = ["--partition=gpu", "--account=proj42", "--qos=long", "--mail-type=FAIL", "--comment=fig"];
+        let training =
+            ["--time=2-00:00:00", "--cpus-per-task=8", "--gpus-per-task=2", "--mem=32G", "--constraint=a100"];
+        let aggregation = ["--time=00:30:00", "--cpus-per-task=3", "--mem=6G"];
+        for job in Job::ALL {
+            let script = scripts.script(job);
+            let lines = directives(script);
+            // The settings' options close the script's directives, after reslab's own.
+            let from_settings = sbatch_options(&settings, job);
+            assert!(lines.ends_with(&from_settings.iter().map(String::as_str).collect::<Vec<_>>()), "{script}");
+            let (own, others) = match job {
+                Job::Training => (&training[..], &aggregation[..]),
+                Job::Aggregation => (&aggregation[..], &training[..]),
+            };
+            for option in every_job.iter().chain(own) {
+                assert!(lines.contains(option), "{} lacks {option}:\n{script}", job.script_name());
+            }
+            for option in others {
+                assert!(!lines.contains(option), "{} has {option}, another job's:\n{script}", job.script_name());
+            }
+            // Each option once, and the user's own last, so sbatch (which takes the last) keeps them.
+            let mut unique = lines.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), lines.len(), "{script}");
+            assert_eq!(lines.last(), Some(&if job == Job::Training { "--constraint=a100" } else { "--comment=fig" }));
+        }
+        for training_only in ["--requeue", "--signal=B:USR1@120", "--open-mode=append", "--array=0-1"] {
+            assert!(directives(&scripts.array).contains(&training_only), "{training_only}");
+            assert!(!directives(&scripts.aggregate).contains(&training_only), "{training_only}");
+        }
+    }
+
+    #[test]
+    fn the_aggregation_job_has_its_defaults_and_no_training_resources_unless_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let settings = SlurmSettings { time: Some("04:00:00".parse().unwrap()), ..SlurmSettings::default() };
+        let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
+        let aggregation = directives(&scripts.aggregate);
+        let default_time = format!("--time={DEFAULT_AGGREGATE_TIME}");
+        let default_cpus = format!("--cpus-per-task={DEFAULT_AGGREGATE_CPUS}");
+        assert!(aggregation.contains(&default_time.as_str()), "{}", scripts.aggregate);
+        assert!(aggregation.contains(&default_cpus.as_str()), "{}", scripts.aggregate);
+        assert!(!aggregation.iter().any(|o| o.starts_with("--mem") || o.starts_with("--partition")), "{aggregation:?}");
+        let training = directives(&scripts.array);
+        assert!(!training.iter().any(|o| o.starts_with("--mem") || o.starts_with("--gpus")), "{training:?}");
     }
 
     #[test]

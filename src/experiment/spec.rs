@@ -1,6 +1,7 @@
 //! The experiment file format (see `experiments/*.toml`).
 
 use super::preset::Preset;
+use super::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
 use crate::analysis::landscape::{Dims, LandscapeSettings};
 use crate::data::{DataSource, EvalSet};
 use crate::model::{BlockVariant, ModelOptions, Shortcut, Spelling};
@@ -313,56 +314,97 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The `[slurm]` table: the resources of each run's array task.
+/// The `[slurm]` table: what `--backend slurm` asks of Slurm. The partition, account, QoS and
+/// `sbatch` options go on every job of a study; the other fields are the resources of one job: each
+/// run's array task (the training), or the job that aggregates the study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSettings {
-    /// The partition (`-p`); default Slurm's.
+    /// The partition (`-p`) of every job; default Slurm's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<String>,
-    /// Each task's time limit, as sbatch takes it (`04:00:00`, `2-00:00:00`).
+    pub partition: Option<SlurmName>,
+    /// The account (`-A`) every job is charged to; default the user's default account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    /// CPUs per task, which are also the run's libtorch threads.
-    #[serde(default = "one")]
+    pub account: Option<SlurmName>,
+    /// The quality of service (`-q`) of every job; default the account's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<SlurmName>,
+    /// Further `#SBATCH` options of every job (`--mail-type=FAIL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch: Vec<SbatchOption>,
+    /// Each training task's time limit; default the partition's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeLimit>,
+    /// CPUs per training task, which are also the run's libtorch threads.
+    #[serde(default = "default_cpus_per_task")]
     pub cpus_per_task: u32,
-    /// GPUs per task (`--gpus-per-task`); default none.
+    /// GPUs per training task (`--gpus-per-task`); default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus_per_task: Option<u32>,
-    /// Seconds before the time limit at which a task checkpoints and requeues itself (default 120).
+    /// Memory of each training task (sbatch's `--mem`: per node); default Slurm's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<MemorySize>,
+    /// Seconds before the time limit at which a task checkpoints and requeues itself (default
+    /// [`super::slurm::DEFAULT_GRACE_S`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_s: Option<u32>,
     /// Processes that train each run together (data parallel: `srun` starts them, each with
     /// `cpus_per_task` CPUs and `gpus_per_task` GPUs, on as many nodes as Slurm gives); default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks_per_run: Option<u32>,
-    /// Further `#SBATCH` options, each as sbatch takes it (`--account=proj42`, `--qos=long`).
+    /// Further `#SBATCH` options of the training tasks only (`--constraint=a100`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sbatch: Vec<String>,
+    pub task_sbatch: Vec<SbatchOption>,
+    /// The aggregation job's time limit (default [`super::slurm::DEFAULT_AGGREGATE_TIME`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_time: Option<TimeLimit>,
+    /// The aggregation job's CPUs, also its threads (default [`super::slurm::DEFAULT_AGGREGATE_CPUS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_cpus: Option<u32>,
+    /// The aggregation job's memory; default Slurm's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_mem: Option<MemorySize>,
 }
 
-fn one() -> u32 {
-    1
+/// CPUs per training task where neither the file nor the command line says.
+pub const DEFAULT_CPUS_PER_TASK: u32 = 1;
+
+fn default_cpus_per_task() -> u32 {
+    DEFAULT_CPUS_PER_TASK
 }
 
 /// What the command line says of the `[slurm]` table: each field, where given, replaces the
-/// file's (`sbatch` options are added to the file's).
+/// file's (`sbatch` and `task_sbatch` options are added to the file's).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlurmOverrides {
     /// `--partition`.
-    pub partition: Option<String>,
+    pub partition: Option<SlurmName>,
+    /// `--account`.
+    pub account: Option<SlurmName>,
+    /// `--qos`.
+    pub qos: Option<SlurmName>,
+    /// `--sbatch` (repeatable), added after the file's options.
+    pub sbatch: Vec<SbatchOption>,
     /// `--time`.
-    pub time: Option<String>,
+    pub time: Option<TimeLimit>,
     /// `--cpus-per-task`.
     pub cpus_per_task: Option<u32>,
     /// `--gpus-per-task`.
     pub gpus_per_task: Option<u32>,
+    /// `--mem`.
+    pub mem: Option<MemorySize>,
     /// `--grace`, in seconds.
     pub grace_s: Option<u32>,
     /// `--tasks-per-run`.
     pub tasks_per_run: Option<u32>,
-    /// `--sbatch` (repeatable), added after the file's options.
-    pub sbatch: Vec<String>,
+    /// `--task-sbatch` (repeatable), added after the file's options.
+    pub task_sbatch: Vec<SbatchOption>,
+    /// `--aggregate-time`.
+    pub aggregate_time: Option<TimeLimit>,
+    /// `--aggregate-cpus`.
+    pub aggregate_cpus: Option<u32>,
+    /// `--aggregate-mem`.
+    pub aggregate_mem: Option<MemorySize>,
 }
 
 impl SlurmSettings {
@@ -370,13 +412,25 @@ impl SlurmSettings {
     pub fn overridden_by(&self, o: &SlurmOverrides) -> SlurmSettings {
         let mut settings = self.clone();
         settings.partition = o.partition.clone().or(settings.partition);
-        settings.time = o.time.clone().or(settings.time);
+        settings.account = o.account.clone().or(settings.account);
+        settings.qos = o.qos.clone().or(settings.qos);
+        settings.sbatch.extend(o.sbatch.iter().cloned());
+        settings.time = o.time.or(settings.time);
         settings.cpus_per_task = o.cpus_per_task.unwrap_or(settings.cpus_per_task);
         settings.gpus_per_task = o.gpus_per_task.or(settings.gpus_per_task);
+        settings.mem = o.mem.or(settings.mem);
         settings.grace_s = o.grace_s.or(settings.grace_s);
         settings.tasks_per_run = o.tasks_per_run.or(settings.tasks_per_run);
-        settings.sbatch.extend(o.sbatch.iter().cloned());
+        settings.task_sbatch.extend(o.task_sbatch.iter().cloned());
+        settings.aggregate_time = o.aggregate_time.or(settings.aggregate_time);
+        settings.aggregate_cpus = o.aggregate_cpus.or(settings.aggregate_cpus);
+        settings.aggregate_mem = o.aggregate_mem.or(settings.aggregate_mem);
         settings
+    }
+
+    /// The processes that train each run: `tasks_per_run`, 1 where unset.
+    pub fn processes_per_run(&self) -> u32 {
+        self.tasks_per_run.unwrap_or(1).max(1)
     }
 }
 
@@ -384,12 +438,19 @@ impl Default for SlurmSettings {
     fn default() -> Self {
         SlurmSettings {
             partition: None,
+            account: None,
+            qos: None,
+            sbatch: vec![],
             time: None,
-            cpus_per_task: 1,
+            cpus_per_task: DEFAULT_CPUS_PER_TASK,
             gpus_per_task: None,
+            mem: None,
             grace_s: None,
             tasks_per_run: None,
-            sbatch: vec![],
+            task_sbatch: vec![],
+            aggregate_time: None,
+            aggregate_cpus: None,
+            aggregate_mem: None,
         }
     }
 }
@@ -919,11 +980,8 @@ impl Experiment {
         if self.slurm.cpus_per_task == 0 {
             bail!("[slurm] cpus_per_task = 0; expected at least 1");
         }
-        if let Some(bad) = self.slurm.sbatch.iter().find(|o| !o.starts_with('-') || o.contains('\n')) {
-            bail!(
-                "[slurm] sbatch has '{}'; expected options as sbatch takes them, e.g. \"--account=proj42\"",
-                bad.escape_debug()
-            );
+        if self.slurm.aggregate_cpus == Some(0) {
+            bail!("[slurm] aggregate_cpus = 0; expected at least 1");
         }
         if let Some(name) = &self.default_preset {
             if !self.presets.contains_key(name) {
@@ -1219,6 +1277,48 @@ mod tests {
                 experiment.preset(preset).unwrap();
             }
             experiment.default_preset().unwrap();
+        }
+    }
+
+    /// The `[slurm]` table of docs/experiments.md's example file, up to the next table.
+    fn documented_slurm_table() -> String {
+        let docs = include_str!("../../docs/experiments.md");
+        let start = docs.find("\n[slurm]").expect("docs/experiments.md shows a [slurm] table");
+        let table = &docs[start + 1..];
+        table[..table.find("\n\n").unwrap_or(table.len())].to_string()
+    }
+
+    #[test]
+    fn the_documented_slurm_table_parses_and_is_recorded_as_read() {
+        let fig1 = include_str!("../../experiments/fig1.toml");
+        assert!(!fig1.contains("[slurm]"));
+        let text = format!("{fig1}\n{}\n", documented_slurm_table());
+        let experiment = Experiment::parse(&text, "f.toml").unwrap();
+        let slurm = &experiment.slurm;
+        assert_eq!(slurm.account.as_ref().map(ToString::to_string).as_deref(), Some("proj42"));
+        assert_eq!(slurm.qos.as_ref().map(ToString::to_string).as_deref(), Some("normal"));
+        assert_eq!(slurm.mem.map(|m| m.to_string()).as_deref(), Some("16G"));
+        assert_eq!(slurm.aggregate_cpus, Some(1));
+        assert_eq!(slurm.task_sbatch.len(), 1);
+        // experiment.toml records the table; read again, it is the same.
+        let recorded = toml::to_string(&experiment).unwrap();
+        assert_eq!(Experiment::parse(&recorded, "experiment.toml").unwrap().slurm, *slurm);
+    }
+
+    #[test]
+    fn a_slurm_value_sbatch_would_refuse_is_one_line_naming_the_key() {
+        let fig1 = include_str!("../../experiments/fig1.toml");
+        for (line, key, expected) in [
+            ("account = \"\"", "account", "empty; expected a Slurm name"),
+            ("qos = \"two words\"", "qos", "expected a Slurm name"),
+            ("time = \"4h\"", "time", "expected a time limit as sbatch takes it"),
+            ("aggregate_mem = \"16GB\"", "aggregate_mem", "expected memory as sbatch takes it"),
+            ("sbatch = [\"account=proj42\"]", "sbatch", "expected an option as sbatch takes it"),
+            ("aggregate_cpus = 0", "", "aggregate_cpus = 0; expected at least 1"),
+        ] {
+            let text = format!("{fig1}\n[slurm]\n{line}\n");
+            let err = format!("{:#}", Experiment::parse(&text, "f.toml").unwrap_err());
+            assert!(err.contains(expected) && err.contains(key) && !err.contains('\n'), "{line}: {err}");
         }
     }
 
