@@ -10,7 +10,8 @@ use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, Dataset};
 use reslab::experiment::study::{reproduce, StudyRequest};
 use reslab::experiment::{cost, launch, plan, runner, status};
-use reslab::model::{options::zoo_table, weights, Spelling};
+use reslab::model::weights::{self, WeightsMetadata};
+use reslab::model::{options::zoo_table, Spelling};
 use reslab::report::table;
 use reslab::run::mlflow::OneRun;
 use reslab::run::RunDir;
@@ -121,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
             let spec = args.model.options(None).apply(args.model.model()?, Spelling::Flags)?;
             let precision = args.precision.for_evaluation();
             let result = evaluate_weights(&spec, &args.weights, &args.data.config(), args.threads, precision)?;
+            println!("precision: {}", result.precision_note());
             println!(
                 "{}: test error {:.2}% on {} images of {} ({})",
                 result.spec,
@@ -133,14 +135,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench_command(args),
         Command::Export(args) => {
-            let model = match &args.run {
-                Some(run) => RunDir::new(run).load_model()?,
+            let (model, metadata) = match &args.run {
+                Some(run) => {
+                    let run = RunDir::new(run);
+                    let model = run.load_model()?;
+                    let metadata = run.weights_metadata(&model)?;
+                    (model, metadata)
+                }
                 None => {
                     let spec = args.model.options(args.classes).apply(args.model.model()?, Spelling::Flags)?;
-                    reslab::model::fresh(&spec, args.seed)?
+                    let model = reslab::model::fresh(&spec, args.seed)?;
+                    let metadata = WeightsMetadata::untrained(&model);
+                    (model, metadata)
                 }
             };
-            weights::save(&model.vs, 0, &args.out)?;
+            weights::save(&model.vs, 0, &metadata, &args.out)?;
             println!("{}: wrote {} ({} parameters)", model.spec, args.out.display(), model.num_params());
             Ok(())
         }

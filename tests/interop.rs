@@ -21,7 +21,7 @@ fn check(name: &str, arch: &str, stride: BottleneckStride) {
     let input = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
     let logits = tch::no_grad(|| model.forward_t(&input, false));
     let path = |f: &str| dir.path().join(f);
-    weights::save(&model.vs, 3, &path("weights.safetensors")).unwrap();
+    weights::save(&model.vs, 3, &weights::WeightsMetadata::untrained(&model), &path("weights.safetensors")).unwrap();
     Tensor::write_safetensors(&[("input", &input)], path("input.safetensors")).unwrap();
     Tensor::write_safetensors(&[("logits", &logits)], path("logits.safetensors")).unwrap();
 

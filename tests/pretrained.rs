@@ -6,6 +6,7 @@ mod common;
 use common::harness::{self};
 use common::*;
 use reslab::data::{DataConfig, DataSource, Dataset, Normalization};
+use reslab::model::weights::Expected;
 use reslab::model::ModelSpec;
 use reslab::run::config::Precision;
 use reslab::train::evaluate::evaluate_weights_on;
@@ -51,6 +52,9 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(out.contains("on 10000 images"), "{out}");
+    // Third-party weights carry no reslab metadata: loaded by names and shapes, and said so.
+    assert_eq!(stderr(&output).trim(), unchecked_warning(&weights, &format!("{model} (A)")));
+    assert!(out.contains("precision: fp32; the precision the weights were trained in is not recorded"), "{out}");
     let error = printed_error(&out);
     assert!((error - expected).abs() <= 0.05, "{model}: {error}% vs the published {expected}%");
 
@@ -61,7 +65,8 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
         let spec: ModelSpec = format!("resnet-{depth}").parse().unwrap();
         let mut model = reslab::model::Model::new(&spec, tch::Device::Cpu).unwrap();
         let weights = shared_data().join("pretrained").join(file);
-        reslab::model::weights::load(&mut model.vs, &weights).unwrap_or_else(|e| panic!("resnet-{depth}: {e:#}"));
+        reslab::model::weights::load(&mut model, &weights, Expected::Flags)
+            .unwrap_or_else(|e| panic!("resnet-{depth}: {e:#}"));
     }
     for (depth, file, expected) in &PRETRAINED[3..] {
         let spec: ModelSpec = format!("resnet-{depth}").parse().unwrap();
@@ -79,7 +84,22 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
 fn weights_of_another_depth_are_refused_by_name() {
     let weights = shared_data().join("pretrained").join(PRETRAINED[0].1);
     let output = reslab(&["eval", "--model", "resnet-32", "--weights", weights.to_str().unwrap()]);
-    assert_clean_error(&output, &["resnet20-12fca82f.safetensors", "missing"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "the warning, then the error: {err}");
+    assert_eq!(lines[0], unchecked_warning(&weights, "resnet-32 (A)"));
+    assert!(lines[1].starts_with("error: ") && lines[1].contains("resnet20-12fca82f.safetensors"), "{err}");
+    assert!(lines[1].contains("missing"), "{err}");
+}
+
+/// The line a file without reslab metadata loads with.
+fn unchecked_warning(weights: &std::path::Path, network: &str) -> String {
+    format!(
+        "warning: {} has no reslab metadata, so its network could not be checked; loading it as {network} by tensor \
+         names and shapes",
+        weights.display()
+    )
 }
 
 fn main() -> std::process::ExitCode {

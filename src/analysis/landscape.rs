@@ -818,6 +818,9 @@ pub fn analyze(
     if dirs.is_empty() {
         bail!("no runs; expected one or more complete run directories");
     }
+    for dir in dirs {
+        RunDir::new(dir).check_weights().with_context(|| format!("run {}", dir.display()))?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut opened: Vec<(DataConfig, Dataset)> = Vec::new();
     let mut results = Vec::new();

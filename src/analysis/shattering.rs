@@ -313,6 +313,9 @@ pub fn analyze(
     data: &Dataset,
     out: &Path,
 ) -> Result<(Vec<ToyResult>, Vec<CifarResult>, Written)> {
+    for dir in &settings.runs {
+        RunDir::new(dir).check_weights().with_context(|| format!("run {}", dir.display()))?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // Seconds of work with nothing else to show: say what is being computed.
     crate::eprint_line!(

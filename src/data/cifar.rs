@@ -11,8 +11,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// Side of an image, in pixels.
+pub const IMAGE_SIDE: u32 = 32;
 /// Bytes of one 32x32 RGB image, channel-major.
-pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+pub const IMAGE_BYTES: usize = 3 * (IMAGE_SIDE * IMAGE_SIDE) as usize;
 /// Bytes of one record: the label byte, then the image.
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 /// CIFAR-10's classes; a label byte must be below this.

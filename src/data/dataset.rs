@@ -63,6 +63,15 @@ impl DataConfig {
 }
 
 impl DataConfig {
+    /// The side of the square images a network sees in this data: an image folder's input size,
+    /// CIFAR-10's 32 pixels (a folder no longer there is taken for CIFAR-10).
+    pub fn image_size(&self) -> u32 {
+        match &self.source {
+            DataSource::Path(path) if ImageFolder::is_image_folder(path) => self.input_size,
+            _ => super::cifar::IMAGE_SIDE,
+        }
+    }
+
     /// Checks that the data is where the configuration says, in its layout, without reading it:
     /// before a probe or a run directory, so bad data is one line at once.
     pub fn ensure_present(&self) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod imagenet;
 pub mod layers;
 pub mod net;
 pub mod options;
+pub mod precision;
 pub mod spec;
 pub mod taps;
 pub mod weights;
@@ -24,6 +25,7 @@ pub mod zoo;
 
 pub use folded::Folded;
 pub use options::{ModelOptions, Spelling};
+pub use precision::Precision;
 pub use spec::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
 pub use taps::Taps;
 
@@ -186,6 +188,11 @@ impl Model {
     /// Number of trainable parameters (conv weights, BN weight and bias, fc weight and bias).
     pub fn num_params(&self) -> i64 {
         self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// The side of the square images its family is made for (32 for CIFAR, 224 for ImageNet).
+    pub fn image_size(&self) -> i64 {
+        self.net.image_size
     }
 }
 

@@ -281,6 +281,22 @@ impl ModelSpec {
         }
     }
 
+    /// What decides the layers built, and so which weights fit: the spec without what only
+    /// initialises (the gate bias) or goes unused (a plain net's shortcut; the stride placement
+    /// outside ImageNet bottlenecks, as CIFAR bottlenecks always stride their 3x3) and without the
+    /// classes (compared on their own where known). Equal for two specs exactly when one's weights
+    /// are the other's network.
+    pub fn architecture(&self) -> ModelSpec {
+        let stride_placed = self.family == Family::Imagenet && self.is_bottleneck();
+        ModelSpec {
+            shortcut: if self.kind == Kind::Plain { Shortcut::A } else { self.shortcut },
+            bottleneck_stride: if stride_placed { self.bottleneck_stride } else { BottleneckStride::default() },
+            num_classes: None,
+            gate_bias: None,
+            ..self.clone()
+        }
+    }
+
     /// The gates' initial bias (highway nets).
     pub fn gate_bias(&self) -> f64 {
         self.gate_bias.unwrap_or(DEFAULT_GATE_BIAS)
@@ -476,6 +492,30 @@ mod tests {
         assert!(spec.validate().is_err());
         spec.gate_bias = None;
         assert_eq!(spec.gate_bias(), DEFAULT_GATE_BIAS);
+    }
+
+    #[test]
+    fn the_architecture_keeps_what_builds_other_layers_only() {
+        let arch = |name: &str| name.parse::<ModelSpec>().unwrap().architecture();
+        assert_ne!(arch("plain-20"), arch("resnet-20"), "option A adds no parameters, yet is another net");
+        assert_ne!(
+            arch("resnet-20"),
+            "resnet-20".parse::<ModelSpec>().unwrap().with_shortcut(Shortcut::B).architecture()
+        );
+        assert_ne!(arch("resnet-110"), arch("resnet-110-pre"));
+        assert_eq!(
+            arch("plain-20"),
+            "plain-20".parse::<ModelSpec>().unwrap().with_shortcut(Shortcut::C).architecture()
+        );
+        let mut highway = "resnet-20".parse::<ModelSpec>().unwrap().with_shortcut(Shortcut::Highway);
+        let start = highway.architecture();
+        highway.gate_bias = Some(-5.0);
+        highway.num_classes = Some(100);
+        assert_eq!(highway.architecture(), start);
+        let v1_5 = ModelSpec { bottleneck_stride: BottleneckStride::Spatial, ..arch("resnet-50") };
+        assert_ne!(v1_5.architecture(), arch("resnet-50"));
+        let cifar = ModelSpec { bottleneck_stride: BottleneckStride::Spatial, ..arch("resnet-164") };
+        assert_eq!(cifar.architecture(), arch("resnet-164"));
     }
 
     #[test]

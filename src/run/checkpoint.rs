@@ -11,6 +11,7 @@
 
 use super::config::RunConfig;
 use super::identity::Leeway;
+use crate::model::weights::{self, WeightsMetadata};
 use crate::util::fs::write_atomically;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -93,13 +94,15 @@ struct Header {
     config: String,
 }
 
-/// Writes a checkpoint of `vs`, `momentum` and `state` into `dir` atomically, keeping the previous.
+/// Writes a checkpoint of `vs`, `momentum` and `state` into `dir` atomically, keeping the previous;
+/// its header carries the weights' `metadata`.
 pub fn save(
     dir: &Path,
     config: &RunConfig,
     vs: &nn::VarStore,
     momentum: Vec<(String, Tensor)>,
     state: &LoopState,
+    metadata: &WeightsMetadata,
 ) -> Result<()> {
     let header = Header { format: FORMAT, state: state.clone(), config: config.to_toml() };
     let header = toml::to_string(&header).expect("a checkpoint header always serialises");
@@ -116,12 +119,17 @@ pub fn save(
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
     let path = dir.join(FILE);
     write_atomically(&path, |tmp| {
-        Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}"))?;
+        weights::write_file(&tensors, metadata, tmp)?;
         if path.exists() {
             std::fs::rename(&path, dir.join(PREVIOUS))?;
         }
         Ok(())
     })
+}
+
+/// The checkpoint files of `dir`, newest first (either may be absent).
+pub fn files(dir: &Path) -> [PathBuf; 2] {
+    [dir.join(FILE), dir.join(PREVIOUS)]
 }
 
 /// The iteration of the newest readable checkpoint in `dir`, if there is one.

@@ -5,6 +5,7 @@ pub use crate::data::dataset::DataConfig;
 #[cfg(test)]
 use crate::data::DataSource;
 use crate::model::ModelSpec;
+pub use crate::model::Precision;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -109,27 +110,6 @@ fn one() -> usize {
 
 fn is_one(n: &usize) -> bool {
     *n == 1
-}
-
-/// Mixed precision: `bf16` computes convolutions and matmuls in bfloat16 (libtorch's autocast),
-/// with fp32 master weights, momentum, BN statistics and loss; `fp32` computes everything in fp32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Everything in fp32.
-    #[default]
-    Fp32,
-    /// Convolutions and matmuls in bfloat16, the rest in fp32.
-    Bf16,
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        })
-    }
 }
 
 fn default_lr_decay() -> f64 {

@@ -8,6 +8,8 @@
 //! another world size.
 
 use super::config::RunConfig;
+use crate::model::weights::{RunOrigin, WeightsMetadata};
+use crate::model::ModelSpec;
 use sha2::{Digest, Sha256};
 
 /// What may differ between a recorded configuration and the expected one, besides the thread
@@ -85,6 +87,13 @@ impl RunConfig {
     /// [`Self::same_run`] says they are the same. Weights and summaries carry it.
     pub fn identity_digest(&self) -> String {
         format!("{:x}", Sha256::digest(self.essence().to_toml().as_bytes()))
+    }
+
+    /// The metadata of weights this run makes of `model` (its network, classifier sized to the
+    /// data): its network, image size, precision and identity digest.
+    pub fn weights_metadata(&self, model: &ModelSpec) -> WeightsMetadata {
+        let origin = RunOrigin { precision: self.precision, config_digest: self.identity_digest() };
+        WeightsMetadata::new(model, self.data.image_size(), Some(origin))
     }
 
     /// The configuration without what never makes another run.

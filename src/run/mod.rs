@@ -37,7 +37,8 @@ pub use config::RunConfig;
 pub use state::RunState;
 pub use summary::{RunStatus, RunSummary};
 
-use crate::model::{weights, Model};
+use crate::model::weights::{self, Expected, WeightsMetadata};
+use crate::model::Model;
 use anyhow::{bail, Context, Result};
 use config::Precision;
 use identity::Leeway;
@@ -166,8 +167,28 @@ impl RunDir {
             spec.num_classes = Some(weights::classes_in(&self.weights())?);
         }
         let mut model = Model::new(&spec, tch::Device::Cpu)?;
-        weights::load(&mut model.vs, &self.weights())?;
+        weights::load(&mut model, &self.weights(), Expected::Run(&self.config()))?;
         Ok(model)
+    }
+
+    /// Refuses the run's weights files (final and initial) that name another network than its
+    /// configuration, from their headers alone: for commands that read several runs, before the
+    /// first is computed or anything written.
+    pub fn check_weights(&self) -> Result<()> {
+        let config = RunConfig::load(&self.config())?;
+        for file in [self.weights(), self.init_weights()].iter().filter(|f| f.is_file()) {
+            weights::check(file, &config.model, Expected::Run(&self.config()))?;
+        }
+        Ok(())
+    }
+
+    /// The metadata of the run's final weights, `model` as [`RunDir::load_model`] loaded them:
+    /// the file's own, or, for a run of a reslab before metadata, its configuration's.
+    pub fn weights_metadata(&self, model: &Model) -> Result<WeightsMetadata> {
+        match weights::read_metadata(&self.weights())? {
+            Some(metadata) => Ok(metadata),
+            None => Ok(RunConfig::load(&self.config())?.weights_metadata(&model.spec)),
+        }
     }
 
     /// The run's initial model (on the CPU) and where it came from: its saved `init.safetensors`,
@@ -177,7 +198,7 @@ impl RunDir {
     pub fn load_initial_model(&self, spec: &crate::model::ModelSpec) -> Result<(Model, InitialWeights)> {
         if self.init_weights().is_file() {
             let mut model = Model::new(spec, tch::Device::Cpu)?;
-            weights::load(&mut model.vs, &self.init_weights())?;
+            weights::load(&mut model, &self.init_weights(), Expected::Run(&self.config()))?;
             return Ok((model, InitialWeights::Saved));
         }
         let seed = RunConfig::load(&self.config())?.seed;

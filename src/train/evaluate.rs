@@ -4,8 +4,10 @@
 use super::runtime::{self, autocast, set_threads};
 use crate::data::folder::TestCrops;
 use crate::data::{DataConfig, Dataset};
-use crate::model::{weights, Model, ModelSpec};
+use crate::model::weights::{self, Expected};
+use crate::model::{Model, ModelSpec};
 use crate::run::config::Precision;
+use crate::run::{RunConfig, RunDir};
 use anyhow::{bail, Result};
 use std::ops::Range;
 use std::path::Path;
@@ -20,6 +22,27 @@ pub struct Evaluation {
     pub error: f64,
     /// Images in the evaluation set.
     pub images: usize,
+    /// The precision of the forward passes.
+    pub precision: Precision,
+    /// The precision the weights were trained in (their run's test errors were measured in it),
+    /// from their metadata or their run's configuration; `None` where neither says.
+    pub trained_in: Option<Precision>,
+}
+
+impl Evaluation {
+    /// Which precision the evaluation ran in and which the weights trained in: a run's own test
+    /// errors were measured in its training precision, so another gives slightly other numbers.
+    pub fn precision_note(&self) -> String {
+        let evaluated = self.precision;
+        match self.trained_in {
+            Some(trained) if trained == evaluated => format!("{evaluated}, as the weights were trained"),
+            Some(trained) => format!(
+                "{evaluated}; the weights were trained in {trained}, which their run's test errors were measured in \
+                 (--precision {trained} repeats those; {evaluated} differs slightly)"
+            ),
+            None => format!("{evaluated}; the precision the weights were trained in is not recorded"),
+        }
+    }
 }
 
 /// The error of `spec` with the weights in `weights_file` on the evaluation set of `data`.
@@ -30,7 +53,8 @@ pub fn evaluate_weights(
     threads: usize,
     precision: Precision,
 ) -> Result<Evaluation> {
-    weights::ensure_exists(weights_file)?;
+    // Another network's weights are refused before the data is read (the classes come with it).
+    weights::check(weights_file, spec, Expected::Flags)?;
     set_threads(threads);
     let dataset = Dataset::open(data, runtime::device())?;
     evaluate_weights_on(spec, weights_file, &dataset, data.test_crops, precision)
@@ -47,10 +71,24 @@ pub fn evaluate_weights_on(
     weights::ensure_exists(weights_file)?;
     let spec = model_for_data(spec, dataset)?;
     let mut model = Model::new(&spec, runtime::device())?;
-    weights::load(&mut model.vs, weights_file)?;
+    let metadata = weights::load(&mut model, weights_file, Expected::Flags)?;
     model.use_channels_last();
     let error = error_rate(&model, dataset, test_crops, precision)?;
-    Ok(Evaluation { spec, error, images: dataset.num_eval() })
+    let trained_in = match metadata.and_then(|m| m.run) {
+        Some(origin) => Some(origin.precision),
+        None => precision_of_run_beside(weights_file),
+    };
+    Ok(Evaluation { spec, error, images: dataset.num_eval(), precision, trained_in })
+}
+
+/// The training precision of the run whose weights file `weights_file` is (its final or initial
+/// weights, in its directory), for a file without metadata (a reslab before metadata made it).
+fn precision_of_run_beside(weights_file: &Path) -> Option<Precision> {
+    let run = RunDir::new(weights_file.parent()?);
+    if weights_file != run.weights() && weights_file != run.init_weights() {
+        return None;
+    }
+    RunConfig::load(&run.config()).ok().map(|config| config.precision)
 }
 
 /// The model for `data`: its classifier sized to the data's classes unless the config fixes it.

@@ -1,7 +1,8 @@
 //! `reslab train --dump-steps K`: what another implementation needs to replay the first K
 //! training steps and compare, step for step (tests/equality.rs does it with PyTorch):
 //!
-//! - `steps/initial.safetensors`: the weights and BN statistics before the first step (PyTorch names);
+//! - `steps/initial.safetensors`: the weights and BN statistics before the first step (PyTorch names,
+//!   with the run's weights metadata, as `final.safetensors`);
 //! - `steps/batches.safetensors`: the K augmented, normalised batches as the net saw them
 //!   (`images` K x N x C x H x W, `labels` K x N), the learning rate of each step (`lr`) and the
 //!   loss reslab computed (`loss`, float64);
@@ -9,7 +10,7 @@
 //!
 //! It only records: a run with it trains exactly as without it.
 
-use crate::model::weights;
+use crate::model::weights::{self, WeightsMetadata};
 use crate::util::fs::write_atomically;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub const FINAL: &str = "final.safetensors";
 /// Collects the first K steps of a run (`train --dump-steps K`) and writes them to `steps/`.
 pub struct StepDump {
     dir: PathBuf,
+    metadata: WeightsMetadata,
     steps: usize,
     images: Vec<Tensor>,
     labels: Vec<Tensor>,
@@ -34,7 +36,13 @@ pub struct StepDump {
 
 impl StepDump {
     /// Starts a dump of the first `steps` steps of a run in `run_dir`; writes the initial weights.
-    pub fn start(run_dir: &Path, steps: usize, vs: &nn::VarStore, start_iteration: usize) -> Result<StepDump> {
+    pub fn start(
+        run_dir: &Path,
+        steps: usize,
+        vs: &nn::VarStore,
+        metadata: &WeightsMetadata,
+        start_iteration: usize,
+    ) -> Result<StepDump> {
         if start_iteration > 0 {
             bail!(
                 "--dump-steps records a run from its first step, but {} resumes at iteration {start_iteration}; \
@@ -44,8 +52,9 @@ impl StepDump {
         }
         let dir = run_dir.join(crate::run::STEPS_DIR);
         std::fs::create_dir_all(&dir)?;
-        weights::save(vs, 0, &dir.join(INITIAL))?;
-        Ok(StepDump { dir, steps, images: vec![], labels: vec![], lrs: vec![], losses: vec![] })
+        weights::save(vs, 0, metadata, &dir.join(INITIAL))?;
+        let metadata = metadata.clone();
+        Ok(StepDump { dir, metadata, steps, images: vec![], labels: vec![], lrs: vec![], losses: vec![] })
     }
 
     /// Records one step's batch, learning rate and loss; after the last one, writes the batches
@@ -70,6 +79,6 @@ impl StepDump {
         ];
         let path = self.dir.join(BATCHES);
         write_atomically(&path, |tmp| Tensor::write_safetensors(&tensors, tmp).map_err(|e| anyhow::anyhow!("{e}")))?;
-        weights::save(vs, self.steps as i64, &self.dir.join(FINAL))
+        weights::save(vs, self.steps as i64, &self.metadata, &self.dir.join(FINAL))
     }
 }

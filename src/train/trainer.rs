@@ -14,7 +14,8 @@ use super::sgd::Sgd;
 use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
-use crate::model::{weights, Model, WeightLayer};
+use crate::model::weights::{self, Expected, WeightsMetadata};
+use crate::model::{Model, WeightLayer};
 use crate::run::attempts;
 use crate::run::checkpoint::{self, LoopState};
 use crate::run::config::{Precision, RunConfig};
@@ -136,7 +137,16 @@ fn prepare_directory(config: &RunConfig, out: &RunDir, label: &str) -> Result<Pr
         Some(_) => {
             crate::eprint_line!("{label}: {} already holds this run, complete; not training again", out.path.display())
         }
-        None => RunState::clear_failure(&out.path),
+        None => {
+            // Another network's checkpoint is refused now, before the directory records anything;
+            // an unreadable one is left to `checkpoint::latest`, which falls back to the previous.
+            for file in checkpoint::files(&out.path) {
+                if let Ok(Some(metadata)) = weights::read_metadata(&file) {
+                    metadata.ensure_network(&file, &config.model, Expected::Training)?;
+                }
+            }
+            RunState::clear_failure(&out.path)
+        }
     }
     Ok(Prepared { lock, complete })
 }
@@ -202,6 +212,8 @@ struct Training<'a> {
     data: Dataset,
     order: BatchOrder,
     model: Model,
+    /// What every weights file of the run says of itself.
+    weights_metadata: WeightsMetadata,
     sgd: Sgd,
     state: LoopState,
     /// The leader's open outputs; `None` on the other ranks.
@@ -243,6 +255,7 @@ impl<'a> Training<'a> {
         let order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
         tch::manual_seed(config.seed as i64);
         let mut model = Model::new(&model_for_data(&config.model, &data)?, device)?;
+        let weights_metadata = config.weights_metadata(&model.spec);
         if config.channels_last {
             model.use_channels_last();
         }
@@ -259,14 +272,16 @@ impl<'a> Training<'a> {
         let state = peers.share_start(&model.vs, &mut sgd, state)?;
         let (outputs, rows) = match leader {
             true => {
-                let (outputs, rows) = open_outputs(config, dir, &model, recording, &state, saved.is_some())?;
+                let resuming = saved.is_some();
+                let (outputs, rows) =
+                    open_outputs(config, dir, &model, &weights_metadata, recording, &state, resuming)?;
                 (Some(outputs), rows)
             }
             false => (None, Vec::new()),
         };
         if leader && saved.is_none() {
             // The start of the path from initialisation (`analyze landscape`), as every rank holds it.
-            weights::save(&model.vs, 0, &dir.init_weights())?;
+            weights::save(&model.vs, 0, &weights_metadata, &dir.init_weights())?;
         }
         let progress = if leader { progress_bar(label, config.schedule.iters) } else { ProgressBar::hidden() };
         progress.set_position(state.iteration as u64);
@@ -280,6 +295,7 @@ impl<'a> Training<'a> {
             data,
             order,
             model,
+            weights_metadata,
             sgd,
             state,
             outputs,
@@ -395,7 +411,7 @@ impl<'a> Training<'a> {
             return Ok(());
         }
         let momentum = self.sgd.buffers().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
-        checkpoint::save(&self.dir.path, self.config, &self.model.vs, momentum, &self.state)
+        checkpoint::save(&self.dir.path, self.config, &self.model.vs, momentum, &self.state, &self.weights_metadata)
     }
 
     fn checkpoint_if_due(&self) -> Result<()> {
@@ -433,7 +449,7 @@ impl<'a> Training<'a> {
             summary.all_reduce_ms_per_step = Some(reduce.as_secs_f64() * 1000.0 / steps);
         }
         if self.peers.is_leader() {
-            weights::save(&self.model.vs, iters as i64, &self.dir.weights())?;
+            weights::save(&self.model.vs, iters as i64, &self.weights_metadata, &self.dir.weights())?;
             summary.save(&self.dir.path)?;
         }
         Ok(summary)
@@ -446,6 +462,7 @@ fn open_outputs(
     config: &RunConfig,
     run_dir: &RunDir,
     model: &Model,
+    weights_metadata: &WeightsMetadata,
     recording: &Recording,
     state: &LoopState,
     resuming: bool,
@@ -467,7 +484,7 @@ fn open_outputs(
     let events = EventWriter::create(out, &rows)?;
     let step_dump = match recording.dump_steps {
         0 => None,
-        steps => Some(StepDump::start(out, steps, &model.vs, state.iteration)?),
+        steps => Some(StepDump::start(out, steps, &model.vs, weights_metadata, state.iteration)?),
     };
     Ok((Outputs { metrics, events, grad_log, step_dump }, rows))
 }
