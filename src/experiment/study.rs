@@ -179,10 +179,11 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         return Ok(Reproduced { text: report.text(), outcome: report.result() });
     }
     let study = request.study()?;
-    // A run the study cannot use (another configuration's, modified) is refused before the
-    // machine is measured for `--jobs`.
-    plan::pending(plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?)?;
     if execution.backend == Backend::Local {
+        // A run the study cannot use (another configuration's, modified) is refused before the
+        // machine is measured for `--jobs`. (On Slurm the scripts check the runs as the tasks
+        // will train them: with their world size and threads.)
+        plan::pending(plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?)?;
         let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
     }
