@@ -98,14 +98,12 @@ impl Scripts {
     }
 }
 
-/// How to invoke reslab again on the cluster: the binary, and the study arguments that plan the
-/// same runs (`reslab aggregate` takes them too).
+/// How to invoke reslab again on the cluster: the binary, and the study's options as they were
+/// asked for.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     /// The reslab binary the jobs run.
     pub exe: PathBuf,
-    /// The experiment as the cluster finds it (a built-in name or an absolute path).
-    pub experiment: String,
     /// The preset the study is run at.
     pub preset: Preset,
     /// The command line's overrides, passed on to the jobs.
@@ -127,6 +125,17 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
+/// The study's options as its array tasks train the runs: with the CPUs Slurm gives each task as
+/// its threads, and the processes of each run as its world size. (`auto` precision is left to
+/// each task: it is decided on the node where the run first starts, by the probe and that node's
+/// cache, and a requeued run keeps it: docs/clusters.md.)
+fn task_overrides(invocation: &Invocation, settings: &SlurmSettings) -> Overrides {
+    let mut overrides = invocation.overrides.clone();
+    overrides.threads = settings.cpus_per_task as usize;
+    overrides.world_size = Some(settings.processes_per_run() as usize);
+    overrides
+}
+
 /// The batch scripts for the runs of `experiment` not complete in `out`.
 pub fn scripts(
     experiment: &Experiment,
@@ -134,13 +143,8 @@ pub fn scripts(
     settings: &SlurmSettings,
     out: &Path,
 ) -> Result<Scripts> {
-    let mut overrides = invocation.overrides.clone();
-    // Each task's libtorch threads: the CPUs Slurm gives it.
-    overrides.threads = settings.cpus_per_task as usize;
-    // `auto` is left to each task: it is decided on the node where the run first starts (by the
-    // probe and that node's cache), and a requeued run keeps it (docs/clusters.md).
+    let overrides = task_overrides(invocation, settings);
     let tasks = settings.processes_per_run();
-    overrides.world_size = Some(tasks as usize);
     let runs: Vec<PlannedRun> = pending(plan(experiment, invocation.preset, &overrides, out)?)?;
     let out = absolute(out)?;
     let slurm = StudyDir::new(&out).slurm();
@@ -201,15 +205,9 @@ wait "$pid"
     let mut aggregate = header;
     aggregate.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/aggregate-%j.log").display().to_string())));
     aggregate.extend(directives(Job::Aggregation));
-    let mut args = vec![
-        "aggregate".to_string(),
-        invocation.experiment.clone(),
-        "--preset".into(),
-        invocation.preset.name().into(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    args.extend(overrides.to_args());
+    // The study by its folder: its experiment.toml (written at submission) records it as the
+    // tasks train it, world size included.
+    let mut args = vec!["aggregate".to_string(), out.display().to_string()];
     if let Some(uri) = &invocation.mlflow {
         args.extend(["--mlflow".to_string(), uri.clone()]);
     }
@@ -263,12 +261,6 @@ pub fn sbatch_options(settings: &SlurmSettings, job: Job) -> Vec<String> {
     options
 }
 
-/// The experiment as a cluster job names it: a built-in name as it is, a file by its absolute path.
-pub fn experiment_argument(given: &str) -> Result<String> {
-    let path = Path::new(given);
-    Ok(if path.is_file() { absolute(path)?.display().to_string() } else { given.to_string() })
-}
-
 /// `reproduce --backend slurm`: the scripts (only printed with `dry_run`), or the submission.
 pub fn reproduce(
     experiment: &Experiment,
@@ -285,7 +277,7 @@ pub fn reproduce(
         print!("{}", dry_run_text(&scripts, out));
         return Ok(None);
     }
-    StudyDir::new(out).record_study(experiment, invocation.preset, &invocation.overrides)?;
+    StudyDir::new(out).record_study(experiment, invocation.preset, &task_overrides(invocation, settings))?;
     submit(&scripts, out).map(Some)
 }
 
@@ -446,7 +438,6 @@ mod tests {
     fn invocation() -> Invocation {
         Invocation {
             exe: PathBuf::from("/opt/reslab/bin/reslab"),
-            experiment: "table6".into(),
             preset: Preset::Smoke,
             overrides: Overrides {
                 seeds: Some(crate::experiment::spec::Seeds::Count(2)),
@@ -455,6 +446,36 @@ mod tests {
                 ..Overrides::default()
             },
             mlflow: None,
+        }
+    }
+
+    /// The aggregation job addresses the study by its folder: what the submission records there
+    /// plans the runs exactly as the tasks train them (several processes each included), so the
+    /// job neither calls them another configuration's nor needs the study's arguments again.
+    #[test]
+    fn the_recorded_study_plans_the_runs_the_tasks_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let settings = SlurmSettings { tasks_per_run: Some(2), cpus_per_task: 3, ..SlurmSettings::default() };
+        let scripts = scripts(&experiment, &invocation(), &settings, dir.path()).unwrap();
+        assert_eq!(scripts.runs.len(), 2);
+        assert!(scripts.runs.iter().all(|r| r.config().world_size == 2));
+        StudyDir::new(dir.path())
+            .record_study(&experiment, Preset::Smoke, &task_overrides(&invocation(), &settings))
+            .unwrap();
+        let folder = dir.path().display().to_string();
+        let request = crate::experiment::study::StudyRequest {
+            experiment: folder,
+            preset: None,
+            out: None,
+            overrides: Overrides::default(),
+            mlflow: None,
+        };
+        let study = request.study().unwrap();
+        let recorded = plan(&study.experiment, study.preset, &study.overrides, &study.out).unwrap();
+        assert_eq!(recorded.len(), scripts.runs.len());
+        for (recorded, task) in recorded.iter().zip(&scripts.runs) {
+            assert_eq!(recorded.config().difference(task.config(), crate::run::identity::Leeway::NONE), None);
         }
     }
 
@@ -490,8 +511,8 @@ mod tests {
         assert!(scripts.array.contains("scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\""));
         assert!(scripts.array.contains("/opt/reslab/bin/reslab train --config"));
         let aggregate = scripts.aggregate.lines().last().unwrap();
-        assert!(aggregate.starts_with("/opt/reslab/bin/reslab aggregate table6 --preset smoke --out /"), "{aggregate}");
-        assert!(aggregate.ends_with("--iters 4 --seeds 2 --depths 20"), "auto stays auto: {aggregate}");
+        let folder = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(aggregate, format!("/opt/reslab/bin/reslab aggregate {}", folder.display()), "by its folder");
         assert!(scripts.runs.iter().all(|r| r.run.precision_pending()), "auto is decided on the node");
         assert!(scripts.runs[0].run.handed_on_toml().contains("precision = \"auto\""));
     }
@@ -614,7 +635,7 @@ mod tests {
             format!("sbatch --parsable --dependency=afterany:$array_job {}", slurm.join("aggregate.sh").display());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1..3], [array.as_str(), aggregate.as_str()], "{text}");
-        assert!(text.contains("#SBATCH --array=0-1") && text.contains("reslab aggregate table6"), "{text}");
+        assert!(text.contains("#SBATCH --array=0-1") && text.contains("reslab aggregate /"), "{text}");
     }
 
     fn scripts_error(experiment: &Experiment, settings: &SlurmSettings, out: &Path) -> anyhow::Error {

@@ -192,7 +192,6 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
     }
     let invocation = slurm::Invocation {
         exe: std::env::current_exe().context("finding the reslab executable")?,
-        experiment: slurm::experiment_argument(&request.experiment)?,
         preset: study.preset,
         overrides: study.overrides.clone(),
         mlflow: study.experiment.tracking.mlflow.clone(),
@@ -203,14 +202,11 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         None => String::new(),
         Some(submission) => format!(
             "submitted {} runs as array job {}; job {} aggregates the study when it ends.\n\
-             follow them with: reslab status {} --preset {} --out {}{}   (or squeue -j {})\n",
+             follow them with: reslab status {}   (or squeue -j {})\n",
             submission.runs.len(),
             submission.array_job,
             submission.aggregate_job,
-            request.experiment,
-            study.preset.name(),
             study.out.display(),
-            study.overrides.to_args().iter().map(|a| format!(" {a}")).collect::<String>(),
             submission.array_job
         ),
     };
