@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let source: DataSource = args.next().as_deref().unwrap_or("embedded").parse()?;
     let data = DataConfig { normalization: Normalization::Imagenet, ..DataConfig::new(source) };
     let model = "resnet-20".parse()?;
-    let result = evaluate_weights(&model, &weights, &data, 0, Precision::Fp32)?;
+    let result = evaluate_weights(&model, &weights, &data, 0, Precision::Fp32, Default::default())?;
     println!("{}: test error {:.2}% on {} images", result.spec, result.error, result.images);
     Ok(())
 }

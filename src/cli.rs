@@ -13,7 +13,7 @@ use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale, DEFAUL
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
-use reslab::run::config::{check_lr_steps, PrecisionChoice, TrainOptions};
+use reslab::run::config::{check_lr_steps, DeviceChoice, PrecisionChoice, TrainOptions};
 use reslab::run::settings::Axis;
 use reslab::train::bench;
 use reslab::train::distributed::DEFAULT_TIMEOUT;
@@ -112,6 +112,9 @@ pub struct StudyArgs {
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
+    /// Where the runs compute: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N; never part of what a run is.
+    #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: DeviceChoice,
     /// Set any key of every run's configuration (repeatable): KEY=VALUE, or KEY=V1,V2 for a grid
     /// axis (each run at each value, named by it; with the file's [grid]). `reslab keys` lists the keys.
     #[arg(long = "set", value_name = "KEY=VALUE[,V2..]", value_parser = axis)]
@@ -279,6 +282,9 @@ pub struct TrainArgs {
     /// Run directory; default results/train-<model>.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Where the run computes: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N; a resumed run may change it.
+    #[arg(long, value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: Option<DeviceChoice>,
     /// Set any key of the run's configuration, after the options above (repeatable): lr=0.05,
     /// weight_decay=0, lr_steps=[0.5,0.75], shortcut=B, ... `reslab keys` lists every key with
     /// its type and default.
@@ -383,6 +389,9 @@ pub struct EvalArgs {
     /// The forward passes' arithmetic; fp32 by default, for an exact check of the weights.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
     pub precision: PrecisionChoice,
+    /// Where it computes: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: DeviceChoice,
 }
 
 #[derive(clap::Args)]
@@ -403,6 +412,9 @@ pub struct BenchArgs {
     /// CPU threads; 0: one per core.
     #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
     pub threads: usize,
+    /// Where it computes: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: DeviceChoice,
     /// Images per batch.
     #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, default_value_t = 128)]
     pub batch_size: i64,
@@ -623,6 +635,7 @@ impl StudyArgs {
                 precision: self.precision,
                 depths: self.depths.clone(),
                 world_size: None,
+                device: self.device,
                 settings: self.set.clone(),
             },
             mlflow: None,

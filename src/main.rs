@@ -121,7 +121,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => {
             let spec = args.model.options(None).apply(args.model.model()?, Spelling::Flags)?;
             let precision = args.precision.for_evaluation();
-            let result = evaluate_weights(&spec, &args.weights, &args.data.config(), args.threads, precision)?;
+            let result =
+                evaluate_weights(&spec, &args.weights, &args.data.config(), args.threads, precision, args.device)?;
             println!("precision: {}", result.precision_note());
             println!(
                 "{}: test error {:.2}% on {} images of {} ({})",
@@ -212,6 +213,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         settings,
         log_grads: args.log_grads,
         world_size: world.as_ref().map(|w| w.size),
+        device: args.device,
         ..RunRequest::from_source(source)
     };
     let run = request.resolve()?;
@@ -250,6 +252,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
 }
 
 fn bench_command(args: BenchArgs) -> Result<()> {
+    let device = args.device.resolve()?;
     let (precision, why) = match args.mode {
         bench::Mode::Eval => {
             let precision = args.precision.for_evaluation();
@@ -261,6 +264,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
             args.batch_size as usize,
             args.threads,
             !args.contiguous,
+            device,
         )?,
     };
     println!("precision: {why}");
@@ -270,6 +274,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         precision,
         channels_last: !args.contiguous,
         threads: args.threads,
+        device,
         batch: args.batch_size,
         iters: args.iters,
         warmup: args.warmup,

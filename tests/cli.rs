@@ -209,12 +209,15 @@ fn a_bf16_run_records_its_precision_and_evaluates_in_bf16_to_its_last_row() {
         "1",
         "--precision",
         "bf16",
+        "--device",
+        "cpu",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("precision: bf16, as asked"), "{}", stdout(&output));
-    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("precision = \"bf16\""));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\"") && config.contains("device = \"cpu\""), "{config}");
     let rows = read_rows(&out);
     assert_eq!(rows.len(), 1);
     let weights = out.join("model.safetensors");
@@ -222,6 +225,49 @@ fn a_bf16_run_records_its_precision_and_evaluates_in_bf16_to_its_last_row() {
     assert!(output.status.success(), "{}", stderr(&output));
     let last = rows[0][5].parse::<f64>().unwrap();
     assert!(stdout(&output).contains(&format!("test error {last:.2}%")), "{}", stdout(&output));
+
+    // The device it ran on, in the summary and in each start's row.
+    let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
+    assert!(summary.lines().any(|l| l == "device = \"cpu\""), "{summary}");
+    let attempts = std::fs::read_to_string(out.join("attempts.csv")).unwrap();
+    let lines: Vec<&str> = attempts.lines().collect();
+    assert_eq!(lines.len(), 2, "{attempts}");
+    assert!(lines[0].ends_with(",start_iteration,device") && lines[1].ends_with(",0,cpu"), "{attempts}");
+    // Resumed on another device than its last start's (as if that had been a GPU): it continues
+    // and says so.
+    std::fs::write(out.join("attempts.csv"), format!("{}\n{}\n", lines[0], lines[1].replace(",cpu", ",cuda:0")))
+        .unwrap();
+    std::fs::remove_file(out.join("summary.toml")).unwrap();
+    let output = reslab(&["train", "--resume", out.to_str().unwrap(), "--device", "cpu"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let note = format!("note: {} resumes on cpu at iteration 4; its previous start ran on cuda:0", out.display());
+    assert!(stderr(&output).contains(&note), "{}", stderr(&output));
+    assert!(std::fs::read_to_string(out.join("attempts.csv")).unwrap().ends_with(",4,cpu\n"));
+}
+
+#[test]
+fn a_device_that_is_not_there_is_one_line_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // No machine has a GPU numbered 99: refused wherever the suite runs (the line's middle says
+    // whether there is any GPU).
+    let train = ["train", "--model", "plain-8", "--iters", "2", "--device", "cuda:99", "--out", "run"];
+    let study = ["reproduce", "fig1", "--preset", "smoke", "--iters", "2", "--device", "cuda:99", "--out", "study"];
+    let eval = ["eval", "--model", "plain-8", "--weights", "w.safetensors", "--device", "cuda:99"];
+    for args in [&train[..], &study[..]] {
+        let output = reslab_in(dir.path(), args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].starts_with("error: device cuda:99: ") && lines[0].ends_with("cpu or auto"), "{err}");
+        assert_untouched(dir.path());
+    }
+    std::fs::write(dir.path().join("w.safetensors"), b"").unwrap();
+    let output = reslab_in(dir.path(), &eval);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("device cuda:99: "), "{}", stderr(&output));
+    let output = reslab_in(dir.path(), &["train", "--model", "plain-8", "--device", "gpu"]);
+    assert_argument_error(&output, &["'gpu'", "--device", "expected auto, cpu, cuda or cuda:N"]);
 }
 
 #[test]

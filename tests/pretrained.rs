@@ -71,7 +71,8 @@ fn pretrained_resnets_reproduce_their_published_test_errors() {
     for (depth, file, expected) in &PRETRAINED[3..] {
         let spec: ModelSpec = format!("resnet-{depth}").parse().unwrap();
         let weights = shared_data().join("pretrained").join(file);
-        let result = evaluate_weights_on(&spec, &weights, &dataset, data.test_crops, Precision::Fp32).unwrap();
+        let result =
+            evaluate_weights_on(&spec, &weights, &dataset, data.test_crops, Precision::Fp32, tch::Device::Cpu).unwrap();
         assert_eq!(result.images, 10000);
         assert!(
             (result.error - expected).abs() <= 0.05,

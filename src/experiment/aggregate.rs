@@ -17,8 +17,9 @@ use crate::report::chart::{self, Colours, Curve, ErrorChart};
 use crate::report::forest::{self, ForestChart, ForestRow, Region};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable, Verdict};
 use crate::report::table::{self, ClaimLine, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
+use crate::run::config::DeviceChoice;
 use crate::run::metrics::MetricsRow;
-use crate::run::RunConfig;
+use crate::run::{RunConfig, RunSummary};
 use crate::run::{RunDir, RunState};
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
@@ -134,14 +135,12 @@ fn write_set(
         }
     };
     let section = section(experiment, preset, runs, &groups, &checks, figures)?;
-    let page = Page {
-        title: experiment.title.clone(),
-        lede: vec![format!(
-            "Made by reslab {} from the run directories in this folder, as this command runs it: {command}.",
-            env!("CARGO_PKG_VERSION"),
-        )],
-        sections: vec![section.clone()],
-    };
+    let mut lede = vec![format!(
+        "Made by reslab {} from the run directories in this folder, as this command runs it: {command}.",
+        env!("CARGO_PKG_VERSION"),
+    )];
+    lede.extend(devices_line(&groups));
+    let page = Page { title: experiment.title.clone(), lede, sections: vec![section.clone()] };
     let report = to.join("report.html");
     html::write(&page, &report)?;
     files.push(report);
@@ -410,6 +409,38 @@ fn write_tables(
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
+/// The device a run's last session computed on (`cpu`, `cuda:0`), for `summary.csv`; `None`
+/// where its summary does not record it.
+fn device_of(summary: &RunSummary) -> Option<String> {
+    summary.provenance.as_ref()?.device.map(|device| device.to_string())
+}
+
+/// The report's line on where the runs computed: each device with its processor and how many of
+/// the runs it finished, from their summaries.
+fn devices_line(groups: &[GroupResult]) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for run in groups.iter().flat_map(|g| &g.runs) {
+        let Some(provenance) = &run.summary.provenance else { continue };
+        let Some(device) = provenance.device else { continue };
+        let processor = match &provenance.gpu {
+            Some(gpu) if device != DeviceChoice::Cpu => gpu.clone(),
+            _ => provenance.cpu.clone(),
+        };
+        *counts.entry(format!("{device} ({processor})")).or_default() += 1;
+    }
+    let runs: usize = groups.iter().map(|g| g.runs.len()).sum();
+    let recorded: usize = counts.values().sum();
+    if counts.is_empty() {
+        return None;
+    }
+    let mut line =
+        counts.iter().map(|(device, n)| format!("{device}: {n} of the {runs} runs")).collect::<Vec<_>>().join("; ");
+    if recorded < runs {
+        line += &format!("; {} runs do not record it", runs - recorded);
+    }
+    Some(format!("Computed on {line}."))
+}
+
 fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
     let s = &run.summary;
     RunRow {
@@ -428,6 +459,7 @@ fn run_row(group: &GroupResult, run: &RunResult) -> RunRow {
         precision: run.precision,
         img_per_s: s.mean_img_per_s,
         wall_s: s.wall_s,
+        device: device_of(s).unwrap_or_default(),
     }
 }
 
@@ -839,7 +871,7 @@ mod tests {
         assert_eq!(column("summary.csv", "seed")[..3], ["0", "1", "2"]);
         assert_eq!(column("summary.csv", "precision")[0], "fp32");
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
-        assert!(summary.lines().next().unwrap().ends_with(",paper_err,seed,precision,img_per_s,wall_s"), "{summary}");
+        assert!(summary.lines().next().unwrap().ends_with(",paper_err,seed,precision,img_per_s,wall_s,device"), "{summary}");
         for number in ["difference", "low", "high", "n"] {
             assert!(column("claims.csv", number).iter().all(|v| v.parse::<f64>().is_ok()), "{number}: a number");
         }

@@ -111,8 +111,12 @@ pub fn estimate(runs: &[PlannedRun], threads: usize) -> Result<Vec<RunCost>> {
                     None => {
                         let probe_spec = ModelSpec::cifar(crate::model::Kind::Residual, 20)?;
                         let probe_macs = Model::new(&probe_spec, tch::Device::Cpu)?.macs() as f64;
-                        let img_per_s =
-                            bench::step_img_per_s(&Bench::probe(probe_spec.clone(), run.config(), threads))?;
+                        let img_per_s = bench::step_img_per_s(&Bench::probe(
+                            probe_spec.clone(),
+                            run.config(),
+                            threads,
+                            run.config().device.resolve()?,
+                        ))?;
                         probe = Some((img_per_s * probe_macs, img_per_s));
                         (img_per_s * probe_macs, img_per_s)
                     }

@@ -73,6 +73,8 @@ impl LayoutClock for ResNet20Steps {
             precision: Precision::Fp32,
             channels_last: true,
             threads,
+            // Local jobs share the CPU's cores: what is measured here.
+            device: tch::Device::Cpu,
             batch: 128,
             iters: 3,
             warmup: 2,

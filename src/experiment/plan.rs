@@ -5,7 +5,7 @@ use super::spec::{Experiment, RunEntry, Seeds};
 use super::study_dir::StudyDir;
 use crate::data::DataSource;
 use crate::model::ModelSpec;
-use crate::run::config::{DataConfig, PrecisionChoice, RunConfig, TrainOptions};
+use crate::run::config::{DataConfig, DeviceChoice, PrecisionChoice, RunConfig, TrainOptions};
 use crate::run::settings::{Axis, Setting};
 use crate::run::{RunDir, RunState};
 use crate::train::request::AutoPrecision;
@@ -35,6 +35,8 @@ pub struct Overrides {
     pub depths: Option<Vec<i64>>,
     /// Processes training each run together (data parallel: a Slurm task's ranks); default 1.
     pub world_size: Option<usize>,
+    /// `--device`: where the runs compute (how they are executed, never part of what they are).
+    pub device: DeviceChoice,
     /// `--set`: keys of every run's configuration; an axis of several values is a grid axis,
     /// spelled out into runs by [`Experiment::with_grid`], one value applies to every run.
     pub settings: Vec<Axis>,
@@ -180,8 +182,12 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
             let request =
                 RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);
             // `auto` is decided where each run is trained, not here.
-            let request =
-                RunRequest { auto_precision: AutoPrecision::AtRunStart, settings: settings.clone(), ..request };
+            let request = RunRequest {
+                auto_precision: AutoPrecision::AtRunStart,
+                settings: settings.clone(),
+                device: Some(overrides.device),
+                ..request
+            };
             let resolved = request.resolve().map_err(|e| match overrides.world_size {
                 Some(tasks) if tasks > 1 => e.context(format!("{} on {tasks} tasks", StudyDir::run_name(&name, seed))),
                 _ => e,

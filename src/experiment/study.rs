@@ -130,7 +130,7 @@ impl StudyRequest {
             experiment,
             preset: record.preset,
             out: folder.to_path_buf(),
-            overrides: record.overrides(o.threads)?,
+            overrides: Overrides { device: o.device, ..record.overrides(o.threads)? },
         })
     }
 
@@ -183,6 +183,7 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         // A run the study cannot use (another configuration's, modified) is refused before the
         // machine is measured for `--jobs`. (On Slurm the scripts check the runs as the tasks
         // will train them: with their world size and threads.)
+        study.overrides.device.resolve()?;
         plan::pending(plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?)?;
         let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });

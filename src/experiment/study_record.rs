@@ -7,7 +7,7 @@
 use super::plan::{self, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
-use crate::run::config::PrecisionChoice;
+use crate::run::config::{DeviceChoice, PrecisionChoice};
 use crate::run::settings::Axis;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -92,6 +92,8 @@ impl StudyRecord {
                 .map_err(|_| anyhow::anyhow!("precision = {:?}: expected auto, fp32 or bf16", self.precision))?,
             depths: self.depths.clone(),
             world_size: self.world_size,
+            // How the runs are executed is the command's, never the study's.
+            device: DeviceChoice::Auto,
             settings,
         })
     }

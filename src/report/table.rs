@@ -38,6 +38,8 @@ pub struct RunRow {
     pub img_per_s: f64,
     /// Wall-clock seconds of the run.
     pub wall_s: f64,
+    /// The device its last session computed on (`cpu`, `cuda:0`); empty where unrecorded.
+    pub device: String,
 }
 
 /// What the Markdown table is about.
@@ -52,7 +54,7 @@ pub struct TableHeading {
 }
 
 /// The wall-clock columns (`img_per_s`, `wall_s`) come last: a comparison of two studies drops them.
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     "run",
     "model",
     "shortcut",
@@ -68,9 +70,10 @@ const COLUMNS: [&str; 15] = [
     "precision",
     "img_per_s",
     "wall_s",
+    "device",
 ];
 
-fn cells(row: &RunRow) -> [String; 15] {
+fn cells(row: &RunRow) -> [String; 16] {
     [
         row.run.clone(),
         row.model.clone(),
@@ -87,6 +90,7 @@ fn cells(row: &RunRow) -> [String; 15] {
         row.precision.to_string(),
         format!("{:.1}", row.img_per_s),
         format!("{:.1}", row.wall_s),
+        row.device.clone(),
     ]
 }
 
@@ -486,6 +490,7 @@ mod tests {
             precision: Precision::Bf16,
             img_per_s: 300.0,
             wall_s: 42.0,
+            device: "cpu".into(),
         }
     }
 
@@ -620,11 +625,11 @@ mod tests {
         assert_eq!(
             csv.lines().next().unwrap(),
             "run,model,shortcut,params,macs,iters,final_train_err,final_test_err,mean_train_err,mean_test_err,\
-             paper_err,seed,precision,img_per_s,wall_s"
+             paper_err,seed,precision,img_per_s,wall_s,device"
         );
         assert_eq!(
             csv.lines().nth(1).unwrap(),
-            "resnet-20,resnet-20,A,269722,40551040,100,12.35,20.00,30.00,35.00,8.75,2,bf16,300.0,42.0"
+            "resnet-20,resnet-20,A,269722,40551040,100,12.35,20.00,30.00,35.00,8.75,2,bf16,300.0,42.0,cpu"
         );
         assert!(csv.lines().nth(2).unwrap().contains(",,2,bf16,300.0,"), "no paper number: an empty cell");
         let heading = TableHeading { title: "T".into(), description: "D".into(), paper_source: Some("Table 6".into()) };

@@ -1,6 +1,7 @@
 //! One typed configuration per component, nested into the run configuration that is saved as
 //! `config.toml` in every run directory. Defaults are the paper's CIFAR-10 protocol.
 
+pub use super::device::DeviceChoice;
 pub use crate::data::dataset::DataConfig;
 #[cfg(test)]
 use crate::data::DataSource;
@@ -98,6 +99,12 @@ pub struct RunConfig {
     /// BN statistics are per process, so another world size is another run.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub world_size: usize,
+    /// The device the run computes on: in a run directory the one it ran on (`cpu`, `cuda:0`: its
+    /// latest start's; `attempts.csv` has every start's); `auto` in a planned configuration, and
+    /// in runs made before the setting. How a run is executed, like `threads`: never part of what
+    /// it is.
+    #[serde(default, skip_serializing_if = "DeviceChoice::is_auto")]
+    pub device: DeviceChoice,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -346,6 +353,7 @@ impl RunConfig {
             checkpoint_every: 0,
             log_grads: 0,
             world_size: 1,
+            device: DeviceChoice::Auto,
         }
     }
 }

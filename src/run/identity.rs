@@ -1,13 +1,14 @@
 //! "Is this the same run?": the one comparison of two run configurations, and the digest that
 //! names a run's configuration in the files made from it (weights, summaries).
 //!
-//! Two fields never make another run: the thread count (how a run is executed: `--jobs` splits the
-//! cores differently from one invocation to the next) and `log_grads` (a recording that changes
+//! Three fields never make another run: the thread count and the device (how a run is executed:
+//! `--jobs` splits the cores differently from one invocation to the next, a run may resume on
+//! another GPU or on the CPU) and `log_grads` (a recording that changes
 //! nothing in the training). What else may differ depends on who asks, and is said by [`Leeway`]:
 //! `--precision auto` accepts the precision a run already made, a checkpoint's own message names
 //! another world size.
 
-use super::config::RunConfig;
+use super::config::{DeviceChoice, RunConfig};
 use crate::model::weights::{RunOrigin, WeightsMetadata};
 use crate::model::ModelSpec;
 use sha2::{Digest, Sha256};
@@ -98,7 +99,7 @@ impl RunConfig {
 
     /// The configuration without what never makes another run.
     fn essence(&self) -> RunConfig {
-        RunConfig { threads: 0, log_grads: 0, ..self.clone() }
+        RunConfig { threads: 0, log_grads: 0, device: DeviceChoice::Auto, ..self.clone() }
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod attempts;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod digests;
 pub mod events;
 pub mod grad_norms;

@@ -1,9 +1,9 @@
 //! Where, with what and when a run was made: the fields of `summary.toml` beside its results
-//! (seed, precision, threads, reslab's version and commit, libtorch's version, the CPU and GPU,
-//! when it started and ended). Summaries written before reslab recorded them have none.
+//! (seed, precision, threads, reslab's version and commit, libtorch's version, the device, the
+//! CPU and GPU, when it started and ended). Summaries written before reslab recorded them have none.
 
 use super::attempts;
-use super::config::{Precision, RunConfig};
+use super::config::{DeviceChoice, Precision, RunConfig};
 use crate::util::time::{now_unix_s, rfc3339_utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -24,6 +24,10 @@ pub struct Provenance {
     pub commit: String,
     /// The version of the libtorch reslab was built against.
     pub libtorch_version: String,
+    /// The device the session that finished the run computed on (`cpu`, `cuda:0`); absent from
+    /// summaries written before reslab recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceChoice>,
     /// The CPU's model (Linux's `/proc/cpuinfo`), `unknown` elsewhere.
     pub cpu: String,
     /// The GPU's name (`nvidia-smi`) for a run trained on one.
@@ -54,6 +58,7 @@ impl Provenance {
             reslab_version: env!("CARGO_PKG_VERSION").into(),
             commit: COMMIT.into(),
             libtorch_version: LIBTORCH_VERSION.into(),
+            device: Some(config.device),
             cpu: if cpu.is_empty() { "unknown".into() } else { cpu },
             gpu,
             started: rfc3339_utc(started),
@@ -76,7 +81,7 @@ mod tests {
     fn a_run_started_when_its_last_attempt_from_iteration_zero_did() {
         let dir = tempfile::tempdir().unwrap();
         let config = RunConfig { seed: 7, precision: Precision::Bf16, ..RunConfig::example() };
-        attempts::record(dir.path(), 1, 2, 0).unwrap();
+        attempts::record(dir.path(), 1, 2, DeviceChoice::Cpu, 0).unwrap();
         let provenance = Provenance::ending_now(&config, dir.path(), 2, None, 5.0);
         assert_eq!((provenance.seed, provenance.precision, provenance.threads), (7, Precision::Bf16, 2));
         let started = attempts::read(dir.path()).unwrap()[0].started_unix_s;

@@ -595,6 +595,7 @@ fn paper_defaults() -> RunConfig {
         checkpoint_every: 0,
         log_grads: 0,
         world_size: 1,
+        device: super::config::DeviceChoice::Auto,
     }
 }
 

@@ -103,6 +103,7 @@ mod tests {
             reslab_version: "0.1.0".into(),
             commit: "0123abc-dirty".into(),
             libtorch_version: "2.9.0".into(),
+            device: Some(crate::run::config::DeviceChoice::Cpu),
             cpu: "AMD EPYC 7B13 64-Core Processor".into(),
             gpu: None,
             started: "2026-12-07T01:02:03Z".into(),

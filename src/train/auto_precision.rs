@@ -117,14 +117,22 @@ pub struct TrainingStep {
     pub threads: usize,
     /// Channels-last layout, as the run has it.
     pub channels_last: bool,
+    /// Where the run computes.
+    pub device: Device,
     /// The machine's load since the first measurement.
     meter: Option<Meter>,
 }
 
 impl TrainingStep {
-    /// The clock of training `spec` at `batch_size` on `threads` threads (0: one per core).
-    pub fn new(spec: ModelSpec, batch_size: usize, threads: usize, channels_last: bool) -> TrainingStep {
-        TrainingStep { spec, batch_size, threads, channels_last, meter: None }
+    /// The clock of training `spec` at `batch_size` on `threads` threads (0: one per core) on `device`.
+    pub fn new(
+        spec: ModelSpec,
+        batch_size: usize,
+        threads: usize,
+        channels_last: bool,
+        device: Device,
+    ) -> TrainingStep {
+        TrainingStep { spec, batch_size, threads, channels_last, device, meter: None }
     }
 }
 
@@ -144,6 +152,7 @@ impl StepClock for TrainingStep {
             precision,
             channels_last: self.channels_last,
             threads: self.threads,
+            device: self.device,
             batch: self.batch_size as i64,
             iters: PROBE_STEPS,
             warmup: PROBE_WARMUP,
@@ -190,15 +199,15 @@ pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Resul
     Ok(measured.choice("measured"))
 }
 
-/// `auto`'s precision for training `spec` at `batch_size` with `threads` on this machine's run
-/// device, with the cache of the user's cache folder and the real clock.
+/// `auto`'s precision for training `spec` at `batch_size` with `threads` on `device`, with the
+/// cache of the user's cache folder and the real clock.
 pub fn decide_here(
     spec: &ModelSpec,
     batch_size: usize,
     threads: usize,
     channels_last: bool,
+    device: Device,
 ) -> Result<(Precision, String)> {
-    let device = runtime::device();
     if device == Device::Cpu && !runtime::cpu_has_bf16()? {
         // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
         return Ok((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into()));
@@ -212,7 +221,7 @@ pub fn decide_here(
         ));
     }
     let key = ProbeKey::new(spec, batch_size, threads, device);
-    let mut clock = TrainingStep::new(spec.clone(), batch_size, threads, channels_last);
+    let mut clock = TrainingStep::new(spec.clone(), batch_size, threads, channels_last, device);
     decide(&key, &Cache::named(CACHE_FILE), &mut clock)
 }
 
@@ -224,11 +233,12 @@ pub fn training_precision(
     batch_size: usize,
     threads: usize,
     channels_last: bool,
+    device: Device,
 ) -> Result<(Precision, String)> {
     match choice {
         PrecisionChoice::Fp32 => Ok((Precision::Fp32, "fp32, as asked".into())),
         PrecisionChoice::Bf16 => Ok((Precision::Bf16, "bf16, as asked".into())),
-        PrecisionChoice::Auto => decide_here(spec, batch_size, threads, channels_last),
+        PrecisionChoice::Auto => decide_here(spec, batch_size, threads, channels_last, device),
     }
 }
 

@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// What `reslab bench` times (see the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +51,8 @@ pub struct Bench {
     pub channels_last: bool,
     /// libtorch threads; 0: one per core.
     pub threads: usize,
+    /// Where it computes.
+    pub device: Device,
     /// Images per batch.
     pub batch: i64,
     /// Timed iterations (batches), after `warmup` untimed ones.
@@ -98,14 +100,15 @@ impl Reference {
 
 impl Bench {
     /// The short timed probe of `reslab plan`: five training steps of `spec` in `run`'s precision
-    /// and layout after two untimed ones (oneDNN picks its kernels on the first).
-    pub fn probe(spec: ModelSpec, run: &RunConfig, threads: usize) -> Bench {
+    /// and layout on `device` after two untimed ones (oneDNN picks its kernels on the first).
+    pub fn probe(spec: ModelSpec, run: &RunConfig, threads: usize, device: Device) -> Bench {
         Bench {
             spec,
             mode: Mode::Step,
             precision: run.precision,
             channels_last: run.channels_last,
             threads,
+            device,
             batch: 128,
             iters: 5,
             warmup: 2,
@@ -138,7 +141,7 @@ pub fn measure(bench: &Bench) -> Result<f64> {
 fn fresh_model(bench: &Bench) -> Result<Model> {
     set_threads(bench.threads);
     tch::manual_seed(0);
-    let mut model = Model::new(&bench.spec, runtime::device())?;
+    let mut model = Model::new(&bench.spec, bench.device)?;
     if bench.channels_last {
         model.use_channels_last();
     }

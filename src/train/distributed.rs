@@ -165,17 +165,6 @@ impl World {
         Ok(world)
     }
 
-    /// This rank's device: GPU `local_rank` (modulo the GPUs there are) where there are GPUs.
-    pub fn device(&self) -> Device {
-        match tch::Cuda::device_count() {
-            0 => Device::Cpu,
-            gpus => {
-                tch::Cuda::cudnn_set_benchmark(true);
-                Device::Cuda(self.local_rank % gpus as usize)
-            }
-        }
-    }
-
     /// CPU threads for each rank when the run asks for one per core (0): the cores shared among
     /// this machine's ranks.
     pub fn threads(&self, threads: usize) -> usize {

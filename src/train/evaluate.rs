@@ -1,17 +1,17 @@
 //! Evaluation: a model's error rate on a data set's evaluation set, in evaluation mode, without
 //! gradients, with every BN folded into its convolution (see [`crate::model::folded`]).
 
-use super::runtime::{self, autocast, set_threads};
+use super::runtime::{autocast, set_threads};
 use crate::data::folder::TestCrops;
 use crate::data::{DataConfig, Dataset};
 use crate::model::weights::{self, Expected};
 use crate::model::{Model, ModelSpec};
-use crate::run::config::Precision;
+use crate::run::config::{DeviceChoice, Precision};
 use crate::run::{RunConfig, RunDir};
 use anyhow::{bail, Result};
 use std::ops::Range;
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// What `reslab eval` reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,12 +52,14 @@ pub fn evaluate_weights(
     data: &DataConfig,
     threads: usize,
     precision: Precision,
+    device: DeviceChoice,
 ) -> Result<Evaluation> {
+    let device = device.resolve()?;
     // Another network's weights are refused before the data is read (the classes come with it).
     weights::check(weights_file, spec, Expected::Flags)?;
     set_threads(threads);
-    let dataset = Dataset::open(data, runtime::device())?;
-    evaluate_weights_on(spec, weights_file, &dataset, data.test_crops, precision)
+    let dataset = Dataset::open(data, device)?;
+    evaluate_weights_on(spec, weights_file, &dataset, data.test_crops, precision, device)
 }
 
 /// [`evaluate_weights`] on a data set already open (several models on one data set read it once).
@@ -67,10 +69,11 @@ pub fn evaluate_weights_on(
     dataset: &Dataset,
     test_crops: TestCrops,
     precision: Precision,
+    device: Device,
 ) -> Result<Evaluation> {
     weights::ensure_exists(weights_file)?;
     let spec = model_for_data(spec, dataset)?;
-    let mut model = Model::new(&spec, runtime::device())?;
+    let mut model = Model::new(&spec, device)?;
     let metadata = weights::load(&mut model, weights_file, Expected::Flags)?;
     model.use_channels_last();
     let error = error_rate(&model, dataset, test_crops, precision)?;

@@ -10,7 +10,7 @@
 use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
-use crate::run::config::{OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
+use crate::run::config::{DeviceChoice, OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
 use crate::run::identity::Leeway;
 use crate::run::settings::{self, Setting};
 use crate::run::{RunConfig, RunDir, RunState};
@@ -47,6 +47,9 @@ pub struct RunRequest {
     /// The data parallel world the run is trained by (`train --distributed`), whatever the
     /// source says.
     pub world_size: Option<usize>,
+    /// `--device`: where the run computes; `None`: a configuration file's own (a runner's handed-on
+    /// file carries the study's), `auto` for a resumed run (the device it ran on is history).
+    pub device: Option<DeviceChoice>,
     /// When `auto` precision is decided.
     pub auto_precision: AutoPrecision,
     /// `--set KEY=VALUE`s (and a grid point's), applied in order to a new run or a configuration
@@ -143,6 +146,7 @@ impl RunRequest {
             out: None,
             log_grads: None,
             world_size: None,
+            device: None,
             auto_precision: AutoPrecision::Decide,
             settings: Vec::new(),
         }
@@ -157,6 +161,7 @@ impl RunRequest {
     /// (a run already in the directory keeps its own), the recording and world applied, and the
     /// whole validated.
     pub fn resolve(self) -> Result<Run> {
+        let resuming = matches!(self.source, RunSource::Resume(_));
         let (config, out, choice) = match self.source {
             RunSource::Resume(dir) => {
                 if let Some(setting) = self.settings.first() {
@@ -192,6 +197,15 @@ impl RunRequest {
         if let Some(size) = self.world_size {
             config.world_size = size;
         }
+        config.device = match self.device {
+            Some(device) => device,
+            None if resuming => DeviceChoice::Auto,
+            None => config.device,
+        };
+        if self.auto_precision == AutoPrecision::Decide {
+            // A device that is not here: one line now, before a probe or a directory.
+            config.device.resolve()?;
+        }
         let mut precision_pending = false;
         let precision_note = match choice {
             None => None,
@@ -222,7 +236,8 @@ impl RunRequest {
 
 /// The precision `choice` gives a run of `config` (its net, batch, threads and layout), and why.
 fn precision_for(choice: PrecisionChoice, config: &RunConfig) -> Result<(Precision, String)> {
-    training_precision(choice, &config.model, config.optim.batch_size, config.threads, config.channels_last)
+    let device = config.device.resolve()?;
+    training_precision(choice, &config.model, config.optim.batch_size, config.threads, config.channels_last, device)
 }
 
 /// The configuration of a new run of `model` on `data` with `options`, in `precision`: the
@@ -249,6 +264,7 @@ fn config_of(model: ModelSpec, data: DataConfig, options: &TrainOptions, precisi
         checkpoint_every: options.checkpoint_every,
         log_grads: options.log_grads,
         world_size: options.world_size,
+        device: DeviceChoice::Auto,
     }
 }
 

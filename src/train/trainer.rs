@@ -62,6 +62,8 @@ pub fn train_recording(run: &Run, label: &str, recording: &Recording) -> Result<
             config.world_size
         );
     }
+    let device = config.device.resolve()?;
+    let config = &config.ran_on(device);
     let Prepared { lock: _lock, complete } = prepare_directory(config, out, label)?;
     if let Some(summary) = complete {
         return Ok(summary);
@@ -88,7 +90,9 @@ pub fn train_distributed(
         bail!("the configuration is for {} processes but the world has {}", config.world_size, world.size);
     }
     set_threads(world.threads(config.threads));
-    let mut parallel = DataParallel::join(world, world.device(), timeout)?;
+    let device = config.device.resolve_for_rank(world.local_rank)?;
+    let config = &config.ran_on(device);
+    let mut parallel = DataParallel::join(world, device, timeout)?;
     // Rank 0 tells the others whether to train: "train", "complete" or the error that stopped it.
     if !parallel.is_leader() {
         let word = String::from_utf8_lossy(&parallel.broadcast_bytes(&[])?).into_owned();
@@ -244,13 +248,11 @@ impl<'a> Training<'a> {
         mut peers: Peers<'a>,
     ) -> Result<Training<'a>> {
         interrupt::install()?;
-        let device = match &peers {
-            Peers::Ranks(parallel) => parallel.world().device(),
-            Peers::Alone => {
-                set_threads(config.threads);
-                runtime::device()
-            }
-        };
+        if let Peers::Alone = peers {
+            set_threads(config.threads);
+        }
+        // The device this process resolved for the run (`ran_on`): the same again.
+        let device = config.device.resolve()?;
         let data = Dataset::open(&config.data, device)?;
         let order = BatchOrder::new(data.num_train(), config.optim.batch_size, config.seed)?;
         tch::manual_seed(config.seed as i64);
@@ -475,7 +477,16 @@ fn open_outputs(
         MetricsWriter::create(out)?
     };
     run_dir.write_config(config)?;
-    attempts::record(out, config.world_size, config.threads, state.iteration)?;
+    let (_, moved) = attempts::record(out, config.world_size, config.threads, config.device, state.iteration)?;
+    if let Some(before) = moved {
+        crate::eprint_line!(
+            "note: {} resumes on {} at iteration {}; its previous start ran on {before} (the device never makes \
+             another run; attempts.csv lists each start's)",
+            out.display(),
+            config.device,
+            state.iteration
+        );
+    }
     let grad_log = match config.log_grads {
         0 => None,
         _ => Some((GradNormWriter::resume(out, state.iteration)?, model.weight_layers())),
