@@ -871,7 +871,10 @@ mod tests {
         assert_eq!(column("summary.csv", "seed")[..3], ["0", "1", "2"]);
         assert_eq!(column("summary.csv", "precision")[0], "fp32");
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
-        assert!(summary.lines().next().unwrap().ends_with(",paper_err,seed,precision,img_per_s,wall_s,device"), "{summary}");
+        assert!(
+            summary.lines().next().unwrap().ends_with(",paper_err,seed,precision,img_per_s,wall_s,device"),
+            "{summary}"
+        );
         for number in ["difference", "low", "high", "n"] {
             assert!(column("claims.csv", number).iter().all(|v| v.parse::<f64>().is_ok()), "{number}: a number");
         }

@@ -56,6 +56,7 @@ impl StudyMirror {
                     experiment: mlflow_experiment.clone(),
                     name: run.dir_name(),
                     tags,
+                    expected: Some((run.config().clone(), run.run.leeway())),
                 }
             })
             .collect();

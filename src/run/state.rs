@@ -168,14 +168,14 @@ impl std::fmt::Display for RunState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::metrics::FILE_NAME as METRICS;
     use crate::run::WEIGHTS_FILE;
 
     /// A complete run of `RunConfig::example()` in `dir`, its summary written as the trainer
     /// writes it (with digests).
-    fn complete_run(dir: &Path) -> RunConfig {
+    pub(crate) fn complete_run(dir: &Path) -> RunConfig {
         let config = RunConfig::example();
         RunDir::new(dir).write_config(&config).unwrap();
         std::fs::write(dir.join(METRICS), "iter,train_err\n10,50\n").unwrap();

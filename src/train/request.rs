@@ -104,8 +104,17 @@ impl Run {
     /// What `dir` holds, judged against this run: while the precision is pending (`auto`), a
     /// run of either precision is this run, as `auto` keeps a run's own.
     pub fn state_in(&self, dir: &RunDir) -> RunState {
-        let leeway = if self.precision_pending { Leeway::PRECISION } else { Leeway::NONE };
-        RunState::read_as(&dir.path, &self.config, leeway)
+        RunState::read_as(&dir.path, &self.config, self.leeway())
+    }
+
+    /// What may differ in a directory's run that is this one: the precision while it is pending
+    /// (`auto` keeps a run's own).
+    pub fn leeway(&self) -> Leeway {
+        if self.precision_pending {
+            Leeway::PRECISION
+        } else {
+            Leeway::NONE
+        }
     }
 
     /// What the run's own directory holds, judged against this run ([`Self::state_in`]).

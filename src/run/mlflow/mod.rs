@@ -15,9 +15,10 @@ pub mod client;
 pub use client::{Client, CreatedRun, Status};
 
 use super::attempts;
+use super::identity::Leeway;
 use super::lock::{self, LockOwner};
 use super::metrics::{self, MetricsRow};
-use super::{RunState, CONFIG_FILE};
+use super::{RunConfig, RunState, CONFIG_FILE};
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
 use client::Metric;
@@ -107,6 +108,20 @@ pub struct RunTarget {
     pub name: String,
     /// Tags set when the MLflow run is made.
     pub tags: Vec<(String, String)>,
+    /// A study's run: the configuration it plans there and what may differ. A directory holding
+    /// another configuration's run, or one modified after it completed, is not this run and is
+    /// never sent. `None`: the directory's own run (`train --mlflow`).
+    pub expected: Option<(RunConfig, Leeway)>,
+}
+
+impl RunTarget {
+    /// What its directory holds, judged against the run the study plans there (where it plans one).
+    fn state(&self) -> RunState {
+        match &self.expected {
+            Some((config, leeway)) => RunState::read_as(&self.dir, config, *leeway),
+            None => RunState::read(&self.dir),
+        }
+    }
 }
 
 /// Sends run directories to one server, remembering what it asked of it in this process.
@@ -201,6 +216,10 @@ impl Syncer {
         if !dir.join(CONFIG_FILE).is_file() {
             return Ok(());
         }
+        if let RunState::Foreign { .. } | RunState::Modified { .. } = target.state() {
+            // Not the study's run (status and aggregate say which and why): nothing of it is sent.
+            return Ok(());
+        }
         let (state, uri) = (dir.join(STATE_FILE), self.uri().to_string());
         let from_attempt = started_from_scratch(dir);
         let mut mirror = self.ensure_run(&state, from_attempt, &target.experiment, &target.name, &target.tags)?;
@@ -230,7 +249,7 @@ impl Syncer {
             mirror.sent_through = batch.last().map(|r| r.iter);
             save_mirror(&state, &uri, &mirror)?;
         }
-        let run_state = RunState::read(dir);
+        let run_state = target.state();
         let status = match &run_state {
             RunState::Complete(_) | RunState::Diverged(_) => Status::Finished,
             RunState::Failed { .. } => Status::Failed,
@@ -470,7 +489,8 @@ impl OneRun {
             ("reslab.seed".to_string(), seed.to_string()),
             ("mlflow.source.name".to_string(), "reslab".to_string()),
         ];
-        let target = RunTarget { dir: dir.to_path_buf(), experiment: experiment.to_string(), name, tags };
+        let target =
+            RunTarget { dir: dir.to_path_buf(), experiment: experiment.to_string(), name, tags, expected: None };
         let hint = format!("`reslab train --resume {} --mlflow {}`", dir.display(), syncer.uri());
         Ok(LiveSync::start(syncer, Box::new(OneRun { target, hint })))
     }
@@ -493,6 +513,27 @@ impl Mirrored for OneRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A study's target is judged against the run the study plans there: another
+    /// configuration's run is foreign (never sent), the same run complete; a lone run's target
+    /// takes the directory's own run.
+    #[test]
+    fn a_study_target_is_its_planned_run_and_another_configuration_is_never_its() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::run::state::tests::complete_run(dir.path());
+        let target = |expected| RunTarget {
+            dir: dir.path().to_path_buf(),
+            experiment: "e".into(),
+            name: "r".into(),
+            tags: vec![],
+            expected,
+        };
+        assert!(matches!(target(None).state(), RunState::Complete(_)));
+        assert!(matches!(target(Some((config.clone(), Leeway::NONE))).state(), RunState::Complete(_)));
+        let mut other = config.clone();
+        other.schedule.iters += 1;
+        assert!(matches!(target(Some((other, Leeway::NONE))).state(), RunState::Foreign { .. }));
+    }
 
     #[test]
     fn each_server_keeps_its_own_copy_in_the_state_file() {
