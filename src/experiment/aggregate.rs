@@ -120,8 +120,7 @@ fn write_set(
     }
     let checks = claims::check_all(&experiment.expect, &groups, paper_iters(experiment));
     if let Some(forest) = forest_chart(experiment, &checks) {
-        let (png, svg) =
-            (to.join(format!("{}-claims.png", experiment.name)), to.join(format!("{}-claims.svg", experiment.name)));
+        let [png, svg] = StudyDir::new(to).claims_chart(&experiment.name);
         forest::render(&forest, &png, &svg)?;
         figures.push(Figure { caption: FOREST_CAPTION.into(), svg: read_svg(&svg)? });
         files.extend([png, svg]);
@@ -141,7 +140,7 @@ fn write_set(
     )];
     lede.extend(devices_line(&groups));
     let page = Page { title: experiment.title.clone(), lede, sections: vec![section.clone()] };
-    let report = to.join("report.html");
+    let report = StudyDir::new(to).report();
     html::write(&page, &report)?;
     files.push(report);
     Ok(StudyReport { groups, checks, incomplete, section, files })
@@ -166,12 +165,12 @@ fn analyses(
         for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&all) {
             run.responses = Some(result.layers.iter().map(|l| l.std).collect());
         }
-        written.extend(responses::write(&all, to, &format!("{}-responses", experiment.name))?);
+        written.extend(responses::write(&all, to, &StudyDir::analysis_stem(&experiment.name, "responses"))?);
     }
     if settings.grad_norms > 0 {
         let recorded: Vec<RunGradNorms> = dirs(groups).iter().filter_map(|dir| RunGradNorms::read(dir).ok()).collect();
         if !recorded.is_empty() {
-            written.extend(grad_norms::write(&recorded, to, &format!("{}-grad-norms", experiment.name))?);
+            written.extend(grad_norms::write(&recorded, to, &StudyDir::analysis_stem(&experiment.name, "grad-norms"))?);
         }
     }
     if settings.shattering {
@@ -182,16 +181,16 @@ fn analyses(
         let data_config = RunConfig::load(&RunDir::new(&first_runs[0]).config())?.data;
         let data = Dataset::open(&data_config, tch::Device::Cpu)?;
         let shattering_settings = ShatteringSettings { cifar_depths: depths, runs: first_runs, ..Default::default() };
-        let shattering_out = to.join("shattering");
+        let shattering_out = StudyDir::new(to).shattering();
         written.extend(shattering::analyze(&shattering_settings, &data, &shattering_out)?.2);
     }
     if let Some(base) = &settings.landscape {
         let own = experiment.preset(preset)?.landscape.clone().unwrap_or_default();
         let landscape_settings = own.over(base).settings().context("[analysis.landscape]")?;
         let all = dirs(groups);
-        landscape::carry_finished(&all, &out.join("landscape"), &to.join("landscape"))?;
-        let (results, files) =
-            landscape::analyze(&all, &landscape_settings, None, None, &to.join("landscape"), "landscape")?;
+        let (previous, stage) = (StudyDir::new(out).landscape(), StudyDir::new(to).landscape());
+        landscape::carry_finished(&all, &previous, &stage)?;
+        let (results, files) = landscape::analyze(&all, &landscape_settings, None, None, &stage, "landscape")?;
         for (run, result) in groups.iter_mut().flat_map(|g| g.runs.iter_mut()).zip(&results) {
             run.landscape = Some(LandscapeNumbers {
                 sharpness: result.summary.sharpness,
@@ -396,12 +395,14 @@ fn write_tables(
     let claim_lines: Vec<ClaimLine> = checks.iter().map(claim_line).collect();
     let stem = experiment.table.clone().unwrap_or_else(|| "table".into());
     let claim_rows: Vec<ClaimRow> = checks.iter().flat_map(claim_rows).collect();
+    let folder = StudyDir::new(out);
+    let ([summary_csv, summary_md], [study_csv, study_md]) = (folder.summary_tables(), folder.study_tables(&stem));
     let files = [
-        (out.join("claims.csv"), table::claims_csv(&claim_rows)?),
-        (out.join("summary.csv"), table::summary_csv(&run_rows)?),
-        (out.join("summary.md"), table::summary_markdown(&heading, &run_rows, &[])),
-        (out.join(format!("{stem}.csv")), table::study_csv(&group_rows, &context, &claim_lines)?),
-        (out.join(format!("{stem}.md")), table::study_markdown(&heading, &group_rows, &context, &check_texts)),
+        (folder.claims_csv(), table::claims_csv(&claim_rows)?),
+        (summary_csv, table::summary_csv(&run_rows)?),
+        (summary_md, table::summary_markdown(&heading, &run_rows, &[])),
+        (study_csv, table::study_csv(&group_rows, &context, &claim_lines)?),
+        (study_md, table::study_markdown(&heading, &group_rows, &context, &check_texts)),
     ];
     for (path, text) in &files {
         write_file(path, text.as_bytes())?;
@@ -500,7 +501,7 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
             })
             .filter(|chart| !chart.curves.is_empty())
             .collect();
-        let (png, svg) = (out.join(format!("{}.png", experiment.name)), out.join(format!("{}.svg", experiment.name)));
+        let [png, svg] = StudyDir::new(out).chart(&experiment.name);
         chart::render_panels(&charts, &png, &svg)?;
         return Ok(vec![png, svg]);
     }
@@ -519,7 +520,7 @@ fn write_charts(experiment: &Experiment, groups: &[GroupResult], out: &Path) -> 
     };
     let mut files = Vec::new();
     for (stem, title, members) in panels {
-        let (png, svg) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
+        let [png, svg] = StudyDir::new(out).chart(&stem);
         chart::render(&error_chart(&title, &members, &colours, Curves::Both, axis), &png, &svg)?;
         files.extend([png, svg]);
     }

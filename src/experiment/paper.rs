@@ -10,6 +10,7 @@ use super::preset::Preset;
 use super::reuse::link_finished_runs;
 use super::runner::{run_study, Parallelism};
 use super::spec::Experiment;
+use super::study_dir::StudyDir;
 use crate::report::html::{self, Page};
 use crate::util::interrupt;
 use anyhow::{bail, Result};
@@ -127,7 +128,7 @@ pub fn run(
         ],
         sections,
     };
-    let report = out.join("report.html");
+    let report = StudyDir::new(out).report();
     html::write(&page, &report)?;
     Ok(PaperReport { studies: done, failures, report })
 }

@@ -7,7 +7,14 @@
 //! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
 //! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
 //! | `mlflow.toml` | `--mlflow URI`: the study's parent run on each MLflow server |
-//! | tables, charts, `report.html` | written by the aggregation (see [`super::aggregate`]), as one set ([`super::output_set`]) |
+//! | `report.html` | the study's report |
+//! | `summary.csv`, `summary.md` | a row per run |
+//! | `<table>.csv`, `<table>.md` | a row per network (the experiment's `table` name, default `table`) |
+//! | `claims.csv` | a row per claim and comparison |
+//! | `<chart>.png`, `<chart>.svg` | the error curves (`<experiment>`, or `<experiment>-<depth>` per depth) |
+//! | `<experiment>-claims.png`, `.svg` | the claims' forest plot |
+//! | `<experiment>-responses.*`, `<experiment>-grad-norms.*` | the `[analysis]` of layer responses and gradient norms |
+//! | `shattering/`, `landscape/` | the shattering and loss-landscape analyses (a landscape's surfaces are reused by the next aggregation) |
 //! | `.aggregated` | the files the last aggregation wrote (what the next one replaces) |
 //! | `.aggregating/` | the aggregation's outputs while it writes them |
 
@@ -70,6 +77,55 @@ impl StudyDir {
     /// The list of files the last aggregation wrote, relative to the folder.
     pub fn aggregated_manifest(&self) -> PathBuf {
         self.path.join(".aggregated")
+    }
+
+    // The aggregation's outputs, named for a folder that is the study's or the stage it writes
+    // them in first (`StudyDir::new(stage)`).
+
+    /// The study's report.
+    pub fn report(&self) -> PathBuf {
+        self.path.join("report.html")
+    }
+
+    /// The per-run table, as CSV and Markdown.
+    pub fn summary_tables(&self) -> [PathBuf; 2] {
+        [self.path.join("summary.csv"), self.path.join("summary.md")]
+    }
+
+    /// The per-network table named `stem`, as CSV and Markdown.
+    pub fn study_tables(&self, stem: &str) -> [PathBuf; 2] {
+        [self.path.join(format!("{stem}.csv")), self.path.join(format!("{stem}.md"))]
+    }
+
+    /// The claims' rows.
+    pub fn claims_csv(&self) -> PathBuf {
+        self.path.join("claims.csv")
+    }
+
+    /// A chart named `stem`, as PNG and SVG.
+    pub fn chart(&self, stem: &str) -> [PathBuf; 2] {
+        [self.path.join(format!("{stem}.png")), self.path.join(format!("{stem}.svg"))]
+    }
+
+    /// The forest plot of `experiment`'s claims, as PNG and SVG.
+    pub fn claims_chart(&self, experiment: &str) -> [PathBuf; 2] {
+        self.chart(&format!("{experiment}-claims"))
+    }
+
+    /// The common start of the files of an `[analysis]` of `experiment` (`fig6-responses`): each
+    /// analysis adds its suffixes.
+    pub fn analysis_stem(experiment: &str, analysis: &str) -> String {
+        format!("{experiment}-{analysis}")
+    }
+
+    /// The shattering analysis' folder.
+    pub fn shattering(&self) -> PathBuf {
+        self.path.join("shattering")
+    }
+
+    /// The loss landscapes' folder.
+    pub fn landscape(&self) -> PathBuf {
+        self.path.join("landscape")
     }
 
     /// Creates the folder and records the study in it (`experiment.toml`).
