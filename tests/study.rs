@@ -123,3 +123,45 @@ fn a_run_changed_after_it_completed_is_never_counted_by_any_command() {
         reslab(&["train", "--config", other.join("config.toml").to_str().unwrap(), "--out", other.to_str().unwrap()]);
     assert_clean_error(&output, &["resnet-8-seed0", "summary.toml cannot be read"]);
 }
+
+/// Aggregation writes one set: a claim that stops being measured takes its forest plot with it,
+/// and an aggregation that fails after writing some of its files leaves the previous set whole.
+#[test]
+fn a_claim_no_longer_measured_leaves_no_stale_figure_and_a_failed_aggregation_leaves_the_set_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("claim.toml");
+    let text = small_study("claim", &["plain-8", "plain-14"], 1, 4)
+        + "\n[analysis]\nresponses = true\n\n[[expect]]\nhigher_train_error = \"plain-14\"\nthan = \"plain-8\"\n";
+    std::fs::write(&file, text).unwrap();
+    let (file, study) = (file.to_str().unwrap(), dir.path().join("study"));
+    let out = study.to_str().unwrap();
+    let output = reslab(&["reproduce", file, "--precision", "fp32", "--out", out]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let forest = study.join("claim-claims.png");
+    assert!(forest.is_file() && study.join("claim-claims.svg").is_file(), "the claim is measured: its forest plot");
+
+    // Only the 8-layer net: the claim is not measured, and its figure goes with the rest of the set.
+    let output = reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--out", out]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!forest.exists() && !study.join("claim-claims.svg").exists(), "no stale forest plot");
+    assert!(read(&study.join("claims.csv")).contains("not measured"), "{}", read(&study.join("claims.csv")));
+    let set: Vec<String> = read(&study.join(".aggregated")).lines().map(String::from).collect();
+    assert!(!set.iter().any(|f| f.starts_with("claim-claims")), "{set:?}");
+
+    // A run of a reslab before digests ("complete, unverified") whose weights were cut short: the
+    // aggregation writes its tables and charts, then fails reading the weights for the responses.
+    let run = study.join("plain-8-seed0");
+    let summary: String =
+        read(&run.join("summary.toml")).lines().filter(|l| !l.contains("_sha256 = ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(run.join("summary.toml"), summary).unwrap();
+    let weights = std::fs::read(run.join("model.safetensors")).unwrap();
+    std::fs::write(run.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let before: Vec<(String, Vec<u8>)> = set.iter().map(|f| (f.clone(), std::fs::read(study.join(f)).unwrap())).collect();
+    let output = reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--out", out]);
+    assert_clean_error(&output, &["model.safetensors"]);
+    for (file, bytes) in &before {
+        assert!(std::fs::read(study.join(file)).unwrap() == *bytes, "{file} is the previous set's");
+    }
+    assert_eq!(read(&study.join(".aggregated")).lines().count(), set.len());
+    assert!(!study.join(".aggregating").exists(), "no half-written set left beside it");
+}
