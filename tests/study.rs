@@ -151,12 +151,16 @@ fn a_claim_no_longer_measured_leaves_no_stale_figure_and_a_failed_aggregation_le
     // A run of a reslab before digests ("complete, unverified") whose weights were cut short: the
     // aggregation writes its tables and charts, then fails reading the weights for the responses.
     let run = study.join("plain-8-seed0");
-    let summary: String =
-        read(&run.join("summary.toml")).lines().filter(|l| !l.contains("_sha256 = ")).map(|l| format!("{l}\n")).collect();
+    let summary: String = read(&run.join("summary.toml"))
+        .lines()
+        .filter(|l| !l.contains("_sha256 = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(run.join("summary.toml"), summary).unwrap();
     let weights = std::fs::read(run.join("model.safetensors")).unwrap();
     std::fs::write(run.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
-    let before: Vec<(String, Vec<u8>)> = set.iter().map(|f| (f.clone(), std::fs::read(study.join(f)).unwrap())).collect();
+    let before: Vec<(String, Vec<u8>)> =
+        set.iter().map(|f| (f.clone(), std::fs::read(study.join(f)).unwrap())).collect();
     let output = reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--out", out]);
     assert_clean_error(&output, &["model.safetensors"]);
     for (file, bytes) in &before {
