@@ -128,13 +128,20 @@ fn metrics_iterations(dir: &Path) -> Vec<usize> {
         .collect()
 }
 
-/// summary.csv without its wall-clock columns (img_per_s, wall_s, the last two).
+/// summary.csv without its wall-clock columns (img_per_s, wall_s).
 fn summary_without_clock(out: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let clock: Vec<usize> = ["img_per_s", "wall_s"]
+        .iter()
+        .map(|name| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no {name} column")))
+        .collect();
     text.lines()
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();
-            cells[..cells.len() - 2].join(",")
+            let kept: Vec<&str> =
+                cells.iter().enumerate().filter(|(i, _)| !clock.contains(i)).map(|(_, c)| *c).collect();
+            kept.join(",")
         })
         .collect()
 }
