@@ -123,26 +123,13 @@ fn run(cli: Cli) -> Result<()> {
             let precision = args.precision.for_evaluation();
             let result =
                 evaluate_weights(&spec, &args.weights, &args.data.config(), args.threads, precision, args.device)?;
-            println!("precision: {}", result.precision_note());
-            println!(
-                "{}: test error {:.2}% on {} images of {} ({})",
-                result.spec,
-                result.error,
-                result.images,
-                args.data.data,
-                args.weights.display()
-            );
+            print!("{}", result.text(&args.data.data, &args.weights));
             Ok(())
         }
         Command::Bench(args) => bench_command(args),
         Command::Export(args) => {
             let (model, metadata) = match &args.run {
-                Some(run) => {
-                    let run = RunDir::new(run);
-                    let model = run.load_model()?;
-                    let metadata = run.weights_metadata(&model)?;
-                    (model, metadata)
-                }
+                Some(run) => RunDir::new(run).load_model_with_metadata()?,
                 None => {
                     let spec = args.model.options(args.classes).apply(args.model.model()?, Spelling::Flags)?;
                     let model = reslab::model::fresh(&spec, args.seed)?;
@@ -155,22 +142,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Analyze(command) => analyze(command),
-        Command::Keys { format } => {
-            let (header, rows) = reslab::run::settings::keys_table();
-            match format {
-                Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
-                Format::Table => print!("{}", table::aligned_text(&header, &rows, 5)),
-            }
-            Ok(())
-        }
-        Command::Models { format } => {
-            let (header, rows) = zoo_table()?;
-            match format {
-                Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
-                Format::Table => print!("{}", table::aligned_text(&header, &rows, 2)),
-            }
-            Ok(())
-        }
+        Command::Keys { format } => print_table(format, reslab::run::settings::keys_table(), 5),
+        Command::Models { format } => print_table(format, zoo_table()?, 2),
         Command::Data(DataCommand::Fetch { url, md5, sha256, dir }) => {
             let checksum = Checksum::given_or_official(md5.as_deref(), sha256.as_deref())?;
             let folder = download::fetch(&url, &checksum, &dir)?;
@@ -183,6 +156,15 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `keys` and `models`: a table as CSV, or aligned (its first `left` columns to the left).
+fn print_table(format: Format, (header, rows): (Vec<&str>, Vec<Vec<String>>), left: usize) -> Result<()> {
+    match format {
+        Format::Csv => print!("{}", table::csv_text(&header, &rows)?),
+        Format::Table => print!("{}", table::aligned_text(&header, &rows, left)),
+    }
+    Ok(())
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {

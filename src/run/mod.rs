@@ -183,13 +183,15 @@ impl RunDir {
         Ok(())
     }
 
-    /// The metadata of the run's final weights, `model` as [`RunDir::load_model`] loaded them:
-    /// the file's own, or, for a run of a reslab before metadata, its configuration's.
-    pub fn weights_metadata(&self, model: &Model) -> Result<WeightsMetadata> {
-        match weights::read_metadata(&self.weights())? {
-            Some(metadata) => Ok(metadata),
-            None => Ok(RunConfig::load(&self.config())?.weights_metadata(&model.spec)),
-        }
+    /// The run's final model ([`RunDir::load_model`]) and its weights' metadata: the file's own,
+    /// or, for a run of a reslab before metadata, its configuration's (`export --run`).
+    pub fn load_model_with_metadata(&self) -> Result<(Model, WeightsMetadata)> {
+        let model = self.load_model()?;
+        let metadata = match weights::read_metadata(&self.weights())? {
+            Some(metadata) => metadata,
+            None => RunConfig::load(&self.config())?.weights_metadata(&model.spec),
+        };
+        Ok((model, metadata))
     }
 
     /// The run's initial model (on the CPU) and where it came from: its saved `init.safetensors`,

@@ -30,6 +30,18 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// What `eval` prints: the precision line, then the error of the weights in `weights` on `data`.
+    pub fn text(&self, data: &impl std::fmt::Display, weights: &Path) -> String {
+        format!(
+            "precision: {}\n{}: test error {:.2}% on {} images of {data} ({})\n",
+            self.precision_note(),
+            self.spec,
+            self.error,
+            self.images,
+            weights.display()
+        )
+    }
+
     /// Which precision the evaluation ran in and which the weights trained in: a run's own test
     /// errors were measured in its training precision, so another gives slightly other numbers.
     pub fn precision_note(&self) -> String {
