@@ -86,12 +86,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan(args) => {
             for study in args.request().studies()? {
                 let runs = plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?;
-                let costs = cost::estimate(&runs, study.overrides.threads)?;
+                let estimate = cost::estimate(&runs, study.overrides.threads)?;
                 println!("{} --preset {}: {}", study.experiment.name, study.preset.name(), study.experiment.title);
                 for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
                     println!("note: {line}");
                 }
-                print!("{}", cost::text(&costs, &study.out));
+                print!("{}", estimate.text(&study.out));
             }
             Ok(())
         }

@@ -139,25 +139,61 @@ pub fn decide(cores: usize, key: &str, cache: &Cache, clock: &mut dyn LayoutCloc
     Ok(measured.choice(cores, "measured"))
 }
 
-/// Runs at a time when the user does not say: one per GPU where there are GPUs; on a CPU the
-/// measured layout (one run per core where the probe fails, which it should not).
-pub fn default_jobs() -> usize {
+/// How a study's runs share the machine: runs at a time, and libtorch threads each (0: one per core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Runs training side by side.
+    pub jobs: usize,
+    /// libtorch threads of each run; 0: one per core.
+    pub threads: usize,
+}
+
+/// libtorch threads per run when `jobs` runs share this machine's cores, unless the user chose
+/// (`requested` above 0): the cores shared out, at least one each.
+pub fn threads_per_job(jobs: usize, requested: usize) -> usize {
+    if requested > 0 || jobs <= 1 {
+        return requested;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / jobs).max(1)
+}
+
+/// Runs at a time when the user does not say, and why: one per GPU where there are GPUs; on a
+/// CPU the measured layout (one run per core where the probe fails, which it should not).
+pub fn jobs_here() -> (usize, String) {
     match tch::Cuda::device_count() {
         0 => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             match decide(cores, &key(cores), &Cache::named(CACHE_FILE), &mut ResNet20Steps::default()) {
-                Ok((jobs, why)) => {
-                    println!("jobs: {why}");
-                    jobs
-                }
+                Ok(decided) => decided,
                 Err(e) => {
-                    crate::eprint_line!("warning: the job layout probe failed ({e:#}); one run per core");
-                    cores
+                    (cores, format!("{cores} runs at a time, 1 thread each (the job layout probe failed: {e:#})"))
                 }
             }
         }
-        gpus => gpus as usize,
+        gpus => (gpus as usize, format!("{gpus} runs at a time, one per GPU")),
     }
+}
+
+/// [`jobs_here`], saying why on stdout.
+pub fn default_jobs() -> usize {
+    let (jobs, why) = jobs_here();
+    println!("jobs: {why}");
+    jobs
+}
+
+/// The layout `reproduce` gives a local study's `left` runs still to train here, and why: the
+/// runs at a time of [`jobs_here`] (fewer when fewer runs are left), [`threads_per_job`] each.
+pub fn for_study(left: usize, requested_threads: usize) -> (Layout, String) {
+    let (jobs_here, why) = jobs_here();
+    let jobs = jobs_here.min(left).max(1);
+    let threads = threads_per_job(jobs, requested_threads);
+    let why = if jobs < jobs_here {
+        format!("{jobs} run{} at a time ({} left; {why})", if jobs == 1 { "" } else { "s" }, left)
+    } else {
+        why
+    };
+    (Layout { jobs, threads }, why)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod runner;
 pub mod sbatch;
 pub mod slurm;
 pub mod spec;
+pub mod speed;
 pub mod stats;
 pub mod status;
 pub mod study;

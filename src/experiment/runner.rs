@@ -35,11 +35,7 @@ pub struct Parallelism {
 impl Parallelism {
     /// libtorch threads per run when `jobs` share this machine's cores, unless the user chose.
     pub fn threads_per_job(&self, requested: usize) -> usize {
-        if requested > 0 || self.jobs <= 1 {
-            return requested;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / self.jobs).max(1)
+        super::layout::threads_per_job(self.jobs, requested)
     }
 }
 

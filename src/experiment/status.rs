@@ -1,7 +1,7 @@
 //! `reslab status EXP`: where a study stands, from its run directories (and, for a study submitted
 //! to Slurm, what Slurm says of each task).
 
-use super::cost::{self, RunCost};
+use super::cost::{self, Estimate};
 use super::plan::PlannedRun;
 use super::slurm::{self, Submission};
 use crate::run::lock::{self, LockOwner};
@@ -49,6 +49,8 @@ pub struct StudyStatus {
     pub runs: Vec<RunLine>,
     /// What was submitted to Slurm, if the study was.
     pub submission: Option<Submission>,
+    /// The time the runs left need here, in the layout a local study uses.
+    pub estimate: Estimate,
 }
 
 /// Slurm states after which a task will not run again by itself.
@@ -70,13 +72,13 @@ fn phase(state: &RunState, slurm: Option<&str>, holder: Option<&LockOwner>) -> P
 /// The status of every planned run in `out`; `threads` for the speed probe when no run of the
 /// study has measured a network yet.
 pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudyStatus> {
-    let costs: Vec<RunCost> = cost::estimate(runs, threads)?;
+    let estimate = cost::estimate(runs, threads)?;
     let submission = Submission::load(out);
     let slurm_states = submission.as_ref().map(slurm::task_states).unwrap_or_default();
     let stale = lock::staleness()?;
     let lines = runs
         .iter()
-        .zip(costs)
+        .zip(&estimate.runs)
         .map(|(run, cost)| {
             let dir = run.dir_name();
             let slurm = submission
@@ -85,10 +87,10 @@ pub fn status(runs: &[PlannedRun], out: &Path, threads: usize) -> Result<StudySt
                 .and_then(|task| slurm_states.get(task).cloned().flatten());
             let holder = LockOwner::read(&run.dir().path).filter(|(o, age)| o.is_live(*age, stale)).map(|(o, _)| o);
             let phase = phase(&cost.state, slurm.as_deref(), holder.as_ref());
-            RunLine { dir, state: cost.state, slurm, holder, phase, remaining_s: cost.remaining_s }
+            RunLine { dir, state: cost.state.clone(), slurm, holder, phase, remaining_s: cost.remaining_s }
         })
         .collect();
-    Ok(StudyStatus { runs: lines, submission })
+    Ok(StudyStatus { runs: lines, submission, estimate })
 }
 
 impl StudyStatus {
@@ -105,13 +107,10 @@ impl StudyStatus {
             text += &format!("{:<w$} {:<12} {:<14} {state}\n", run.dir, phase, run.slurm.as_deref().unwrap_or("-"));
         }
         let count = |p: Phase| self.runs.iter().filter(|r| r.phase == p).count();
-        let left: f64 =
-            self.runs.iter().filter(|r| r.phase != Phase::Done).map(|r| r.remaining_s.max(0.0)).sum::<f64>() + 0.0; // not -0
-        let left =
-            if left >= 3600.0 { format!("{:.1} hours", left / 3600.0) } else { format!("{:.0} minutes", left / 60.0) };
+        // Runs done need nothing more; the others as the estimate has them, side by side.
+        let left = self.estimate.span_text(self.estimate.remaining_s);
         text += &format!(
-            "{}: {} runs: {} done, {} running, {} pending, {} failed{}; about {left} of training left at the measured \
-             speed (one run at a time)\n",
+            "{}: {} runs: {} done, {} running, {} pending, {} failed{}; about {left} of training left {}\n",
             out.display(),
             self.runs.len(),
             count(Phase::Done),
@@ -130,6 +129,7 @@ impl StudyStatus {
                     format!(", {} (not counted: remove them, or restore what changed)", parts.join(", "))
                 }
             },
+            self.estimate.basis_text(),
         );
         if let Some(s) = &self.submission {
             text +=

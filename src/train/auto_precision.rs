@@ -167,13 +167,17 @@ impl StepClock for TrainingStep {
     }
 }
 
+/// The choice cached for `key_text`, where a probe measured it.
+fn cached_choice(key_text: &str, cache: &Cache) -> Option<(Precision, String)> {
+    let measured = cache.get::<Measured>(key_text)?;
+    (measured.fp32_img_per_s > 0.0 && measured.bf16_img_per_s > 0.0).then(|| measured.choice("measured earlier"))
+}
+
 /// `auto`'s precision for `key`: the cached choice, or a probe on `clock` (then cached).
 pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Result<(Precision, String)> {
     let text = key.text();
-    if let Some(measured) = cache.get::<Measured>(&text) {
-        if measured.fp32_img_per_s > 0.0 && measured.bf16_img_per_s > 0.0 {
-            return Ok(measured.choice("measured earlier"));
-        }
+    if let Some(cached) = cached_choice(&text, cache) {
+        return Ok(cached);
     }
     // On stdout with the choice: progress, not a warning (stderr keeps one line for an error).
     println!("precision: measuring fp32 against bf16 for {} (once on this machine; a few seconds)", key.model);
@@ -199,8 +203,33 @@ pub fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock) -> Resul
     Ok(measured.choice("measured"))
 }
 
-/// `auto`'s precision for training `spec` at `batch_size` with `threads` on `device`, with the
-/// cache of the user's cache folder and the real clock.
+/// `auto`'s precision where no probe has to measure it: the CPU has no native bf16, an
+/// ImageNet-size net on a CPU, or a choice measured earlier; `None` where a probe must.
+pub fn known_choice(
+    spec: &ModelSpec,
+    batch_size: usize,
+    threads: usize,
+    device: Device,
+) -> Result<Option<(Precision, String)>> {
+    if device == Device::Cpu && !runtime::cpu_has_bf16()? {
+        // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
+        return Ok(Some((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into())));
+    }
+    if device == Device::Cpu && spec.family == Family::Imagenet {
+        // A training step at 224 pixels takes many seconds on a CPU: the probe would cost more
+        // than the short runs it would speed up.
+        return Ok(Some((
+            Precision::Fp32,
+            "fp32 (auto: ImageNet-size nets are not probed on a CPU; --precision bf16 forces)".into(),
+        )));
+    }
+    let key = ProbeKey::new(spec, batch_size, threads, device);
+    Ok(cached_choice(&key.text(), &Cache::named(CACHE_FILE)))
+}
+
+/// `auto`'s precision for training `spec` at `batch_size` with `threads` on `device`: known
+/// ([`known_choice`]), or measured by a probe with the cache of the user's cache folder and the
+/// real clock.
 pub fn decide_here(
     spec: &ModelSpec,
     batch_size: usize,
@@ -208,17 +237,8 @@ pub fn decide_here(
     channels_last: bool,
     device: Device,
 ) -> Result<(Precision, String)> {
-    if device == Device::Cpu && !runtime::cpu_has_bf16()? {
-        // Without native bf16 instructions bf16 is emulated, many times slower: nothing to measure.
-        return Ok((Precision::Fp32, "fp32 (auto: the CPU has no native bf16)".into()));
-    }
-    if device == Device::Cpu && spec.family == Family::Imagenet {
-        // A training step at 224 pixels takes many seconds on a CPU: the probe would cost more
-        // than the short runs it would speed up.
-        return Ok((
-            Precision::Fp32,
-            "fp32 (auto: ImageNet-size nets are not probed on a CPU; --precision bf16 forces)".into(),
-        ));
+    if let Some(known) = known_choice(spec, batch_size, threads, device)? {
+        return Ok(known);
     }
     let key = ProbeKey::new(spec, batch_size, threads, device);
     let mut clock = TrainingStep::new(spec.clone(), batch_size, threads, channels_last, device);

@@ -19,7 +19,7 @@ use super::sgd::Sgd;
 use super::trainer::{forward_backward, train};
 use crate::data::{Cifar10, DataConfig, DataSource, EvalSet};
 use crate::model::{Kind as NetKind, Model, ModelSpec, Shortcut};
-use crate::run::config::{Precision, RunConfig, TrainOptions};
+use crate::run::config::{Precision, TrainOptions};
 use crate::run::metrics;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -98,26 +98,6 @@ impl Reference {
     }
 }
 
-impl Bench {
-    /// The short timed probe of `reslab plan`: five training steps of `spec` in `run`'s precision
-    /// and layout on `device` after two untimed ones (oneDNN picks its kernels on the first).
-    pub fn probe(spec: ModelSpec, run: &RunConfig, threads: usize, device: Device) -> Bench {
-        Bench {
-            spec,
-            mode: Mode::Step,
-            precision: run.precision,
-            channels_last: run.channels_last,
-            threads,
-            device,
-            batch: 128,
-            iters: 5,
-            warmup: 2,
-            data: DataSource::Embedded,
-            augment: true,
-        }
-    }
-}
-
 /// Floating-point operations per image: a multiply-add is two; training does the forward pass
 /// and a backward pass of about twice its work.
 pub fn flop_per_image(macs: u64, mode: Mode) -> f64 {
@@ -170,7 +150,7 @@ fn random_images(bench: &Bench, n: i64, device: tch::Device) -> Tensor {
     Tensor::randn([n, 3, size, size], (Kind::Float, device))
 }
 
-/// The training step on one fixed random batch (also the speed probe of `reslab plan`).
+/// The training step on one fixed random batch (also the speed probes of `auto`, `--jobs` and `reslab plan`).
 pub fn step_img_per_s(bench: &Bench) -> Result<f64> {
     let model = fresh_model(bench)?;
     let device = model.vs.device();
