@@ -95,7 +95,7 @@ pub struct Estimate {
     pub runs: Vec<RunCost>,
     /// How the runs share this machine.
     pub layout: Layout,
-    /// Why that layout, for the user.
+    /// Why that layout, for the user; empty where nothing is left to train.
     pub layout_why: String,
     /// Seconds of the whole study from nothing, in the layout.
     pub total_s: f64,
@@ -203,7 +203,7 @@ pub fn estimate(runs: &[PlannedRun], requested_threads: usize) -> Result<Estimat
     let states: Vec<RunState> = runs.iter().map(|r| r.run.state()).collect();
     let left = states.iter().filter(|s| !matches!(s, RunState::Complete(_) | RunState::Diverged(_))).count();
     let (layout, layout_why) = match left {
-        0 => (Layout { jobs: 1, threads: requested_threads }, "nothing left to train".to_string()),
+        0 => (Layout { jobs: 1, threads: requested_threads }, String::new()),
         _ => layout::for_study(left, requested_threads),
     };
     let recorded = recorded_speeds(runs, &states, &macs_of);
@@ -357,6 +357,9 @@ impl Estimate {
 
     /// The line that says how the estimate was made: the layout, and a busy probe.
     pub fn basis_text(&self) -> String {
+        if self.layout_why.is_empty() {
+            return "(nothing left to train)".into();
+        }
         let mut text = format!("at {}", self.layout_why);
         if let Some(busy) = self.busy {
             text += &format!(
