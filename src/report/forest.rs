@@ -4,7 +4,7 @@
 //! of a `similar` claim. Drawn as PNG and SVG, like the error charts.
 
 use super::chart::{plot_err, write_figure, Drawing, Target, FONT};
-use super::html::Verdict;
+use super::verdict::Verdict;
 use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;

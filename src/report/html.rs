@@ -3,6 +3,7 @@
 //! machine with no network and no fonts, and can be mailed or archived as one file.
 
 use super::table::Grid;
+use super::verdict::Verdict;
 use crate::util::fs::write_file;
 use anyhow::Result;
 use base64::Engine;
@@ -58,30 +59,7 @@ pub struct Claim {
     pub caveat: Option<String>,
 }
 
-/// Whether a claim held on the runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The runs agree with the paper.
-    Held,
-    /// The runs contradict the paper.
-    NotHeld,
-    /// The runs cannot tell (an interval across the line, or one seed).
-    Inconclusive,
-    /// A run the claim needs is missing (left out by the preset, failed or not finished).
-    NotMeasured,
-}
-
 impl Verdict {
-    /// In words (`held`, `did not hold`, `inconclusive`, `not measured`).
-    pub fn text(self) -> &'static str {
-        match self {
-            Verdict::Held => "held",
-            Verdict::NotHeld => "did not hold",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::NotMeasured => "not measured",
-        }
-    }
-
     fn class(self) -> &'static str {
         match self {
             Verdict::Held => "held",

@@ -5,3 +5,4 @@ pub mod contour;
 pub mod forest;
 pub mod html;
 pub mod table;
+pub mod verdict;
