@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 /// Font family name we register the bundled font under; every text style below uses it.
 pub(super) const FONT: &str = "sans-serif";
 /// Embedded so the binary renders text on machines without any fonts installed.
-const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
+pub(super) const FONT_BYTES: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
 
 /// Something drawn the same way on the PNG and the SVG backends.
 pub(super) trait Drawing {

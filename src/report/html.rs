@@ -2,6 +2,7 @@
 //! bundled font embedded, no script and no link that leaves the file), so it opens from disk on a
 //! machine with no network and no fonts, and can be mailed or archived as one file.
 
+use super::figure::FONT_BYTES;
 use super::table::Grid;
 use super::verdict::Verdict;
 use crate::util::fs::write_file;
@@ -103,7 +104,6 @@ pub struct RunDetails {
 
 /// Font family of the embedded font; the page's text and the charts' use it.
 const FONT_FAMILY: &str = "reslab-sans";
-const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
 
 const STYLE: &str = r#"
 body { font-family: reslab-sans, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1.5em; color: #222; line-height: 1.45; }
