@@ -9,7 +9,7 @@
 use super::results::{GroupResult, LandscapeNumbers, RunResult};
 use super::spec::{ClaimTime, Expectation, Prediction};
 use super::stats::{self, Interval};
-use crate::report::html::Verdict;
+use crate::report::verdict::Verdict;
 use crate::run::metrics::MetricsRow;
 
 /// Below this share of the paper's schedule, a claim about the end of training gets a caveat.

@@ -5,18 +5,17 @@
 //! through plotters' `ab_glyph` feature, so rendering needs no system fonts or fontconfig.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::{DashedPathElement, DynElement, IntoDynElement};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{register_font, FontStyle};
+
+use super::figure::{plot_err, write_figure, Drawing, Target, FONT};
 
 /// (x, y) in data units.
 type Point = (f64, f64);
@@ -136,11 +135,6 @@ impl Colours {
     }
 }
 
-/// Font family name we register the bundled font under; every text style below uses it.
-pub(super) const FONT: &str = "sans-serif";
-/// Embedded so the binary renders text on machines without any fonts installed.
-const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
-
 /// Tableau-10 colours: orange and blue first, like the paper's figures.
 const PALETTE: [RGBColor; 10] = [
     RGBColor(255, 127, 14),
@@ -187,48 +181,6 @@ pub fn render_panels(charts: &[ErrorChart], png: &Path, svg: &Path) -> Result<()
         }
     }
     write_figure(&Panels { charts, plans: &plans }, figure_size(charts.len()), png, svg)
-}
-
-/// Something drawn the same way on the PNG and the SVG backends.
-pub(super) trait Drawing {
-    /// Draws the whole figure on `root`, every pixel size scaled by `t.k`.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, t: Target) -> Result<()>;
-}
-
-/// Writes `drawing` as PNG and SVG of `size`. Creates nothing else. Writes each file to a
-/// temporary name in the same directory and renames it into place, so a failure never leaves a
-/// half chart.
-pub(super) fn write_figure(drawing: &impl Drawing, size: (u32, u32), png: &Path, svg: &Path) -> Result<()> {
-    ensure_font()?;
-    let png_tmp = temp_sibling(png, "png");
-    let svg_tmp = temp_sibling(svg, "svg");
-    // Both temporaries are complete before either rename, so a drawing failure leaves
-    // both old files untouched.
-    let writing = |path: &Path| format!("writing chart {}", path.display());
-    let result = render_png(drawing, size, &png_tmp)
-        .with_context(|| writing(png))
-        .and_then(|()| render_svg(drawing, size, &svg_tmp).with_context(|| writing(svg)))
-        .and_then(|()| commit(&png_tmp, png))
-        .and_then(|()| commit(&svg_tmp, svg));
-    if result.is_err() {
-        // Best effort: the temporaries may not exist, and the original error matters more.
-        let _ = std::fs::remove_file(&png_tmp);
-        let _ = std::fs::remove_file(&svg_tmp);
-    }
-    result
-}
-
-/// Registers the bundled font once per process. plotters keeps fonts in a global table,
-/// and a font registered under "sans-serif" serves every style through its fallback.
-fn ensure_font() -> Result<()> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            register_font(FONT, FontStyle::Normal, FONT_BYTES)
-                .map_err(|_| "bundled DejaVuSans.ttf is not a valid font".to_string())
-        })
-        .clone()
-        .map_err(|e| anyhow!(e))
 }
 
 /// Finite data and axis ranges, computed before any file is touched.
@@ -364,35 +316,6 @@ fn non_empty(lo: f64, hi: f64) -> Range<f64> {
     }
 }
 
-/// How one output is drawn.
-#[derive(Clone, Copy)]
-pub(super) struct Target {
-    /// Scale of every pixel size (fonts, margins, lines, dashes).
-    pub(super) k: u32,
-    /// Stroke each segment separately with round joins (see `draw_runs`).
-    round_joins: bool,
-}
-
-/// The bitmap backend draws lines without anti-aliasing, so the PNG is drawn at twice the
-/// size and box-filtered down: smooth lines and text at little cost.
-const PNG_TARGET: Target = Target { k: 2, round_joins: true };
-const SVG_TARGET: Target = Target { k: 1, round_joins: false };
-
-fn render_png(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<()> {
-    let k = PNG_TARGET.k;
-    let big_size = (size.0 * k, size.1 * k);
-    let mut big = vec![0u8; 3 * (big_size.0 * big_size.1) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut big, big_size).into_drawing_area();
-        drawing.draw(&root, PNG_TARGET)?;
-        root.present().map_err(plot_err)?;
-    }
-    let small = downsample(&big, size, k);
-    let mut out = BitMapBackend::new(path, size);
-    out.blit_bitmap((0, 0), size, &small).map_err(plot_err)?;
-    out.present().map_err(plot_err)
-}
-
 /// Error charts side by side, each in its own panel, left to right.
 struct Panels<'a> {
     charts: &'a [ErrorChart],
@@ -413,37 +336,6 @@ impl Drawing for Panels<'_> {
         }
         Ok(())
     }
-}
-
-/// Averages each `k` x `k` block of an RGB image `k` times the size of `(w, h)`.
-fn downsample(big: &[u8], (w, h): (u32, u32), k: u32) -> Vec<u8> {
-    let (w, h, k) = (w as usize, h as usize, k as usize);
-    let mut small = vec![0u8; 3 * w * h];
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let sum: usize = (0..k * k)
-                    .map(|i| {
-                        let (bx, by) = (x * k + i % k, y * k + i / k);
-                        big[3 * (by * w * k + bx) + c] as usize
-                    })
-                    .sum();
-                small[3 * (y * w + x) + c] = ((sum + k * k / 2) / (k * k)) as u8;
-            }
-        }
-    }
-    small
-}
-
-fn render_svg(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, size).into_drawing_area();
-    drawing.draw(&root, SVG_TARGET)?;
-    root.present().map_err(plot_err)
-}
-
-/// plotters' errors are not Send + Sync in every version, so keep only their message.
-pub(super) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow!("{e}")
 }
 
 /// Draws one panel, its legend in a strip of `legend_height` pixels (or its own height, if more)
@@ -915,24 +807,10 @@ fn format_number(v: f64) -> String {
     }
 }
 
-/// A hidden name next to `target` that keeps the extension plotters uses to pick the
-/// encoder, e.g. "fig1.png" -> ".fig1.tmp-<pid>-<n>.png". Unique per process and call so
-/// concurrent renders never share a temporary.
-fn temp_sibling(target: &Path, ext: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "chart".to_string());
-    let name = format!(".{stem}.tmp-{}-{n}.{ext}", std::process::id());
-    target.with_file_name(name)
-}
-
-fn commit(tmp: &Path, target: &Path) -> Result<()> {
-    std::fs::rename(tmp, target).with_context(|| format!("writing chart {}", target.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// A fresh directory per test; removed at the end of a passing test.
     fn scratch_dir(name: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 //! loss spans orders of magnitude); the lines come from marching squares on log10 of the values.
 //! Drawn as PNG and SVG, like the error charts.
 
-use super::chart::{plot_err, write_figure, Drawing, Target, FONT};
+use super::figure::{plot_err, write_figure, Drawing, Target, FONT};
 use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;

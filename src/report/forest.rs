@@ -3,8 +3,8 @@
 //! difference, on the region where the claim holds (shaded): right of zero, or inside the margin
 //! of a `similar` claim. Drawn as PNG and SVG, like the error charts.
 
-use super::chart::{plot_err, write_figure, Drawing, Target, FONT};
-use super::html::Verdict;
+use super::figure::{plot_err, write_figure, Drawing, Target, FONT};
+use super::verdict::Verdict;
 use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;

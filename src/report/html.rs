@@ -2,7 +2,9 @@
 //! bundled font embedded, no script and no link that leaves the file), so it opens from disk on a
 //! machine with no network and no fonts, and can be mailed or archived as one file.
 
+use super::figure::FONT_BYTES;
 use super::table::Grid;
+use super::verdict::Verdict;
 use crate::util::fs::write_file;
 use anyhow::Result;
 use base64::Engine;
@@ -58,30 +60,7 @@ pub struct Claim {
     pub caveat: Option<String>,
 }
 
-/// Whether a claim held on the runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The runs agree with the paper.
-    Held,
-    /// The runs contradict the paper.
-    NotHeld,
-    /// The runs cannot tell (an interval across the line, or one seed).
-    Inconclusive,
-    /// A run the claim needs is missing (left out by the preset, failed or not finished).
-    NotMeasured,
-}
-
 impl Verdict {
-    /// In words (`held`, `did not hold`, `inconclusive`, `not measured`).
-    pub fn text(self) -> &'static str {
-        match self {
-            Verdict::Held => "held",
-            Verdict::NotHeld => "did not hold",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::NotMeasured => "not measured",
-        }
-    }
-
     fn class(self) -> &'static str {
         match self {
             Verdict::Held => "held",
@@ -125,7 +104,6 @@ pub struct RunDetails {
 
 /// Font family of the embedded font; the page's text and the charts' use it.
 const FONT_FAMILY: &str = "reslab-sans";
-const FONT_BYTES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/DejaVuSans.ttf"));
 
 const STYLE: &str = r#"
 body { font-family: reslab-sans, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1.5em; color: #222; line-height: 1.45; }

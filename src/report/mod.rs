@@ -2,6 +2,8 @@
 
 pub mod chart;
 pub mod contour;
+mod figure;
 pub mod forest;
 pub mod html;
 pub mod table;
+pub mod verdict;

@@ -1,7 +1,7 @@
 //! The summary table of an experiment: one row per run, from plain values (the report stage
 //! knows nothing of experiments or run directories).
 
-use super::html::Verdict;
+use super::verdict::Verdict;
 use crate::run::config::Precision;
 use anyhow::Result;
 
