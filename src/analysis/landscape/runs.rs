@@ -2,9 +2,9 @@
 //! points scored, and the finished result kept beside the charts so that it is not computed again.
 
 use super::direction::{load_directions, normalised, parameters, raw_directions, save_directions, Direction};
+use super::output::write;
 use super::scoring::{scores, BnStatistics, NetObjective, Score};
 use super::summary::{summarise, Summary};
-use super::write;
 use super::LandscapeSettings;
 use crate::analysis::{run_label, Written};
 use crate::data::batches::{rng, Stream};
