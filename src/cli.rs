@@ -8,8 +8,10 @@ use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
 use reslab::experiment::plan::Overrides;
 use reslab::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
-use reslab::experiment::slurm::{DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_GRACE_S};
-use reslab::experiment::spec::{ErrorRange, Seeds, SlurmOverrides, YScale, DEFAULT_CPUS_PER_TASK};
+use reslab::experiment::slurm::{
+    SlurmOverrides, DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_CPUS_PER_TASK, DEFAULT_GRACE_S,
+};
+use reslab::experiment::spec::{ErrorRange, Seeds, YScale};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};

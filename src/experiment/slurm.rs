@@ -10,27 +10,24 @@
 //! The run directories (on a file system every host sees) stay the only contract: aggregation and
 //! `reslab status` read them; `.slurm/jobs.toml` only adds Slurm's view of the tasks.
 
+pub mod settings;
+
+pub use settings::{
+    SlurmOverrides, SlurmSettings, DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_CPUS_PER_TASK,
+    DEFAULT_GRACE_S,
+};
+
 use super::plan::{pending, plan, Overrides, PlannedRun};
 use super::preset::Preset;
-use super::sbatch::TimeLimit;
-use super::spec::{Experiment, SlurmSettings};
+use super::spec::Experiment;
 use super::study_dir::StudyDir;
 use crate::util::fs::write_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const JOBS_FILE: &str = "jobs.toml";
-/// Seconds before the time limit at which a task checkpoints and requeues itself.
-pub const DEFAULT_GRACE_S: u32 = 120;
-/// The aggregation job's time limit: tables, charts and the analyses of most studies take minutes;
-/// a short limit lets Slurm start it soon after the array (studies that draw loss landscapes at
-/// length say more in their `[slurm]` table).
-pub const DEFAULT_AGGREGATE_TIME: TimeLimit = TimeLimit::Limited(Duration::from_secs(3600));
-/// The aggregation job's CPUs (also its threads).
-pub const DEFAULT_AGGREGATE_CPUS: u32 = 1;
 
 /// The jobs a submission makes, each from a batch script under `.slurm/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,7 +430,6 @@ pub fn task_states(submission: &Submission) -> Vec<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::spec::SlurmOverrides;
 
     fn invocation() -> Invocation {
         Invocation {

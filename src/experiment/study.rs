@@ -4,7 +4,8 @@
 
 use super::plan::Overrides;
 use super::preset::Preset;
-use super::spec::{Experiment, SlurmOverrides};
+use super::slurm::SlurmOverrides;
+use super::spec::Experiment;
 use super::study_dir::StudyDir;
 use super::{layout, paper, plan, runner, slurm};
 use crate::run::config::PrecisionChoice;
