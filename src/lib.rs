@@ -3,8 +3,8 @@
 //!
 //! The data flows one way, one module per stage:
 //! experiment file -> run specs ([`experiment`]) -> data ([`data`]) and model ([`model`]) ->
-//! trainer ([`train`]) -> run directory (CSV, weights) -> aggregation -> charts and tables
-//! ([`report`]).
+//! trainer ([`train`]) -> run directory (CSV, weights; mirrored on a tracking server by
+//! [`tracking`]) -> aggregation -> charts and tables ([`report`]).
 
 #![warn(missing_docs)]
 
@@ -16,5 +16,6 @@ pub mod model;
 mod native;
 pub mod report;
 pub mod run;
+pub mod tracking;
 pub mod train;
 pub mod util;

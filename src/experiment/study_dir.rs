@@ -61,7 +61,7 @@ impl StudyDir {
 
     /// Which MLflow run is the study's parent on each server (the runs' own are in theirs).
     pub fn mlflow_state(&self) -> PathBuf {
-        self.path.join(crate::run::mlflow::STATE_FILE)
+        self.path.join(crate::tracking::mlflow::STATE_FILE)
     }
 
     /// Where the experiment as run is recorded (`experiment.toml`).

@@ -1,7 +1,7 @@
 //! A study in MLflow (`--mlflow URI` or `[tracking]`): its runs as MLflow runs in an experiment
 //! named after the study, nested under a parent run (`<study> (<preset>)`) that carries the
 //! study's tables, charts and report as artifacts and each claim's verdict as a tag. Each run
-//! directory is mirrored by [`crate::run::mlflow`]; this module says which, under what, and
+//! directory is mirrored by [`crate::tracking::mlflow`]; this module says which, under what, and
 //! sends the study's files once it is aggregated.
 
 use super::aggregate::StudyReport;
@@ -9,7 +9,7 @@ use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::spec::Experiment;
 use super::study_dir::StudyDir;
-use crate::run::mlflow::{self, Leftover, LiveSync, Mirrored, RunTarget, Status, Syncer};
+use crate::tracking::mlflow::{self, Leftover, LiveSync, Mirrored, RunTarget, Status, Syncer};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 

@@ -14,7 +14,7 @@
 //! | `events.out.tfevents.reslab` | the same rows' scalars for TensorBoard | [`events`] |
 //! | `summary.toml` | written last: complete or diverged, final and mean errors; seed, precision, threads, versions, machine, start and end | [`summary`], [`provenance`] |
 //! | `error.txt` | the last error of a run that failed (not of one interrupted); removed when it starts again | here |
-//! | `mlflow.toml` | `--mlflow URI`: which MLflow run mirrors this one on each server, and the last row it has | [`mlflow`] |
+//! | `mlflow.toml` | `--mlflow URI`: which MLflow run mirrors this one on each server, and the last row it has | [`crate::tracking::mlflow`] |
 //! | `.lock` | host and PID of the process writing the directory, kept fresh | [`lock`] |
 //! | `steps/` | `train --dump-steps`: initial weights, batches, weights after K steps | `crate::train::step_dump` |
 
@@ -28,7 +28,6 @@ pub mod grad_norms;
 pub mod identity;
 pub mod lock;
 pub mod metrics;
-pub mod mlflow;
 pub mod provenance;
 pub mod settings;
 pub mod state;

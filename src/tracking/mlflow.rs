@@ -10,18 +10,16 @@
 //! all the same) the last step it holds is asked again before more rows are sent, and a run is
 //! found by a tag of its own before one is made, so no row and no run appears twice.
 
-pub mod client;
+pub use super::client::{Client, CreatedRun, Status};
 
-pub use client::{Client, CreatedRun, Status};
-
-use super::attempts;
-use super::identity::Leeway;
-use super::lock::{self, LockOwner};
-use super::metrics::{self, MetricsRow};
-use super::{RunConfig, RunState, CONFIG_FILE};
+use super::client::Metric;
+use crate::run::attempts;
+use crate::run::identity::Leeway;
+use crate::run::lock::{self, LockOwner};
+use crate::run::metrics::{self, MetricsRow};
+use crate::run::{RunConfig, RunState, CONFIG_FILE};
 use crate::util::fs::write_file;
 use anyhow::{Context, Result};
-use client::Metric;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
