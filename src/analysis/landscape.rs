@@ -38,6 +38,7 @@ use crate::run::{InitialWeights, RunConfig, RunDir};
 use crate::train::evaluate::{count_wrong, model_for_data};
 use crate::train::runtime::thread_count;
 use crate::util::fs::write_file;
+use crate::util::stats;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -528,7 +529,7 @@ pub fn summarise(settings: &LandscapeSettings, losses: &[f64], errors: &[f64]) -
             convex += usize::from(is_convex);
         }
     }
-    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { stats::mean(v) };
     Summary {
         centre_loss,
         centre_error,
