@@ -29,6 +29,7 @@ use crate::model::{Kind as NetKind, Model, ModelSpec};
 use crate::report::chart::{Curve, ErrorChart, Scale};
 use crate::report::table::csv_text;
 use crate::run::RunDir;
+use crate::util::stats::mean_sd;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -138,12 +139,16 @@ pub struct Autocorrelation {
 
 impl Autocorrelation {
     fn of(samples: &[Vec<f64>]) -> Autocorrelation {
-        let n = samples.len() as f64;
         let lags = samples.iter().map(Vec::len).min().unwrap_or(0);
-        let mean: Vec<f64> = (0..lags).map(|k| samples.iter().map(|s| s[k]).sum::<f64>() / n).collect();
-        let std = (0..lags)
-            .map(|k| (samples.iter().map(|s| (s[k] - mean[k]).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt())
-            .collect();
+        let (mean, std): (Vec<f64>, Vec<f64>) = (0..lags)
+            .map(|k| {
+                let column: Vec<f64> = samples.iter().map(|s| s[k]).collect();
+                let (mean, sd) = mean_sd(&column);
+                // One sample has no spread: its distance from itself, 0 (NaN where r(k) is), not
+                // mean_sd's NaN.
+                (mean, if column.len() == 1 { (column[0] - mean).powi(2).sqrt() } else { sd })
+            })
+            .unzip();
         Autocorrelation { mean, std }
     }
 

@@ -11,6 +11,7 @@ use super::spec::{ClaimTime, Expectation, Prediction};
 use super::stats::{self, Interval};
 use crate::report::verdict::Verdict;
 use crate::run::metrics::MetricsRow;
+use crate::util::stats::mean;
 
 /// Below this share of the paper's schedule, a claim about the end of training gets a caveat.
 pub const END_CAVEAT_SHARE: f64 = 0.25;
@@ -91,7 +92,6 @@ impl Comparison {
         let a: Vec<f64> = a_runs.iter().map(|r| value(r)).collect();
         let b: Vec<f64> = b_runs.iter().map(|r| value(r)).collect();
         let same_seeds = a_runs.iter().map(|r| r.seed).eq(b_runs.iter().map(|r| r.seed));
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let effect = mean(&a) - mean(&b);
         // stats computes b - a; the claim's effect is first - second.
         let (interval, method, sd) = if !a.iter().chain(&b).all(|v| v.is_finite()) {
@@ -480,7 +480,7 @@ impl Window {
             Statistic::MeanTrain => rows.iter().map(|r| r.train_err).collect(),
             Statistic::FinalTest => rows.last().map(|r| r.test_err).into_iter().collect(),
         };
-        values.iter().sum::<f64>() / values.len() as f64
+        mean(&values)
     }
 }
 

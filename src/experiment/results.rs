@@ -9,6 +9,7 @@ use crate::report::table::{GroupRow, MeanStd};
 use crate::run::config::Precision;
 use crate::run::metrics::{self, MetricsRow};
 use crate::run::{RunConfig, RunDir, RunState, RunSummary};
+use crate::util::stats::mean;
 use anyhow::{bail, Result};
 
 /// One complete run (one seed) as read back from its directory.
@@ -89,7 +90,7 @@ impl GroupResult {
                     .iter()
                     .map(|r| r.rows.iter().find(|other| other.iter == row.iter).map(value))
                     .collect::<Option<_>>()?;
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                let mean = mean(&values);
                 let (low, high) = match band {
                     Band::None => (mean, mean),
                     Band::Range => (

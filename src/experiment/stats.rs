@@ -4,6 +4,8 @@
 //! else Welch's interval (unequal variances). Student's t quantiles come from the regularised
 //! incomplete beta function (Numerical Recipes, 3rd ed., 6.4), solved by bisection.
 
+pub use crate::util::stats::mean_sd;
+
 /// A difference of means (b - a) with its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
@@ -17,14 +19,6 @@ pub struct Interval {
     pub n: usize,
     /// Degrees of freedom of the t distribution used (Welch: Welch-Satterthwaite's).
     pub df: f64,
-}
-
-/// The mean and the sample standard deviation (n - 1) of `values`.
-pub fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
 }
 
 /// The 95% interval of the mean of per-seed differences `b[i] - a[i]`; `None` below two pairs.

@@ -3,6 +3,7 @@
 
 use super::verdict::Verdict;
 use crate::run::config::Precision;
+use crate::util::stats::mean_sd;
 use anyhow::Result;
 
 /// One run's line in the summary table.
@@ -179,10 +180,8 @@ impl MeanStd {
         if n == 0 {
             return MeanStd { mean: f64::NAN, std: f64::NAN, n };
         }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let std =
-            if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        MeanStd { mean, std, n }
+        let (mean, sd) = mean_sd(values);
+        MeanStd { mean, std: if n > 1 { sd } else { 0.0 }, n }
     }
 
     /// `8.75 ± 0.12` (or `8.75` for one value).

@@ -366,28 +366,13 @@ pub fn key_named(name: &str) -> Result<&'static Key> {
         true => 0,
         false => {
             let other_names = COMMON_NAMES.iter().filter(|(_, key)| *key == k.name).map(|(other, _)| *other);
-            1 + other_names.chain([k.name]).map(|n| edit_distance(name, n)).min().unwrap_or_default()
+            1 + other_names.chain([k.name]).map(|n| strsim::levenshtein(name, n)).min().unwrap_or_default()
         }
     };
     let mut nearest: Vec<(usize, &str)> = KEYS.iter().map(|k| (score(k), k.name)).collect();
     nearest.sort();
     let near: Vec<&str> = nearest.iter().take(3).map(|(_, n)| *n).collect();
     bail!("unknown key '{}'; nearest: {} (`reslab keys` lists them all)", name.escape_debug(), near.join(", "))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(previous + usize::from(ca != *cb));
-            previous = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 /// `text` split at commas outside brackets.

@@ -5,6 +5,7 @@ pub mod console;
 pub mod fs;
 pub mod interrupt;
 pub mod load;
+pub mod stats;
 pub mod supervisor;
 pub mod time;
 

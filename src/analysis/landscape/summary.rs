@@ -2,6 +2,7 @@
 //! share (defined in the module documentation of `landscape`).
 
 use super::{Dims, LandscapeSettings};
+use crate::util::stats;
 
 /// The surface's summary numbers (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,7 +57,7 @@ pub fn summarise(settings: &LandscapeSettings, losses: &[f64], errors: &[f64]) -
             convex += usize::from(is_convex);
         }
     }
-    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { stats::mean(v) };
     Summary {
         centre_loss,
         centre_error,
