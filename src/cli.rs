@@ -17,8 +17,8 @@ use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
 use reslab::run::config::{check_lr_steps, DeviceChoice, PrecisionChoice, TrainOptions};
 use reslab::run::settings::Axis;
-use reslab::train::bench;
 use reslab::train::distributed::DEFAULT_TIMEOUT;
+use reslab::train::probe;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -403,8 +403,8 @@ pub struct BenchArgs {
     pub model: ModelSpec,
     /// step: the training step on a fixed batch; train: the training loop (data, augmentation,
     /// step, metrics); eval: evaluation forward passes (no gradients, BN folded).
-    #[arg(long, value_enum, default_value_t = bench::Mode::Step)]
-    pub mode: bench::Mode,
+    #[arg(long, value_enum, default_value_t = probe::Mode::Step)]
+    pub mode: probe::Mode,
     /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it faster here.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,

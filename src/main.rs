@@ -18,7 +18,7 @@ use reslab::tracking::mlflow::OneRun;
 use reslab::train::distributed::World;
 use reslab::train::evaluate::evaluate_weights;
 use reslab::train::runtime;
-use reslab::train::{auto_precision, bench};
+use reslab::train::{auto_precision, bench, probe};
 use reslab::train::{train_distributed, train_recording, Recording, RunRequest, RunSource};
 use reslab::util::console;
 use std::time::Duration;
@@ -236,11 +236,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
 fn bench_command(args: BenchArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let (precision, why) = match args.mode {
-        bench::Mode::Eval => {
+        probe::Mode::Eval => {
             let precision = args.precision.for_evaluation();
             (precision, format!("{precision} (evaluation: fp32 unless bf16 is asked)"))
         }
-        bench::Mode::Step | bench::Mode::Train => auto_precision::training_precision(
+        probe::Mode::Step | probe::Mode::Train => auto_precision::training_precision(
             args.precision,
             &args.model,
             args.batch_size as usize,
@@ -250,7 +250,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         )?,
     };
     println!("precision: {why}");
-    let bench = bench::Bench {
+    let bench = probe::Bench {
         spec: args.model,
         mode: args.mode,
         precision,

@@ -7,8 +7,8 @@
 //! ([`crate::util::cache`]). With GPUs: one run per GPU, unmeasured.
 
 use crate::model::ModelSpec;
-use crate::run::config::Precision;
-use crate::train::bench::{step_img_per_s, Bench, Mode};
+use crate::run::config::{OptimConfig, Precision};
+use crate::train::probe::{step_img_per_s, Bench};
 use crate::train::runtime::LIBTORCH_VERSION;
 use crate::util::cache::{machine_key, Cache};
 use crate::util::load::{too_busy, Meter};
@@ -51,7 +51,7 @@ pub trait LayoutClock {
     }
 }
 
-/// The real clock: resnet-20's training step (fp32, batch 128, random images), 2 untimed then 3
+/// The real clock: resnet-20's training step (fp32, the default batch, random images), 2 untimed then 3
 /// timed steps per run, the runs on threads of this process side by side.
 #[derive(Default)]
 pub struct ResNet20Steps {
@@ -67,20 +67,15 @@ impl LayoutClock for ResNet20Steps {
         if self.meter.is_none() {
             self.meter = Meter::start();
         }
-        let bench = Bench {
-            spec: "resnet-20".parse()?,
-            mode: Mode::Step,
-            precision: Precision::Fp32,
-            channels_last: true,
+        // Local jobs share the CPU's cores: what is measured here.
+        let bench = Bench::step_probe(
+            "resnet-20".parse()?,
+            Precision::Fp32,
+            true,
             threads,
-            // Local jobs share the CPU's cores: what is measured here.
-            device: tch::Device::Cpu,
-            batch: 128,
-            iters: 3,
-            warmup: 2,
-            data: crate::data::DataSource::Embedded,
-            augment: false,
-        };
+            tch::Device::Cpu,
+            OptimConfig::default().batch_size,
+        );
         // libtorch's thread count is global: one value for every run of the measurement.
         crate::train::runtime::set_threads(threads);
         let handles: Vec<_> = (0..runs)
@@ -100,10 +95,11 @@ impl LayoutClock for ResNet20Steps {
 /// The key of the layout of this machine's `cores`.
 pub fn key(cores: usize) -> String {
     format!(
-        "{} | libtorch {LIBTORCH_VERSION} | reslab {} | {} | batch 128 | fp32 | {cores} cores",
+        "{} | libtorch {LIBTORCH_VERSION} | reslab {} | {} | batch {} | fp32 | {cores} cores",
         machine_key(None),
         env!("CARGO_PKG_VERSION"),
-        "resnet-20".parse::<ModelSpec>().map(|s| s.to_string()).unwrap_or_default()
+        "resnet-20".parse::<ModelSpec>().map(|s| s.to_string()).unwrap_or_default(),
+        OptimConfig::default().batch_size
     )
 }
 

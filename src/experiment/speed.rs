@@ -6,11 +6,10 @@
 //! is not cached and says how busy the machine was, for the estimate's range.
 
 use super::layout::Layout;
-use crate::data::DataSource;
 use crate::model::ModelSpec;
 use crate::run::config::Precision;
 use crate::train::auto_precision::ProbeKey;
-use crate::train::bench::{eval_img_per_s, step_img_per_s, Bench, Mode};
+use crate::train::probe::{eval_img_per_s, step_img_per_s, Bench, Mode};
 use crate::train::runtime::{set_threads, thread_count};
 use crate::util::cache::Cache;
 use crate::util::load::{too_busy, Meter};
@@ -101,19 +100,14 @@ impl SpeedClock for SideBySide {
         if self.meter.is_none() {
             self.meter = Meter::start();
         }
-        let step = Bench {
-            spec: probe.spec.clone(),
-            mode: Mode::Step,
-            precision: probe.precision,
-            channels_last: probe.channels_last,
-            threads: probe.layout.threads,
-            device: probe.device,
-            batch: probe.batch_size as i64,
-            iters: 3,
-            warmup: 2,
-            data: DataSource::Embedded,
-            augment: false,
-        };
+        let step = Bench::step_probe(
+            probe.spec.clone(),
+            probe.precision,
+            probe.channels_last,
+            probe.layout.threads,
+            probe.device,
+            probe.batch_size,
+        );
         // libtorch's thread count is global: one value for every run of the probe.
         set_threads(probe.layout.threads);
         let handles: Vec<_> = (0..probe.side_by_side())

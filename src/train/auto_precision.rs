@@ -6,9 +6,8 @@
 //! only where it is at least [`BF16_MARGIN`] faster. The result is cached per machine
 //! ([`crate::util::cache`]), so later runs decide at once.
 
-use super::bench::{step_img_per_s, Bench, Mode};
+use super::probe::{step_img_per_s, Bench};
 use super::runtime::{self, thread_count};
-use crate::data::DataSource;
 use crate::model::{Family, ModelSpec};
 use crate::run::config::{Precision, PrecisionChoice};
 use crate::util::cache::{machine_key, Cache};
@@ -106,8 +105,8 @@ pub trait StepClock {
 }
 
 /// The real clock: the training step of `bench` (a fresh net on random images, SGD included),
-/// [`PROBE_WARMUP`] untimed steps (oneDNN and cuDNN pick their kernels on the first) then
-/// [`PROBE_STEPS`] timed ones, per precision.
+/// [`PROBE_WARMUP`](super::probe::PROBE_WARMUP) untimed steps (oneDNN and cuDNN pick their kernels on the first) then
+/// [`PROBE_STEPS`](super::probe::PROBE_STEPS) timed ones, per precision.
 pub struct TrainingStep {
     /// The net to time.
     pub spec: ModelSpec,
@@ -136,29 +135,19 @@ impl TrainingStep {
     }
 }
 
-/// Untimed steps per precision before the timed ones.
-pub const PROBE_WARMUP: usize = 2;
-/// Timed steps per precision.
-pub const PROBE_STEPS: usize = 3;
-
 impl StepClock for TrainingStep {
     fn img_per_s(&mut self, precision: Precision) -> Result<f64> {
         if self.meter.is_none() {
             self.meter = Meter::start();
         }
-        let bench = Bench {
-            spec: self.spec.clone(),
-            mode: Mode::Step,
+        let bench = Bench::step_probe(
+            self.spec.clone(),
             precision,
-            channels_last: self.channels_last,
-            threads: self.threads,
-            device: self.device,
-            batch: self.batch_size as i64,
-            iters: PROBE_STEPS,
-            warmup: PROBE_WARMUP,
-            data: DataSource::Embedded,
-            augment: false,
-        };
+            self.channels_last,
+            self.threads,
+            self.device,
+            self.batch_size,
+        );
         step_img_per_s(&bench)
     }
 

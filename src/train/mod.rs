@@ -7,10 +7,12 @@ pub mod distributed;
 pub mod evaluate;
 pub mod hold;
 pub mod peers;
+pub mod probe;
 pub mod request;
 pub mod runtime;
 pub mod schedule;
 pub mod sgd;
+pub mod step;
 pub mod step_dump;
 pub mod trainer;
 

@@ -8,9 +8,10 @@ use super::evaluate::model_for_data;
 use super::hold::Hold;
 use super::peers::Peers;
 use super::request::Run;
-use super::runtime::{self, autocast, set_threads};
+use super::runtime::{self, set_threads};
 use super::schedule::{learning_rate, update_warmup};
 use super::sgd::Sgd;
+use super::step::forward_backward;
 use super::step_dump::StepDump;
 use crate::data::batches::{rng, BatchOrder, Stream};
 use crate::data::Dataset;
@@ -18,7 +19,7 @@ use crate::model::weights::{self, Expected, WeightsMetadata};
 use crate::model::{Model, WeightLayer};
 use crate::run::attempts;
 use crate::run::checkpoint::{self, LoopState};
-use crate::run::config::{Precision, RunConfig};
+use crate::run::config::RunConfig;
 use crate::run::events::EventWriter;
 use crate::run::grad_norms::{GradNormRow, GradNormWriter};
 use crate::run::lock::RunLock;
@@ -498,26 +499,6 @@ fn open_outputs(
         steps => Some(StepDump::start(out, steps, &model.vs, weights_metadata, state.iteration)?),
     };
     Ok((Outputs { metrics, events, grad_log, step_dump }, rows))
-}
-
-/// The forward pass in `precision`, the cross-entropy in fp32 (on the logits cast up, as
-/// PyTorch's mixed-precision recipe has it), and the backward pass into zeroed gradients: the
-/// logits and the loss.
-pub fn forward_backward(
-    model: &Model,
-    sgd: &mut Sgd,
-    images: &Tensor,
-    labels: &Tensor,
-    precision: Precision,
-) -> Result<(Tensor, Tensor)> {
-    let logits = {
-        let _autocast = autocast(precision, model.vs.device())?;
-        model.forward_t(images, true)
-    };
-    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(labels);
-    sgd.zero_grad();
-    loss.backward();
-    Ok((logits, loss))
 }
 
 /// Every layer's gradient and weight norm now (between the backward pass and the step), read
