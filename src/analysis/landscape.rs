@@ -38,12 +38,17 @@ pub use direction::{
     save_directions, Direction,
 };
 pub use output::write;
-pub use runs::{analyze, carry_finished, of_run, training_subset, RunLandscape};
+pub use runs::{carry_finished, of_run, training_subset, RunLandscape};
 pub use scoring::{scores, BnStatistics, NetObjective, Objective, QuadraticToy, Score};
 pub use summary::{summarise, Summary};
 
+use super::Written;
+use crate::data::{DataConfig, Dataset};
+use crate::run::{RunConfig, RunDir};
 use crate::train::runtime::thread_count;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::Device;
 
 /// One axis or two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +161,45 @@ impl LandscapeSettings {
         let workers = if self.workers == 0 { threads } else { self.workers.min(threads) };
         (workers, (threads / workers).max(1))
     }
+}
+
+/// Every run's surface and path, each on its own training data (opened once per configuration);
+/// their files in `out`.
+pub fn analyze(
+    dirs: &[PathBuf],
+    settings: &LandscapeSettings,
+    data: Option<&DataConfig>,
+    directions: Option<&Path>,
+    out: &Path,
+    stem: &str,
+) -> Result<(Vec<RunLandscape>, Written)> {
+    settings.check()?;
+    if dirs.is_empty() {
+        bail!("no runs; expected one or more complete run directories");
+    }
+    for dir in dirs {
+        RunDir::new(dir).check_weights().with_context(|| format!("run {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut opened: Vec<(DataConfig, Dataset)> = Vec::new();
+    let mut results = Vec::new();
+    for dir in dirs {
+        let config = match data {
+            Some(data) => data.clone(),
+            None => RunConfig::load(&RunDir::new(dir).config()).with_context(|| format!("run {}", dir.display()))?.data,
+        };
+        let index = match opened.iter().position(|(c, _)| *c == config) {
+            Some(index) => index,
+            None => {
+                opened.push((config.clone(), Dataset::open(&config, Device::Cpu)?));
+                opened.len() - 1
+            }
+        };
+        let result = of_run(dir, settings, &opened[index].0, &opened[index].1, directions, out)?;
+        results.push(result);
+    }
+    let written = write(&results, settings, out, stem)?;
+    Ok((results, written))
 }
 
 #[cfg(test)]

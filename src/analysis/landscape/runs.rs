@@ -2,11 +2,10 @@
 //! points scored, and the finished result kept beside the charts so that it is not computed again.
 
 use super::direction::{load_directions, normalised, parameters, raw_directions, save_directions, Direction};
-use super::output::write;
 use super::scoring::{scores, BnStatistics, NetObjective, Score};
 use super::summary::{summarise, Summary};
 use super::LandscapeSettings;
-use crate::analysis::{run_label, Written};
+use crate::analysis::run_label;
 use crate::data::batches::{rng, Stream};
 use crate::data::{DataConfig, Dataset};
 use crate::model::{Kind as NetKind, Model};
@@ -284,43 +283,4 @@ fn finished_key(
         hash.update(&bytes);
     }
     Ok(format!("{:x}", hash.finalize()))
-}
-
-/// Every run's surface and path, each on its own training data (opened once per configuration);
-/// their files in `out`.
-pub fn analyze(
-    dirs: &[PathBuf],
-    settings: &LandscapeSettings,
-    data: Option<&DataConfig>,
-    directions: Option<&Path>,
-    out: &Path,
-    stem: &str,
-) -> Result<(Vec<RunLandscape>, Written)> {
-    settings.check()?;
-    if dirs.is_empty() {
-        bail!("no runs; expected one or more complete run directories");
-    }
-    for dir in dirs {
-        RunDir::new(dir).check_weights().with_context(|| format!("run {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut opened: Vec<(DataConfig, Dataset)> = Vec::new();
-    let mut results = Vec::new();
-    for dir in dirs {
-        let config = match data {
-            Some(data) => data.clone(),
-            None => RunConfig::load(&RunDir::new(dir).config()).with_context(|| format!("run {}", dir.display()))?.data,
-        };
-        let index = match opened.iter().position(|(c, _)| *c == config) {
-            Some(index) => index,
-            None => {
-                opened.push((config.clone(), Dataset::open(&config, Device::Cpu)?));
-                opened.len() - 1
-            }
-        };
-        let result = of_run(dir, settings, &opened[index].0, &opened[index].1, directions, out)?;
-        results.push(result);
-    }
-    let written = write(&results, settings, out, stem)?;
-    Ok((results, written))
 }
