@@ -9,7 +9,7 @@
 
 use reslab::data::DataSource;
 use reslab::experiment::layout;
-use reslab::experiment::plan::Overrides;
+use reslab::experiment::overrides::Overrides;
 use reslab::experiment::runner::{self, Parallelism};
 use reslab::experiment::spec::{ClaimTime, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
 use reslab::experiment::{Experiment, Preset};

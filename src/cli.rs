@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
-use reslab::experiment::plan::Overrides;
+use reslab::experiment::overrides::Overrides;
 use reslab::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
 use reslab::experiment::slurm::{
     SlurmOverrides, DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_CPUS_PER_TASK, DEFAULT_GRACE_S,

@@ -753,7 +753,7 @@ fn an_unknown_key_suggests_the_key_of_its_common_name() {
 /// its default preset as the registry (the experiment files) has them, and `paper`.
 #[test]
 fn study_help_lists_every_experiment_its_presets_lengths_and_default_from_the_registry() {
-    use reslab::experiment::{paper, spec::BUILTIN, Experiment, Preset};
+    use reslab::experiment::{paper, spec::BUILTIN, spec::PAPER, Experiment, Preset};
     for command in ["reproduce", "plan"] {
         let output = reslab(&[command, "--help"]);
         assert!(output.status.success(), "{}", stderr(&output));
@@ -784,7 +784,7 @@ fn study_help_lists_every_experiment_its_presets_lengths_and_default_from_the_re
             .iter()
             .map(|p| format!("{}{}", p.name(), if *p == paper::DEFAULT_PRESET { " (default)" } else { "" }))
             .collect();
-        expected.push((paper::PAPER.into(), format!("{}: each study at its own length", paper_presets.join(", "))));
+        expected.push((PAPER.into(), format!("{}: each study at its own length", paper_presets.join(", "))));
         assert_eq!(entries, expected, "{command} --help:\n{help}");
     }
 }

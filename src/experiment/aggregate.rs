@@ -692,7 +692,8 @@ fn read_svg(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
     use crate::data::DataSource;
-    use crate::experiment::plan::{plan, Overrides};
+    use crate::experiment::overrides::Overrides;
+    use crate::experiment::plan::plan;
     use crate::experiment::spec::{ClaimTime, ErrorRange, Expectation, Prediction, PresetSpec, RunEntry, Seeds};
     use crate::run::metrics::MetricsWriter;
     use crate::run::{RunStatus, RunSummary};

@@ -4,7 +4,7 @@
 
 use super::paper;
 use super::preset::Preset;
-use super::spec::{Experiment, BUILTIN};
+use super::spec::{Experiment, BUILTIN, PAPER};
 use anyhow::Result;
 
 /// The list, a few lines per experiment:
@@ -39,7 +39,7 @@ pub fn text() -> Result<String> {
         .collect();
     text += &format!(
         "  {:<16} {} in one report\n  {:<16} {}: each study at its own length\n",
-        paper::PAPER,
+        PAPER,
         paper::STUDIES.join(", "),
         "",
         presets.join(", ")

@@ -406,7 +406,8 @@ impl Estimate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::plan::{plan, Overrides};
+    use crate::experiment::overrides::Overrides;
+    use crate::experiment::plan::plan;
     use crate::experiment::{Experiment, Preset};
 
     #[test]

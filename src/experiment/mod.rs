@@ -8,6 +8,7 @@ pub mod cost;
 pub mod launch;
 pub mod layout;
 pub mod output_set;
+pub mod overrides;
 pub mod paper;
 pub mod plan;
 pub mod preset;

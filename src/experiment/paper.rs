@@ -5,7 +5,7 @@
 //! completed with the same configuration is linked, not trained again ([`super::reuse`]).
 
 use super::aggregate::StudyReport;
-use super::plan::Overrides;
+use super::overrides::Overrides;
 use super::preset::Preset;
 use super::reuse::link_finished_runs;
 use super::runner::{run_study, Parallelism};
@@ -15,9 +15,6 @@ use crate::report::html::{self, Page};
 use crate::util::interrupt;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
-
-/// The name `reproduce` and `plan` take for all of them.
-pub const PAPER: &str = "paper";
 
 /// The built-in studies it runs, in order (Table 6 after Figure 6, whose runs it reuses).
 pub const STUDIES: [&str; 4] = ["fig1", "fig6", "table6", "abc"];
@@ -143,7 +140,7 @@ mod tests {
             assert_eq!(studies(preset).unwrap().len(), STUDIES.len());
         }
         // A --set is refused only where no study's run has it: fig1's plain nets leave it to fig6's.
-        let overrides = |set: &str| super::super::plan::Overrides {
+        let overrides = |set: &str| super::super::overrides::Overrides {
             settings: vec![crate::run::settings::Axis::parse(set).unwrap()],
             ..Default::default()
         };

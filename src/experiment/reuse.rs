@@ -5,7 +5,8 @@
 //! of that study at the same preset beside its own (`results/fig6-cpu` beside
 //! `results/landscape-cpu`, or `fig6` beside it inside a paper's folder).
 
-use super::plan::{plan, Overrides};
+use super::overrides::Overrides;
+use super::plan::plan;
 use super::preset::Preset;
 use super::spec::Experiment;
 use crate::run::RunDir;

@@ -7,7 +7,8 @@
 
 use super::aggregate::{aggregate, StudyReport};
 use super::cost::longest_first;
-use super::plan::{left_alone, pending, plan, Overrides, PlannedRun};
+use super::overrides::Overrides;
+use super::plan::{left_alone, pending, plan, PlannedRun};
 use super::preset::Preset;
 use super::reuse;
 use super::spec::Experiment;

@@ -17,7 +17,8 @@ pub use settings::{
     DEFAULT_GRACE_S,
 };
 
-use super::plan::{pending, plan, Overrides, PlannedRun};
+use super::overrides::Overrides;
+use super::plan::{pending, plan, PlannedRun};
 use super::preset::Preset;
 use super::spec::Experiment;
 use super::study_dir::StudyDir;

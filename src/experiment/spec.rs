@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The name `reproduce` and `plan` take for every study of the paper at once (`reslab reproduce paper`).
+pub const PAPER: &str = "paper";
+
 /// The experiments shipped with reslab, compiled in so `reslab reproduce fig1` works anywhere.
 pub const BUILTIN: [(&str, &str); 11] = [
     ("fig1", include_str!("../../experiments/fig1.toml")),
@@ -518,7 +521,7 @@ impl Experiment {
         }
         let path = Path::new(name_or_path);
         let mut names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-        names.push(super::paper::PAPER);
+        names.push(PAPER);
         let names = names.join(", ");
         let looks_like_a_path = name_or_path.contains(std::path::MAIN_SEPARATOR) || name_or_path.ends_with(".toml");
         if looks_like_a_path && !path.exists() {

@@ -2,10 +2,10 @@
 //! CIFAR-10 studies together), a preset, an output folder and the command line's overrides;
 //! resolved to each experiment with its preset and folder, and reproduced here or on Slurm.
 
-use super::plan::Overrides;
+use super::overrides::Overrides;
 use super::preset::Preset;
 use super::slurm::SlurmOverrides;
-use super::spec::Experiment;
+use super::spec::{Experiment, PAPER};
 use super::study_dir::StudyDir;
 use super::{layout, paper, plan, runner, slurm};
 use crate::run::config::PrecisionChoice;
@@ -73,7 +73,7 @@ pub struct Reproduced {
 impl StudyRequest {
     /// Whether it names the whole paper (`paper`), not one experiment.
     pub fn is_paper(&self) -> bool {
-        self.experiment == paper::PAPER
+        self.experiment == PAPER
     }
 
     /// The one experiment it names (not `paper`), with its preset and folder.
@@ -86,7 +86,7 @@ impl StudyRequest {
             let (_, out) = self.paper();
             bail!(
                 "'{}' is several studies ({}); expected one of them here, with --out {}/<study>",
-                paper::PAPER,
+                PAPER,
                 paper::STUDIES.join(", "),
                 out.display()
             );
@@ -138,7 +138,7 @@ impl StudyRequest {
     /// `paper`: its preset (default smoke) and folder.
     pub fn paper(&self) -> (Preset, PathBuf) {
         let preset = self.preset.unwrap_or(paper::DEFAULT_PRESET);
-        (preset, self.out.clone().unwrap_or_else(|| default_out(paper::PAPER, preset)))
+        (preset, self.out.clone().unwrap_or_else(|| default_out(PAPER, preset)))
     }
 
     /// Every study it names: the one, or each of the paper's in its folder.

@@ -18,7 +18,7 @@
 //! | `.aggregated` | the files the last aggregation wrote (what the next one replaces) |
 //! | `.aggregating/` | the aggregation's outputs while it writes them |
 
-use super::plan::Overrides;
+use super::overrides::Overrides;
 use super::preset::Preset;
 use super::spec::Experiment;
 use super::study_record::{self, StudyRecord};

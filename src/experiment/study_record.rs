@@ -4,7 +4,7 @@
 //! the study again from it, and the report's words about the study come from it, not from the
 //! command that aggregates.
 
-use super::plan::{self, Overrides};
+use super::overrides::{self, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
 use crate::run::config::{DeviceChoice, PrecisionChoice};
@@ -60,7 +60,7 @@ impl StudyRecord {
         Ok(StudyRecord {
             reslab_version: env!("CARGO_PKG_VERSION").into(),
             preset,
-            seeds: plan::seeds(experiment, preset, overrides)?,
+            seeds: overrides::seeds(experiment, preset, overrides)?,
             data: overrides.data.as_ref().map(ToString::to_string),
             iters: overrides.iters,
             eval_every: overrides.eval_every,
@@ -173,6 +173,7 @@ pub fn read(folder: &Path, path: &Path) -> Result<(StudyRecord, Experiment)> {
 mod tests {
     use super::*;
     use crate::data::DataSource;
+    use crate::experiment::plan;
 
     #[test]
     fn a_study_record_round_trips_and_plans_the_same_runs() {
