@@ -109,10 +109,10 @@ pub struct StudyArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N|A-B|A,B,..")]
     pub seeds: Option<Seeds>,
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
-    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = TrainOptions::default().threads)]
     pub threads: usize,
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
-    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
     /// Where the runs compute: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N; never part of what a run is.
     #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
@@ -339,25 +339,25 @@ pub struct LaunchArgs {
 #[group(multiple = true, conflicts_with_all = ["config", "resume"])]
 pub struct RunOptionArgs {
     /// Iterations (mini-batches); the paper's 64k by default.
-    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 64_000)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = TrainOptions::default().iters)]
     pub iters: usize,
     /// Base learning rate (the paper's 0.1).
-    #[arg(long, value_parser = positive_number, allow_negative_numbers = true, default_value_t = 0.1)]
+    #[arg(long, value_parser = positive_number, allow_negative_numbers = true, default_value_t = TrainOptions::default().lr)]
     pub lr: f64,
     /// Iterations at which the learning rate is divided by 10; default 1/2 and 3/4 of --iters.
     #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_delimiter = ',')]
     pub lr_steps: Option<Vec<usize>>,
     /// Images per batch (the paper's 128; with --distributed, the global batch).
-    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 128)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = TrainOptions::default().batch_size)]
     pub batch_size: usize,
     /// Evaluate and write a metrics row every this many iterations; default iters/64.
     #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true)]
     pub eval_every: Option<usize>,
     /// Seed of the initial weights, the batches and the augmentation.
-    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, default_value_t = TrainOptions::default().seed)]
     pub seed: u64,
     /// CPU threads; 0: one per core.
-    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = TrainOptions::default().threads)]
     pub threads: usize,
     /// Train without augmentation.
     #[arg(long)]
@@ -366,13 +366,13 @@ pub struct RunOptionArgs {
     #[arg(long)]
     pub contiguous: bool,
     /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
-    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
     /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.
     #[arg(long)]
     pub warmup: bool,
     /// Write a checkpoint every K iterations and at the end; default at every metrics row.
-    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_name = "K", default_value_t = 0)]
+    #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, value_name = "K", default_value_t = TrainOptions::default().checkpoint_every)]
     pub checkpoint_every: usize,
 }
 
@@ -386,7 +386,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// CPU threads; 0: one per core.
-    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = TrainOptions::default().threads)]
     pub threads: usize,
     /// The forward passes' arithmetic; fp32 by default, for an exact check of the weights.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Fp32)]
@@ -406,19 +406,19 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = probe::Mode::Step)]
     pub mode: probe::Mode,
     /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it faster here.
-    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
     /// NCHW instead of channels-last.
     #[arg(long)]
     pub contiguous: bool,
     /// CPU threads; 0: one per core.
-    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = TrainOptions::default().threads)]
     pub threads: usize,
     /// Where it computes: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
     pub device: DeviceChoice,
     /// Images per batch.
-    #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, default_value_t = 128)]
+    #[arg(long, value_parser = positive::<i64>, allow_negative_numbers = true, default_value_t = TrainOptions::default().batch_size as i64)]
     pub batch_size: i64,
     /// Timed iterations per round.
     #[arg(long, value_parser = whole::<usize>, allow_negative_numbers = true, default_value_t = 30)]
@@ -723,8 +723,7 @@ impl RunOptionArgs {
             precision: self.precision,
             warmup: self.warmup,
             checkpoint_every: self.checkpoint_every,
-            log_grads: 0,
-            world_size: 1,
+            ..TrainOptions::default()
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::report::forest::{self, ForestChart, ForestRow, Region};
 use crate::report::html::{self, Claim, Figure, Page, RunDetails, Section, Table as HtmlTable};
 use crate::report::table::{self, ClaimLine, ClaimRow, ContextRow, GroupRow, MeanStd, RunRow, TableHeading};
 use crate::report::verdict::Verdict;
-use crate::run::config::DeviceChoice;
+use crate::run::config::{DeviceChoice, PAPER_ITERS};
 use crate::run::metrics::MetricsRow;
 use crate::run::{RunConfig, RunSummary};
 use crate::run::{RunDir, RunState};
@@ -612,9 +612,6 @@ fn chart_caption(experiment: &Experiment, groups: &[GroupResult]) -> String {
         None => format!("{} One seed per network: no band.", experiment.description),
     }
 }
-
-/// The paper's schedule, where an experiment has no `paper` preset: CIFAR-10's 64k iterations.
-const PAPER_ITERS: usize = 64_000;
 
 const FOREST_CAPTION: &str = "Each claim's statistics: the difference of the two networks' means (dot) with its 95% \
     confidence interval (bar), oriented so the claim predicts a positive difference; the shaded region is where the \

@@ -11,6 +11,13 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The paper's CIFAR-10 schedule: 64k iterations.
+pub const PAPER_ITERS: usize = 64_000;
+
+/// Metrics rows over a run where the options do not say how often to evaluate (one every
+/// 1,000 iterations of the paper's schedule).
+pub const METRICS_ROWS: usize = 64;
+
 /// SGD with momentum; weight decay is applied to every parameter, as in the paper's Caffe setup
 /// and the PyTorch reproductions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,8 +126,11 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+/// The learning rate's division at each step of the paper's schedule (by 10).
+const LR_DECAY: f64 = 0.1;
+
 fn default_lr_decay() -> f64 {
-    0.1
+    LR_DECAY
 }
 
 impl Default for OptimConfig {
@@ -133,7 +143,7 @@ impl ScheduleConfig {
     /// The paper's schedule shape at any length: divide the learning rate by 10 at 1/2 and 3/4
     /// of the run (32k and 48k of 64k iterations).
     pub fn paper_shape(iters: usize, eval_every: usize) -> ScheduleConfig {
-        ScheduleConfig { iters, lr_steps: vec![iters / 2, iters * 3 / 4], lr_decay: 0.1, eval_every, warmup: None }
+        ScheduleConfig { iters, lr_steps: vec![iters / 2, iters * 3 / 4], lr_decay: LR_DECAY, eval_every, warmup: None }
     }
 }
 
@@ -211,7 +221,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         let optim = OptimConfig::default();
         TrainOptions {
-            iters: 64_000,
+            iters: PAPER_ITERS,
             lr: optim.lr,
             lr_steps: None,
             batch_size: optim.batch_size,
@@ -224,6 +234,36 @@ impl Default for TrainOptions {
             checkpoint_every: 0,
             log_grads: 0,
             world_size: 1,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The configuration of a new run of `model` on `data` with `options`, in `precision`: the
+    /// paper's protocol where the options say nothing.
+    pub fn of_options(model: ModelSpec, data: DataConfig, options: &TrainOptions, precision: Precision) -> RunConfig {
+        let iters = options.iters;
+        let eval_every = options.eval_every.unwrap_or(iters.div_ceil(METRICS_ROWS)).min(iters.max(1));
+        let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
+        if let Some(steps) = &options.lr_steps {
+            schedule.lr_steps = steps.clone();
+        }
+        if options.warmup {
+            schedule.warmup = Some(Warmup::default());
+        }
+        RunConfig {
+            model,
+            data,
+            optim: OptimConfig { lr: options.lr, batch_size: options.batch_size, ..OptimConfig::default() },
+            schedule,
+            seed: options.seed,
+            threads: options.threads,
+            channels_last: options.channels_last,
+            precision,
+            checkpoint_every: options.checkpoint_every,
+            log_grads: options.log_grads,
+            world_size: options.world_size,
+            device: DeviceChoice::Auto,
         }
     }
 }

@@ -566,22 +566,14 @@ pub fn current(config: &RunConfig, key: &Key) -> String {
 /// The paper's CIFAR-10 protocol as a configuration (resnet-20, 64k iterations): the defaults
 /// `reslab keys` shows.
 fn paper_defaults() -> RunConfig {
-    use super::config::{OptimConfig, Precision, ScheduleConfig};
-    RunConfig {
-        model: crate::model::ModelSpec::new(crate::model::Family::Cifar, crate::model::Kind::Residual, 20)
+    use super::config::{Precision, TrainOptions};
+    RunConfig::of_options(
+        crate::model::ModelSpec::new(crate::model::Family::Cifar, crate::model::Kind::Residual, 20)
             .expect("resnet-20 is a CIFAR net"),
-        data: crate::data::DataConfig::new(crate::data::DataSource::Embedded),
-        optim: OptimConfig::default(),
-        schedule: ScheduleConfig::paper_shape(64_000, 1000),
-        seed: 0,
-        threads: 0,
-        channels_last: true,
-        precision: Precision::Fp32,
-        checkpoint_every: 0,
-        log_grads: 0,
-        world_size: 1,
-        device: super::config::DeviceChoice::Auto,
-    }
+        crate::data::DataConfig::new(crate::data::DataSource::Embedded),
+        &TrainOptions::default(),
+        Precision::Fp32,
+    )
 }
 
 /// `reslab keys`: every key with its place in `config.toml`, its type, its default (the paper's

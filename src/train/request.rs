@@ -10,7 +10,7 @@
 use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
-use crate::run::config::{DeviceChoice, OptimConfig, Precision, PrecisionChoice, ScheduleConfig, TrainOptions, Warmup};
+use crate::run::config::{DeviceChoice, Precision, PrecisionChoice, TrainOptions};
 use crate::run::identity::Leeway;
 use crate::run::settings::{self, Setting};
 use crate::run::{RunConfig, RunDir, RunState};
@@ -187,7 +187,7 @@ impl RunRequest {
                 (config, self.out, (choice == PrecisionChoice::Auto).then_some(choice))
             }
             RunSource::New { model, data, options } => {
-                (config_of(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
+                (RunConfig::of_options(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
             }
         };
         // The run trains in this process: bad data is one line now, before a probe or a directory.
@@ -249,38 +249,11 @@ fn precision_for(choice: PrecisionChoice, config: &RunConfig) -> Result<(Precisi
     training_precision(choice, &config.model, config.optim.batch_size, config.threads, config.channels_last, device)
 }
 
-/// The configuration of a new run of `model` on `data` with `options`, in `precision`: the
-/// paper's protocol where the options say nothing.
-fn config_of(model: ModelSpec, data: DataConfig, options: &TrainOptions, precision: Precision) -> RunConfig {
-    let iters = options.iters;
-    let eval_every = options.eval_every.unwrap_or(iters.div_ceil(64)).min(iters.max(1));
-    let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
-    if let Some(steps) = &options.lr_steps {
-        schedule.lr_steps = steps.clone();
-    }
-    if options.warmup {
-        schedule.warmup = Some(Warmup::default());
-    }
-    RunConfig {
-        model,
-        data,
-        optim: OptimConfig { lr: options.lr, batch_size: options.batch_size, ..OptimConfig::default() },
-        schedule,
-        seed: options.seed,
-        threads: options.threads,
-        channels_last: options.channels_last,
-        precision,
-        checkpoint_every: options.checkpoint_every,
-        log_grads: options.log_grads,
-        world_size: options.world_size,
-        device: DeviceChoice::Auto,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::DataSource;
+    use crate::run::config::OptimConfig;
 
     fn request(precision: PrecisionChoice) -> RunRequest {
         let options = TrainOptions { iters: 100, seed: 3, precision, ..TrainOptions::default() };
