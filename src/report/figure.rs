@@ -81,30 +81,14 @@ fn render_png(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<(
         drawing.draw(&root, PNG_TARGET)?;
         root.present().map_err(plot_err)?;
     }
-    let small = downsample(&big, size, k);
+    // Each pixel the rounded mean of its k x k block: image's thumbnail takes exactly those boxes
+    // for a whole factor k.
+    let big =
+        image::RgbImage::from_raw(big_size.0, big_size.1, big).context("the drawing's buffer has the wrong size")?;
+    let small = image::imageops::thumbnail(&big, size.0, size.1).into_raw();
     let mut out = BitMapBackend::new(path, size);
     out.blit_bitmap((0, 0), size, &small).map_err(plot_err)?;
     out.present().map_err(plot_err)
-}
-
-/// Averages each `k` x `k` block of an RGB image `k` times the size of `(w, h)`.
-fn downsample(big: &[u8], (w, h): (u32, u32), k: u32) -> Vec<u8> {
-    let (w, h, k) = (w as usize, h as usize, k as usize);
-    let mut small = vec![0u8; 3 * w * h];
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let sum: usize = (0..k * k)
-                    .map(|i| {
-                        let (bx, by) = (x * k + i % k, y * k + i / k);
-                        big[3 * (by * w * k + bx) + c] as usize
-                    })
-                    .sum();
-                small[3 * (y * w + x) + c] = ((sum + k * k / 2) / (k * k)) as u8;
-            }
-        }
-    }
-    small
 }
 
 fn render_svg(drawing: &impl Drawing, size: (u32, u32), path: &Path) -> Result<()> {
