@@ -147,62 +147,33 @@ pub fn scripts(
     let out = absolute(out)?;
     let slurm = StudyDir::new(&out).slurm();
     let workdir = std::env::current_dir().context("finding the current directory")?;
-    let exe = quote(&invocation.exe.display().to_string());
-    let header = vec![
-        "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name=reslab-{}", experiment.name),
-        format!("#SBATCH --chdir={}", quote(&workdir.display().to_string())),
-    ];
-    let directives = |job: Job| sbatch_options(settings, job).into_iter().map(|option| format!("#SBATCH {option}"));
-    let mut array = header.clone();
-    array.push(format!("#SBATCH --array=0-{}", runs.len().saturating_sub(1)));
-    array.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/%A_%a.log").display().to_string())));
-    array.push("#SBATCH --open-mode=append".into());
-    array.push(format!("#SBATCH --signal=B:USR1@{}", settings.grace_s.unwrap_or(DEFAULT_GRACE_S)));
-    array.push("#SBATCH --requeue".into());
-    array.extend(directives(Job::Training));
+    let text = |path: &Path| quote(&path.display().to_string());
+    let directives = |job: Job| -> String {
+        sbatch_options(settings, job).into_iter().map(|option| format!("\n#SBATCH {option}")).collect()
+    };
+    let (version, exe, workdir) = (env!("CARGO_PKG_VERSION"), text(&invocation.exe), text(&workdir));
     let names: Vec<String> = runs.iter().map(|r| quote(&r.dir_name())).collect();
-    array.push(format!(
-        r#"
-# Made by reslab {version} for `reslab reproduce {experiment} --preset {preset} --backend slurm`:
-# one array task per run that was not complete at submission.
-set -u
-runs=({names})
-run="${{runs[$SLURM_ARRAY_TASK_ID]}}"
-out={out}
-echo "reslab: task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname): $run (restart ${{SLURM_RESTART_COUNT:-0}})"
-
-# Near the time limit (or when asked with scancel --batch --signal=USR1): stop the run, which
-# writes a checkpoint, then requeue this task; it resumes from the checkpoint when it runs again.
-requeue() {{
-  echo "reslab: $run: stopping for a requeue"
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid"
-  scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-  exit 0
-}}
-trap requeue USR1
-
-# A task requeued after its node was lost may start while that node's lock on the run is still
-# fresh: RESLAB_LOCK_WAIT=1 waits for it to go stale (RESLAB_LOCK_STALE_S, default 600 s).
-RESLAB_LOCK_WAIT=1 RESLAB_PROGRESS_LINES=1 {launcher}{exe} train{distributed} --config {configs}/"$run.toml" --out "$out/$run" &
-pid=$!
-wait "$pid"
-"#,
-        version = env!("CARGO_PKG_VERSION"),
-        experiment = experiment.name,
-        preset = invocation.preset.name(),
-        names = names.join(" "),
-        configs = quote(&slurm.join("configs").display().to_string()),
-        out = quote(&out.display().to_string()),
-        // Several tasks: srun starts a rank in each (the signal reaches them all through it, and
-        // one failing ends the step).
-        launcher = if tasks > 1 { "srun --kill-on-bad-exit=1 " } else { "" },
-        distributed = if tasks > 1 { " --distributed" } else { "" },
-    ));
-    let mut aggregate = header;
-    aggregate.push(format!("#SBATCH --output={}", quote(&slurm.join("logs/aggregate-%j.log").display().to_string())));
-    aggregate.extend(directives(Job::Aggregation));
+    let array = fill(
+        ARRAY_TEMPLATE,
+        &[
+            ("experiment", &experiment.name),
+            ("workdir", &workdir),
+            ("last_task", &runs.len().saturating_sub(1).to_string()),
+            ("log", &text(&slurm.join("logs/%A_%a.log"))),
+            ("grace_s", &settings.grace_s.unwrap_or(DEFAULT_GRACE_S).to_string()),
+            ("directives", &directives(Job::Training)),
+            ("version", version),
+            ("preset", invocation.preset.name()),
+            ("runs", &names.join(" ")),
+            ("out", &text(&out)),
+            // Several tasks: srun starts a rank in each (the signal reaches them all through it,
+            // and one failing ends the step).
+            ("launcher", if tasks > 1 { "srun --kill-on-bad-exit=1 " } else { "" }),
+            ("exe", &exe),
+            ("distributed", if tasks > 1 { " --distributed" } else { "" }),
+            ("configs", &text(&slurm.join("configs"))),
+        ],
+    );
     // The study by its folder: its experiment.toml (written at submission) records it as the
     // tasks train it, world size included.
     let mut args = vec!["aggregate".to_string(), out.display().to_string()];
@@ -210,12 +181,56 @@ wait "$pid"
         args.extend(["--mlflow".to_string(), uri.clone()]);
     }
     let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    aggregate.push(format!(
-        "\n# Made by reslab {}: the study's tables, charts and report.html, once the array has ended.\n{exe} {}\n",
-        env!("CARGO_PKG_VERSION"),
-        args.join(" ")
-    ));
-    Ok(Scripts { array: array.join("\n") + "\n", aggregate: aggregate.join("\n"), runs })
+    let aggregate = fill(
+        AGGREGATE_TEMPLATE,
+        &[
+            ("experiment", &experiment.name),
+            ("workdir", &workdir),
+            ("log", &text(&slurm.join("logs/aggregate-%j.log"))),
+            ("directives", &directives(Job::Aggregation)),
+            ("version", version),
+            ("exe", &exe),
+            ("args", &args.join(" ")),
+        ],
+    );
+    Ok(Scripts { array, aggregate, runs })
+}
+
+/// The training array's batch script: one task per run, requeued near its time limit.
+const ARRAY_TEMPLATE: &str = include_str!("slurm/array.sh");
+/// The aggregation job's batch script, run once the array has ended.
+const AGGREGATE_TEMPLATE: &str = include_str!("slurm/aggregate.sh");
+
+/// `template` with each `{name}` replaced by its value, in one pass (a value is never read as
+/// a template: a folder may be named `{out}`). Every name is in the template: a value with
+/// nowhere to go is a mistake in this file. The bash in the templates spells no lowercase
+/// `{name}` of its own.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(template.len() * 2);
+    let mut used = vec![false; values.len()];
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        text.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let found = values.iter().position(|(name, _)| {
+            rest.strip_prefix('{').and_then(|r| r.strip_prefix(name)).is_some_and(|r| r.starts_with('}'))
+        });
+        match found {
+            Some(i) => {
+                text.push_str(values[i].1);
+                rest = &rest[values[i].0.len() + 2..];
+                used[i] = true;
+            }
+            None => {
+                text.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    text.push_str(rest);
+    let unused: Vec<&str> = values.iter().zip(&used).filter(|(_, used)| !**used).map(|((name, _), _)| *name).collect();
+    assert!(unused.is_empty(), "the batch script template has no place for {unused:?}");
+    text
 }
 
 /// The sbatch options of `job` that `settings` decide, each as `--name=value` for an `#SBATCH`
