@@ -8,7 +8,7 @@
 //! weights were trained with torchvision's normalisation, not the paper's per-pixel mean.
 
 use reslab::data::{DataConfig, DataSource, Normalization};
-use reslab::run::config::Precision;
+use reslab::model::Precision;
 use reslab::train::evaluate::evaluate_weights;
 use std::path::PathBuf;
 

@@ -13,11 +13,11 @@ use reslab::experiment::{cost, launch, plan, runner, status};
 use reslab::model::weights::{self, WeightsMetadata};
 use reslab::model::{options::zoo_table, Spelling};
 use reslab::report::table;
+use reslab::run::config::PrecisionChoice;
 use reslab::run::RunDir;
 use reslab::tracking::mlflow::OneRun;
 use reslab::train::distributed::World;
 use reslab::train::evaluate::evaluate_weights;
-use reslab::train::runtime;
 use reslab::train::{auto_precision, bench, probe};
 use reslab::train::{train_distributed, train_recording, Recording, RunRequest, RunSource};
 use reslab::util::console;
@@ -265,7 +265,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     };
     let reference = if args.reference {
         let precision = match args.reference_precision {
-            None | Some(runtime::PrecisionChoice::Auto) => precision,
+            None | Some(PrecisionChoice::Auto) => precision,
             Some(choice) => choice.for_evaluation(),
         };
         Some(bench::Reference::locate(&bench, args.reference_script, None, precision)?)

@@ -8,7 +8,7 @@ use common::*;
 use reslab::data::{DataConfig, DataSource, Dataset, Normalization};
 use reslab::model::weights::Expected;
 use reslab::model::ModelSpec;
-use reslab::run::config::Precision;
+use reslab::model::Precision;
 use reslab::train::evaluate::evaluate_weights_on;
 
 /// (depth, weights file, test error % on the shared archive, from ../shared/data/pretrained/README.md)

@@ -11,7 +11,7 @@ use super::spec::{ClaimTime, Expectation, Prediction};
 use super::stats::{self, Interval};
 use crate::report::verdict::Verdict;
 use crate::run::metrics::MetricsRow;
-use crate::util::stats::mean;
+use crate::util::stats::{mean, mean_sd};
 
 /// Below this share of the paper's schedule, a claim about the end of training gets a caveat.
 pub const END_CAVEAT_SHARE: f64 = 0.25;
@@ -100,9 +100,9 @@ impl Comparison {
             (None, Method::OneSeed, None)
         } else if same_seeds {
             let differences: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
-            (stats::paired(&b, &a), Method::Paired, Some(stats::mean_sd(&differences).1))
+            (stats::paired(&b, &a), Method::Paired, Some(mean_sd(&differences).1))
         } else {
-            let sd = (stats::mean_sd(&a).1.powi(2) + stats::mean_sd(&b).1.powi(2)).sqrt();
+            let sd = (mean_sd(&a).1.powi(2) + mean_sd(&b).1.powi(2)).sqrt();
             (stats::welch(&b, &a), Method::Welch, Some(sd))
         };
         let verdict = match (interval, side) {
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(schedule_share(16_000, 64_000), "25%");
         assert_eq!(schedule_share(64_000, 64_000), "100%");
     }
-    use crate::run::config::Precision;
+    use crate::model::Precision;
     use crate::run::summary::{RunStatus, RunSummary};
 
     /// A network's runs with these final (and mean) training errors, seeds 0, 1, ...

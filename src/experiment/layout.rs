@@ -7,9 +7,10 @@
 //! ([`crate::util::cache`]). With GPUs: one run per GPU, unmeasured.
 
 use crate::model::ModelSpec;
-use crate::run::config::{OptimConfig, Precision};
+use crate::model::Precision;
+use crate::run::config::OptimConfig;
+use crate::run::provenance::LIBTORCH_VERSION;
 use crate::train::probe::{step_img_per_s, Bench};
-use crate::train::runtime::LIBTORCH_VERSION;
 use crate::util::cache::{machine_key, Cache};
 use crate::util::load::{too_busy, Meter};
 use anyhow::Result;

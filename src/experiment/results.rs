@@ -5,11 +5,11 @@
 use super::plan::PlannedRun;
 use super::spec::Experiment;
 use super::stats;
+use crate::model::Precision;
 use crate::report::table::{GroupRow, MeanStd};
-use crate::run::config::Precision;
 use crate::run::metrics::{self, MetricsRow};
 use crate::run::{RunConfig, RunDir, RunState, RunSummary};
-use crate::util::stats::mean;
+use crate::util::stats::{mean, mean_sd};
 use anyhow::{bail, Result};
 
 /// One complete run (one seed) as read back from its directory.
@@ -98,7 +98,7 @@ impl GroupResult {
                         values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
                     ),
                     Band::Interval95 => {
-                        let (_, sd) = stats::mean_sd(&values);
+                        let (_, sd) = mean_sd(&values);
                         let half =
                             stats::t_quantile(0.975, (values.len() - 1) as f64) * sd / (values.len() as f64).sqrt();
                         (mean - half, mean + half)

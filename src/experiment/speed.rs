@@ -7,7 +7,7 @@
 
 use super::layout::Layout;
 use crate::model::ModelSpec;
-use crate::run::config::Precision;
+use crate::model::Precision;
 use crate::train::auto_precision::ProbeKey;
 use crate::train::probe::{eval_img_per_s, step_img_per_s, Bench, Mode};
 use crate::train::runtime::{set_threads, thread_count};

@@ -4,7 +4,7 @@
 //! else Welch's interval (unequal variances). Student's t quantiles come from the regularised
 //! incomplete beta function (Numerical Recipes, 3rd ed., 6.4), solved by bisection.
 
-pub use crate::util::stats::mean_sd;
+use crate::util::stats::mean_sd;
 
 /// A difference of means (b - a) with its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]

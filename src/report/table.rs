@@ -2,7 +2,7 @@
 //! knows nothing of experiments or run directories).
 
 use super::verdict::Verdict;
-use crate::run::config::Precision;
+use crate::model::Precision;
 use crate::util::stats::mean_sd;
 use anyhow::Result;
 

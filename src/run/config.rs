@@ -2,11 +2,11 @@
 //! `config.toml` in every run directory. Defaults are the paper's CIFAR-10 protocol.
 
 pub use super::device::DeviceChoice;
-pub use crate::data::dataset::DataConfig;
+use crate::data::DataConfig;
 #[cfg(test)]
 use crate::data::DataSource;
 use crate::model::ModelSpec;
-pub use crate::model::Precision;
+use crate::model::Precision;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

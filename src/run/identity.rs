@@ -126,7 +126,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::config::Precision;
+    use crate::model::Precision;
 
     #[test]
     fn the_first_difference_is_named_with_both_values() {

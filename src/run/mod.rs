@@ -39,8 +39,8 @@ pub use summary::{RunStatus, RunSummary};
 
 use crate::model::weights::{self, Expected, WeightsMetadata};
 use crate::model::Model;
+use crate::model::Precision;
 use anyhow::{bail, Context, Result};
-use config::Precision;
 use identity::Leeway;
 use lock::RunLock;
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 //! CPU and GPU, when it started and ended). Summaries written before reslab recorded them have none.
 
 use super::attempts;
-use super::config::{DeviceChoice, Precision, RunConfig};
+use super::config::{DeviceChoice, RunConfig};
+use crate::model::Precision;
 use crate::util::time::{now_unix_s, rfc3339_utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -566,7 +566,8 @@ pub fn current(config: &RunConfig, key: &Key) -> String {
 /// The paper's CIFAR-10 protocol as a configuration (resnet-20, 64k iterations): the defaults
 /// `reslab keys` shows.
 fn paper_defaults() -> RunConfig {
-    use super::config::{Precision, TrainOptions};
+    use super::config::TrainOptions;
+    use crate::model::Precision;
     RunConfig::of_options(
         crate::model::ModelSpec::new(crate::model::Family::Cifar, crate::model::Kind::Residual, 20)
             .expect("resnet-20 is a CIFAR net"),

@@ -82,7 +82,7 @@ impl RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::config::Precision;
+    use crate::model::Precision;
 
     /// A summary as reslab wrote them before it recorded where and when a run was made.
     const OLD: &str = "status = \"complete\"\nmodel = \"resnet-20 (A)\"\nparams = 269722\nmacs = 40551040\n\

@@ -8,8 +8,9 @@
 
 use super::probe::{step_img_per_s, Bench};
 use super::runtime::{self, thread_count};
+use crate::model::Precision;
 use crate::model::{Family, ModelSpec};
-use crate::run::config::{Precision, PrecisionChoice};
+use crate::run::config::PrecisionChoice;
 use crate::util::cache::{machine_key, Cache};
 use crate::util::load::{too_busy, Meter};
 use anyhow::Result;
@@ -83,7 +84,7 @@ impl ProbeKey {
         format!(
             "{} | libtorch {} | reslab {} | {} | batch {} | {} threads",
             self.machine,
-            runtime::LIBTORCH_VERSION,
+            crate::run::provenance::LIBTORCH_VERSION,
             env!("CARGO_PKG_VERSION"),
             self.model,
             self.batch_size,

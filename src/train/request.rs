@@ -10,7 +10,8 @@
 use super::auto_precision::training_precision;
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
-use crate::run::config::{DeviceChoice, Precision, PrecisionChoice, TrainOptions};
+use crate::model::Precision;
+use crate::run::config::{DeviceChoice, PrecisionChoice, TrainOptions};
 use crate::run::identity::Leeway;
 use crate::run::settings::{self, Setting};
 use crate::run::{RunConfig, RunDir, RunState};

@@ -2,8 +2,9 @@
 //! CPU threads and the memory layout. The choices live in the run configuration (`precision`,
 //! `threads`, `channels_last`); this module turns them into libtorch settings.
 
+use crate::model::Precision;
 use crate::native::Autocast;
-use crate::run::config::{Precision, RunConfig};
+use crate::run::config::{PrecisionChoice, RunConfig};
 use crate::run::provenance::Provenance;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -50,10 +51,6 @@ pub fn thread_count(threads: usize) -> usize {
 pub fn set_threads(threads: usize) {
     tch::set_num_threads(thread_count(threads) as i32);
 }
-
-pub use crate::run::config::PrecisionChoice;
-
-pub use crate::run::provenance::LIBTORCH_VERSION;
 
 impl PrecisionChoice {
     /// The precision of an evaluation (`eval`): `auto` is fp32, because bf16 evaluation folds BN

@@ -3,7 +3,7 @@
 use super::runtime::autocast;
 use super::sgd::Sgd;
 use crate::model::Model;
-use crate::run::config::Precision;
+use crate::model::Precision;
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
