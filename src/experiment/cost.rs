@@ -220,83 +220,18 @@ pub fn estimate(runs: &[PlannedRun], requested_threads: usize) -> Result<Estimat
     for run in runs.iter().filter(|r| recorded_of(r).is_none()) {
         unrecorded.push((run, known_precision(run, layout, device)?));
     }
-    let mut probed: Probed = Vec::new();
-    let cache = Cache::named(speed::CACHE_FILE);
-    let probe_of = |spec: &ModelSpec, precision: Precision, config: &crate::run::config::RunConfig| Probe {
-        spec: spec.clone(),
-        precision,
-        batch_size: config.optim.batch_size,
-        channels_last: config.channels_last,
-        layout,
-        device,
-    };
-    for net in probe_nets(unrecorded.iter().map(|(run, _)| *run), &macs_of) {
-        let of_family: Vec<_> = unrecorded.iter().filter(|(run, _)| run.config().model.family == net.family).collect();
-        let config = of_family[0].0.config();
-        let mut precisions: Vec<Precision> = of_family.iter().filter_map(|(_, p)| *p).collect();
-        if of_family.iter().any(|(_, p)| p.is_none()) {
-            // `auto` not yet decided here: both are timed, and the runs take the one `auto` would.
-            precisions.extend([Precision::Fp32, Precision::Bf16]);
-        }
-        precisions.sort_by_key(|p| p.name());
-        precisions.dedup();
-        for precision in precisions {
-            let measured = speed::measure(&probe_of(&net, precision, config), &cache, &mut SideBySide::default())?;
-            probed.push((net.family, precision, net.clone(), macs_of[&net.to_string()], measured));
-        }
-    }
-    let measured_in = |family: Family, precision: Precision| {
-        probed.iter().find(|(f, p, ..)| *f == family && *p == precision).map(|(_, _, net, macs, m)| (net, *macs, *m))
-    };
+    let probed = probe(&unrecorded, &macs_of, layout, device)?;
     let mut costs = Vec::new();
     for (run, state) in runs.iter().zip(states) {
-        let spec = &run.config().model;
-        let key = spec.to_string();
-        let macs = macs_of[&key];
-        let schedule = &run.config().schedule;
-        let images = (schedule.iters * run.config().optim.batch_size) as f64;
+        let macs = macs_of[&run.config().model.to_string()];
         let (total_s, speed_from) = match recorded_of(run) {
-            Some((s_per_iter, from)) => (s_per_iter * schedule.iters as f64, from),
+            Some((s_per_iter, from)) => (s_per_iter * run.config().schedule.iters as f64, from),
             None => {
-                let precision = match known_precision(run, layout, device)? {
-                    Some(precision) => precision,
-                    None => auto_choice(
-                        measured_in(spec.family, Precision::Fp32).map(|m| m.2.speed),
-                        measured_in(spec.family, Precision::Bf16).map(|m| m.2.speed),
-                    ),
-                };
-                let (net, net_macs, measured) = measured_in(spec.family, precision)
-                    .ok_or_else(|| anyhow::anyhow!("no speed was measured for {key} in {precision}"))?;
-                let speed = measured.speed.scaled(macs as f64 / net_macs as f64);
-                let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
-                let total_s = images / speed.train_img_per_s + evals * eval_images(run) / speed.eval_img_per_s;
-                let scaled = if net.to_string() == key { String::new() } else { ", scaled by MACs".into() };
-                (
-                    total_s,
-                    format!(
-                        "measured here for {net} in {precision} ({:.0} img/s a run{scaled})",
-                        measured.speed.train_img_per_s
-                    ),
-                )
+                let known = unrecorded.iter().find(|(r, _)| std::ptr::eq(*r, run)).and_then(|(_, p)| *p);
+                from_probes(run, macs, known, &probed)?
             }
         };
-        let remaining_s = match &state {
-            RunState::Complete(_) | RunState::Diverged(_) => 0.0,
-            RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
-                total_s * (1.0 - *iteration as f64 / schedule.iters.max(1) as f64)
-            }
-            // Neither this run nor to be counted: once removed, it trains from the start.
-            RunState::New | RunState::Modified { .. } | RunState::Foreign { .. } => total_s,
-        };
-        costs.push(RunCost {
-            dir: run.dir_name(),
-            state,
-            macs,
-            train_mac_images: macs as f64 * 3.0 * images,
-            remaining_s,
-            total_s,
-            speed_from,
-        });
+        costs.push(RunCost::new(run, state, macs, total_s, speed_from));
     }
     let busy = probed.iter().filter_map(|(.., m)| m.busy).max_by(|a, b| a.others_cores.total_cmp(&b.others_cores));
     Ok(Estimate {
@@ -307,6 +242,94 @@ pub fn estimate(runs: &[PlannedRun], requested_threads: usize) -> Result<Estimat
         layout_why,
         busy,
     })
+}
+
+/// The speeds of the cheapest net of each family among `unrecorded`, in each precision its runs
+/// may take, measured in `layout` (or read from the cache).
+fn probe(
+    unrecorded: &[(&PlannedRun, Option<Precision>)],
+    macs_of: &HashMap<String, u64>,
+    layout: Layout,
+    device: tch::Device,
+) -> Result<Probed> {
+    let mut probed: Probed = Vec::new();
+    let cache = Cache::named(speed::CACHE_FILE);
+    for net in probe_nets(unrecorded.iter().map(|(run, _)| *run), macs_of) {
+        let of_family: Vec<_> = unrecorded.iter().filter(|(run, _)| run.config().model.family == net.family).collect();
+        let config = of_family[0].0.config();
+        let mut precisions: Vec<Precision> = of_family.iter().filter_map(|(_, p)| *p).collect();
+        if of_family.iter().any(|(_, p)| p.is_none()) {
+            // `auto` not yet decided here: both are timed, and the runs take the one `auto` would.
+            precisions.extend([Precision::Fp32, Precision::Bf16]);
+        }
+        precisions.sort_by_key(|p| p.name());
+        precisions.dedup();
+        for precision in precisions {
+            let probe = Probe {
+                spec: net.clone(),
+                precision,
+                batch_size: config.optim.batch_size,
+                channels_last: config.channels_last,
+                layout,
+                device,
+            };
+            let measured = speed::measure(&probe, &cache, &mut SideBySide::default())?;
+            probed.push((net.family, precision, net.clone(), macs_of[&net.to_string()], measured));
+        }
+    }
+    Ok(probed)
+}
+
+/// A run's time from the speeds probed for its family, in its precision (`known`, else the one
+/// `auto` takes from them), scaled by MACs: training images over the training speed, evaluation
+/// images over the evaluation speed. With the text saying where the speed came from.
+fn from_probes(run: &PlannedRun, macs: u64, known: Option<Precision>, probed: &Probed) -> Result<(f64, String)> {
+    let spec = &run.config().model;
+    let measured_in = |precision: Precision| {
+        probed
+            .iter()
+            .find(|(f, p, ..)| *f == spec.family && *p == precision)
+            .map(|(_, _, net, macs, m)| (net, *macs, *m))
+    };
+    let precision = known.unwrap_or_else(|| {
+        auto_choice(measured_in(Precision::Fp32).map(|m| m.2.speed), measured_in(Precision::Bf16).map(|m| m.2.speed))
+    });
+    let (net, net_macs, measured) =
+        measured_in(precision).ok_or_else(|| anyhow::anyhow!("no speed was measured for {spec} in {precision}"))?;
+    let speed = measured.speed.scaled(macs as f64 / net_macs as f64);
+    let schedule = &run.config().schedule;
+    let images = (schedule.iters * run.config().optim.batch_size) as f64;
+    let evals = schedule.iters.div_ceil(schedule.eval_every) as f64;
+    let total_s = images / speed.train_img_per_s + evals * eval_images(run) / speed.eval_img_per_s;
+    let scaled = if net.to_string() == spec.to_string() { String::new() } else { ", scaled by MACs".into() };
+    let from =
+        format!("measured here for {net} in {precision} ({:.0} img/s a run{scaled})", measured.speed.train_img_per_s);
+    Ok((total_s, from))
+}
+
+impl RunCost {
+    /// `run` in `state`, taking `total_s` from start to end: what is left of it.
+    fn new(run: &PlannedRun, state: RunState, macs: u64, total_s: f64, speed_from: String) -> RunCost {
+        let iters = run.config().schedule.iters;
+        let remaining_s = match &state {
+            RunState::Complete(_) | RunState::Diverged(_) => 0.0,
+            RunState::Partial { iteration } | RunState::Failed { iteration, .. } => {
+                total_s * (1.0 - *iteration as f64 / iters.max(1) as f64)
+            }
+            // Neither this run nor to be counted: once removed, it trains from the start.
+            RunState::New | RunState::Modified { .. } | RunState::Foreign { .. } => total_s,
+        };
+        let images = (iters * run.config().optim.batch_size) as f64;
+        RunCost {
+            dir: run.dir_name(),
+            state,
+            macs,
+            train_mac_images: macs as f64 * 3.0 * images,
+            remaining_s,
+            total_s,
+            speed_from,
+        }
+    }
 }
 
 /// The precision `auto` takes from the speeds of each (bf16 where at least the margin faster).
