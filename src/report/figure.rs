@@ -2,12 +2,12 @@
 //! size and box-filtered down, each file written to a temporary name and renamed into place.
 //! chart.rs, contour.rs and forest.rs draw through it.
 
+use crate::util::fs;
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// Font family name we register the bundled font under; every text style below uses it.
@@ -27,8 +27,9 @@ pub(super) trait Drawing {
 /// half chart.
 pub(super) fn write_figure(drawing: &impl Drawing, size: (u32, u32), png: &Path, svg: &Path) -> Result<()> {
     ensure_font()?;
-    let png_tmp = temp_sibling(png, "png");
-    let svg_tmp = temp_sibling(svg, "svg");
+    // Hidden names beside the targets that keep the extension plotters picks the encoder by.
+    let png_tmp = fs::unique_temporary_name(png);
+    let svg_tmp = fs::unique_temporary_name(svg);
     // Both temporaries are complete before either rename, so a drawing failure leaves
     // both old files untouched.
     let writing = |path: &Path| format!("writing chart {}", path.display());
@@ -102,17 +103,7 @@ pub(super) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("{e}")
 }
 
-/// A hidden name next to `target` that keeps the extension plotters uses to pick the
-/// encoder, e.g. "fig1.png" -> ".fig1.tmp-<pid>-<n>.png". Unique per process and call so
-/// concurrent renders never share a temporary.
-fn temp_sibling(target: &Path, ext: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "chart".to_string());
-    let name = format!(".{stem}.tmp-{}-{n}.{ext}", std::process::id());
-    target.with_file_name(name)
-}
-
+/// Renames a finished temporary into place, durably (see [`fs::commit`]).
 fn commit(tmp: &Path, target: &Path) -> Result<()> {
-    std::fs::rename(tmp, target).with_context(|| format!("writing chart {}", target.display()))
+    fs::commit(tmp, target).with_context(|| format!("writing chart {}", target.display()))
 }

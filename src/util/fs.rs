@@ -3,12 +3,28 @@
 use anyhow::Result;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The temporary name `path` is written under before it is renamed into place: hidden, in the
 /// same directory (so the rename is atomic), keeping the extension (some writers dispatch on it).
 pub fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// A temporary name like [`temporary_name`], unique per call too: for writers that may run at
+/// once in one process (figures are drawn on several threads).
+pub fn unique_temporary_name(path: &Path) -> PathBuf {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{n}-{name}", std::process::id()))
+}
+
+/// Makes a finished temporary file durable, then renames it to `path` (atomic in one folder).
+pub fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, path)
 }
 
 /// Runs `write` on a temporary file next to `path`, syncs it to disk and renames it to `path`.
@@ -28,11 +44,7 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         }
         anyhow::bail!("writing {}: {} (in the folder {})", path.display(), e, folder.display());
     }
-    let result = write(&tmp).and_then(|()| {
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    });
+    let result = write(&tmp).and_then(|()| Ok(commit(&tmp, path)?));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
