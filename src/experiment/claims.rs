@@ -8,7 +8,7 @@
 
 use super::results::{GroupResult, LandscapeNumbers, RunResult};
 use super::spec::{ClaimTime, Expectation, Prediction};
-use super::stats::{self, Interval};
+use super::stats::{self, Interval, Intervals, Level};
 use crate::report::verdict::Verdict;
 use crate::run::metrics::MetricsRow;
 use crate::util::stats::{mean, mean_sd};
@@ -76,6 +76,12 @@ pub struct Comparison {
     pub sd: Option<f64>,
     /// This statistic's verdict.
     pub verdict: Verdict,
+    /// The per-seed values of the first network and of the second, in seed order.
+    pub values: (Vec<f64>, Vec<f64>),
+    /// Whether both networks have the same seeds (paired).
+    pub same_seeds: bool,
+    /// The interval's level.
+    pub level: Level,
 }
 
 impl Comparison {
@@ -92,20 +98,56 @@ impl Comparison {
         let a: Vec<f64> = a_runs.iter().map(|r| value(r)).collect();
         let b: Vec<f64> = b_runs.iter().map(|r| value(r)).collect();
         let same_seeds = a_runs.iter().map(|r| r.seed).eq(b_runs.iter().map(|r| r.seed));
-        let effect = mean(&a) - mean(&b);
+        let label = format!("{} - {}", first.name, second.name);
+        Comparison::of_values(statistic, &label, unit, side, (a, b), same_seeds, Level::FIXED)
+    }
+
+    /// The difference of the per-seed values `a` and `b` (the first network's and the second's,
+    /// in seed order), at `level`: paired where they have the same seeds, else Welch's.
+    pub fn of_values(
+        statistic: &str,
+        label: &str,
+        unit: &'static str,
+        side: Side,
+        (a, b): (Vec<f64>, Vec<f64>),
+        same_seeds: bool,
+        level: Level,
+    ) -> Comparison {
+        let mut comparison = Comparison {
+            statistic: statistic.to_string(),
+            label: label.to_string(),
+            unit,
+            effect: mean(&a) - mean(&b),
+            interval: None,
+            method: Method::NoValue,
+            side,
+            seeds: a.len().min(b.len()),
+            sd: None,
+            verdict: Verdict::NotMeasured,
+            values: (a, b),
+            same_seeds,
+            level,
+        };
+        comparison.judge(level);
+        comparison
+    }
+
+    /// The interval at `level` and the verdict it gives.
+    fn judge(&mut self, level: Level) {
+        let (a, b) = (&self.values.0, &self.values.1);
         // stats computes b - a; the claim's effect is first - second.
-        let (interval, method, sd) = if !a.iter().chain(&b).all(|v| v.is_finite()) {
+        let (interval, method, sd) = if !a.iter().chain(b).all(|v| v.is_finite()) {
             (None, Method::NoValue, None)
         } else if a.len() < 2 || b.len() < 2 {
             (None, Method::OneSeed, None)
-        } else if same_seeds {
-            let differences: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
-            (stats::paired(&b, &a), Method::Paired, Some(mean_sd(&differences).1))
+        } else if self.same_seeds {
+            let differences: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+            (stats::paired_at(b, a, level), Method::Paired, Some(mean_sd(&differences).1))
         } else {
-            let sd = (mean_sd(&a).1.powi(2) + mean_sd(&b).1.powi(2)).sqrt();
-            (stats::welch(&b, &a), Method::Welch, Some(sd))
+            let sd = (mean_sd(a).1.powi(2) + mean_sd(b).1.powi(2)).sqrt();
+            (stats::welch_at(b, a, level), Method::Welch, Some(sd))
         };
-        let verdict = match (interval, side) {
+        self.verdict = match (interval, self.side) {
             _ if method == Method::NoValue => Verdict::NotMeasured,
             (None, _) => Verdict::Inconclusive,
             (Some(i), Side::Above) if i.low > 0.0 => Verdict::Held,
@@ -114,18 +156,7 @@ impl Comparison {
             (Some(i), Side::Within(m)) if i.low > m || i.high < -m => Verdict::NotHeld,
             _ => Verdict::Inconclusive,
         };
-        Comparison {
-            statistic: statistic.to_string(),
-            label: format!("{} - {}", first.name, second.name),
-            unit,
-            effect,
-            interval,
-            method,
-            side,
-            seeds: a.len().min(b.len()),
-            sd,
-            verdict,
-        }
+        (self.interval, self.method, self.sd, self.level) = (interval, method, sd, level);
     }
 
     /// About how many seeds per network would settle an inconclusive comparison, from the
@@ -246,6 +277,16 @@ pub fn check_all(expectations: &[Expectation], groups: &[GroupResult], paper_ite
 /// (left out by the preset, failed, or not finished). `paper_iters` is the length of the
 /// paper's schedule for this experiment (for `at` and the caveat).
 pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usize) -> CheckOutcome {
+    check_with(expectation, groups, paper_iters, Intervals::Fixed)
+}
+
+/// [`check`] with the claim's intervals computed as `intervals` says.
+pub fn check_with(
+    expectation: &Expectation,
+    groups: &[GroupResult],
+    paper_iters: usize,
+    intervals: Intervals,
+) -> CheckOutcome {
     let mut outcome = CheckOutcome {
         number: 1,
         verdict: Verdict::NotMeasured,
@@ -284,7 +325,7 @@ pub fn check(expectation: &Expectation, groups: &[GroupResult], paper_iters: usi
             return outcome;
         }
     }
-    outcome.verdict = combined(&outcome.comparisons);
+    outcome.verdict = decide(&mut outcome.comparisons, intervals);
     match outcome.verdict {
         Verdict::NotMeasured => outcome.reason = "a run has no evaluation the statistic can be read from".into(),
         Verdict::Inconclusive => outcome.reason = inconclusive_reason(&outcome.comparisons),
@@ -402,6 +443,16 @@ fn comparisons<'a>(
 
 /// A claim's verdict from its statistics': held only where every one held; did not hold where
 /// any did not; not measured where any has no value; else inconclusive.
+/// A claim's verdict from its comparisons, each judged at the level `intervals` gives a claim
+/// resting on that many: the decision a study makes at every look.
+pub fn decide(comparisons: &mut [Comparison], intervals: Intervals) -> Verdict {
+    let level = intervals.level(comparisons.len());
+    for comparison in comparisons.iter_mut().filter(|c| c.level != level) {
+        comparison.judge(level);
+    }
+    combined(comparisons)
+}
+
 fn combined(comparisons: &[Comparison]) -> Verdict {
     let verdicts: Vec<Verdict> = comparisons.iter().map(|c| c.verdict).collect();
     if verdicts.contains(&Verdict::NotMeasured) {

@@ -16,6 +16,7 @@ pub mod results;
 pub mod reuse;
 pub mod runner;
 pub mod sbatch;
+pub mod sequential;
 pub mod slurm;
 pub mod spec;
 pub mod speed;

@@ -6,6 +6,63 @@
 
 use crate::util::stats::mean_sd;
 
+/// The chance, per claim, of a false verdict ("held" or "did not hold" where the truth is
+/// otherwise) that its intervals allow: 5%, at one look or over every look of a study that adds
+/// seeds until its claims settle.
+pub const ALPHA: f64 = 0.05;
+
+/// An interval's confidence, as the quantile of Student's t its half-width takes (0.975: a
+/// two-sided 95% interval).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// The t quantile (1 - alpha / 2 for a two-sided level of 1 - alpha).
+    pub quantile: f64,
+}
+
+impl Level {
+    /// A study of a fixed number of seeds, judged once: two-sided 95% intervals.
+    pub const FIXED: Level = Level { quantile: 0.975 };
+
+    /// Each interval of a claim that rests on `statistics` intervals and is judged at up to
+    /// `looks` looks (Bonferroni over the looks and the claim's sides). A false "held" needs every
+    /// interval on the wrong side of its line at some look, a false "did not hold" one interval:
+    /// with each side's chance a / 2 per interval and look, the chance of either at any look is at
+    /// most looks * (statistics + 1) * a / 2, which is [`ALPHA`] when a = 2 ALPHA / ((statistics + 1)
+    /// looks). It holds whichever look the study stops at, and for any rule that picks the next
+    /// seeds from what the looks showed.
+    pub fn sequential(looks: usize, statistics: usize) -> Level {
+        Level { quantile: 1.0 - ALPHA / ((statistics.max(1) + 1) as f64 * looks.max(1) as f64) }
+    }
+
+    /// The two-sided confidence in percent (95 for [`Level::FIXED`]).
+    pub fn percent(self) -> f64 {
+        100.0 * (2.0 * self.quantile - 1.0)
+    }
+}
+
+/// How a claim's intervals are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intervals {
+    /// A study of a fixed number of seeds, judged once: 95% intervals.
+    Fixed,
+    /// A study that adds seeds until its claims settle, judging each claim after every round: at
+    /// most `looks` looks per claim (the seeds from the first round's to the cap).
+    Sequential {
+        /// The most looks any claim gets.
+        looks: usize,
+    },
+}
+
+impl Intervals {
+    /// The level of each interval of a claim resting on `statistics` intervals.
+    pub fn level(self, statistics: usize) -> Level {
+        match self {
+            Intervals::Fixed => Level::FIXED,
+            Intervals::Sequential { looks } => Level::sequential(looks, statistics),
+        }
+    }
+}
+
 /// A difference of means (b - a) with its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
@@ -23,6 +80,11 @@ pub struct Interval {
 
 /// The 95% interval of the mean of per-seed differences `b[i] - a[i]`; `None` below two pairs.
 pub fn paired(a: &[f64], b: &[f64]) -> Option<Interval> {
+    paired_at(a, b, Level::FIXED)
+}
+
+/// [`paired`] at `level`.
+pub fn paired_at(a: &[f64], b: &[f64], level: Level) -> Option<Interval> {
     if a.len() != b.len() || a.len() < 2 {
         return None;
     }
@@ -30,12 +92,17 @@ pub fn paired(a: &[f64], b: &[f64]) -> Option<Interval> {
     let (mean, sd) = mean_sd(&differences);
     let n = differences.len();
     let df = (n - 1) as f64;
-    let half = t_quantile(0.975, df) * sd / (n as f64).sqrt();
+    let half = t_quantile(level.quantile, df) * sd / (n as f64).sqrt();
     Some(Interval { mean, low: mean - half, high: mean + half, n, df })
 }
 
 /// Welch's 95% interval of `mean(b) - mean(a)`; `None` unless each has two values.
 pub fn welch(a: &[f64], b: &[f64]) -> Option<Interval> {
+    welch_at(a, b, Level::FIXED)
+}
+
+/// [`welch`] at `level`.
+pub fn welch_at(a: &[f64], b: &[f64], level: Level) -> Option<Interval> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
@@ -48,7 +115,7 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Interval> {
         (va + vb).powi(2) / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64)
     };
     let mean = mb - ma;
-    let half = t_quantile(0.975, df) * se;
+    let half = t_quantile(level.quantile, df) * se;
     Some(Interval { mean, low: mean - half, high: mean + half, n: a.len() + b.len(), df })
 }
 
@@ -62,6 +129,16 @@ pub fn seeds_to_settle(effect: f64, sd: f64) -> Option<usize> {
     (2..=1000).find(|&n| t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt() < effect.abs())
 }
 
+/// The seeds per network a paired claim resting on `statistics` intervals needs, judged after
+/// every round from `first` seeds to `cap`, to settle a true difference of `effect_sd` standard
+/// deviations of one seed's difference: the fewest seeds whose interval, at the study's level,
+/// clears zero when the observed difference is the true one (about half the studies settle
+/// by then). `None` where the cap is too few.
+pub fn sequential_seeds(effect_sd: f64, first: usize, cap: usize, statistics: usize) -> Option<usize> {
+    let level = Level::sequential(cap + 1 - first.min(cap), statistics);
+    (first.max(2)..=cap).find(|&n| t_quantile(level.quantile, (n - 1) as f64) / (n as f64).sqrt() < effect_sd.abs())
+}
+
 /// Student's t distribution's `p` quantile with `df` degrees of freedom (0 < p < 1).
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     if p == 0.5 {
@@ -70,19 +147,57 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
     if p < 0.5 {
         return -t_quantile(1.0 - p, df);
     }
+    // The same few (p, df) recur across a study's claims and looks (paired: df = seeds - 1).
+    thread_local! {
+        static KNOWN: std::cell::RefCell<std::collections::HashMap<(u64, u64), f64>> = Default::default();
+    }
+    let key = (p.to_bits(), df.to_bits());
+    if let Some(t) = KNOWN.with(|known| known.borrow().get(&key).copied()) {
+        return t;
+    }
+    let t = t_quantile_uncached(p, df);
+    KNOWN.with(|known| {
+        let mut known = known.borrow_mut();
+        // Welch's degrees of freedom are real numbers: keep the table small.
+        if known.len() > 4096 {
+            known.clear();
+        }
+        known.insert(key, t);
+    });
+    t
+}
+
+/// [`t_quantile`] for p > 0.5, computed.
+fn t_quantile_uncached(p: f64, df: f64) -> f64 {
     let (mut low, mut high) = (0.0, 1.0);
     while t_cdf(high, df) < p {
+        low = high;
         high *= 2.0;
     }
+    // Newton's method kept inside the bracket [low, high] around the root: a step that would
+    // leave it halves the bracket instead. A few steps reach the last bits.
+    let mut t = 0.5 * (low + high);
     for _ in 0..200 {
-        let middle = 0.5 * (low + high);
-        if t_cdf(middle, df) < p {
-            low = middle;
+        let excess = t_cdf(t, df) - p;
+        if excess < 0.0 {
+            low = t;
         } else {
-            high = middle;
+            high = t;
         }
+        let newton = t - excess / t_density(t, df);
+        let next = if newton > low && newton < high { newton } else { 0.5 * (low + high) };
+        if (next - t).abs() <= 2.0 * f64::EPSILON * t.abs() || next == low || next == high {
+            return next;
+        }
+        t = next;
     }
-    0.5 * (low + high)
+    t
+}
+
+/// Student's t density at `t` with `df` degrees of freedom.
+fn t_density(t: f64, df: f64) -> f64 {
+    let log_norm = ln_gamma((df + 1.0) / 2.0) - ln_gamma(df / 2.0) - 0.5 * (df * std::f64::consts::PI).ln();
+    (log_norm - (df + 1.0) / 2.0 * (1.0 + t * t / df).ln()).exp()
 }
 
 /// Student's t distribution function at `t` with `df` degrees of freedom.
