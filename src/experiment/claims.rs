@@ -147,14 +147,9 @@ impl Comparison {
             let sd = (mean_sd(a).1.powi(2) + mean_sd(b).1.powi(2)).sqrt();
             (stats::welch_at(b, a, level), Method::Welch, Some(sd))
         };
-        self.verdict = match (interval, self.side) {
-            _ if method == Method::NoValue => Verdict::NotMeasured,
-            (None, _) => Verdict::Inconclusive,
-            (Some(i), Side::Above) if i.low > 0.0 => Verdict::Held,
-            (Some(i), Side::Above) if i.high < 0.0 => Verdict::NotHeld,
-            (Some(i), Side::Within(m)) if -m < i.low && i.high < m => Verdict::Held,
-            (Some(i), Side::Within(m)) if i.low > m || i.high < -m => Verdict::NotHeld,
-            _ => Verdict::Inconclusive,
+        self.verdict = match method {
+            Method::NoValue => Verdict::NotMeasured,
+            _ => verdict_of(interval, self.side),
         };
         (self.interval, self.method, self.sd, self.level) = (interval, method, sd, level);
     }
@@ -176,6 +171,14 @@ impl Comparison {
         Some(needed.max(self.seeds + 1))
     }
 
+    /// The interval's confidence in words: `95%`, or a sequential look's `99.69% sequential`.
+    pub fn level_text(&self) -> String {
+        if self.level == Level::FIXED {
+            return "95%".into();
+        }
+        format!("{:.2}% sequential", self.level.percent())
+    }
+
     /// The comparison in words: `final training error, plain-56 - plain-20: +4.21 points,
     /// 95% CI [+1.02, +7.40] (paired by seed, n = 3)`.
     pub fn text(&self) -> String {
@@ -185,8 +188,14 @@ impl Comparison {
         let mut text = format!("{}, {}: {:+.2} {}", self.statistic, self.label, self.effect, self.unit);
         match self.interval {
             Some(i) => {
-                text +=
-                    &format!(", 95% CI [{:+.2}, {:+.2}] ({}, n = {})", i.low, i.high, self.method.text(), self.seeds)
+                let level = self.level_text();
+                text += &format!(
+                    ", {level} CI [{:+.2}, {:+.2}] ({}, n = {})",
+                    i.low,
+                    i.high,
+                    self.method.text(),
+                    self.seeds
+                )
             }
             None => text += &format!(" ({})", self.method.text()),
         }
@@ -443,6 +452,19 @@ fn comparisons<'a>(
 
 /// A claim's verdict from its statistics': held only where every one held; did not hold where
 /// any did not; not measured where any has no value; else inconclusive.
+/// Where `interval` lies against the line `side` draws: held on the claimed side, did not hold
+/// on the other, inconclusive across it or without an interval.
+pub fn verdict_of(interval: Option<Interval>, side: Side) -> Verdict {
+    match (interval, side) {
+        (None, _) => Verdict::Inconclusive,
+        (Some(i), Side::Above) if i.low > 0.0 => Verdict::Held,
+        (Some(i), Side::Above) if i.high < 0.0 => Verdict::NotHeld,
+        (Some(i), Side::Within(m)) if -m < i.low && i.high < m => Verdict::Held,
+        (Some(i), Side::Within(m)) if i.low > m || i.high < -m => Verdict::NotHeld,
+        _ => Verdict::Inconclusive,
+    }
+}
+
 /// A claim's verdict from its comparisons, each judged at the level `intervals` gives a claim
 /// resting on that many: the decision a study makes at every look.
 pub fn decide(comparisons: &mut [Comparison], intervals: Intervals) -> Verdict {
@@ -453,7 +475,8 @@ pub fn decide(comparisons: &mut [Comparison], intervals: Intervals) -> Verdict {
     combined(comparisons)
 }
 
-fn combined(comparisons: &[Comparison]) -> Verdict {
+/// A claim's verdict from its statistics' verdicts: any "did not hold" decides, "held" needs all.
+pub fn combined(comparisons: &[Comparison]) -> Verdict {
     let verdicts: Vec<Verdict> = comparisons.iter().map(|c| c.verdict).collect();
     if verdicts.contains(&Verdict::NotMeasured) {
         Verdict::NotMeasured

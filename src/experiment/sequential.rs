@@ -7,7 +7,10 @@
 //! settled claim is not judged again: its verdict and interval are those of the look that
 //! settled it.
 
-use super::stats::Intervals;
+use super::claims::{combined, verdict_of, CheckOutcome, Comparison, Method};
+use super::stats::{t_quantile, Interval, Intervals, Level};
+use crate::report::verdict::Verdict;
+use std::collections::BTreeMap;
 
 /// Seeds of every network in the first round: the fewest whose interval can settle a claim at
 /// the sequential level (two give one degree of freedom, whose quantile no effect clears).
@@ -22,12 +25,83 @@ pub fn intervals(first: usize, cap: usize) -> Intervals {
     Intervals::Sequential { looks: cap.saturating_sub(first) + 1 }
 }
 
+/// What the look after a round decides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextRound {
+    /// Networks that get one more seed, by name, each once.
+    pub grow: Vec<String>,
+    /// Unsettled claims that stop taking seeds: at their observed difference and spread the cap
+    /// cannot settle them (futility). Each with the seeds per network it would need (`None`: more
+    /// than 1,000).
+    pub futile: Vec<(usize, Option<usize>)>,
+}
+
+impl NextRound {
+    /// Whether the study stops: no claim asks for another seed.
+    pub fn stops(&self) -> bool {
+        self.grow.is_empty()
+    }
+}
+
+/// The look after a round: every claim still inconclusive and not futile asks one more seed of
+/// each of its networks (`networks` gives them by claim number; both sides of a paired claim,
+/// so the new seed is on both), none beyond `cap`; networks whose claims are all settled get
+/// none. `seeds` counts each network's seeds so far; `first` is the first round's seeds.
+pub fn next_round(
+    claims: &[CheckOutcome],
+    networks: &dyn Fn(usize) -> Vec<String>,
+    seeds: &BTreeMap<String, usize>,
+    first: usize,
+    cap: usize,
+) -> NextRound {
+    let mut grow: Vec<String> = Vec::new();
+    let mut futile = Vec::new();
+    for claim in claims.iter().filter(|c| c.verdict == Verdict::Inconclusive) {
+        if !settles_by(&claim.comparisons, first, cap) {
+            futile.push((claim.number, (cap + 1..=1000).find(|&n| settles_by(&claim.comparisons, first, n))));
+            continue;
+        }
+        for network in networks(claim.number) {
+            if seeds.get(&network).copied().unwrap_or(0) < cap && !grow.contains(&network) {
+                grow.push(network);
+            }
+        }
+    }
+    NextRound { grow, futile }
+}
+
+/// Whether the comparisons, with their observed differences and spreads, would settle their claim
+/// at `cap` seeds per network, judged at a study's level from `first` seeds to `cap`. A
+/// comparison without a spread yet (one seed) may settle.
+fn settles_by(comparisons: &[Comparison], first: usize, cap: usize) -> bool {
+    let level = intervals(first, cap).level(comparisons.len());
+    let projected: Vec<Comparison> =
+        comparisons.iter().map(|c| Comparison { verdict: projected_verdict(c, cap, level), ..c.clone() }).collect();
+    combined(&projected) != Verdict::Inconclusive
+}
+
+/// The verdict `comparison` would have at `seeds` per network if its difference and spread stayed
+/// as observed.
+fn projected_verdict(comparison: &Comparison, seeds: usize, level: Level) -> Verdict {
+    let Some(sd) = comparison.sd.filter(|_| seeds >= 2) else {
+        // No spread to project from: it may settle.
+        return Verdict::Held;
+    };
+    let df = match comparison.method {
+        Method::Welch => 2.0 * (seeds - 1) as f64,
+        _ => (seeds - 1) as f64,
+    };
+    let half = t_quantile(level.quantile, df) * sd / (seeds as f64).sqrt();
+    let effect = comparison.effect;
+    let interval = Interval { mean: effect, low: effect - half, high: effect + half, n: seeds, df };
+    verdict_of(Some(interval), comparison.side)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::claims::{decide, Comparison, Side};
+    use crate::experiment::claims::{decide, Side};
     use crate::experiment::stats::sequential_seeds;
-    use crate::report::verdict::Verdict;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -179,5 +253,45 @@ mod tests {
             let off = (median - table as f64).abs() / table as f64;
             assert!(off <= 0.2, "{effect} sd: a median of {median} seeds, the table {table}");
         }
+    }
+
+    fn claim(number: usize, side: Side, first: Vec<f64>, second: Vec<f64>) -> CheckOutcome {
+        let level = intervals(FIRST_SEEDS, DEFAULT_MAX_SEEDS).level(1);
+        let mut comparisons =
+            vec![Comparison::of_values("final training error", "a - b", "points", side, (first, second), true, level)];
+        CheckOutcome {
+            number,
+            verdict: decide(&mut comparisons, intervals(FIRST_SEEDS, DEFAULT_MAX_SEEDS)),
+            claim: format!("claim {number}"),
+            source: String::new(),
+            comparisons,
+            notes: Vec::new(),
+            reason: String::new(),
+            caveat: None,
+        }
+    }
+
+    #[test]
+    fn only_unsettled_claims_that_the_cap_can_settle_take_seeds() {
+        // 1: settled (a clear difference); 2: close to settling; 3: no difference at a wide
+        // spread (the cap cannot settle it: futile).
+        let settled = claim(1, Side::Above, vec![20.0, 21.0, 20.5], vec![10.0, 10.2, 9.9]);
+        let close = claim(2, Side::Above, vec![12.0, 13.5, 11.0], vec![10.0, 10.5, 9.5]);
+        let hopeless = claim(3, Side::Above, vec![10.0, 30.0, 20.0], vec![21.0, 9.0, 30.0]);
+        assert_eq!(
+            [settled.verdict, close.verdict, hopeless.verdict],
+            [Verdict::Held, Verdict::Inconclusive, Verdict::Inconclusive]
+        );
+        let networks = |n: usize| vec![format!("deep-{n}"), format!("shallow-{n}")];
+        let seeds: BTreeMap<String, usize> = (1..=3).flat_map(networks).map(|n| (n, FIRST_SEEDS)).collect();
+        let next = next_round(&[settled, close, hopeless], &networks, &seeds, FIRST_SEEDS, DEFAULT_MAX_SEEDS);
+        assert_eq!(next.grow, ["deep-2", "shallow-2"]);
+        assert_eq!(next.futile.len(), 1);
+        assert_eq!(next.futile[0].0, 3);
+        assert!(!next.stops());
+        // At the cap nothing grows, and the study stops.
+        let full: BTreeMap<String, usize> = seeds.keys().map(|n| (n.clone(), DEFAULT_MAX_SEEDS)).collect();
+        let close = claim(2, Side::Above, vec![12.0, 13.5, 11.0], vec![10.0, 10.5, 9.5]);
+        assert!(next_round(&[close], &networks, &full, FIRST_SEEDS, DEFAULT_MAX_SEEDS).stops());
     }
 }
