@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
-use reslab::experiment::overrides::Overrides;
+use reslab::experiment::overrides::{Budget, OnDemand, Overrides};
 use reslab::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
+use reslab::experiment::sequential::{DEFAULT_MAX_SEEDS, FIRST_SEEDS};
 use reslab::experiment::slurm::{
     SlurmOverrides, DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_CPUS_PER_TASK, DEFAULT_GRACE_S,
 };
@@ -105,9 +106,17 @@ pub struct StudyArgs {
     #[arg(long, value_parser = whole::<u64>, allow_negative_numbers = true, conflicts_with = "seeds")]
     pub seed: Option<u64>,
     /// Train every run with these seeds instead of the experiment's: N (N seeds: 0 to N-1), a range
-    /// (3-5) or a list (3,4,5).
-    #[arg(long, allow_negative_numbers = true, value_name = "N|A-B|A,B,..")]
-    pub seeds: Option<Seeds>,
+    /// (3-5) or a list (3,4,5); or auto: seeds on demand, a round at a time until each claim is
+    /// settled, with sequential intervals (docs/experiments.md#seeds-on-demand).
+    #[arg(long, allow_negative_numbers = true, value_name = "auto|N|A-B|A,B,..")]
+    pub seeds: Option<SeedsArg>,
+    /// With --seeds auto: the most seeds a network gets (at least 3).
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true,
+          help = format!("With --seeds auto: the most seeds a network gets; default {DEFAULT_MAX_SEEDS}, at least {FIRST_SEEDS}."))]
+    pub max_seeds: Option<usize>,
+    /// With --seeds auto: no round starts that would end past this much wall time (2h, 90m, 1h30m).
+    #[arg(long, value_name = "DURATION")]
+    pub budget: Option<Budget>,
     /// CPU threads per run; 0: the machine's cores, split between the jobs.
     #[arg(long, value_parser = threads, allow_negative_numbers = true, default_value_t = TrainOptions::default().threads)]
     pub threads: usize,
@@ -621,9 +630,36 @@ pub fn command() -> clap::Command {
 /// The commands that take an experiment (`StudyArgs`).
 pub const STUDY_COMMANDS: [&str; 4] = ["reproduce", "plan", "status", "aggregate"];
 
+/// `--seeds`: fixed seeds, or seeds on demand.
+#[derive(Clone)]
+pub enum SeedsArg {
+    Auto,
+    Fixed(Seeds),
+}
+
+impl std::str::FromStr for SeedsArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SeedsArg, String> {
+        match text {
+            "auto" => Ok(SeedsArg::Auto),
+            _ => text.parse().map(SeedsArg::Fixed).map_err(|e| format!("{e}, or auto")),
+        }
+    }
+}
+
 impl StudyArgs {
-    pub fn request(&self) -> StudyRequest {
-        StudyRequest {
+    pub fn request(&self) -> anyhow::Result<StudyRequest> {
+        let on_demand = match (&self.seeds, self.max_seeds, self.budget) {
+            (Some(SeedsArg::Auto), max_seeds, budget) => Some(OnDemand::new(max_seeds, budget)?),
+            (_, None, None) => None,
+            _ => anyhow::bail!("--max-seeds and --budget are for seeds on demand; expected them with --seeds auto"),
+        };
+        let seeds = match &self.seeds {
+            Some(SeedsArg::Fixed(seeds)) => Some(seeds.clone()),
+            _ => None,
+        };
+        Ok(StudyRequest {
             experiment: self.experiment.clone(),
             preset: self.preset,
             out: self.out.clone(),
@@ -632,7 +668,9 @@ impl StudyArgs {
                 iters: self.iters,
                 eval_every: self.eval_every,
                 seed: self.seed,
-                seeds: self.seeds.clone(),
+                seeds,
+                on_demand,
+                round_seeds: Default::default(),
                 threads: self.threads,
                 precision: self.precision,
                 depths: self.depths.clone(),
@@ -641,7 +679,7 @@ impl StudyArgs {
                 settings: self.set.clone(),
             },
             mlflow: None,
-        }
+        })
     }
 }
 

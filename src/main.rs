@@ -9,7 +9,7 @@ use reslab::data::download::{self, Checksum};
 use reslab::data::sample::make_sample;
 use reslab::data::{Cifar10, DataConfig, Dataset};
 use reslab::experiment::study::{reproduce, StudyRequest};
-use reslab::experiment::{cost, launch, plan, runner, status};
+use reslab::experiment::{launch, plan, runner, seeds_on_demand, status};
 use reslab::model::weights::{self, WeightsMetadata};
 use reslab::model::{options::zoo_table, Spelling};
 use reslab::report::table;
@@ -78,31 +78,26 @@ fn exit_on_argument_error(e: clap::Error) -> ! {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => {
-            let request = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request() };
+            let request = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request()? };
             let reproduced = reproduce(&request, &args.execution())?;
             print!("{}", reproduced.text);
             reproduced.outcome
         }
         Command::Plan(args) => {
-            for study in args.request().studies()? {
-                let runs = plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?;
-                let estimate = cost::estimate(&runs, study.overrides.threads)?;
-                println!("{} --preset {}: {}", study.experiment.name, study.preset.name(), study.experiment.title);
-                for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
-                    println!("note: {line}");
-                }
-                print!("{}", estimate.text(&study.out));
+            for study in args.request()?.studies()? {
+                print!("{}", study.plan_text()?);
             }
             Ok(())
         }
         Command::Status(args) => {
-            let study = args.request().study()?;
+            let study = args.request()?.study()?;
             let runs = plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?;
             print!("{}", status::status(&runs, &study.out, study.overrides.threads)?.text(&study.out));
+            print!("{}", seeds_on_demand::status_text(&study.experiment, &study.overrides, &runs, &study.out)?);
             Ok(())
         }
         Command::Aggregate(args) => {
-            let mut study = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request() }.study()?;
+            let mut study = StudyRequest { mlflow: args.mlflow.clone(), ..args.study.request()? }.study()?;
             study.experiment.chart = study.experiment.chart.overridden_by(args.y_range, args.y_scale)?;
             let (report, sent) = runner::aggregate_only(&study.experiment, study.preset, &study.overrides, &study.out)?;
             print!("{}", report.text(&study.experiment));

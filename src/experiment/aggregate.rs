@@ -2,10 +2,12 @@
 //! spread, the curves, and whether the paper's predictions held, as tables, charts and a report.
 
 use super::claims::{self, CheckOutcome, Side};
+use super::judging::Judging;
 use super::output_set;
 use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::results::{read_groups, Band, GroupResult, LandscapeNumbers, RunResult};
+use super::sequential::FIRST_SEEDS;
 use super::spec::{ChartSettings, Curves, Experiment, YScale};
 use super::study_dir::StudyDir;
 use crate::analysis::grad_norms::{self, RunGradNorms};
@@ -32,6 +34,8 @@ pub struct StudyReport {
     pub groups: Vec<GroupResult>,
     /// The outcome of each `[[expect]]` claim.
     pub checks: Vec<CheckOutcome>,
+    /// How the claims were judged (as the study's folder records it).
+    pub judging: Judging,
     /// Planned runs whose directory holds no complete run, with their state.
     pub incomplete: Vec<(String, RunState)>,
     /// The study as a section of an HTML report (its own `report.html`, or the paper's).
@@ -64,7 +68,7 @@ impl StudyReport {
             text += &format!("{dir}: {state}, not in the tables\n");
         }
         if !self.checks.is_empty() {
-            text += "claims (95% intervals over seeds; docs/experiments.md#claims-and-verdicts):\n";
+            text += &format!("claims ({}; docs/experiments.md#claims-and-verdicts):\n", self.judging.text());
         }
         for check in &self.checks {
             text += &check.lines();
@@ -119,11 +123,12 @@ fn write_set(
         files.extend(analysed.files);
         figures.extend(analysed.figures.into_iter().map(|(caption, svg)| Figure { caption, svg }));
     }
-    let checks = claims::check_all(&experiment.expect, &groups, paper_iters(experiment));
-    if let Some(forest) = forest_chart(experiment, &checks) {
+    let judging = Judging::of_study(&StudyDir::new(out))?;
+    let checks = judging.check_all(&experiment.expect, &groups, paper_iters(experiment));
+    if let Some(forest) = forest_chart(experiment, &checks, &judging) {
         let [png, svg] = StudyDir::new(to).claims_chart(&experiment.name);
         forest::render(&forest, &png, &svg)?;
-        figures.push(Figure { caption: FOREST_CAPTION.into(), svg: read_svg(&svg)? });
+        figures.push(Figure { caption: forest_caption(&judging), svg: read_svg(&svg)? });
         files.extend([png, svg]);
     }
     files.extend(write_tables(experiment, &groups, &checks, to)?);
@@ -134,7 +139,7 @@ fn write_set(
             (preset, format!("reslab reproduce {} --preset {} --out {}", experiment.name, preset.name(), out.display()))
         }
     };
-    let section = section(experiment, preset, runs, &groups, &checks, figures)?;
+    let section = section(experiment, preset, runs, (&groups, &checks, &judging), figures)?;
     let mut lede = vec![format!(
         "Made by reslab {} from the run directories in this folder, as this command runs it: {command}.",
         env!("CARGO_PKG_VERSION"),
@@ -144,7 +149,7 @@ fn write_set(
     let report = StudyDir::new(to).report();
     html::write(&page, &report)?;
     files.push(report);
-    Ok(StudyReport { groups, checks, incomplete, section, files })
+    Ok(StudyReport { groups, checks, judging, incomplete, section, files })
 }
 
 /// The experiment's `[analysis]` on its complete runs (responses go into the groups, for the
@@ -209,8 +214,7 @@ fn section(
     experiment: &Experiment,
     preset: Preset,
     runs: &[PlannedRun],
-    groups: &[GroupResult],
-    checks: &[CheckOutcome],
+    (groups, checks, judging): (&[GroupResult], &[CheckOutcome], &Judging),
     figures: Vec<Figure>,
 ) -> Result<Section> {
     // What ran and for how long is in the summary; the notes are the caveats.
@@ -264,7 +268,7 @@ fn section(
         id: experiment.name.clone(),
         title: experiment.title.clone(),
         description: experiment.description.clone(),
-        summary: summary(experiment, runs, groups, checks),
+        summary: summary(experiment, runs, groups, checks, judging),
         notes,
         claims,
         figures,
@@ -275,7 +279,13 @@ fn section(
 
 /// The study in one paragraph of plain words: what ran, for how long, on what; how many runs are
 /// complete; how many claims held, which could not be told, which were not measured.
-fn summary(experiment: &Experiment, runs: &[PlannedRun], groups: &[GroupResult], checks: &[CheckOutcome]) -> String {
+fn summary(
+    experiment: &Experiment,
+    runs: &[PlannedRun],
+    groups: &[GroupResult],
+    checks: &[CheckOutcome],
+    judging: &Judging,
+) -> String {
     let Some(first) = runs.first() else {
         return "No runs planned.".into();
     };
@@ -290,9 +300,19 @@ fn summary(experiment: &Experiment, runs: &[PlannedRun], groups: &[GroupResult],
         }
     }
     seeds.sort_unstable();
-    let seeds = match seeds.as_slice() {
-        [one] => format!("one seed ({one})"),
-        many => {
+    let seeds = match (judging, seeds.as_slice()) {
+        (Judging::Sequential { cap, rounds }, _) => {
+            let each: Vec<String> =
+                networks.iter().map(|n| format!("{n} {}", runs.iter().filter(|r| r.name == *n).count())).collect();
+            format!(
+                "seeds on demand over {} rounds ({}; {FIRST_SEEDS} to {cap} per network{})",
+                rounds.current(),
+                each.join(", "),
+                rounds.stopped.map(|s| format!("; stopped: {}", s.text())).unwrap_or_default()
+            )
+        }
+        (_, [one]) => format!("one seed ({one})"),
+        (_, many) => {
             format!("{} seeds each ({})", many.len(), many.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
         }
     };
@@ -345,7 +365,21 @@ fn summary(experiment: &Experiment, runs: &[PlannedRun], groups: &[GroupResult],
     parts.extend(listed(Verdict::NotMeasured, "were not measured (a run they need is missing)"));
     let last = parts.pop().unwrap_or_default();
     let parts = if parts.is_empty() { last } else { format!("{}, and {last}", parts.join(", ")) };
-    text += &format!(" At 95% confidence, {parts}.");
+    let confidence = match judging {
+        Judging::Fixed => "At 95% confidence".to_string(),
+        Judging::Sequential { .. } => {
+            let settled: Vec<String> = checks
+                .iter()
+                .filter_map(|c| c.settled_at.map(|n| format!("claim {} at {n} seeds per network", c.number)))
+                .collect();
+            let settled =
+                if settled.is_empty() { String::new() } else { format!(" (settled: {})", settled.join(", ")) };
+            format!(
+                "With sequential intervals (at most 5% chance per claim of a false verdict at any of its looks){settled}"
+            )
+        }
+    };
+    text += &format!(" {confidence}, {parts}.");
     if checks.iter().any(|c| c.caveat.is_some()) {
         text += " The runs are far shorter than the paper's, so a claim about the end of training says so beside its verdict.";
     }
@@ -366,7 +400,7 @@ fn thousands(n: usize) -> String {
 }
 
 /// The length of the paper's schedule for this experiment: its `paper` preset's.
-fn paper_iters(experiment: &Experiment) -> usize {
+pub fn paper_iters(experiment: &Experiment) -> usize {
     experiment.preset(Preset::Paper).map(|p| p.iters).unwrap_or(PAPER_ITERS)
 }
 
@@ -613,13 +647,25 @@ fn chart_caption(experiment: &Experiment, groups: &[GroupResult]) -> String {
     }
 }
 
-const FOREST_CAPTION: &str = "Each claim's statistics: the difference of the two networks' means (dot) with its 95% \
-    confidence interval (bar), oriented so the claim predicts a positive difference; the shaded region is where the \
+/// The forest plot's caption, naming the claims' intervals.
+fn forest_caption(judging: &Judging) -> String {
+    let interval = match judging {
+        Judging::Fixed => "95% confidence interval",
+        Judging::Sequential { .. } => {
+            "sequential confidence interval (seeds on demand: at most 5% chance per claim of a false verdict at any \
+             look; each claim at the look that settled it)"
+        }
+    };
+    format!("Each claim's statistics: the difference of the two networks' means (dot) with its {interval} (bar), {FOREST_CAPTION_REST}")
+}
+
+const FOREST_CAPTION_REST: &str =
+    "oriented so the claim predicts a positive difference; the shaded region is where the \
     claim holds (above zero, or inside the margin of a `similar` claim). The dot's colour is the statistic's verdict: \
     green held, red did not hold, amber inconclusive. A hollow dot has no interval (one seed).";
 
 /// The forest plot of the claims' comparisons; `None` where no claim was measured.
-fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<ForestChart> {
+fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome], judging: &Judging) -> Option<ForestChart> {
     let rows: Vec<ForestRow> = checks
         .iter()
         .flat_map(|check| {
@@ -638,7 +684,12 @@ fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome]) -> Option<Fore
         })
         .collect();
     (!rows.is_empty()).then(|| ForestChart {
-        title: format!("{}: each claim's effect with its 95% interval", experiment.name),
+        title: match judging {
+            Judging::Fixed => format!("{}: each claim's effect with its 95% interval", experiment.name),
+            Judging::Sequential { .. } => {
+                format!("{}: each claim's effect with its sequential interval (5% per claim)", experiment.name)
+            }
+        },
         x_label: "difference of the means (error: points; responses: std)".into(),
         rows,
     })
@@ -667,7 +718,9 @@ fn claim_rows(check: &CheckOutcome) -> Vec<ClaimRow> {
         difference: c.map(|c| c.effect),
         low: c.and_then(|c| c.interval.map(|i| i.low)),
         high: c.and_then(|c| c.interval.map(|i| i.high)),
+        interval: c.filter(|c| c.interval.is_some()).map(|c| c.interval_kind()).unwrap_or_default(),
         n: c.map(|c| c.seeds),
+        settled_at: check.settled_at,
         method: c.map(|c| c.method.text().to_string()).unwrap_or_default(),
         margin: c.and_then(|c| match c.side {
             Side::Within(m) => Some(m),

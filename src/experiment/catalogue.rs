@@ -12,7 +12,7 @@ use anyhow::Result;
 /// ```text
 /// Built-in experiments, with the iterations of each preset ((default): without --preset):
 ///   fig1             Plain networks on CIFAR-10 (He et al. 2015, Fig. 1)
-///                    smoke 40, demo 240 (default), quick 8000, paper 64000
+///                    smoke 40, demo 100 (default), quick 8000, paper 64000
 /// ```
 pub fn text() -> Result<String> {
     let mut text =
@@ -55,7 +55,7 @@ mod tests {
     fn every_built_in_experiment_is_listed_with_its_default_preset() {
         let text = text().unwrap();
         assert!(text.contains("\n  fig1             Plain networks on CIFAR-10"), "{text}");
-        assert!(text.contains("smoke 40, demo 240 (default), quick 8000, paper 64000\n"), "{text}");
+        assert!(text.contains("smoke 40, demo 100 (default), quick 8000, paper 64000\n"), "{text}");
         assert!(text.contains("  paper            fig1, fig6, table6, abc in one report\n"), "{text}");
         assert_eq!(text.lines().count(), 1 + 2 * (BUILTIN.len() + 1), "{text}");
     }

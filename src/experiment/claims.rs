@@ -179,6 +179,14 @@ impl Comparison {
         format!("{:.2}% sequential", self.level.percent())
     }
 
+    /// Which interval, for a table: `95% fixed`, or a sequential look's `99.69% sequential`.
+    pub fn interval_kind(&self) -> String {
+        if self.level == Level::FIXED {
+            return "95% fixed".into();
+        }
+        self.level_text()
+    }
+
     /// The comparison in words: `final training error, plain-56 - plain-20: +4.21 points,
     /// 95% CI [+1.02, +7.40] (paired by seed, n = 3)`.
     pub fn text(&self) -> String {
@@ -232,6 +240,8 @@ pub struct CheckOutcome {
     pub reason: String,
     /// Said beside the verdict: the runs are too short for a claim about the end of training.
     pub caveat: Option<String>,
+    /// Seeds on demand: the seeds per network at the look that settled it.
+    pub settled_at: Option<usize>,
 }
 
 impl CheckOutcome {
@@ -305,6 +315,7 @@ pub fn check_with(
         notes: Vec::new(),
         reason: String::new(),
         caveat: None,
+        settled_at: None,
     };
     let missing: Vec<&str> =
         expectation.runs().into_iter().filter(|n| !groups.iter().any(|g| &g.name == *n)).map(String::as_str).collect();

@@ -1,6 +1,6 @@
 //! From an experiment and a preset to one run configuration per run.
 
-use super::overrides::{seeds, Overrides};
+use super::overrides::{network_seeds, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, RunEntry};
 use super::study_dir::StudyDir;
@@ -85,7 +85,6 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         world_size: overrides.world_size.unwrap_or(1),
         ..TrainOptions::default()
     };
-    let seeds = seeds(experiment, preset, overrides)?;
     let mut data = DataConfig::new(source);
     if let Some(eval_set) = spec.eval_set {
         data.eval_set = eval_set;
@@ -102,7 +101,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         // its network (`left_alone` says which do not).
         let mut settings = run.settings()?;
         settings.extend(single.iter().filter(|s| s.fits(&model)).cloned());
-        for &seed in &seeds {
+        for seed in network_seeds(experiment, preset, overrides, &name)? {
             let options = TrainOptions { seed, warmup: run.warmup, ..options.clone() };
             let request =
                 RunRequest::new(model.clone(), data.clone(), options).in_dir(StudyDir::new(out).run(&name, seed).path);

@@ -50,6 +50,12 @@ pub fn run(
     out: &Path,
 ) -> Result<StudyReport> {
     let (report, failures) = run_study(experiment, preset, overrides, parallelism, out)?;
+    ended(report, failures, out)
+}
+
+/// The report of a study whose runs ended, or an error naming the runs that failed (its report
+/// in `out` shows the others).
+pub fn ended(report: StudyReport, failures: Vec<String>, out: &Path) -> Result<StudyReport> {
     if !failures.is_empty() {
         bail!(
             "{} of {} runs failed ({}); the report in {} shows the others",

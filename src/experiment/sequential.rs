@@ -268,6 +268,7 @@ mod tests {
             notes: Vec::new(),
             reason: String::new(),
             caveat: None,
+            settled_at: None,
         }
     }
 

@@ -4,10 +4,11 @@
 
 use super::overrides::Overrides;
 use super::preset::Preset;
+use super::rounds::Rounds;
 use super::slurm::SlurmOverrides;
 use super::spec::{Experiment, PAPER};
 use super::study_dir::StudyDir;
-use super::{layout, paper, plan, runner, slurm};
+use super::{cost, layout, paper, plan, runner, seeds_on_demand, slurm};
 use crate::run::config::PrecisionChoice;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -99,7 +100,12 @@ impl StudyRequest {
         };
         plan::check_some_run_fits(std::slice::from_ref(&experiment), preset, &self.overrides)?;
         let out = self.out.clone().unwrap_or_else(|| default_out(&experiment.name, preset));
-        Ok(Study { experiment, preset, out, overrides: self.overrides.clone() })
+        let mut overrides = self.overrides.clone();
+        if overrides.seeds.is_none() && overrides.seed.is_none() && overrides.on_demand.is_none() {
+            overrides.on_demand = experiment.preset(preset)?.seeds_on_demand.clone();
+        }
+        let overrides = seeds_as_recorded(overrides, &out)?;
+        Ok(Study { experiment, preset, out, overrides })
     }
 
     /// The study recorded in `folder` (`reslab status results/fig1-demo`), as it was asked for:
@@ -127,11 +133,12 @@ impl StudyRequest {
         }
         let (record, mut experiment) = StudyDir::new(folder).recorded_study()?;
         experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
+        let overrides = Overrides { device: o.device, ..record.overrides(o.threads)? };
         Ok(Study {
             experiment,
             preset: record.preset,
             out: folder.to_path_buf(),
-            overrides: Overrides { device: o.device, ..record.overrides(o.threads)? },
+            overrides: with_round_seeds(overrides, folder)?,
         })
     }
 
@@ -154,14 +161,27 @@ impl StudyRequest {
             .map(|experiment| {
                 let mut experiment = experiment.with_grid(&self.overrides.settings)?;
                 experiment.tracking = experiment.tracking.overridden_by(self.mlflow.as_deref());
-                Ok(Study {
-                    out: paper::study_out(&out, &experiment),
-                    experiment,
-                    preset,
-                    overrides: self.overrides.clone(),
-                })
+                let out = paper::study_out(&out, &experiment);
+                let overrides = seeds_as_recorded(self.overrides.clone(), &out)?;
+                Ok(Study { out, experiment, preset, overrides })
             })
             .collect()
+    }
+}
+
+impl Study {
+    /// What `reslab plan` prints for it: its runs, their cost, the notes.
+    pub fn plan_text(&self) -> Result<String> {
+        let (experiment, overrides) = (&self.experiment, &self.overrides);
+        let mut text = format!("{} --preset {}: {}\n", experiment.name, self.preset.name(), experiment.title);
+        for line in plan::left_alone(experiment, self.preset, overrides)? {
+            text += &format!("note: {line}\n");
+        }
+        if overrides.on_demand.is_some() {
+            return Ok(text + &seeds_on_demand::plan_text(experiment, self.preset, overrides, &self.out)?);
+        }
+        let runs = plan::plan(experiment, self.preset, overrides, &self.out)?;
+        Ok(text + &cost::estimate(&runs, overrides.threads)?.text(&self.out))
     }
 }
 
@@ -175,6 +195,9 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
                 "reproduce paper runs here; on Slurm submit its studies one by one (fig1, fig6, table6, abc) with --backend slurm"
             );
         }
+        if request.overrides.on_demand.is_some() {
+            bail!("reproduce paper --seeds auto: seeds on demand run one study at a time; expected fig1, fig6, table6 or abc with --seeds auto");
+        }
         let (preset, out) = request.paper();
         let report = paper::run(preset, &request.overrides, request.mlflow.as_deref(), parallelism(), &out)?;
         return Ok(Reproduced { text: report.text(), outcome: report.result() });
@@ -186,7 +209,15 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         // will train them: with their world size and threads.)
         study.overrides.device.resolve()?;
         plan::pending(plan::plan(&study.experiment, study.preset, &study.overrides, &study.out)?)?;
-        let report = runner::run(&study.experiment, study.preset, &study.overrides, parallelism(), &study.out)?;
+        let (experiment, overrides, out) = (&study.experiment, &study.overrides, &study.out);
+        let report = match overrides.on_demand {
+            Some(_) => {
+                let (report, failures) =
+                    seeds_on_demand::run_rounds(experiment, study.preset, overrides, parallelism(), out)?;
+                runner::ended(report, failures, out)?
+            }
+            None => runner::run(experiment, study.preset, overrides, parallelism(), out)?,
+        };
         return Ok(Reproduced { text: report.text(&study.experiment), outcome: Ok(()) });
     }
     for line in plan::left_alone(&study.experiment, study.preset, &study.overrides)? {
@@ -198,6 +229,12 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         overrides: study.overrides.clone(),
         mlflow: study.experiment.tracking.mlflow.clone(),
     };
+    if study.overrides.on_demand.is_some() {
+        bail!(
+            "--backend slurm with seeds on demand: its rounds run here for now; expected --backend local, or fixed \
+             --seeds N on Slurm"
+        );
+    }
     let settings = study.experiment.slurm.overridden_by(&execution.slurm);
     let submitted = slurm::reproduce(&study.experiment, &invocation, &settings, &study.out, execution.dry_run)?;
     let text = match submitted {
@@ -213,6 +250,45 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         ),
     };
     Ok(Reproduced { text, outcome: Ok(()) })
+}
+
+/// `overrides` of a study into `out`, with the seeds on demand its folder records: a study
+/// recorded with `--seeds auto` keeps them (and its cap) whatever the command gives, or refuses
+/// other seeds; its rounds' seeds come from its round record.
+fn seeds_as_recorded(mut overrides: Overrides, out: &Path) -> Result<Overrides> {
+    let recorded = StudyDir::new(out).recorded_study().ok().and_then(|(record, _)| record.on_demand);
+    match (&mut overrides.on_demand, recorded) {
+        (Some(asked), Some(recorded)) => match asked.max_seeds {
+            Some(cap) if cap != recorded.cap() => bail!(
+                "--max-seeds {cap}: the study in {} started with --max-seeds {}, and its intervals are spent over the \
+                 looks that cap allows; expected --max-seeds {} (or another --out)",
+                out.display(),
+                recorded.cap(),
+                recorded.cap()
+            ),
+            _ => asked.max_seeds = recorded.max_seeds,
+        },
+        (None, Some(recorded)) => {
+            if overrides.seeds.is_some() || overrides.seed.is_some() {
+                bail!(
+                    "--seeds/--seed with {}: its study adds seeds on demand (--seeds auto); expected no seeds (or \
+                     --seeds auto), or another --out",
+                    out.display()
+                );
+            }
+            overrides.on_demand = Some(recorded);
+        }
+        (_, None) => {}
+    }
+    with_round_seeds(overrides, out)
+}
+
+/// `overrides` with the seeds of the current round where they ask for seeds on demand.
+fn with_round_seeds(mut overrides: Overrides, out: &Path) -> Result<Overrides> {
+    if overrides.on_demand.is_some() {
+        overrides.round_seeds = Rounds::read(&StudyDir::new(out).rounds())?.current_seeds();
+    }
+    Ok(overrides)
 }
 
 /// The output folder of the study `name` at `preset` when none is given.

@@ -3,6 +3,7 @@
 //! | path | what |
 //! | --- | --- |
 //! | `<run>-seed<N>/` | a run directory per planned run (see [`crate::run`]) |
+//! | `rounds.toml` | `--seeds auto`: the rounds, each network's seeds in each, the claims that stopped taking seeds ([`super::rounds`]) |
 //! | `experiment.toml` | the study's record (preset, seeds, every override) and the experiment as it runs ([`super::study_record`]) |
 //! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
 //! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
@@ -67,6 +68,11 @@ impl StudyDir {
     /// Where the experiment as run is recorded (`experiment.toml`).
     pub fn experiment_file(&self) -> PathBuf {
         self.path.join("experiment.toml")
+    }
+
+    /// The round record of a study with seeds on demand (`rounds.toml`).
+    pub fn rounds(&self) -> PathBuf {
+        self.path.join("rounds.toml")
     }
 
     /// Where an aggregation writes its outputs before they are put in place.

@@ -4,7 +4,7 @@
 //! the study again from it, and the report's words about the study come from it, not from the
 //! command that aggregates.
 
-use super::overrides::{self, Overrides};
+use super::overrides::{self, OnDemand, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
 use crate::run::config::{DeviceChoice, PrecisionChoice};
@@ -22,8 +22,13 @@ pub struct StudyRecord {
     pub reslab_version: String,
     /// The preset it runs at.
     pub preset: Preset,
-    /// The seeds of its runs.
+    /// The seeds of its runs (none with seeds on demand: each network's are in its round record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
+    /// `--seeds auto`: seeds on demand, judged with sequential intervals whatever a later
+    /// command is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<OnDemand>,
     /// `--data`, where the command line gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
@@ -61,6 +66,7 @@ impl StudyRecord {
             reslab_version: env!("CARGO_PKG_VERSION").into(),
             preset,
             seeds: overrides::seeds(experiment, preset, overrides)?,
+            on_demand: overrides.on_demand.as_ref().map(OnDemand::recorded),
             data: overrides.data.as_ref().map(ToString::to_string),
             iters: overrides.iters,
             eval_every: overrides.eval_every,
@@ -72,7 +78,8 @@ impl StudyRecord {
     }
 
     /// The overrides it records, with `threads` (how it is executed, not what it is). Grid axes
-    /// are left out: the recorded experiment has them spelled out into its runs already.
+    /// are left out: the recorded experiment has them spelled out into its runs already. Seeds on
+    /// demand start at the first round's: the caller adds the round record's.
     pub fn overrides(&self, threads: usize) -> Result<Overrides> {
         let mut settings = Vec::new();
         for text in &self.set {
@@ -86,7 +93,9 @@ impl StudyRecord {
             iters: self.iters,
             eval_every: self.eval_every,
             seed: None,
-            seeds: Some(Seeds::List(self.seeds.clone())),
+            seeds: self.on_demand.is_none().then(|| Seeds::List(self.seeds.clone())),
+            on_demand: self.on_demand.clone(),
+            round_seeds: Default::default(),
             threads,
             precision: PrecisionChoice::from_str(&self.precision, false)
                 .map_err(|_| anyhow::anyhow!("precision = {:?}: expected auto, fp32 or bf16", self.precision))?,
@@ -110,7 +119,12 @@ impl StudyRecord {
         push("--data", self.data.clone());
         push("--iters", self.iters.map(|n| n.to_string()));
         push("--eval-every", self.eval_every.map(|n| n.to_string()));
-        push("--seeds", Some(self.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+        let seeds = match &self.on_demand {
+            // `auto --max-seeds N ...`
+            Some(on_demand) => on_demand.to_args()[1..].join(" "),
+            None => self.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        };
+        push("--seeds", Some(seeds));
         push("--depths", self.depths.as_ref().map(|d| d.iter().map(i64::to_string).collect::<Vec<_>>().join(",")));
         push("--precision", Some(self.precision.clone()).filter(|p| p != "auto"));
         for set in &self.set {

@@ -375,12 +375,17 @@ pub struct ClaimRow {
     pub unit: String,
     /// The difference of the means (`None` where a run has no value for it).
     pub difference: Option<f64>,
-    /// Its 95% interval's lower end.
+    /// Its interval's lower end.
     pub low: Option<f64>,
-    /// Its 95% interval's upper end.
+    /// Its interval's upper end.
     pub high: Option<f64>,
+    /// Which interval: `95% fixed`, or `99.69% sequential` (seeds on demand: 5% per claim over
+    /// all its looks).
+    pub interval: String,
     /// Seeds per network.
     pub n: Option<usize>,
+    /// Seeds on demand: the seeds per network at the look that settled the claim.
+    pub settled_at: Option<usize>,
     /// How the interval was computed.
     pub method: String,
     /// The margin of a `similar` claim (the difference must lie inside ±margin).
@@ -403,7 +408,9 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
         "difference",
         "low",
         "high",
+        "interval",
         "n",
+        "settled_at_seeds",
         "method",
         "margin",
         "caveat",
@@ -423,7 +430,9 @@ pub fn claims_csv(rows: &[ClaimRow]) -> Result<String> {
                 number(r.difference),
                 number(r.low),
                 number(r.high),
+                r.interval.clone(),
                 r.n.map(|n| n.to_string()).unwrap_or_default(),
+                r.settled_at.map(|n| n.to_string()).unwrap_or_default(),
                 r.method.clone(),
                 number(r.margin),
                 r.caveat.clone(),
@@ -573,7 +582,9 @@ mod tests {
             difference: Some(4.2125),
             low: Some(1.0),
             high: Some(7.4),
+            interval: "95% fixed".into(),
             n: Some(3),
+            settled_at: None,
             method: "paired by seed".into(),
             margin: None,
             caveat: String::new(),
@@ -587,6 +598,7 @@ mod tests {
             difference: None,
             low: None,
             high: None,
+            interval: String::new(),
             n: None,
             method: String::new(),
             ..measured.clone()
