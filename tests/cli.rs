@@ -303,6 +303,8 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     let output = reslab(&[
         "reproduce",
         "fig1",
+        "--seeds",
+        "1",
         "--iters",
         "4",
         "--eval-every",
@@ -340,7 +342,7 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
     assert!(out.join("experiment.toml").is_file());
 
     // `aggregate` redraws the figure on a log axis of a fixed range; a log axis from 0 is refused.
-    let study = ["fig1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()];
+    let study = ["fig1", "--seeds", "1", "--iters", "4", "--eval-every", "2", "--out", out.to_str().unwrap()];
     let log = [&["aggregate"], &study[..], &["--y-scale", "log", "--y-range", "1:100"]].concat();
     let output = reslab(&log);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -652,7 +654,8 @@ fn a_flag_is_spelled_one_way_everywhere_in_any_case() {
 #[test]
 fn a_slurm_dry_run_puts_the_study_wide_options_on_every_job_and_each_jobs_resources_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let study = ["reproduce", "fig1", "--iters", "2", "--backend", "slurm", "--dry-run", "--out", "study"];
+    let study =
+        ["reproduce", "fig1", "--seeds", "1", "--iters", "2", "--backend", "slurm", "--dry-run", "--out", "study"];
     let every_job = ["--partition", "gpu", "--account", "proj42", "--qos", "long", "--sbatch=--mail-type=FAIL"];
     let training = ["--time", "04:00:00", "--cpus-per-task", "2", "--gpus-per-task", "1", "--mem", "16G"];
     let aggregation = ["--aggregate-time", "20", "--aggregate-cpus", "1", "--aggregate-mem", "2G"];

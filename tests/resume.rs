@@ -268,6 +268,8 @@ fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
         .args([
             "reproduce",
             "fig1",
+            "--seeds",
+            "1",
             "--jobs",
             jobs,
             "--iters",

@@ -173,7 +173,7 @@ impl Comparison {
 
     /// The interval's confidence in words: `95%`, or a sequential look's `99.69% sequential`.
     pub fn level_text(&self) -> String {
-        if self.level == Level::FIXED {
+        if !self.level.sequential {
             return "95%".into();
         }
         format!("{:.2}% sequential", self.level.percent())
@@ -181,7 +181,7 @@ impl Comparison {
 
     /// Which interval, for a table: `95% fixed`, or a sequential look's `99.69% sequential`.
     pub fn interval_kind(&self) -> String {
-        if self.level == Level::FIXED {
+        if !self.level.sequential {
             return "95% fixed".into();
         }
         self.level_text()

@@ -17,11 +17,13 @@ pub const ALPHA: f64 = 0.05;
 pub struct Level {
     /// The t quantile (1 - alpha / 2 for a two-sided level of 1 - alpha).
     pub quantile: f64,
+    /// Whether it is a look of a study with seeds on demand (a single look's can equal 95%).
+    pub sequential: bool,
 }
 
 impl Level {
     /// A study of a fixed number of seeds, judged once: two-sided 95% intervals.
-    pub const FIXED: Level = Level { quantile: 0.975 };
+    pub const FIXED: Level = Level { quantile: 0.975, sequential: false };
 
     /// Each interval of a claim that rests on `statistics` intervals and is judged at up to
     /// `looks` looks (Bonferroni over the looks and the claim's sides). A false "held" needs every
@@ -31,7 +33,8 @@ impl Level {
     /// looks). It holds whichever look the study stops at, and for any rule that picks the next
     /// seeds from what the looks showed.
     pub fn sequential(looks: usize, statistics: usize) -> Level {
-        Level { quantile: 1.0 - ALPHA / ((statistics.max(1) + 1) as f64 * looks.max(1) as f64) }
+        let quantile = 1.0 - ALPHA / ((statistics.max(1) + 1) as f64 * looks.max(1) as f64);
+        Level { quantile, sequential: true }
     }
 
     /// The two-sided confidence in percent (95 for [`Level::FIXED`]).
