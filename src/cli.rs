@@ -6,9 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use reslab::data::download::OFFICIAL_URL;
 use reslab::data::folder::{BadImages, TestCrops};
 use reslab::data::{DataConfig, DataSource, EvalSet, Normalization};
-use reslab::experiment::overrides::{Budget, OnDemand, Overrides};
+use reslab::experiment::on_demand::{Budget, OnDemand, DEFAULT_MAX_SEEDS, FIRST_SEEDS};
+use reslab::experiment::overrides::Overrides;
 use reslab::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
-use reslab::experiment::sequential::{DEFAULT_MAX_SEEDS, FIRST_SEEDS};
 use reslab::experiment::slurm::{
     SlurmOverrides, DEFAULT_AGGREGATE_CPUS, DEFAULT_AGGREGATE_TIME, DEFAULT_CPUS_PER_TASK, DEFAULT_GRACE_S,
 };
@@ -169,6 +169,9 @@ pub struct ReproduceArgs {
     pub backend: Backend,
     #[command(flatten)]
     pub slurm: SlurmArgs,
+    /// Seeds on demand on Slurm: the aggregation job of round N takes its look and submits the next.
+    #[arg(long, hide = true, value_name = "N")]
+    pub after_round: Option<usize>,
 }
 
 /// `--backend slurm`: each overrides the experiment file's `[slurm]` table. Partition, account,
@@ -706,6 +709,7 @@ impl ReproduceArgs {
                 aggregate_mem: s.aggregate_mem,
             },
             dry_run: s.dry_run,
+            after_round: self.after_round,
         }
     }
 }

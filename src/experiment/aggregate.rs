@@ -3,11 +3,11 @@
 
 use super::claims::{self, CheckOutcome, Side};
 use super::judging::Judging;
+use super::on_demand::FIRST_SEEDS;
 use super::output_set;
 use super::plan::PlannedRun;
 use super::preset::Preset;
 use super::results::{read_groups, Band, GroupResult, LandscapeNumbers, RunResult};
-use super::sequential::FIRST_SEEDS;
 use super::spec::{ChartSettings, Curves, Experiment, YScale};
 use super::study_dir::StudyDir;
 use crate::analysis::grad_norms::{self, RunGradNorms};

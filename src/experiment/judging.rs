@@ -4,9 +4,10 @@
 //! it had at the look that stopped it ([`super::sequential`]).
 
 use super::claims::{check_with, CheckOutcome};
+use super::on_demand::FIRST_SEEDS;
 use super::results::GroupResult;
 use super::rounds::{ClaimStop, Rounds};
-use super::sequential::{self, FIRST_SEEDS};
+use super::sequential;
 use super::spec::Expectation;
 use super::stats::Intervals;
 use super::study_dir::StudyDir;

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod judging;
 pub mod launch;
 pub mod layout;
+pub mod on_demand;
 pub mod output_set;
 pub mod overrides;
 pub mod paper;

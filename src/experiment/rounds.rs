@@ -36,6 +36,9 @@ pub struct Round {
     /// The round's wall time, once it is trained (what the budget counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// On Slurm: when the round was submitted (seconds since 1970), its wall time's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<u64>,
 }
 
 /// A claim that takes no more seeds: judged, from then on, on the seeds its networks had at the
@@ -148,7 +151,7 @@ mod tests {
         assert_eq!(Rounds::read(&path).unwrap(), Rounds::default());
         let seeds: BTreeMap<String, usize> = [("plain-20".to_string(), 3), ("plain-56".to_string(), 4)].into();
         let rounds = Rounds {
-            rounds: vec![Round { number: 1, seeds: seeds.clone(), seconds: Some(12.5) }],
+            rounds: vec![Round { number: 1, seeds: seeds.clone(), seconds: Some(12.5), submitted: None }],
             stopped_claims: vec![StoppedClaim {
                 number: 1,
                 round: 1,

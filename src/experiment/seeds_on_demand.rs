@@ -9,17 +9,19 @@ use super::aggregate::{aggregate, paper_iters, StudyReport};
 use super::claims::CheckOutcome;
 use super::cost;
 use super::judging::Judging;
-use super::overrides::{OnDemand, Overrides};
-use super::plan::{plan, PlannedRun};
+use super::on_demand::{OnDemand, FIRST_SEEDS};
+use super::overrides::Overrides;
+use super::plan::{pending, plan, PlannedRun};
 use super::preset::Preset;
 use super::results::read_groups;
 use super::rounds::{ClaimStop, Round, Rounds, Stop, StoppedClaim};
 use super::runner::{run_study, Parallelism};
-use super::sequential::{next_round, NextRound, FIRST_SEEDS};
+use super::sequential::{next_round, NextRound};
+use super::slurm::{self, Invocation, SlurmSettings};
 use super::spec::Experiment;
 use super::study_dir::StudyDir;
 use crate::report::verdict::Verdict;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -36,17 +38,10 @@ pub fn run_rounds(
 ) -> Result<(StudyReport, Vec<String>)> {
     let on_demand = overrides.on_demand.clone().context("seeds on demand without --seeds auto")?;
     let dir = StudyDir::new(out);
-    let mut rounds = Rounds::read(&dir.rounds())?;
-    if rounds.rounds.is_empty() {
-        let first = Overrides { round_seeds: BTreeMap::new(), ..overrides.clone() };
-        let seeds = plan(experiment, preset, &first, out)?.into_iter().map(|r| (r.name, FIRST_SEEDS)).collect();
-        rounds.rounds.push(Round { number: 1, seeds, seconds: None });
+    let mut rounds = recorded_rounds(experiment, preset, overrides, out)?;
+    if rounds.stopped.is_none() {
         std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
         rounds.write(&dir.rounds())?;
-    }
-    // A budget may be raised between two commands: its stop is decided again.
-    if rounds.stopped == Some(Stop::Budget) {
-        rounds.stopped = None;
     }
     loop {
         let overrides = Overrides { round_seeds: rounds.current_seeds(), ..overrides.clone() };
@@ -73,6 +68,88 @@ pub fn run_rounds(
             return Ok((aggregate(experiment, preset, &runs, out)?, failures));
         }
     }
+}
+
+/// The study's round record, with its first round where it has none yet (not written), and a
+/// budget's stop lifted (a budget may be raised between two commands: its stop is decided again).
+fn recorded_rounds(experiment: &Experiment, preset: Preset, overrides: &Overrides, out: &Path) -> Result<Rounds> {
+    let mut rounds = Rounds::read(&StudyDir::new(out).rounds())?;
+    if rounds.rounds.is_empty() {
+        let first = Overrides { round_seeds: BTreeMap::new(), ..overrides.clone() };
+        let seeds = plan(experiment, preset, &first, out)?.into_iter().map(|r| (r.name, FIRST_SEEDS)).collect();
+        rounds.rounds.push(Round { number: 1, seeds, seconds: None, submitted: None });
+    }
+    if rounds.stopped == Some(Stop::Budget) {
+        rounds.stopped = None;
+    }
+    Ok(rounds)
+}
+
+/// `reproduce --backend slurm` of a study with seeds on demand: submits the current round's runs
+/// that are not complete (an array job, and an aggregation job that runs this again with
+/// `after_round`); once the round is trained, takes its look and submits the next round, or
+/// writes the last report where the study stops. What was done, for the user.
+pub fn on_slurm(
+    experiment: &Experiment,
+    invocation: &Invocation,
+    settings: &SlurmSettings,
+    out: &Path,
+    (after_round, dry_run): (Option<usize>, bool),
+) -> Result<String> {
+    let on_demand = invocation.overrides.on_demand.clone().context("seeds on demand without --seeds auto")?;
+    let dir = StudyDir::new(out);
+    let mut rounds = recorded_rounds(experiment, invocation.preset, &invocation.overrides, out)?;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let with_seeds =
+        |rounds: &Rounds| Overrides { round_seeds: rounds.current_seeds(), ..invocation.overrides.clone() };
+    let runs = plan(experiment, invocation.preset, &with_seeds(&rounds), out)?;
+    let left = pending(runs.clone())?;
+    if rounds.stopped.is_some() || (left.is_empty() && !dry_run) {
+        if rounds.stopped.is_none() {
+            let report = aggregate(experiment, invocation.preset, &runs, out)?;
+            let round = rounds.rounds.last_mut().expect("a round");
+            round.seconds = round.submitted.map(|at| now().saturating_sub(at) as f64);
+            let next = decide(experiment, &on_demand, &report.checks, &mut rounds);
+            rounds.write(&dir.rounds())?;
+            crate::eprint_line!("seeds on demand: {}", look_text(&rounds, &next));
+        }
+        if let Some(stop) = rounds.stopped {
+            let runs = plan(experiment, invocation.preset, &with_seeds(&rounds), out)?;
+            let report = aggregate(experiment, invocation.preset, &runs, out)?;
+            return Ok(format!("the study has stopped: {}\n{}", stop.text(), report.text(experiment)));
+        }
+    } else if after_round == Some(rounds.current()) {
+        let report = aggregate(experiment, invocation.preset, &runs, out)?;
+        let names: Vec<String> = left.iter().map(PlannedRun::dir_name).collect();
+        bail!(
+            "round {} ended with {} runs not complete ({}); the report in {} shows the others: run `reslab reproduce \
+             {} --backend slurm` to submit them again ({} claims judged so far)",
+            rounds.current(),
+            names.len(),
+            names.join(", "),
+            out.display(),
+            out.display(),
+            report.checks.len()
+        );
+    }
+    let invocation = Invocation { overrides: with_seeds(&rounds), round: Some(rounds.current()), ..invocation.clone() };
+    let Some(submission) = slurm::reproduce(experiment, &invocation, settings, out, dry_run)? else {
+        return Ok(String::new());
+    };
+    let round = rounds.rounds.last_mut().expect("a round");
+    round.submitted = round.submitted.or(Some(now()));
+    rounds.write(&dir.rounds())?;
+    Ok(format!(
+        "seeds on demand, round {} ({}): submitted {} runs as array job {}; job {} takes the round's look when it \
+         ends and submits the next round.\nfollow them with: reslab status {}   (or squeue -j {})\n",
+        rounds.current(),
+        seeds_text(&rounds.current_seeds()),
+        submission.runs.len(),
+        submission.array_job,
+        submission.aggregate_job,
+        out.display(),
+        submission.array_job
+    ))
 }
 
 /// The look after the current round, recorded in `rounds`: the claims that settled or are futile
@@ -110,7 +187,7 @@ fn decide(experiment: &Experiment, on_demand: &OnDemand, checks: &[CheckOutcome]
     for network in &next.grow {
         *seeds.entry(network.clone()).or_insert(FIRST_SEEDS) += 1;
     }
-    rounds.rounds.push(Round { number: current + 1, seeds, seconds: None });
+    rounds.rounds.push(Round { number: current + 1, seeds, seconds: None, submitted: None });
     next
 }
 

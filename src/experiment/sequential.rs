@@ -1,6 +1,6 @@
 //! Seeds on demand: a study that adds seeds a round at a time until each claim is settled. Its
-//! first round trains [`FIRST_SEEDS`] seeds of every network, and each later round one more seed of
-//! the networks an unsettled claim needs, up to a cap ([`DEFAULT_MAX_SEEDS`]). Every claim is
+//! first round trains [`FIRST_SEEDS`](super::on_demand::FIRST_SEEDS) seeds of every network, and each later round one more seed of
+//! the networks an unsettled claim needs, up to a cap ([`DEFAULT_MAX_SEEDS`](super::on_demand::DEFAULT_MAX_SEEDS)). Every claim is
 //! judged after every round with intervals widened for all the looks the cap allows
 //! ([`Intervals::Sequential`], Bonferroni over the looks): the chance of a false "held" or "did
 //! not hold" at any look stays at most 5% per claim, whichever round the study stops at. A
@@ -11,13 +11,6 @@ use super::claims::{combined, verdict_of, CheckOutcome, Comparison, Method};
 use super::stats::{t_quantile, Interval, Intervals, Level};
 use crate::report::verdict::Verdict;
 use std::collections::BTreeMap;
-
-/// Seeds of every network in the first round: the fewest whose interval can settle a claim at
-/// the sequential level (two give one degree of freedom, whose quantile no effect clears).
-pub const FIRST_SEEDS: usize = 3;
-
-/// The most seeds a network gets where `--max-seeds` does not say.
-pub const DEFAULT_MAX_SEEDS: usize = 10;
 
 /// The intervals of a study whose networks start at `first` seeds and stop at `cap`: one look
 /// per round, the first at `first` seeds.
@@ -101,6 +94,7 @@ fn projected_verdict(comparison: &Comparison, seeds: usize, level: Level) -> Ver
 mod tests {
     use super::*;
     use crate::experiment::claims::{decide, Side};
+    use crate::experiment::on_demand::{DEFAULT_MAX_SEEDS, FIRST_SEEDS};
     use crate::experiment::stats::sequential_seeds;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

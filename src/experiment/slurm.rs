@@ -108,6 +108,10 @@ pub struct Invocation {
     pub overrides: Overrides,
     /// The MLflow server the aggregating job sends the study to.
     pub mlflow: Option<String>,
+    /// Seeds on demand: the round this submission trains. Its aggregation job takes the round's
+    /// look (`reproduce FOLDER --backend slurm --after-round N`) and submits the next round with
+    /// the same Slurm settings (`.slurm/settings.toml`).
+    pub round: Option<usize>,
 }
 
 /// Shell-quotes `word` for a bash script.
@@ -176,7 +180,14 @@ pub fn scripts(
     );
     // The study by its folder: its experiment.toml (written at submission) records it as the
     // tasks train it, world size included.
-    let mut args = vec!["aggregate".to_string(), out.display().to_string()];
+    let mut args = match invocation.round {
+        Some(round) => {
+            ["reproduce", &out.display().to_string(), "--backend", "slurm", "--after-round", &round.to_string()]
+                .map(String::from)
+                .to_vec()
+        }
+        None => vec!["aggregate".to_string(), out.display().to_string()],
+    };
     if let Some(uri) = &invocation.mlflow {
         args.extend(["--mlflow".to_string(), uri.clone()]);
     }
@@ -291,7 +302,27 @@ pub fn reproduce(
         return Ok(None);
     }
     StudyDir::new(out).record_study(experiment, invocation.preset, &task_overrides(invocation, settings))?;
+    if invocation.round.is_some() {
+        std::fs::create_dir_all(StudyDir::new(out).slurm())?;
+        let text = toml::to_string(settings).context("writing the study's Slurm settings")?;
+        write_file(&settings_path(out), text.as_bytes())?;
+    }
     submit(&scripts, out).map(Some)
+}
+
+/// Where a study with seeds on demand keeps the Slurm settings its rounds are submitted with.
+fn settings_path(out: &Path) -> PathBuf {
+    StudyDir::new(out).slurm().join("settings.toml")
+}
+
+/// The Slurm settings the rounds of the study in `out` were submitted with: one line where there
+/// are none.
+pub fn recorded_settings(out: &Path) -> Result<SlurmSettings> {
+    let path = settings_path(out);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (written when the study's first round was submitted)", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::run::config::one_line(&e.to_string())))
 }
 
 /// Writes the scripts and each task's configuration under `out/.slurm`, submits the array and the
@@ -458,6 +489,7 @@ mod tests {
                 ..Overrides::default()
             },
             mlflow: None,
+            round: None,
         }
     }
 
@@ -607,6 +639,21 @@ mod tests {
         assert!(!aggregation.iter().any(|o| o.starts_with("--mem") || o.starts_with("--partition")), "{aggregation:?}");
         let training = directives(&scripts.array);
         assert!(!training.iter().any(|o| o.starts_with("--mem") || o.starts_with("--gpus")), "{training:?}");
+    }
+
+    #[test]
+    fn a_round_of_seeds_on_demand_is_followed_by_its_look_not_an_aggregation() {
+        let dir = tempfile::tempdir().unwrap();
+        let experiment = Experiment::load("table6").unwrap();
+        let on_demand = Some(crate::experiment::on_demand::OnDemand::new(Some(5), None).unwrap());
+        let overrides = Overrides { seeds: None, on_demand, ..invocation().overrides };
+        let invocation = Invocation { overrides, round: Some(2), ..invocation() };
+        let scripts = scripts(&experiment, &invocation, &SlurmSettings::default(), dir.path()).unwrap();
+        let out = absolute(dir.path()).unwrap().display().to_string();
+        let look = format!("reproduce {} --backend slurm --after-round 2", quote(&out));
+        assert!(scripts.aggregate.contains(&look), "{}", scripts.aggregate);
+        // The first round: 3 seeds of the one network at depth 20.
+        assert_eq!(scripts.runs.iter().map(|r| r.seed).collect::<Vec<_>>(), [0, 1, 2]);
     }
 
     #[test]

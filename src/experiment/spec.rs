@@ -510,7 +510,7 @@ pub struct PresetSpec {
     pub seeds: Option<Seeds>,
     /// Seeds on demand where the command line gives no seeds (`seeds_on_demand = { max_seeds = 5 }`).
     #[serde(default)]
-    pub seeds_on_demand: Option<crate::experiment::overrides::OnDemand>,
+    pub seeds_on_demand: Option<crate::experiment::on_demand::OnDemand>,
     /// `[analysis.landscape]` fields this preset sets otherwise (a smaller grid for a quick look).
     #[serde(default)]
     pub landscape: Option<LandscapeSpec>,

@@ -61,6 +61,8 @@ pub struct Execution {
     pub slurm: SlurmOverrides,
     /// `--backend slurm`: print the batch scripts, submit nothing.
     pub dry_run: bool,
+    /// Seeds on demand on Slurm: the round whose array has ended (its aggregation job's look).
+    pub after_round: Option<usize>,
 }
 
 /// What `reproduce` did: the text for the user, and whether every run succeeded.
@@ -228,12 +230,25 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
         preset: study.preset,
         overrides: study.overrides.clone(),
         mlflow: study.experiment.tracking.mlflow.clone(),
+        round: None,
     };
     if study.overrides.on_demand.is_some() {
-        bail!(
-            "--backend slurm with seeds on demand: its rounds run here for now; expected --backend local, or fixed \
-             --seeds N on Slurm"
-        );
+        // A round's look, from its aggregation job: the same settings as the first round's.
+        let settings = match execution.after_round {
+            Some(_) => slurm::recorded_settings(&study.out)?.overridden_by(&execution.slurm),
+            None => study.experiment.slurm.overridden_by(&execution.slurm),
+        };
+        let text = seeds_on_demand::on_slurm(
+            &study.experiment,
+            &invocation,
+            &settings,
+            &study.out,
+            (execution.after_round, execution.dry_run),
+        )?;
+        return Ok(Reproduced { text, outcome: Ok(()) });
+    }
+    if execution.after_round.is_some() {
+        bail!("--after-round is for the aggregation job of a study with seeds on demand; expected --seeds auto");
     }
     let settings = study.experiment.slurm.overridden_by(&execution.slurm);
     let submitted = slurm::reproduce(&study.experiment, &invocation, &settings, &study.out, execution.dry_run)?;

@@ -4,7 +4,8 @@
 //! the study again from it, and the report's words about the study come from it, not from the
 //! command that aggregates.
 
-use super::overrides::{self, OnDemand, Overrides};
+use super::on_demand::OnDemand;
+use super::overrides::{self, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
 use crate::run::config::{DeviceChoice, PrecisionChoice};
