@@ -254,7 +254,8 @@ pub fn status_text(experiment: &Experiment, overrides: &Overrides, runs: &[Plann
                 stop.round,
                 check.settled_at.unwrap_or(0)
             ),
-            Some(stop) => format!("futile after round {}: {}", stop.round, check.reason),
+            // The reason says when and what it would need.
+            Some(_) => check.reason.clone(),
             None => format!("open ({})", check.verdict.text()),
         };
         text += &format!("  claim {}: {state}\n", check.number);
