@@ -294,6 +294,12 @@ pub fn plan_text(experiment: &Experiment, preset: Preset, overrides: &Overrides,
     let fewest = plan(experiment, preset, overrides, out)?;
     let at_cap: BTreeMap<String, usize> = fewest.iter().map(|r| (r.name.clone(), cap)).collect();
     let most = plan(experiment, preset, &Overrides { round_seeds: at_cap, ..overrides.clone() }, out)?;
+    let rounds = Rounds::read(&StudyDir::new(out).rounds())?;
+    if let Some(stop) = rounds.stopped {
+        let cost = cost::estimate(&fewest, overrides.threads)?;
+        let stopped = format!("the study stopped after round {}: {}", rounds.current(), stop.text());
+        return Ok(format!("{}seeds on demand: {stopped}\n", cost.text(out)));
+    }
     let (fewest_cost, most_cost) =
         (cost::estimate(&fewest, overrides.threads)?, cost::estimate(&most, overrides.threads)?);
     Ok(format!(
@@ -301,11 +307,75 @@ pub fn plan_text(experiment: &Experiment, preset: Preset, overrides: &Overrides,
          network needs the cap of {cap} seeds\n",
         most_cost.text(out),
         fewest_cost.span_text(fewest_cost.remaining_s),
-        Rounds::read(&StudyDir::new(out).rounds())?.current().max(1),
+        rounds.current().max(1),
         seeds_text(&fewest.iter().fold(BTreeMap::new(), |mut seeds, r| {
             *seeds.entry(r.name.clone()).or_insert(0) += 1;
             seeds
         })),
         most_cost.span_text(most_cost.remaining_s),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::claims::{decide as judge, Comparison, Side};
+    use crate::experiment::on_demand::{Budget, DEFAULT_MAX_SEEDS};
+    use crate::experiment::sequential;
+
+    /// fig1's claim, open after 3 seeds and within reach of the cap: its networks take a seed.
+    fn open_claim(cap: usize) -> CheckOutcome {
+        let intervals = sequential::intervals(FIRST_SEEDS, cap);
+        let values = (vec![12.0, 15.0, 11.0], vec![10.0, 10.5, 9.5]);
+        let comparison =
+            Comparison::of_values("final", "a - b", "points", Side::Above, values, true, intervals.level(1));
+        let mut comparisons = vec![comparison];
+        CheckOutcome {
+            number: 1,
+            verdict: judge(&mut comparisons, intervals),
+            claim: String::new(),
+            source: String::new(),
+            comparisons,
+            notes: Vec::new(),
+            reason: String::new(),
+            caveat: None,
+            settled_at: None,
+        }
+    }
+
+    fn first_round(seconds: f64) -> Rounds {
+        let seeds = [("plain-20".to_string(), 3), ("plain-56".to_string(), 3)].into();
+        Rounds {
+            rounds: vec![Round { number: 1, seeds, seconds: Some(seconds), submitted: None }],
+            ..Rounds::default()
+        }
+    }
+
+    #[test]
+    fn a_round_starts_only_within_the_budget_and_below_the_cap() {
+        let experiment = Experiment::load("fig1").unwrap();
+        let claim = open_claim(DEFAULT_MAX_SEEDS);
+        assert_eq!(claim.verdict, Verdict::Inconclusive);
+        // 6 runs took 600 s: the next round's 2, about 200 s more.
+        let budget = |seconds| OnDemand { max_seeds: None, budget: Some(Budget { seconds }) };
+        let mut rounds = first_round(600.0);
+        let next = decide(&experiment, &budget(900), std::slice::from_ref(&claim), &mut rounds);
+        assert_eq!((next.grow.len(), rounds.current(), rounds.stopped), (2, 2, None));
+        assert_eq!(rounds.current_seeds().values().collect::<Vec<_>>(), [&4, &4]);
+        let mut rounds = first_round(600.0);
+        decide(&experiment, &budget(700), std::slice::from_ref(&claim), &mut rounds);
+        assert_eq!((rounds.current(), rounds.stopped), (1, Some(Stop::Budget)));
+        // At the cap, an open claim is futile (its projection is its interval), and the study stops.
+        let at_cap = OnDemand { max_seeds: Some(FIRST_SEEDS), budget: None };
+        let mut rounds = first_round(600.0);
+        let claim = open_claim(FIRST_SEEDS);
+        assert_eq!(claim.verdict, Verdict::Inconclusive);
+        decide(&experiment, &at_cap, &[claim], &mut rounds);
+        assert_eq!((rounds.current(), rounds.stopped), (1, Some(Stop::Settled)));
+        let futile = rounds.claim(1).expect("claim 1 stopped");
+        assert!(
+            futile.outcome == ClaimStop::Futile && futile.would_need.is_some_and(|n| n > FIRST_SEEDS),
+            "{futile:?}"
+        );
+    }
 }
