@@ -304,9 +304,12 @@ fn summary(
         (Judging::Sequential { cap, rounds }, _) => {
             let each: Vec<String> =
                 networks.iter().map(|n| format!("{n} {}", runs.iter().filter(|r| r.name == *n).count())).collect();
+            let rounds_text = match rounds.current() {
+                1 => "1 round".to_string(),
+                n => format!("{n} rounds"),
+            };
             format!(
-                "seeds on demand over {} rounds ({}; {FIRST_SEEDS} to {cap} per network{})",
-                rounds.current(),
+                "seeds on demand over {rounds_text} ({}; {FIRST_SEEDS} to {cap} per network{})",
                 each.join(", "),
                 rounds.stopped.map(|s| format!("; stopped: {}", s.text())).unwrap_or_default()
             )
@@ -372,10 +375,9 @@ fn summary(
                 .iter()
                 .filter_map(|c| c.settled_at.map(|n| format!("claim {} at {n} seeds per network", c.number)))
                 .collect();
-            let settled =
-                if settled.is_empty() { String::new() } else { format!(" (settled: {})", settled.join(", ")) };
+            let settled = if settled.is_empty() { String::new() } else { format!("; settled: {}", settled.join(", ")) };
             format!(
-                "With sequential intervals (at most 5% chance per claim of a false verdict at any of its looks){settled}"
+                "With sequential intervals (at most 5% chance per claim of a false verdict at any of its looks{settled})"
             )
         }
     };
