@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod catalogue;
+pub mod claim_outputs;
 pub mod claims;
 pub mod cost;
 pub mod judging;

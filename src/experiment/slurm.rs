@@ -304,25 +304,9 @@ pub fn reproduce(
     StudyDir::new(out).record_study(experiment, invocation.preset, &task_overrides(invocation, settings))?;
     if invocation.round.is_some() {
         std::fs::create_dir_all(StudyDir::new(out).slurm())?;
-        let text = toml::to_string(settings).context("writing the study's Slurm settings")?;
-        write_file(&settings_path(out), text.as_bytes())?;
+        settings.record(&StudyDir::new(out).slurm_settings())?;
     }
     submit(&scripts, out).map(Some)
-}
-
-/// Where a study with seeds on demand keeps the Slurm settings its rounds are submitted with.
-fn settings_path(out: &Path) -> PathBuf {
-    StudyDir::new(out).slurm().join("settings.toml")
-}
-
-/// The Slurm settings the rounds of the study in `out` were submitted with: one line where there
-/// are none.
-pub fn recorded_settings(out: &Path) -> Result<SlurmSettings> {
-    let path = settings_path(out);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (written when the study's first round was submitted)", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::run::config::one_line(&e.to_string())))
 }
 
 /// Writes the scripts and each task's configuration under `out/.slurm`, submits the array and the

@@ -235,7 +235,8 @@ pub fn reproduce(request: &StudyRequest, execution: &Execution) -> Result<Reprod
     if study.overrides.on_demand.is_some() {
         // A round's look, from its aggregation job: the same settings as the first round's.
         let settings = match execution.after_round {
-            Some(_) => slurm::recorded_settings(&study.out)?.overridden_by(&execution.slurm),
+            Some(_) => slurm::SlurmSettings::recorded(&StudyDir::new(&study.out).slurm_settings())?
+                .overridden_by(&execution.slurm),
             None => study.experiment.slurm.overridden_by(&execution.slurm),
         };
         let text = seeds_on_demand::on_slurm(

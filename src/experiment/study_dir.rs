@@ -6,7 +6,7 @@
 //! | `rounds.toml` | `--seeds auto`: the rounds, each network's seeds in each, the claims that stopped taking seeds ([`super::rounds`]) |
 //! | `experiment.toml` | the study's record (preset, seeds, every override) and the experiment as it runs ([`super::study_record`]) |
 //! | `.configs/` | the configurations handed to the local runner's child processes, while they run |
-//! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids |
+//! | `.slurm/` | `--backend slurm`: the batch scripts, each task's configuration, logs, job ids (and with seeds on demand, `settings.toml`: the settings of its rounds) |
 //! | `mlflow.toml` | `--mlflow URI`: the study's parent run on each MLflow server |
 //! | `report.html` | the study's report |
 //! | `summary.csv`, `summary.md` | a row per run |
@@ -58,6 +58,11 @@ impl StudyDir {
     /// What `--backend slurm` keeps: scripts, task configurations, logs and job ids.
     pub fn slurm(&self) -> PathBuf {
         self.path.join(".slurm")
+    }
+
+    /// Seeds on demand on Slurm: the settings its rounds are submitted with.
+    pub fn slurm_settings(&self) -> PathBuf {
+        self.slurm().join("settings.toml")
     }
 
     /// Which MLflow run is the study's parent on each server (the runs' own are in theirs).

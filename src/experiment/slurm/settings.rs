@@ -3,7 +3,9 @@
 //! on slurm.rs, which depends on spec.rs.
 
 use crate::experiment::sbatch::{MemorySize, SbatchOption, SlurmName, TimeLimit};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Duration;
 
 /// The `[slurm]` table: what `--backend slurm` asks of Slurm. The partition, account, QoS and
@@ -153,5 +155,23 @@ impl Default for SlurmSettings {
             aggregate_cpus: None,
             aggregate_mem: None,
         }
+    }
+}
+
+impl SlurmSettings {
+    /// Seeds on demand: keeps these settings at `path` (a study's `.slurm/settings.toml`), for
+    /// the jobs that submit its later rounds.
+    pub fn record(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string(self).context("writing the study's Slurm settings")?;
+        crate::util::fs::write_file(path, text.as_bytes())
+    }
+
+    /// The settings kept at `path`: one line where there are none.
+    pub fn recorded(path: &Path) -> Result<SlurmSettings> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading {} (written when the study's first round was submitted)", path.display())
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::run::config::one_line(&e.to_string())))
     }
 }
