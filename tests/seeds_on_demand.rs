@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 /// with a spread of 1.4), on three `similar` claims: one with a margin no spread can cross
 /// (settles in the first round), one with the margin at the difference (no seeds settle it:
 /// futile), and one between, which the first round's 3 seeds cannot settle and 4 can (it takes a
-/// second round). The runs are the same on every machine to far better than the margins' gaps.
+/// second round: its interval at 4 seeds, [-1.9, +6.3], is inside 8 by more than a point). The
+/// runs are the same on every machine to far better than the margins' gaps.
 const STUDY: &str = r#"
 name = "tiny"
 title = "A tiny study with seeds on demand"
@@ -34,7 +35,7 @@ within = 2
 
 [[expect]]
 similar_train_error = ["plain-8", "resnet-8"]
-within = 7
+within = 8
 
 [presets.smoke]
 data = "embedded"
@@ -138,7 +139,7 @@ fn a_study_with_seeds_on_demand_runs_rounds_stops_and_continues_after_a_kill() {
     assert!(rounds.contains("stopped = \"settled\"") && !rounds.contains("[[round]]\nnumber = 3"), "{rounds}");
     assert!(rounds.contains("[[claim]]\nnumber = 3\nround = 2\noutcome = \"settled\""), "{rounds}");
     assert!(err.contains("after round 2: claim 3 settled; the study stops: every claim is settled or futile"), "{err}");
-    assert!(text.contains("3. plain-8, resnet-8 end within 7 points") && text.contains("sequential CI"), "{text}");
+    assert!(text.contains("3. plain-8, resnet-8 end within 8 points") && text.contains("sequential CI"), "{text}");
     let claims = std::fs::read_to_string(out.join("claims.csv")).unwrap();
     let mut reader = csv::Reader::from_reader(claims.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
