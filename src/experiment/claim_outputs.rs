@@ -32,7 +32,10 @@ pub fn forest_chart(experiment: &Experiment, checks: &[CheckOutcome], judging: &
             // A statistic no run has a value for has no place on the axis.
             check.comparisons.iter().filter(|c| c.effect.is_finite()).map(move |c| ForestRow {
                 label: format!("{}. {}", check.number, c.label),
-                detail: format!("{} ({})", c.statistic, c.unit),
+                detail: match check.settled_at {
+                    Some(n) => format!("{} ({}), settled at {n} seeds", c.statistic, c.unit),
+                    None => format!("{} ({})", c.statistic, c.unit),
+                },
                 effect: c.effect,
                 interval: c.interval.map(|i| (i.low, i.high)),
                 region: match c.side {
