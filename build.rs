@@ -2,7 +2,8 @@
 //! - records the commit reslab is built from (`RESLAB_COMMIT`, for each run's `summary.toml`);
 //! - lets the binaries and tests find libtorch at run time without LD_LIBRARY_PATH: torch-sys
 //!   reports the directory it linked against, and we record it as an rpath;
-//! - compiles `csrc/reslab_native.cpp` (libtorch operations tch does not expose) and
+//! - compiles `csrc/reslab_native.cpp` (libtorch operations tch does not expose),
+//!   `csrc/reslab_fused.cpp` (the fused training step's BatchNorm kernels) and
 //!   `csrc/reslab_c10d.cpp` (libtorch's distributed layer) against that same libtorch's headers,
 //!   with the C++ ABI that libtorch was built with. The c10d shim also needs gloo's headers
 //!   (vendored in `csrc/third_party/gloo`) and, with the `nccl` feature, CUDA's and NCCL's.
@@ -13,6 +14,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/reslab_native.cpp");
+    println!("cargo:rerun-if-changed=csrc/reslab_fused.cpp");
     println!("cargo:rerun-if-changed=csrc/reslab_c10d.cpp");
     println!("cargo:rerun-if-changed=csrc/reslab_guarded.h");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -36,7 +38,7 @@ fn main() {
             .flag("-DGLOG_USE_GLOG_EXPORT");
         build
     };
-    against_libtorch().file("csrc/reslab_native.cpp").compile("reslab_native");
+    against_libtorch().file("csrc/reslab_native.cpp").file("csrc/reslab_fused.cpp").compile("reslab_native");
 
     let mut c10d = against_libtorch();
     c10d.include("csrc/third_party/gloo").define("USE_C10D_GLOO", None).file("csrc/reslab_c10d.cpp");

@@ -16,7 +16,7 @@ use reslab::experiment::spec::{ErrorRange, Seeds, YScale};
 use reslab::experiment::study::{Backend, Execution, StudyRequest};
 use reslab::experiment::Preset;
 use reslab::model::{BlockVariant, BottleneckStride, ModelOptions, ModelSpec, Shortcut};
-use reslab::run::config::{check_lr_steps, DeviceChoice, PrecisionChoice, TrainOptions};
+use reslab::run::config::{check_lr_steps, DeviceChoice, KernelsChoice, PrecisionChoice, TrainOptions};
 use reslab::run::settings::Axis;
 use reslab::train::distributed::DEFAULT_TIMEOUT;
 use reslab::train::probe;
@@ -123,6 +123,9 @@ pub struct StudyArgs {
     /// Arithmetic of new runs: bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
+    /// The training step's BN, ReLU and additions in new runs: exact (libtorch's ops, PyTorch's step bit for bit) or fused (CPU, channels-last); auto: fused where the same probe measured it at least 5% faster.
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().kernels)]
+    pub kernels: KernelsChoice,
     /// Where the runs compute: auto (the first GPU where there is one, else the CPU), cpu, cuda or cuda:N; never part of what a run is.
     #[arg(long, default_value_t = DeviceChoice::Auto, value_name = "auto|cpu|cuda|cuda:N")]
     pub device: DeviceChoice,
@@ -380,6 +383,9 @@ pub struct RunOptionArgs {
     /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it at least 10% faster for this net, batch size and thread count (cached per machine under RESLAB_CACHE_DIR).
     #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
+    /// The training step's BN, ReLU and additions: exact (libtorch's ops, PyTorch's step bit for bit) or fused (CPU, channels-last); auto: fused where the same probe measured it at least 5% faster.
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().kernels)]
+    pub kernels: KernelsChoice,
     /// The paper's warm-up for very deep nets: lr 0.01 until the training error is below 80%.
     #[arg(long)]
     pub warmup: bool,
@@ -420,6 +426,9 @@ pub struct BenchArgs {
     /// bf16 (mixed precision) or fp32; auto: bf16 where a short probe measured it faster here.
     #[arg(long, value_enum, default_value_t = TrainOptions::default().precision)]
     pub precision: PrecisionChoice,
+    /// The training step's BN, ReLU and additions: exact, fused, or auto (measured here with the precision).
+    #[arg(long, value_enum, default_value_t = TrainOptions::default().kernels)]
+    pub kernels: KernelsChoice,
     /// NCHW instead of channels-last.
     #[arg(long)]
     pub contiguous: bool,
@@ -676,6 +685,7 @@ impl StudyArgs {
                 round_seeds: Default::default(),
                 threads: self.threads,
                 precision: self.precision,
+                kernels: self.kernels,
                 depths: self.depths.clone(),
                 world_size: None,
                 device: self.device,
@@ -763,6 +773,7 @@ impl RunOptionArgs {
             threads: self.threads,
             channels_last: !self.contiguous,
             precision: self.precision,
+            kernels: self.kernels,
             warmup: self.warmup,
             checkpoint_every: self.checkpoint_every,
             ..TrainOptions::default()

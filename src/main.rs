@@ -11,7 +11,7 @@ use reslab::data::{Cifar10, DataConfig, Dataset};
 use reslab::experiment::study::{reproduce, StudyRequest};
 use reslab::experiment::{launch, plan, runner, seeds_on_demand, status};
 use reslab::model::weights::{self, WeightsMetadata};
-use reslab::model::{options::zoo_table, Spelling};
+use reslab::model::{options::zoo_table, Kernels, Spelling};
 use reslab::report::table;
 use reslab::run::config::PrecisionChoice;
 use reslab::run::RunDir;
@@ -194,8 +194,12 @@ fn train_command(args: TrainArgs) -> Result<()> {
         ..RunRequest::from_source(source)
     };
     let run = request.resolve()?;
-    if let Some(note) = run.precision_note().filter(|_| world.as_ref().is_none_or(|w| w.rank == 0)) {
-        println!("precision: {note}");
+    if world.as_ref().is_none_or(|w| w.rank == 0) {
+        for (what, note) in [("precision", run.precision_note()), ("kernels", run.kernels_note())] {
+            if let Some(note) = note {
+                println!("{what}: {note}");
+            }
+        }
     }
     let recording = Recording { dump_steps: args.dump_steps };
     let label = run.config().model.name();
@@ -230,13 +234,19 @@ fn train_command(args: TrainArgs) -> Result<()> {
 
 fn bench_command(args: BenchArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let (precision, why) = match args.mode {
+    let choice = match args.mode {
         probe::Mode::Eval => {
             let precision = args.precision.for_evaluation();
-            (precision, format!("{precision} (evaluation: fp32 unless bf16 is asked)"))
+            auto_precision::Choice {
+                precision,
+                kernels: Kernels::Exact,
+                precision_note: format!("{precision} (evaluation: fp32 unless bf16 is asked)"),
+                kernels_note: "exact (evaluation folds BN into the convolutions)".into(),
+            }
         }
-        probe::Mode::Step | probe::Mode::Train => auto_precision::training_precision(
+        probe::Mode::Step | probe::Mode::Train => auto_precision::training_choice(
             args.precision,
+            args.kernels,
             &args.model,
             args.batch_size as usize,
             args.threads,
@@ -244,11 +254,14 @@ fn bench_command(args: BenchArgs) -> Result<()> {
             device,
         )?,
     };
-    println!("precision: {why}");
+    println!("precision: {}", choice.precision_note);
+    println!("kernels: {}", choice.kernels_note);
+    let precision = choice.precision;
     let bench = probe::Bench {
         spec: args.model,
         mode: args.mode,
         precision,
+        kernels: choice.kernels,
         channels_last: !args.contiguous,
         threads: args.threads,
         device,

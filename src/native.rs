@@ -1,6 +1,7 @@
-//! Bindings to `csrc/reslab_native.cpp`: libtorch operations that tch does not expose, built
-//! against the same libtorch (build.rs): the optimizer's flat update (train), autocast (the
-//! runtime) and oneDNN's fused inference convolution (model).
+//! Bindings to `csrc/reslab_native.cpp` and `csrc/reslab_fused.cpp`: libtorch operations that
+//! tch does not expose, built against the same libtorch (build.rs): the optimizer's flat update
+//! (train), autocast (the runtime), oneDNN's fused inference convolution and the fused training
+//! step's BN + (addition +) ReLU (model).
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
@@ -32,6 +33,17 @@ extern "C" {
         padding: i64,
         other: *mut C_tensor,
         relu: c_int,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
+    fn reslab_bn_relu(
+        x: *mut C_tensor,
+        identity: *mut C_tensor,
+        weight: *mut C_tensor,
+        bias: *mut C_tensor,
+        running_mean: *mut C_tensor,
+        running_var: *mut C_tensor,
+        momentum: f64,
+        eps: f64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
     fn reslab_free_error(message: *mut c_char);
@@ -107,6 +119,48 @@ pub fn conv_fused(
         )
     };
     check(error, "fused convolution")?;
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// The fused training step's `relu(batch_norm(x) + identity)` (no addition without `identity`)
+/// with batch statistics, as one autograd operation with its own backward; the running
+/// statistics are updated in place, as PyTorch's BN does with `momentum`. 4-d fp32 or bf16 CPU
+/// tensors (the output channels-last, in the input's type); fp32 BN parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_relu(
+    x: &Tensor,
+    identity: Option<&Tensor>,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f64,
+    eps: f64,
+) -> Result<Tensor> {
+    // The shim reads x, identity, weight and bias, and writes the running statistics in place:
+    // shallow clones share their storage.
+    let mut x = x.shallow_clone();
+    let mut identity = identity.map(Tensor::shallow_clone);
+    let identity_ptr = identity.as_mut().map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
+    let (mut weight, mut bias) = (weight.shallow_clone(), bias.shallow_clone());
+    let (mut running_mean, mut running_var) = (running_mean.shallow_clone(), running_var.shallow_clone());
+    let mut out = std::ptr::null_mut();
+    // SAFETY: live tch tensors for the call; on success the shim returns a new at::Tensor* that
+    // tch then owns.
+    let error = unsafe {
+        reslab_bn_relu(
+            x.as_mut_ptr(),
+            identity_ptr,
+            weight.as_mut_ptr(),
+            bias.as_mut_ptr(),
+            running_mean.as_mut_ptr(),
+            running_var.as_mut_ptr(),
+            momentum,
+            eps,
+            &mut out,
+        )
+    };
+    check(error, "fused batch norm")?;
     Ok(unsafe { Tensor::from_ptr(out) })
 }
 

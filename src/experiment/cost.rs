@@ -17,7 +17,7 @@ use crate::model::Precision;
 use crate::model::{Model, ModelSpec};
 use crate::run::metrics;
 use crate::run::RunState;
-use crate::train::auto_precision::{known_choice, Measured as AutoMeasured};
+use crate::train::auto_precision::{self, BF16_MARGIN};
 use crate::util::cache::Cache;
 use anyhow::Result;
 use std::collections::HashMap;
@@ -176,7 +176,7 @@ fn known_precision(run: &PlannedRun, layout: Layout, device: tch::Device) -> Res
         return Ok(Some(run.config().precision));
     }
     let config = run.config();
-    Ok(known_choice(&config.model, config.optim.batch_size, layout.threads, device)?.map(|(precision, _)| precision))
+    auto_precision::known_precision(&config.model, config.optim.batch_size, layout.threads, device)
 }
 
 /// The network each family's runs are timed by: its cheapest in `runs`.
@@ -335,11 +335,7 @@ impl RunCost {
 /// The precision `auto` takes from the speeds of each (bf16 where at least the margin faster).
 fn auto_choice(fp32: Option<Speed>, bf16: Option<Speed>) -> Precision {
     match (fp32, bf16) {
-        (Some(fp32), Some(bf16)) => {
-            AutoMeasured { fp32_img_per_s: fp32.train_img_per_s, bf16_img_per_s: bf16.train_img_per_s }
-                .choice("measured")
-                .0
-        }
+        (Some(fp32), Some(bf16)) if bf16.train_img_per_s >= BF16_MARGIN * fp32.train_img_per_s => Precision::Bf16,
         _ => Precision::Fp32,
     }
 }

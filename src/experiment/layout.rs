@@ -72,6 +72,7 @@ impl LayoutClock for ResNet20Steps {
         let bench = Bench::step_probe(
             "resnet-20".parse()?,
             Precision::Fp32,
+            crate::model::Kernels::Exact,
             true,
             threads,
             tch::Device::Cpu,

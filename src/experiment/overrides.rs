@@ -5,7 +5,7 @@ use super::on_demand::{OnDemand, FIRST_SEEDS};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
 use crate::data::DataSource;
-use crate::run::config::{DeviceChoice, PrecisionChoice};
+use crate::run::config::{DeviceChoice, KernelsChoice, PrecisionChoice};
 use crate::run::settings::Axis;
 use anyhow::Result;
 use clap::ValueEnum;
@@ -33,6 +33,8 @@ pub struct Overrides {
     pub threads: usize,
     /// The precision of the runs (`auto` is decided where each run starts training).
     pub precision: PrecisionChoice,
+    /// The kernels of the runs' training steps (`auto` is decided with the precision).
+    pub kernels: KernelsChoice,
     /// Only the runs at these depths.
     pub depths: Option<Vec<i64>>,
     /// Processes training each run together (data parallel: a Slurm task's ranks); default 1.
@@ -80,6 +82,10 @@ impl Overrides {
         if self.precision != PrecisionChoice::Auto {
             let name = self.precision.to_possible_value().expect("no skipped values").get_name().to_string();
             push("--precision", name);
+        }
+        if self.kernels != KernelsChoice::Auto {
+            let name = self.kernels.to_possible_value().expect("no skipped values").get_name().to_string();
+            push("--kernels", name);
         }
         args
     }

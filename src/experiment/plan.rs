@@ -81,6 +81,7 @@ pub fn plan(experiment: &Experiment, preset: Preset, overrides: &Overrides, out:
         batch_size: spec.batch_size.unwrap_or(TrainOptions::default().batch_size),
         threads: overrides.threads,
         precision: overrides.precision,
+        kernels: overrides.kernels,
         log_grads: experiment.analysis.log_grads_every(iters),
         world_size: overrides.world_size.unwrap_or(1),
         ..TrainOptions::default()

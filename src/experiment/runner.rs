@@ -136,8 +136,11 @@ fn run_here(runs: &[PlannedRun]) -> Result<Vec<String>> {
     for run in runs {
         let dir = run.dir_name();
         let trained = run.run.decided_here().and_then(|started| {
-            if let Some(note) = started.precision_note().filter(|_| run.run.precision_pending()) {
+            if let Some(note) = started.precision_note().filter(|_| run.run.pending().precision) {
                 println!("{dir}: precision: {note}");
+            }
+            if let Some(note) = started.kernels_note().filter(|_| run.run.pending().kernels) {
+                println!("{dir}: kernels: {note}");
             }
             train(&started, &dir)
         });

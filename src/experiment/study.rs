@@ -9,7 +9,7 @@ use super::slurm::SlurmOverrides;
 use super::spec::{Experiment, PAPER};
 use super::study_dir::StudyDir;
 use super::{cost, layout, paper, plan, runner, seeds_on_demand, slurm};
-use crate::run::config::PrecisionChoice;
+use crate::run::config::{KernelsChoice, PrecisionChoice};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -124,6 +124,7 @@ impl StudyRequest {
             (o.depths.is_some(), "--depths"),
             (!o.settings.is_empty(), "--set"),
             (o.precision != PrecisionChoice::Auto, "--precision"),
+            (o.kernels != KernelsChoice::Auto, "--kernels"),
             (self.out.as_deref().is_some_and(|out| out != folder), "--out"),
         ];
         if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {

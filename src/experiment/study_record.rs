@@ -8,7 +8,7 @@ use super::on_demand::OnDemand;
 use super::overrides::{self, Overrides};
 use super::preset::Preset;
 use super::spec::{Experiment, Seeds};
-use crate::run::config::{DeviceChoice, PrecisionChoice};
+use crate::run::config::{DeviceChoice, KernelsChoice, PrecisionChoice};
 use crate::run::settings::Axis;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -44,6 +44,9 @@ pub struct StudyRecord {
     pub depths: Option<Vec<i64>>,
     /// `--precision` (`auto`, `fp32`, `bf16`).
     pub precision: String,
+    /// `--kernels` (`auto`, `exact`, `fused`); studies recorded before the option were `auto`.
+    #[serde(default = "auto", skip_serializing_if = "is_auto")]
+    pub kernels: String,
     /// Processes per run (a Slurm task's ranks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world_size: Option<usize>,
@@ -73,6 +76,7 @@ impl StudyRecord {
             eval_every: overrides.eval_every,
             depths: overrides.depths.clone(),
             precision: value_name(overrides.precision),
+            kernels: overrides.kernels.to_possible_value().expect("no skipped values").get_name().to_string(),
             world_size: overrides.world_size,
             set: overrides.settings.iter().map(Axis::arg_text).collect(),
         })
@@ -100,6 +104,8 @@ impl StudyRecord {
             threads,
             precision: PrecisionChoice::from_str(&self.precision, false)
                 .map_err(|_| anyhow::anyhow!("precision = {:?}: expected auto, fp32 or bf16", self.precision))?,
+            kernels: KernelsChoice::from_str(&self.kernels, false)
+                .map_err(|_| anyhow::anyhow!("kernels = {:?}: expected auto, exact or fused", self.kernels))?,
             depths: self.depths.clone(),
             world_size: self.world_size,
             // How the runs are executed is the command's, never the study's.
@@ -128,11 +134,20 @@ impl StudyRecord {
         push("--seeds", Some(seeds));
         push("--depths", self.depths.as_ref().map(|d| d.iter().map(i64::to_string).collect::<Vec<_>>().join(",")));
         push("--precision", Some(self.precision.clone()).filter(|p| p != "auto"));
+        push("--kernels", Some(self.kernels.clone()).filter(|k| k != "auto"));
         for set in &self.set {
             push("--set", Some(set.clone()));
         }
         words.join(" ")
     }
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+fn is_auto(value: &str) -> bool {
+    value == "auto"
 }
 
 fn value_name(precision: PrecisionChoice) -> String {
@@ -200,6 +215,7 @@ mod tests {
             seeds: Some(Seeds::Count(2)),
             settings: vec![Axis::parse("lr=0.05").unwrap()],
             precision: PrecisionChoice::Fp32,
+            kernels: KernelsChoice::Fused,
             ..Overrides::default()
         };
         let record = StudyRecord::new(&experiment, Preset::Smoke, &overrides).unwrap();
@@ -207,7 +223,7 @@ mod tests {
         write(&path, &record, &experiment).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         for line in
-            ["preset = \"smoke\"", "seeds = [0, 1]", "iters = 40", "precision = \"fp32\"", "set = [\"lr=0.05\"]"]
+            ["preset = \"smoke\"", "seeds = [0, 1]", "iters = 40", "precision = \"fp32\"", "kernels = \"fused\"", "set = [\"lr=0.05\"]"]
         {
             assert!(text.contains(line), "{line}: {text}");
         }

@@ -15,7 +15,7 @@
 //! F ends with its last convolution's BN ([`Branch`]); F' ends at the bare convolution
 //! ([`BareBranch`]).
 
-use super::layers::{batch_norm, conv1x1, conv3x3, Conv, ConvBn, ConvRef};
+use super::layers::{batch_norm, bn_relu, conv1x1, conv3x3, Conv, ConvBn, ConvRef};
 use super::spec::{BlockVariant, Kind, Shortcut, Unit};
 use super::taps::Pass;
 use tch::nn::{self, Init};
@@ -177,11 +177,23 @@ impl Branch {
     /// F(x): the last convolution's BN output, before any addition or ReLU.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let (last, hidden) = self.convs.split_last().expect("a branch has convolutions");
+        last.forward(&Self::hidden(hidden, x, pass), pass)
+    }
+
+    /// relu(F(x) + identity) (no addition without `identity`), the last BN, the addition and
+    /// the ReLU fused where `pass` fuses.
+    pub fn forward_relu(&self, x: &Tensor, identity: Option<&Tensor>, pass: Pass) -> Tensor {
+        let (last, hidden) = self.convs.split_last().expect("a branch has convolutions");
+        last.forward_relu(&Self::hidden(hidden, x, pass), identity, pass)
+    }
+
+    /// The hidden units' output: each relu(bn(conv(.))).
+    fn hidden(hidden: &[ConvBn], x: &Tensor, pass: Pass) -> Tensor {
         let mut out = x.shallow_clone();
         for unit in hidden {
-            out = unit.forward(&out, pass).relu();
+            out = unit.forward_relu(&out, None, pass);
         }
-        last.forward(&out, pass)
+        out
     }
 
     fn layers(&self) -> impl Iterator<Item = ConvRef<'_>> {
@@ -211,7 +223,7 @@ impl BareBranch {
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let mut out = x.shallow_clone();
         for unit in &self.hidden {
-            out = unit.forward(&out, pass).relu();
+            out = unit.forward_relu(&out, None, pass);
         }
         self.last.forward(&out)
     }
@@ -351,15 +363,15 @@ impl Block {
     /// The block's output (the table in this module's documentation).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
-            Block::Plain(branch) => branch.forward(x, pass).relu(),
+            Block::Plain(branch) => branch.forward_relu(x, None, pass),
             Block::PlainPre(b) => {
-                let out = x.apply_t(&b.bn1, pass.train).relu();
+                let out = bn_relu(&b.bn1, x, None, pass);
                 b.branch.forward(&out, pass)
             }
             Block::Post(b) => {
-                let out = b.branch.forward(x, pass);
+                // The shortcut first: the fused tail takes it with the branch's last BN.
                 let identity = b.shortcut.forward(x, pass);
-                (out + identity).relu()
+                b.branch.forward_relu(x, Some(&identity), pass)
             }
             Block::NoReluAfterAdd(b) => {
                 let out = b.branch.forward(x, pass);
@@ -369,12 +381,16 @@ impl Block {
             Block::BnAfterAdd(b) => {
                 let out = b.branch.forward(x, pass);
                 let identity = b.shortcut.forward(x, pass);
-                let out = (out + identity).apply_t(&b.bn, pass.train);
+                let sum = out + identity;
+                if pass.fuses(&sum, None) {
+                    return bn_relu(&b.bn, &sum, None, pass);
+                }
+                let out = sum.apply_t(&b.bn, pass.train);
                 pass.keep(&b.branch.last.name, &out);
                 out.relu()
             }
             Block::Pre(b) => {
-                let out = x.apply_t(&b.bn1, pass.train).relu();
+                let out = bn_relu(&b.bn1, x, None, pass);
                 // A projection sees the activated input; the identity (and zero padding) the input
                 // itself, as the public pre-activation reproductions do.
                 let identity = match b.shortcut {
@@ -384,7 +400,7 @@ impl Block {
                 b.branch.forward(&out, pass) + identity
             }
             Block::Highway(b) => {
-                let out = b.branch.forward(x, pass).relu();
+                let out = b.branch.forward_relu(x, None, pass);
                 let identity = b.shortcut.forward(x, pass);
                 let t = b.gate.forward(x);
                 &t * out + (1.0 - &t) * identity

@@ -17,6 +17,9 @@ const HE_NORMAL: Init =
 /// PyTorch's BatchNorm epsilon.
 pub const BN_EPS: f64 = 1e-5;
 
+/// PyTorch's BatchNorm momentum: the weight of a batch's statistics in the running ones.
+pub const BN_MOMENTUM: f64 = 0.1;
+
 thread_local! {
     /// Whether the layers being built are only counted ([`shapes_only`]).
     static SHAPES_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -113,11 +116,26 @@ pub fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
         ws_init: Init::Const(1.0),
         bs_init: Init::Const(0.0),
-        momentum: 0.1,
+        momentum: BN_MOMENTUM,
         eps: BN_EPS,
         ..Default::default()
     };
     nn::batch_norm2d(p, channels, config)
+}
+
+/// `relu(bn(x) + identity)` (no addition without `identity`): in one fused operation where `pass`
+/// fuses ([`Pass::fuses`]), else as libtorch's ops one after another, PyTorch's order.
+pub fn bn_relu(bn: &nn::BatchNorm, x: &Tensor, identity: Option<&Tensor>, pass: Pass) -> Tensor {
+    if pass.fuses(x, identity) {
+        let (weight, bias) = (bn.ws.as_ref().expect("an affine BN"), bn.bs.as_ref().expect("an affine BN"));
+        return crate::native::bn_relu(x, identity, weight, bias, &bn.running_mean, &bn.running_var, BN_MOMENTUM, BN_EPS)
+            .expect("the fused BN's inputs were checked by Pass::fuses");
+    }
+    let out = x.apply_t(bn, pass.train);
+    match identity {
+        Some(identity) => (out + identity).relu(),
+        None => out.relu(),
+    }
 }
 
 /// The classifier: PyTorch's default initialisation (uniform with bound 1/sqrt(fan_in)).
@@ -171,6 +189,21 @@ impl ConvBn {
         let out = self.conv.forward(x).apply_t(&self.bn, pass.train);
         pass.keep(&self.conv.name, &out);
         out
+    }
+
+    /// `relu(bn(conv(x)) + identity)` (no addition without `identity`), BN to ReLU fused where
+    /// `pass` fuses; otherwise [`ConvBn::forward`] (and its tap) then the addition and ReLU.
+    pub fn forward_relu(&self, x: &Tensor, identity: Option<&Tensor>, pass: Pass) -> Tensor {
+        let conv = self.conv.forward(x);
+        if pass.fuses(&conv, identity) {
+            return bn_relu(&self.bn, &conv, identity, pass);
+        }
+        let out = conv.apply_t(&self.bn, pass.train);
+        pass.keep(&self.conv.name, &out);
+        match identity {
+            Some(identity) => (out + identity).relu(),
+            None => out.relu(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod blocks;
 pub mod cifar;
 pub mod folded;
 pub mod imagenet;
+pub mod kernels;
 pub mod layers;
 pub mod net;
 pub mod options;
@@ -24,6 +25,7 @@ pub mod weights;
 pub mod zoo;
 
 pub use folded::Folded;
+pub use kernels::Kernels;
 pub use options::{ModelOptions, Spelling};
 pub use precision::Precision;
 pub use spec::{BlockVariant, BottleneckStride, Family, Groups, Kind, ModelSpec, Shortcut};
@@ -74,6 +76,7 @@ pub struct Model {
     pub vs: nn::VarStore,
     net: Net,
     channels_last: bool,
+    kernels: Kernels,
 }
 
 /// The same (N, C, H, W) tensor with NHWC strides.
@@ -90,7 +93,7 @@ impl Model {
             Family::Cifar => cifar::build(&vs.root(), spec)?,
             Family::Imagenet => imagenet::build(&vs.root(), spec)?,
         };
-        Ok(Model { spec: spec.clone(), vs, net, channels_last: false })
+        Ok(Model { spec: spec.clone(), vs, net, channels_last: false, kernels: Kernels::Exact })
     }
 
     /// `spec`'s layers with zero weights, built in a fraction of the time: for its parameter
@@ -113,6 +116,16 @@ impl Model {
         });
     }
 
+    /// Computes training passes' BN, ReLU and additions with `kernels` (exact until set).
+    pub fn use_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// The kernels of its training passes.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     fn input(&self, images: &Tensor) -> Tensor {
         if self.channels_last {
             to_channels_last(images)
@@ -123,7 +136,8 @@ impl Model {
 
     /// Logits (N, classes) of images (N, 3, H, W), in training or evaluation mode.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
-        self.net.forward(&self.input(images), Pass::new(train))
+        let pass = if train { Pass::training(self.kernels) } else { Pass::new(false) };
+        self.net.forward(&self.input(images), pass)
     }
 
     /// An evaluation-mode forward pass that keeps the responses of the layers `taps` names (by

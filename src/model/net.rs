@@ -27,7 +27,7 @@ impl Stem {
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         match self {
             Stem::Post { conv, max_pool } => {
-                let out = conv.forward(x, pass).relu();
+                let out = conv.forward_relu(x, None, pass);
                 if *max_pool {
                     stem_pool(&out)
                 } else {
@@ -85,7 +85,7 @@ impl Head {
     /// Logits of the last stage's output.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let out = match &self.final_bn {
-            Some(bn) => x.apply_t(bn, pass.train).relu(),
+            Some(bn) => super::layers::bn_relu(bn, x, None, pass),
             None => x.shallow_clone(),
         };
         let pooled = match self.pool {

@@ -2,6 +2,7 @@
 //! analyses (as PyTorch's forward hooks would). The networks take a [`Pass`] where torch modules
 //! take `self.training`; nothing of it is stored in the layers.
 
+use super::kernels::Kernels;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -11,20 +12,39 @@ use tch::Tensor;
 pub struct Pass<'a> {
     /// Training mode: BN uses (and updates) batch statistics.
     pub train: bool,
+    /// The kernels of a training pass's BN, ReLU and addition (an evaluation pass's are exact).
+    pub kernels: Kernels,
     taps: Option<&'a Taps>,
 }
 
 impl Pass<'static> {
-    /// A pass in training or evaluation mode that keeps nothing.
+    /// A pass in training or evaluation mode that keeps nothing, with exact kernels.
     pub fn new(train: bool) -> Pass<'static> {
-        Pass { train, taps: None }
+        Pass { train, kernels: Kernels::Exact, taps: None }
+    }
+
+    /// A training pass with `kernels`.
+    pub fn training(kernels: Kernels) -> Pass<'static> {
+        Pass { train: true, kernels, taps: None }
     }
 }
 
 impl<'a> Pass<'a> {
     /// An evaluation-mode pass that keeps the responses `taps` asks for.
     pub fn tapped(taps: &'a Taps) -> Pass<'a> {
-        Pass { train: false, taps: Some(taps) }
+        Pass { train: false, kernels: Kernels::Exact, taps: Some(taps) }
+    }
+
+    /// Whether this pass computes BN + ReLU (+ the addition) of `x` with the fused kernels: a
+    /// training pass that asks for them, on a 4-d fp32 or bf16 CPU tensor, with a shortcut of the
+    /// same type. (Taps are only in evaluation passes, which are exact.)
+    pub fn fuses(&self, x: &Tensor, identity: Option<&Tensor>) -> bool {
+        self.train
+            && self.kernels == Kernels::Fused
+            && x.device() == tch::Device::Cpu
+            && x.dim() == 4
+            && matches!(x.kind(), tch::Kind::Float | tch::Kind::BFloat16)
+            && identity.is_none_or(|i| i.kind() == x.kind() && i.size() == x.size())
     }
 
     /// Keeps `response` as the response of layer `name`, where the taps ask for it.

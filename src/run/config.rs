@@ -6,7 +6,7 @@ use crate::data::DataConfig;
 #[cfg(test)]
 use crate::data::DataSource;
 use crate::model::ModelSpec;
-use crate::model::Precision;
+use crate::model::{Kernels, Precision};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -94,6 +94,10 @@ pub struct RunConfig {
     /// The forward pass's arithmetic (runs made before this setting existed were fp32).
     #[serde(default)]
     pub precision: Precision,
+    /// The kernels of the training step's BN, ReLU and additions (runs made before this setting
+    /// existed were exact; an exact run's identity digest is what it was before the setting).
+    #[serde(default)]
+    pub kernels: Kernels,
     /// Write a checkpoint every this many iterations (and at the end); 0: at every metrics row.
     #[serde(default)]
     pub checkpoint_every: usize,
@@ -185,6 +189,29 @@ impl From<Precision> for PrecisionChoice {
     }
 }
 
+/// What `--kernels` may say: exact (libtorch's ops, PyTorch's step bit for bit), fused, or `auto`
+/// (fused where a probe measured it faster for this net here; decided with `auto` precision by
+/// [`crate::train::request::RunRequest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KernelsChoice {
+    /// Fused where the probe measured it faster, else exact.
+    #[default]
+    Auto,
+    /// libtorch's ops, one after another: bit-identical to PyTorch's step.
+    Exact,
+    /// BN + ReLU and BN + addition + ReLU fused (CPU, channels-last).
+    Fused,
+}
+
+impl From<Kernels> for KernelsChoice {
+    fn from(kernels: Kernels) -> Self {
+        match kernels {
+            Kernels::Exact => KernelsChoice::Exact,
+            Kernels::Fused => KernelsChoice::Fused,
+        }
+    }
+}
+
 /// The options that define one run besides its model and data, as `reslab train` and the
 /// experiment planner choose them; everything else takes its component's default.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +234,8 @@ pub struct TrainOptions {
     pub channels_last: bool,
     /// `auto` is resolved on this machine when the run is requested.
     pub precision: PrecisionChoice,
+    /// The training step's kernels; `auto` is resolved with the precision.
+    pub kernels: KernelsChoice,
     /// The paper's warm-up for very deep nets (lr 0.01 until the training error is below 80%).
     pub warmup: bool,
     /// Iterations between checkpoints; 0: at every metrics row.
@@ -230,6 +259,7 @@ impl Default for TrainOptions {
             threads: 0,
             channels_last: true,
             precision: PrecisionChoice::Auto,
+            kernels: KernelsChoice::Auto,
             warmup: false,
             checkpoint_every: 0,
             log_grads: 0,
@@ -242,6 +272,10 @@ impl RunConfig {
     /// The configuration of a new run of `model` on `data` with `options`, in `precision`: the
     /// paper's protocol where the options say nothing.
     pub fn of_options(model: ModelSpec, data: DataConfig, options: &TrainOptions, precision: Precision) -> RunConfig {
+        let kernels = match options.kernels {
+            KernelsChoice::Fused => Kernels::Fused,
+            KernelsChoice::Exact | KernelsChoice::Auto => Kernels::Exact,
+        };
         let iters = options.iters;
         let eval_every = options.eval_every.unwrap_or(iters.div_ceil(METRICS_ROWS)).min(iters.max(1));
         let mut schedule = ScheduleConfig::paper_shape(iters, eval_every);
@@ -260,6 +294,7 @@ impl RunConfig {
             threads: options.threads,
             channels_last: options.channels_last,
             precision,
+            kernels,
             checkpoint_every: options.checkpoint_every,
             log_grads: options.log_grads,
             world_size: options.world_size,
@@ -303,6 +338,15 @@ impl RunConfig {
         if o.batch_size == 0 {
             bail!("optim.batch_size is 0; expected at least 1");
         }
+        if self.kernels == Kernels::Fused && !self.channels_last {
+            bail!(
+                "kernels = \"fused\" with channels_last = false: the fused kernels are channels-last; expected \
+                 kernels = \"exact\" or channels_last = true"
+            );
+        }
+        if self.kernels == Kernels::Fused && matches!(self.device, DeviceChoice::Cuda(_)) {
+            bail!("kernels = \"fused\" on {}: the fused kernels are the CPU's; expected kernels = \"exact\"", self.device);
+        }
         if self.world_size == 0 {
             bail!("world_size is 0; expected at least 1 process");
         }
@@ -335,40 +379,70 @@ impl RunConfig {
 
     /// Reads, parses and validates the `config.toml` at `path`.
     pub fn load(path: &Path) -> Result<RunConfig> {
-        let (config, choice) = Self::load_planned(path)?;
-        if choice == PrecisionChoice::Auto {
+        let (config, undecided) = Self::load_planned(path)?;
+        if undecided.precision {
             anyhow::bail!("{}: precision = \"auto\" is not decided yet; expected fp32 or bf16", path.display());
+        }
+        if undecided.kernels {
+            anyhow::bail!("{}: kernels = \"auto\" is not decided yet; expected exact or fused", path.display());
         }
         Ok(config)
     }
 
     /// A run as a runner hands it to the process that trains it: this configuration, with
-    /// `precision = "auto"` where `auto` is to be decided where the run starts (a Slurm node, a
-    /// local job with its share of the cores), not where it was planned.
-    pub fn to_planned_toml(&self, precision: PrecisionChoice) -> String {
+    /// `precision = "auto"` and `kernels = "auto"` where `undecided` says they are to be decided
+    /// where the run starts (a Slurm node, a local job with its share of the cores), not where it
+    /// was planned.
+    pub fn to_planned_toml(&self, undecided: Undecided) -> String {
         let text = self.to_toml();
-        if precision != PrecisionChoice::Auto {
+        if !undecided.any() {
             return text;
         }
         let mut table: toml::Table = toml::from_str(&text).expect("a run config reads back");
-        table.insert("precision".into(), toml::Value::String("auto".into()));
+        for (key, auto) in [("precision", undecided.precision), ("kernels", undecided.kernels)] {
+            if auto {
+                table.insert(key.into(), toml::Value::String("auto".into()));
+            }
+        }
         toml::to_string(&table).expect("a table serialises")
     }
 
-    /// A configuration file that may say `precision = "auto"` ([`Self::to_planned_toml`]): the
-    /// configuration (fp32 until decided) and the choice it leaves.
-    pub fn load_planned(path: &Path) -> Result<(RunConfig, PrecisionChoice)> {
+    /// A configuration file that may say `precision = "auto"` or `kernels = "auto"`
+    /// ([`Self::to_planned_toml`]): the configuration (fp32 and exact until decided) and what it
+    /// leaves undecided.
+    pub fn load_planned(path: &Path) -> Result<(RunConfig, Undecided)> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading run config {}", path.display()))?;
         let mut table: toml::Table =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
-        let auto = table.get("precision").and_then(toml::Value::as_str) == Some("auto");
-        if auto {
-            table.insert("precision".into(), toml::Value::String("fp32".into()));
-        }
+        let mut auto = |key: &str, placeholder: &str| {
+            let auto = table.get(key).and_then(toml::Value::as_str) == Some("auto");
+            if auto {
+                table.insert(key.into(), toml::Value::String(placeholder.into()));
+            }
+            auto
+        };
+        let undecided = Undecided { precision: auto("precision", "fp32"), kernels: auto("kernels", "exact") };
         let text = toml::to_string(&table).expect("a table serialises");
-        let config = Self::from_toml(&text, path)?;
-        let choice = if auto { PrecisionChoice::Auto } else { config.precision.into() };
-        Ok((config, choice))
+        Ok((Self::from_toml(&text, path)?, undecided))
+    }
+}
+
+/// Which of a run's `auto` choices are still to be decided where it trains (a planned run's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Undecided {
+    /// `precision = "auto"`.
+    pub precision: bool,
+    /// `kernels = "auto"`.
+    pub kernels: bool,
+}
+
+impl Undecided {
+    /// Both decided.
+    pub const NONE: Undecided = Undecided { precision: false, kernels: false };
+
+    /// Whether anything is left to decide.
+    pub fn any(self) -> bool {
+        self.precision || self.kernels
     }
 }
 
@@ -390,6 +464,7 @@ impl RunConfig {
             threads: 2,
             channels_last: true,
             precision: Precision::Fp32,
+            kernels: Kernels::Exact,
             checkpoint_every: 0,
             log_grads: 0,
             world_size: 1,

@@ -5,10 +5,11 @@
 //! `--jobs` splits the cores differently from one invocation to the next, a run may resume on
 //! another GPU or on the CPU) and `log_grads` (a recording that changes
 //! nothing in the training). What else may differ depends on who asks, and is said by [`Leeway`]:
-//! `--precision auto` accepts the precision a run already made, a checkpoint's own message names
-//! another world size.
+//! `--precision auto` and `--kernels auto` accept the precision and kernels a run was already
+//! made with, a checkpoint's own message names another world size.
 
-use super::config::{DeviceChoice, RunConfig};
+use super::config::{DeviceChoice, RunConfig, Undecided};
+use crate::model::Kernels;
 use crate::model::weights::{RunOrigin, WeightsMetadata};
 use crate::model::ModelSpec;
 use sha2::{Digest, Sha256};
@@ -19,15 +20,22 @@ use sha2::{Digest, Sha256};
 pub struct Leeway {
     /// The precision (`--precision auto` keeps the one a run was made in).
     pub precision: bool,
+    /// The kernels (`--kernels auto` keeps the ones a run was made with).
+    pub kernels: bool,
     /// The number of processes (only to tell that this is the one difference).
     pub world_size: bool,
 }
 
 impl Leeway {
     /// Nothing else may differ.
-    pub const NONE: Leeway = Leeway { precision: false, world_size: false };
+    pub const NONE: Leeway = Leeway { precision: false, kernels: false, world_size: false };
     /// The precision may differ (an `auto` choice).
-    pub const PRECISION: Leeway = Leeway { precision: true, world_size: false };
+    pub const PRECISION: Leeway = Leeway { precision: true, kernels: false, world_size: false };
+
+    /// What `auto` choices leave free: the precision, the kernels, or both.
+    pub fn of_auto(auto: Undecided) -> Leeway {
+        Leeway { precision: auto.precision, kernels: auto.kernels, world_size: false }
+    }
 }
 
 /// The first key in which a recorded configuration differs from the expected one.
@@ -55,6 +63,9 @@ impl RunConfig {
         let expected = expected.essence();
         if leeway.precision {
             recorded.precision = expected.precision;
+        }
+        if leeway.kernels {
+            recorded.kernels = expected.kernels;
         }
         if leeway.world_size {
             recorded.world_size = expected.world_size;
@@ -87,7 +98,12 @@ impl RunConfig {
     /// SHA-256 (hex) of what makes the run this run: the same for two configurations exactly when
     /// [`Self::same_run`] says they are the same. Weights and summaries carry it.
     pub fn identity_digest(&self) -> String {
-        format!("{:x}", Sha256::digest(self.essence().to_toml().as_bytes()))
+        let mut text = self.essence().to_toml();
+        if self.kernels == Kernels::Exact {
+            // Runs made before the setting existed were exact: an exact run's digest is theirs.
+            text = text.replacen(EXACT_KERNELS_LINE, "", 1);
+        }
+        format!("{:x}", Sha256::digest(text.as_bytes()))
     }
 
     /// The metadata of weights this run makes of `model` (its network, classifier sized to the
@@ -102,6 +118,9 @@ impl RunConfig {
         RunConfig { threads: 0, log_grads: 0, device: DeviceChoice::Auto, ..self.clone() }
     }
 }
+
+/// The line an exact run's `config.toml` has, and configurations made before the setting lack.
+const EXACT_KERNELS_LINE: &str = "kernels = \"exact\"\n";
 
 /// A configuration as `(dotted key, value)` pairs, in `config.toml`'s order (toml keeps it).
 fn flat(config: &RunConfig) -> Vec<(String, String)> {
@@ -153,6 +172,23 @@ mod tests {
         let two = RunConfig { world_size: 2, ..expected.clone() };
         assert_eq!(two.difference(&expected, Leeway::NONE).unwrap().key, "world_size");
         assert_eq!(two.difference(&expected, Leeway { world_size: true, ..Leeway::NONE }), None);
+        let fused = RunConfig { kernels: Kernels::Fused, ..expected.clone() };
+        assert_eq!(fused.difference(&expected, Leeway::NONE).unwrap().key, "kernels");
+        assert_eq!(fused.difference(&expected, Leeway::PRECISION).unwrap().key, "kernels");
+        assert_eq!(fused.difference(&expected, Leeway::of_auto(Undecided { precision: false, kernels: true })), None);
+        assert_ne!(fused.identity_digest(), expected.identity_digest());
+    }
+
+    #[test]
+    fn an_exact_run_keeps_the_digest_of_a_run_made_before_the_kernels_setting() {
+        let config = RunConfig::example();
+        let text = config.to_toml();
+        assert!(text.contains(EXACT_KERNELS_LINE), "config.toml records the kernels: {text}");
+        let before = RunConfig::from_toml(&text.replacen(EXACT_KERNELS_LINE, "", 1), std::path::Path::new("c")).unwrap();
+        assert_eq!(before, config, "a configuration without the setting is exact");
+        // The digest of the configuration as it was written before the setting existed.
+        let old = text.replacen(EXACT_KERNELS_LINE, "", 1).replacen("threads = 2\n", "threads = 0\n", 1);
+        assert_eq!(config.identity_digest(), format!("{:x}", Sha256::digest(old.as_bytes())));
     }
 
     #[test]

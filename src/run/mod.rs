@@ -39,8 +39,9 @@ pub use summary::{RunStatus, RunSummary};
 
 use crate::model::weights::{self, Expected, WeightsMetadata};
 use crate::model::Model;
-use crate::model::Precision;
+use crate::model::{Kernels, Precision};
 use anyhow::{bail, Context, Result};
+use config::Undecided;
 use identity::Leeway;
 use lock::RunLock;
 use std::path::PathBuf;
@@ -142,12 +143,14 @@ impl RunDir {
         }
     }
 
-    /// The precision of the run already here, if it is this run but for its precision: what
-    /// `--precision auto` keeps, so that a run made in fp32 (or before the setting existed)
-    /// resumes in fp32 where `auto` now means bf16.
-    pub fn precision_of_same_run(&self, config: &RunConfig) -> Option<Precision> {
+    /// The precision and kernels of the run already here, if it is this run but for what `auto`
+    /// leaves free: what `--precision auto` and `--kernels auto` keep, so that a run made in fp32
+    /// with exact kernels (or before the settings existed) resumes so where `auto` now means bf16
+    /// or fused.
+    pub fn choices_of_same_run(&self, config: &RunConfig, auto: Undecided) -> Option<(Precision, Kernels)> {
         let existing = RunConfig::load(&self.config()).ok()?;
-        existing.difference(config, Leeway::PRECISION).is_none().then_some(existing.precision)
+        let same = existing.difference(config, Leeway::of_auto(auto)).is_none();
+        same.then_some((existing.precision, existing.kernels))
     }
 
     /// Checks that the run here is not one modified after it completed, before its files are read.

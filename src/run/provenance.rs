@@ -1,10 +1,10 @@
 //! Where, with what and when a run was made: the fields of `summary.toml` beside its results
-//! (seed, precision, threads, reslab's version and commit, libtorch's version, the device, the
+//! (seed, precision, kernels, threads, reslab's version and commit, libtorch's version, the device, the
 //! CPU and GPU, when it started and ended). Summaries written before reslab recorded them have none.
 
 use super::attempts;
 use super::config::{DeviceChoice, RunConfig};
-use crate::model::Precision;
+use crate::model::{Kernels, Precision};
 use crate::util::time::{now_unix_s, rfc3339_utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -16,6 +16,10 @@ pub struct Provenance {
     pub seed: u64,
     /// The forward pass's arithmetic (as `config.toml` has it).
     pub precision: Precision,
+    /// The training step's kernels (as `config.toml` has them); absent from summaries written
+    /// before reslab had a choice of them, whose runs were exact.
+    #[serde(default)]
+    pub kernels: Kernels,
     /// libtorch's intra-op threads of the session that finished the run (per process).
     pub threads: usize,
     /// reslab's version (`0.1.0`).
@@ -55,6 +59,7 @@ impl Provenance {
         Provenance {
             seed: config.seed,
             precision: config.precision,
+            kernels: config.kernels,
             threads,
             reslab_version: env!("CARGO_PKG_VERSION").into(),
             commit: COMMIT.into(),

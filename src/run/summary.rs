@@ -99,6 +99,7 @@ mod tests {
         let provenance = Provenance {
             seed: 2,
             precision: Precision::Bf16,
+            kernels: crate::model::Kernels::Fused,
             threads: 4,
             reslab_version: "0.1.0".into(),
             commit: "0123abc-dirty".into(),
@@ -117,6 +118,7 @@ mod tests {
         for line in [
             "seed = 2\n",
             "precision = \"bf16\"\n",
+            "kernels = \"fused\"\n",
             "threads = 4\n",
             "reslab_version = \"0.1.0\"\n",
             "commit = \"0123abc-dirty\"\n",

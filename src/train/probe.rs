@@ -7,7 +7,7 @@ use super::runtime::{autocast, set_threads};
 use super::sgd::Sgd;
 use super::step::forward_backward;
 use crate::data::DataSource;
-use crate::model::Precision;
+use crate::model::{Kernels, Precision};
 use crate::model::{Model, ModelSpec};
 use anyhow::Result;
 use std::time::Instant;
@@ -33,6 +33,8 @@ pub struct Bench {
     pub mode: Mode,
     /// The forward pass's arithmetic.
     pub precision: Precision,
+    /// The training step's kernels of BN, ReLU and the additions.
+    pub kernels: Kernels,
     /// Keep weights and activations channels-last.
     pub channels_last: bool,
     /// libtorch threads; 0: one per core.
@@ -62,6 +64,7 @@ impl Bench {
     pub fn step_probe(
         spec: ModelSpec,
         precision: Precision,
+        kernels: Kernels,
         channels_last: bool,
         threads: usize,
         device: Device,
@@ -71,6 +74,7 @@ impl Bench {
             spec,
             mode: Mode::Step,
             precision,
+            kernels,
             channels_last,
             threads,
             device,
@@ -83,7 +87,7 @@ impl Bench {
     }
 }
 
-/// A fresh model of `bench` on the run device, in its layout.
+/// A fresh model of `bench` on the run device, in its layout, with its kernels.
 fn fresh_model(bench: &Bench) -> Result<Model> {
     set_threads(bench.threads);
     tch::manual_seed(0);
@@ -91,6 +95,7 @@ fn fresh_model(bench: &Bench) -> Result<Model> {
     if bench.channels_last {
         model.use_channels_last();
     }
+    model.use_kernels(bench.kernels);
     Ok(model)
 }
 

@@ -1,5 +1,6 @@
 //! What a user asks to train, and the one place that turns it into a run: its final
-//! configuration (precision resolved on this machine, validated) with its run directory.
+//! configuration (precision and kernels resolved on this machine, validated) with its run
+//! directory.
 //!
 //! Every way of starting a run comes through [`RunRequest::resolve`]: `reslab train` with
 //! options, `--config` or `--resume`, the experiment planner (each planned run), the local and
@@ -7,11 +8,11 @@
 //! so a configuration the trainer receives has always been resolved and validated once, and is
 //! never changed after.
 
-use super::auto_precision::training_precision;
+use super::auto_precision::{training_choice, Choice};
 use crate::data::DataConfig;
 use crate::model::ModelSpec;
-use crate::model::Precision;
-use crate::run::config::{DeviceChoice, PrecisionChoice, TrainOptions};
+use crate::model::{Kernels, Precision};
+use crate::run::config::{DeviceChoice, KernelsChoice, PrecisionChoice, TrainOptions, Undecided};
 use crate::run::identity::Leeway;
 use crate::run::settings::{self, Setting};
 use crate::run::{RunConfig, RunDir, RunState};
@@ -51,22 +52,24 @@ pub struct RunRequest {
     /// `--device`: where the run computes; `None`: a configuration file's own (a runner's handed-on
     /// file carries the study's), `auto` for a resumed run (the device it ran on is history).
     pub device: Option<DeviceChoice>,
-    /// When `auto` precision is decided.
+    /// When `auto` precision and kernels are decided.
     pub auto_precision: AutoPrecision,
     /// `--set KEY=VALUE`s (and a grid point's), applied in order to a new run or a configuration
     /// file's; a resumed run keeps its own.
     pub settings: Vec<Setting>,
 }
 
-/// When `--precision auto` is decided: where the run is trained, because that is the machine
-/// whose speed decides it (a Slurm node, a local job with its share of the cores).
+/// When `--precision auto` and `--kernels auto` are decided: where the run is trained, because
+/// that is the machine whose speed decides them (a Slurm node, a local job with its share of the
+/// cores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoPrecision {
     /// Now, in this process (`reslab train`): from the cache, or by a probe.
     #[default]
     Decide,
     /// In the process that trains the run (the planner: the runners hand the run on with
-    /// `precision = "auto"`, [`Run::handed_on_toml`]); fp32 until then.
+    /// `precision = "auto"` and `kernels = "auto"`, [`Run::handed_on_toml`]); fp32 and exact
+    /// until then.
     AtRunStart,
 }
 
@@ -76,8 +79,22 @@ pub struct Run {
     config: RunConfig,
     dir: RunDir,
     precision_note: Option<String>,
-    /// `auto` precision, left to the process that trains the run.
-    precision_pending: bool,
+    kernels_note: Option<String>,
+    /// `auto` choices left to the process that trains the run.
+    pending: Undecided,
+}
+
+/// What a new run or a configuration file asks for its precision and kernels.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    precision: PrecisionChoice,
+    kernels: KernelsChoice,
+}
+
+impl Asked {
+    fn auto(self) -> Undecided {
+        Undecided { precision: self.precision == PrecisionChoice::Auto, kernels: self.kernels == KernelsChoice::Auto }
+    }
 }
 
 impl Run {
@@ -96,26 +113,32 @@ impl Run {
         self.precision_note.as_deref()
     }
 
+    /// For a new run: which kernels were chosen and why, for the user.
+    pub fn kernels_note(&self) -> Option<&str> {
+        self.kernels_note.as_deref()
+    }
+
     /// Whether the precision is still to be decided where the run starts
     /// ([`AutoPrecision::AtRunStart`]).
     pub fn precision_pending(&self) -> bool {
-        self.precision_pending
+        self.pending.precision
     }
 
-    /// What `dir` holds, judged against this run: while the precision is pending (`auto`), a
-    /// run of either precision is this run, as `auto` keeps a run's own.
+    /// What is still to be decided where the run starts: its precision, its kernels.
+    pub fn pending(&self) -> Undecided {
+        self.pending
+    }
+
+    /// What `dir` holds, judged against this run: while the precision or kernels are pending
+    /// (`auto`), a run of either is this run, as `auto` keeps a run's own.
     pub fn state_in(&self, dir: &RunDir) -> RunState {
         RunState::read_as(&dir.path, &self.config, self.leeway())
     }
 
-    /// What may differ in a directory's run that is this one: the precision while it is pending
-    /// (`auto` keeps a run's own).
+    /// What may differ in a directory's run that is this one: the precision and kernels while
+    /// they are pending (`auto` keeps a run's own).
     pub fn leeway(&self) -> Leeway {
-        if self.precision_pending {
-            Leeway::PRECISION
-        } else {
-            Leeway::NONE
-        }
+        Leeway::of_auto(self.pending)
     }
 
     /// What the run's own directory holds, judged against this run ([`Self::state_in`]).
@@ -123,23 +146,27 @@ impl Run {
         self.state_in(&self.dir)
     }
 
-    /// This run with a pending `auto` precision decided in this process, which trains it (the
+    /// This run with pending `auto` choices decided in this process, which trains it (the
     /// local runner's one-at-a-time path); itself otherwise.
     pub fn decided_here(&self) -> Result<Run> {
-        if !self.precision_pending {
+        if !self.pending.any() {
             return Ok(self.clone());
         }
-        let (precision, why) = precision_for(PrecisionChoice::Auto, &self.config)?;
-        let config = RunConfig { precision, ..self.config.clone() };
+        let asked = Asked {
+            precision: if self.pending.precision { PrecisionChoice::Auto } else { self.config.precision.into() },
+            kernels: if self.pending.kernels { KernelsChoice::Auto } else { self.config.kernels.into() },
+        };
+        let choice = choice_for(asked, &self.config)?;
+        let config = RunConfig { precision: choice.precision, kernels: choice.kernels, ..self.config.clone() };
         config.validate()?;
-        Ok(Run { config, dir: self.dir.clone(), precision_note: Some(why), precision_pending: false })
+        let (precision_note, kernels_note) = (Some(choice.precision_note), Some(choice.kernels_note));
+        Ok(Run { config, dir: self.dir.clone(), precision_note, kernels_note, pending: Undecided::NONE })
     }
 
     /// The configuration file a runner hands to the process that trains the run
-    /// (`reslab train --config`): `precision = "auto"` while it is pending.
+    /// (`reslab train --config`): `precision = "auto"` and `kernels = "auto"` while pending.
     pub fn handed_on_toml(&self) -> String {
-        let choice = if self.precision_pending { PrecisionChoice::Auto } else { self.config.precision.into() };
-        self.config.to_planned_toml(choice)
+        self.config.to_planned_toml(self.pending)
     }
 }
 
@@ -167,12 +194,12 @@ impl RunRequest {
         RunRequest { out: Some(out.into()), ..self }
     }
 
-    /// The final configuration and directory: the source read or built, `auto` precision decided
-    /// (a run already in the directory keeps its own), the recording and world applied, and the
-    /// whole validated.
+    /// The final configuration and directory: the source read or built, `auto` precision and
+    /// kernels decided (a run already in the directory keeps its own), the recording and world
+    /// applied, and the whole validated.
     pub fn resolve(self) -> Result<Run> {
         let resuming = matches!(self.source, RunSource::Resume(_));
-        let (config, out, choice) = match self.source {
+        let (config, out, asked) = match self.source {
             RunSource::Resume(dir) => {
                 if let Some(setting) = self.settings.first() {
                     anyhow::bail!(
@@ -184,11 +211,16 @@ impl RunRequest {
                 (RunConfig::load(&RunDir::new(&dir).config())?, Some(dir), None)
             }
             RunSource::ConfigFile(path) => {
-                let (config, choice) = RunConfig::load_planned(&path)?;
-                (config, self.out, (choice == PrecisionChoice::Auto).then_some(choice))
+                let (config, undecided) = RunConfig::load_planned(&path)?;
+                let asked = Asked {
+                    precision: if undecided.precision { PrecisionChoice::Auto } else { config.precision.into() },
+                    kernels: if undecided.kernels { KernelsChoice::Auto } else { config.kernels.into() },
+                };
+                (config, self.out, undecided.any().then_some(asked))
             }
             RunSource::New { model, data, options } => {
-                (RunConfig::of_options(model, data, &options, Precision::Fp32), self.out, Some(options.precision))
+                let asked = Asked { precision: options.precision, kernels: options.kernels };
+                (RunConfig::of_options(model, data, &options, Precision::Fp32), self.out, Some(asked))
             }
         };
         // The run trains in this process: bad data is one line now, before a probe or a directory.
@@ -216,38 +248,88 @@ impl RunRequest {
             // A device that is not here: one line now, before a probe or a directory.
             config.device.resolve()?;
         }
-        let mut precision_pending = false;
-        let precision_note = match choice {
-            None => None,
-            Some(choice) => {
-                let kept = (choice == PrecisionChoice::Auto).then(|| dir.precision_of_same_run(&config)).flatten();
-                let (precision, why) = match kept {
-                    Some(kept) => (kept, format!("{kept} (auto: kept from the run already in {})", dir.path.display())),
-                    None if choice == PrecisionChoice::Auto && self.auto_precision == AutoPrecision::AtRunStart => {
-                        precision_pending = true;
-                        (Precision::Fp32, "auto: decided where the run starts".into())
+        let mut pending = Undecided::NONE;
+        let (precision_note, kernels_note) = match asked {
+            None => (None, None),
+            Some(asked) => {
+                let auto = asked.auto();
+                // What is forced first: the run already in the directory is compared on it.
+                if let PrecisionChoice::Fp32 | PrecisionChoice::Bf16 = asked.precision {
+                    config.precision = if asked.precision == PrecisionChoice::Bf16 { Precision::Bf16 } else { Precision::Fp32 };
+                }
+                if let KernelsChoice::Exact | KernelsChoice::Fused = asked.kernels {
+                    config.kernels = if asked.kernels == KernelsChoice::Fused { Kernels::Fused } else { Kernels::Exact };
+                }
+                let kept = auto.any().then(|| dir.choices_of_same_run(&config, auto)).flatten();
+                let choice = match kept {
+                    Some((precision, kernels)) => {
+                        let kept = format!("auto: kept from the run already in {}", dir.path.display());
+                        Choice {
+                            precision,
+                            kernels,
+                            precision_note: note(auto.precision, precision, &kept),
+                            kernels_note: note(auto.kernels, kernels, &kept),
+                        }
                     }
-                    // Every rank of a data-parallel run must train in the same precision, and a
-                    // probe on each could disagree.
-                    None if choice == PrecisionChoice::Auto && config.world_size > 1 => (
-                        Precision::Fp32,
-                        "fp32 (auto: a data-parallel run's ranks must agree; --precision bf16 forces bf16)".into(),
-                    ),
-                    None => precision_for(choice, &config)?,
+                    None if auto.any() && self.auto_precision == AutoPrecision::AtRunStart => {
+                        pending = auto;
+                        let later = "auto: decided where the run starts";
+                        Choice {
+                            precision: config.precision,
+                            kernels: config.kernels,
+                            precision_note: if auto.precision { later.into() } else { note(false, config.precision, "") },
+                            kernels_note: if auto.kernels { later.into() } else { note(false, config.kernels, "") },
+                        }
+                    }
+                    // Every rank of a data-parallel run must train alike, and a probe on each
+                    // could disagree.
+                    None if auto.any() && config.world_size > 1 => Choice {
+                        precision: config.precision,
+                        kernels: config.kernels,
+                        precision_note: note(
+                            auto.precision,
+                            config.precision,
+                            "auto: a data-parallel run's ranks must agree; --precision bf16 forces bf16",
+                        ),
+                        kernels_note: note(
+                            auto.kernels,
+                            config.kernels,
+                            "auto: a data-parallel run's ranks must agree; --kernels fused forces fused",
+                        ),
+                    },
+                    None => choice_for(asked, &config)?,
                 };
-                config.precision = precision;
-                Some(why)
+                config.precision = choice.precision;
+                config.kernels = choice.kernels;
+                (Some(choice.precision_note), Some(choice.kernels_note))
             }
         };
         config.validate()?;
-        Ok(Run { config, dir, precision_note, precision_pending })
+        if config.kernels == Kernels::Fused && self.auto_precision == AutoPrecision::Decide {
+            anyhow::ensure!(
+                !config.device.resolve()?.is_cuda(),
+                "--kernels fused on a GPU: the fused kernels are the CPU's; expected --kernels exact or auto"
+            );
+        }
+        Ok(Run { config, dir, precision_note, kernels_note, pending })
     }
 }
 
-/// The precision `choice` gives a run of `config` (its net, batch, threads and layout), and why.
-fn precision_for(choice: PrecisionChoice, config: &RunConfig) -> Result<(Precision, String)> {
+/// A choice's note: `value (why)` for an `auto` one, `value, as asked` for a forced one.
+fn note(auto: bool, value: impl std::fmt::Display, why: &str) -> String {
+    if auto {
+        format!("{value} ({why})")
+    } else {
+        format!("{value}, as asked")
+    }
+}
+
+/// The precision and kernels `asked` gives a run of `config` (its net, batch, threads, layout
+/// and device), and why.
+fn choice_for(asked: Asked, config: &RunConfig) -> Result<Choice> {
     let device = config.device.resolve()?;
-    training_precision(choice, &config.model, config.optim.batch_size, config.threads, config.channels_last, device)
+    let (batch, threads) = (config.optim.batch_size, config.threads);
+    training_choice(asked.precision, asked.kernels, &config.model, batch, threads, config.channels_last, device)
 }
 
 #[cfg(test)]
@@ -257,7 +339,8 @@ mod tests {
     use crate::run::config::OptimConfig;
 
     fn request(precision: PrecisionChoice) -> RunRequest {
-        let options = TrainOptions { iters: 100, seed: 3, precision, ..TrainOptions::default() };
+        // Exact kernels: a unit test measures nothing (`kernels` below asks for `auto`).
+        let options = TrainOptions { iters: 100, seed: 3, precision, kernels: KernelsChoice::Exact, ..TrainOptions::default() };
         RunRequest::new("plain-20".parse().unwrap(), DataConfig::new(DataSource::Embedded), options)
     }
 
@@ -299,8 +382,8 @@ mod tests {
         let planned = planned.resolve().unwrap();
         let file = dir.path().join("planned.toml");
         std::fs::write(&file, planned.handed_on_toml()).unwrap();
-        let (config, choice) = RunConfig::load_planned(&file).unwrap();
-        assert_eq!((config.precision, choice), (Precision::Fp32, PrecisionChoice::Auto));
+        let (config, undecided) = RunConfig::load_planned(&file).unwrap();
+        assert_eq!((config.precision, undecided), (Precision::Fp32, Undecided { precision: true, kernels: false }));
         let err = RunConfig::load(&file).unwrap_err().to_string();
         assert!(err.contains("not decided yet"), "{err}");
         // A data-parallel run's ranks agree without measuring.
@@ -308,6 +391,51 @@ mod tests {
         let ranks = ranks.resolve().unwrap();
         assert_eq!(ranks.config().precision, Precision::Fp32);
         assert!(ranks.precision_note().unwrap().contains("ranks must agree"));
+    }
+
+    /// `request` with `--kernels`.
+    fn with_kernels(precision: PrecisionChoice, kernels: KernelsChoice) -> RunRequest {
+        let mut request = request(precision);
+        if let RunSource::New { options, .. } = &mut request.source {
+            options.kernels = kernels;
+        }
+        request
+    }
+
+    #[test]
+    fn auto_kernels_keep_the_kernels_of_the_same_run_and_are_handed_on_undecided() {
+        let dir = tempfile::tempdir().unwrap();
+        let fused = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Fused).in_dir(dir.path()).resolve().unwrap();
+        assert_eq!((fused.config().kernels, fused.kernels_note()), (Kernels::Fused, Some("fused, as asked")));
+        assert!(fused.config().to_toml().contains("kernels = \"fused\""));
+        RunDir::new(dir.path()).write_config(fused.config()).unwrap();
+        // Resumed with auto: the run keeps its kernels (no probe).
+        let same = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Auto).in_dir(dir.path()).resolve().unwrap();
+        assert_eq!(same.config().kernels, Kernels::Fused);
+        assert!(same.kernels_note().unwrap().contains("auto: kept from the run already in"), "{:?}", same.kernels_note());
+        // Forced exact into the fused run's directory: another run.
+        let exact = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Exact).in_dir(dir.path()).resolve().unwrap();
+        assert_eq!(exact.config().difference(fused.config(), Leeway::NONE).unwrap().key, "kernels");
+        // Planned: decided where the run starts, written as auto.
+        let planned = RunRequest {
+            auto_precision: AutoPrecision::AtRunStart,
+            ..with_kernels(PrecisionChoice::Fp32, KernelsChoice::Auto)
+        };
+        let planned = planned.resolve().unwrap();
+        assert_eq!(planned.pending(), Undecided { precision: false, kernels: true });
+        let text = planned.handed_on_toml();
+        assert!(text.contains("kernels = \"auto\"") && text.contains("precision = \"fp32\""), "{text}");
+        let file = dir.path().join("planned.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = RunConfig::load(&file).unwrap_err().to_string();
+        assert!(err.contains("kernels = \"auto\" is not decided yet"), "{err}");
+        // Fused kernels need channels-last.
+        let mut first_layout = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Fused);
+        if let RunSource::New { options, .. } = &mut first_layout.source {
+            options.channels_last = false;
+        }
+        let err = format!("{:#}", first_layout.resolve().unwrap_err());
+        assert!(err.contains("the fused kernels are channels-last"), "{err}");
     }
 
     #[test]

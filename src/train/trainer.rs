@@ -262,6 +262,7 @@ impl<'a> Training<'a> {
         if config.channels_last {
             model.use_channels_last();
         }
+        model.use_kernels(config.kernels);
         let mut sgd = Sgd::new(&model.vs, config.optim.momentum, config.optim.weight_decay)?;
         let leader = peers.is_leader();
         let saved = if leader { checkpoint::latest(&dir.path, config)? } else { None };
