@@ -38,7 +38,22 @@ fn main() {
             .flag("-DGLOG_USE_GLOG_EXPORT");
         build
     };
-    against_libtorch().file("csrc/reslab_native.cpp").file("csrc/reslab_fused.cpp").compile("reslab_native");
+    against_libtorch().file("csrc/reslab_native.cpp").compile("reslab_native");
+    // The fused kernels run on libtorch's intra-op threads through at::parallel_for, which this
+    // libtorch implements with OpenMP pragmas in its headers: they are compiled with OpenMP and
+    // linked against the OpenMP runtime libtorch itself loads (its own libgomp.so.1, beside it),
+    // so that there is one thread pool, not two. Without that runtime they run on one thread.
+    let mut fused = against_libtorch();
+    let gomp = lib.join("libgomp.so.1");
+    if gomp.is_file() {
+        fused.flag("-fopenmp");
+        // (The 32-byte vector arguments of inlined helpers: no ABI crosses this file.)
+        fused.flag("-Wno-psabi");
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    } else {
+        println!("cargo:warning=no libgomp.so.1 beside libtorch: the fused kernels run on one thread");
+    }
+    fused.file("csrc/reslab_fused.cpp").compile("reslab_fused");
 
     let mut c10d = against_libtorch();
     c10d.include("csrc/third_party/gloo").define("USE_C10D_GLOO", None).file("csrc/reslab_c10d.cpp");
