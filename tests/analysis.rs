@@ -23,6 +23,8 @@ fn train(out: &Path, extra: &[&str]) {
         "1",
         "--precision",
         "fp32",
+        "--kernels",
+        "exact",
         "--batch-size",
         "32",
         "--out",

@@ -39,10 +39,20 @@ fn models_lists_the_zoo_as_csv() {
 fn bench_measures_each_mode_and_ends_with_its_img_per_s_line() {
     let quick = ["--model", "resnet-8", "--iters", "2", "--warmup", "1", "--rounds", "1", "--batch-size", "32"];
     let runs: [&[&str]; 4] = [
-        &["--mode", "step", "--precision", "fp32", "--reference"],
-        &["--mode", "train", "--precision", "bf16", "--reference", "--reference-precision", "fp32"],
+        &["--mode", "step", "--precision", "fp32", "--kernels", "exact", "--reference"],
+        &[
+            "--mode",
+            "train",
+            "--precision",
+            "bf16",
+            "--kernels",
+            "exact",
+            "--reference",
+            "--reference-precision",
+            "fp32",
+        ],
         &["--mode", "eval", "--precision", "fp32"],
-        &["--mode", "train", "--no-augment", "--contiguous", "--precision", "fp32"],
+        &["--mode", "train", "--no-augment", "--contiguous", "--precision", "fp32", "--kernels", "exact"],
     ];
     for extra in runs {
         let output = reslab(&[&["bench"][..], &quick, extra].concat());
@@ -173,7 +183,16 @@ fn a_bad_argument_or_environment_value_is_one_line_and_the_timeout_variable_need
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
         .args(["train", "--model", "plain-8", "--iters", "1", "--eval-every", "1", "--batch-size", "8"])
-        .args(["--precision", "fp32", "--data", "embedded", "--out", dir.path().to_str().unwrap()])
+        .args([
+            "--precision",
+            "fp32",
+            "--kernels",
+            "exact",
+            "--data",
+            "embedded",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
         .env("RESLAB_DIST_TIMEOUT_S", "5")
         .output()
         .unwrap();
@@ -209,6 +228,8 @@ fn a_bf16_run_records_its_precision_and_evaluates_in_bf16_to_its_last_row() {
         "1",
         "--precision",
         "bf16",
+        "--kernels",
+        "exact",
         "--device",
         "cpu",
         "--out",
@@ -311,6 +332,8 @@ fn reproduce_fig1_writes_the_chart_the_table_and_each_runs_csv() {
         "2",
         "--precision",
         "fp32",
+        "--kernels",
+        "exact",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -503,6 +526,7 @@ fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
         std::process::Command::new(env!("CARGO_BIN_EXE_reslab"))
             .args(args)
             .args(["--threads", "1", "--precision", precision, "--seed", seed, "--out", out.to_str().unwrap()])
+            .args(["--kernels", "exact"])
             .env("RESLAB_CPU_BF16", cpu_bf16)
             .env("RESLAB_CACHE_DIR", &cache)
             // Other tests train beside this one: the probe must be cached all the same.
@@ -546,6 +570,64 @@ fn auto_precision_is_measured_once_and_cached_and_a_forced_one_never_probes() {
     assert!(corrupt.status.success(), "{}", stderr(&corrupt));
     assert!(stderr(&corrupt).contains("warning: ignoring the unreadable cache"), "{}", stderr(&corrupt));
     assert!(stdout(&corrupt).contains("measuring"), "{}", stdout(&corrupt));
+}
+
+/// `--kernels auto` is measured (exact against fused, here in fp32), recorded in config.toml and
+/// summary.toml, and a run resumed with `auto` keeps its kernels whatever the cache says since.
+#[test]
+fn auto_kernels_are_measured_recorded_and_kept_when_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("run"));
+    let holds = Holds::new(dir.path(), 2);
+    let command = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reslab"));
+        command
+            .args(["train", "--model", "plain-8", "--iters", "4", "--eval-every", "2", "--batch-size", "32"])
+            .args(["--threads", "1", "--precision", "fp32", "--kernels", "auto", "--out", out.to_str().unwrap()])
+            .env("RESLAB_CACHE_DIR", &cache)
+            // Other tests train beside this one: the probe must be cached all the same.
+            .env("RESLAB_PROBE_SLACK_CORES", "64");
+        command
+    };
+    // The first attempt, held at iteration 2 (after its checkpoint) and killed there.
+    let (key, value) = holds.env();
+    let mut first = command();
+    let mut first = Children(vec![first.env(key, value).stdout(std::process::Stdio::piped()).spawn().unwrap()]);
+    holds.wait_held("run", None);
+    first[0].kill().unwrap();
+    let first = first.0.pop().unwrap().wait_with_output().unwrap();
+    let said = stdout(&first);
+    assert!(said.contains("kernels: measuring exact against fused kernels for plain-8"), "{said}");
+    let verdict =
+        said.lines().find(|l| l.starts_with("kernels: ") && l.contains("(auto: measured ")).unwrap_or_else(|| {
+            panic!("no measured verdict: {said}");
+        });
+    let chosen = if verdict.starts_with("kernels: fused") { "fused" } else { "exact" };
+    let recorded = format!("kernels = \"{chosen}\"");
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains(&recorded));
+
+    // The cache now says the other kernels are twice as fast: the run keeps its own.
+    let text = std::fs::read_to_string(cache.join("precision.toml")).unwrap();
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    for (_, entry) in table.iter_mut() {
+        let entry = entry.as_table_mut().unwrap();
+        let (fast, slow) = if chosen == "fused" {
+            ("fp32_img_per_s", "fp32_fused_img_per_s")
+        } else {
+            ("fp32_fused_img_per_s", "fp32_img_per_s")
+        };
+        entry.insert(fast.into(), toml::Value::Float(200.0));
+        entry.insert(slow.into(), toml::Value::Float(100.0));
+    }
+    std::fs::write(cache.join("precision.toml"), toml::to_string(&table).unwrap()).unwrap();
+    let resumed = command().output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let said = stdout(&resumed);
+    assert!(said.contains(&format!("kernels: {chosen} (auto: kept from the run already in")), "{said}");
+    assert!(stderr(&resumed).contains("at iteration 2"), "resumed: {}", stderr(&resumed));
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains(&recorded));
+    let summary = std::fs::read_to_string(out.join("summary.toml")).unwrap();
+    assert!(summary.contains(&recorded), "{summary}");
 }
 
 /// `reslab args` run in `dir` (where a default output folder would go).
@@ -605,7 +687,8 @@ fn a_negative_number_is_called_negative() {
 #[test]
 fn lr_steps_the_run_never_reaches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let train = ["train", "--model", "resnet-8", "--iters", "10", "--precision", "fp32", "--out", "run"];
+    let train =
+        ["train", "--model", "resnet-8", "--iters", "10", "--precision", "fp32", "--kernels", "exact", "--out", "run"];
     let output = reslab_in(dir.path(), &[&train[..], &["--lr-steps", "99999"]].concat());
     let outside = "step 99999 is outside the run's 10 iterations; expected iterations from 1 to 9";
     assert_clean_error(&output, &["--lr-steps 99999: ", outside, "--set lr_steps=[]"]);
@@ -617,7 +700,8 @@ fn lr_steps_the_run_never_reaches_are_refused() {
 #[test]
 fn train_refuses_an_option_its_network_lacks_and_a_study_leaves_those_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = ["train", "--model", "plain-8", "--iters", "1", "--precision", "fp32", "--out", "run"];
+    let plain =
+        ["train", "--model", "plain-8", "--iters", "1", "--precision", "fp32", "--kernels", "exact", "--out", "run"];
     let lacks = "plain-8 is a plain net, which has no shortcuts; expected a residual net (resnet-N)";
     let output = reslab_in(dir.path(), &[&plain[..], &["--shortcut", "B"]].concat());
     assert_clean_error(&output, &["--shortcut B: ", lacks]);

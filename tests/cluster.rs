@@ -78,7 +78,18 @@ fn study_file(dir: &Path, models: &[&str], seeds: usize, iters: usize) -> String
 /// `reproduce` of `study` through the cluster's Slurm into `out`: one task a run, or (`two_hosts`)
 /// each run on two ranks, one a node.
 fn on_slurm<'a>(study: &'a str, out: &'a str, two_hosts: bool) -> Vec<&'a str> {
-    let mut args = vec!["reproduce", study, "--precision", "fp32", "--backend", "slurm", "--cpus-per-task", "1"];
+    let mut args = vec![
+        "reproduce",
+        study,
+        "--precision",
+        "fp32",
+        "--kernels",
+        "exact",
+        "--backend",
+        "slurm",
+        "--cpus-per-task",
+        "1",
+    ];
     if two_hosts {
         args.extend(["--tasks-per-run", "2", "--sbatch=--ntasks-per-node=1"]);
     }
@@ -102,7 +113,7 @@ fn a_study_runs_on_both_nodes_and_matches_the_local_backend() {
     let study = study_file(dir.path(), &["plain-8", "resnet-8"], 2, 60);
     let (on_slurm, here) = (dir.path().join("slurm"), dir.path().join("local"));
     let (on_slurm_arg, here_arg) = (on_slurm.display().to_string(), here.display().to_string());
-    let common = ["--precision", "fp32"];
+    let common = ["--precision", "fp32", "--kernels", "exact"];
     let mut args = vec!["reproduce", &study, "--backend", "slurm", "--cpus-per-task", "1", "--out", &on_slurm_arg];
     args.extend(common);
     let started = Instant::now();

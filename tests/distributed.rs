@@ -195,6 +195,8 @@ fn train_args<'a>(out: &'a str, iters: &'a str, extra: &[&'a str]) -> Vec<&'a st
         "32",
         "--precision",
         "fp32",
+        "--kernels",
+        "exact",
         "--threads",
         "1",
         "--out",

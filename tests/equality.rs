@@ -64,6 +64,8 @@ fn reslab_run(model: &str, shortcut: Option<&str>, data: &str, precision: &str) 
         &steps,
         "--precision",
         precision,
+        "--kernels",
+        "exact",
         "--out",
         dir.path().to_str().unwrap(),
     ]);

@@ -26,10 +26,12 @@ fn study_command(study: &Path, out: &Path, log: &Path, holds: Option<&Holds>) ->
         let (key, value) = holds.env();
         command.env(key, value);
     }
+    // Fused kernels: deterministic at a fixed thread count, so they survive kills as exact ones do
+    // (the disk test below and tests/resume.rs run exact ones too).
     command
         .arg("reproduce")
         .arg(study)
-        .args(["--jobs", "2", "--threads", "1", "--precision", "fp32", "--out"])
+        .args(["--jobs", "2", "--threads", "1", "--precision", "fp32", "--kernels", "fused", "--out"])
         .arg(out)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -324,6 +326,8 @@ const RUN: [&str; 20] = [
     "2",
     "--precision",
     "fp32",
+    "--kernels",
+    "exact",
     "--seed",
     "3",
     "--data",

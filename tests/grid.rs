@@ -15,7 +15,7 @@ fn train_sets_any_key_and_refuses_unknown_keys_bad_values_and_a_resumed_run_with
     let out = dir.path().join("run");
     let out_arg = out.display().to_string();
     let mut args = vec!["train", "--model", "resnet-8", "--iters", "8", "--eval-every", "4", "--batch-size", "16"];
-    args.extend(["--precision", "fp32", "--data", "embedded", "--out", &out_arg]);
+    args.extend(["--precision", "fp32", "--kernels", "exact", "--data", "embedded", "--out", &out_arg]);
     let mut with_set = args.clone();
     with_set.extend(["--set", "lr=0.05", "--set", "weight_decay=0", "--set", "lr_steps=[0.25,0.5]"]);
     with_set.extend(["--set", "shortcut=B", "--set", "augment=false"]);
@@ -60,8 +60,20 @@ fn degradation_lr_smoke_crosses_its_grid_with_the_runs_and_judges_each_claim_at_
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
     let out_arg = out.display().to_string();
-    let args =
-        ["reproduce", "degradation-lr", "--precision", "fp32", "--jobs", "2", "--threads", "1", "--out", &out_arg];
+    let args = [
+        "reproduce",
+        "degradation-lr",
+        "--precision",
+        "fp32",
+        "--kernels",
+        "exact",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        &out_arg,
+    ];
     let output = reslab(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     // 3 learning rates x 2 weight decays x (plain-8, resnet-8), one seed each, named by the point.

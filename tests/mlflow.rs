@@ -81,7 +81,7 @@ fn reproduce(study: &Path, out: &Path, uri: &str) -> Command {
     command
         .arg("reproduce")
         .arg(study)
-        .args(["--jobs", "1", "--threads", "2", "--precision", "fp32", "--mlflow", uri, "--out"])
+        .args(["--jobs", "1", "--threads", "2", "--precision", "fp32", "--kernels", "exact", "--mlflow", uri, "--out"])
         .arg(out)
         .env("RESLAB_MLFLOW_FLUSH_S", "2");
     command

@@ -1,6 +1,6 @@
 //! Runs that survive: killed at arbitrary moments (SIGKILL) and resumed, a run ends with the same
 //! weights (bit-identical on CPU, same thread count) and the same metrics rows (wall-clock columns
-//! aside) as the same run never interrupted.
+//! aside) as the same run never interrupted, with exact kernels and with fused ones.
 
 mod common;
 use common::*;
@@ -28,13 +28,21 @@ const RUN: [&str; 18] = [
     "2",
     "--precision",
     "fp32",
+    "--kernels",
+    "exact",
     "--seed",
     "3",
     "--data",
 ];
 
 fn args(out: &Path) -> Vec<String> {
-    let mut args: Vec<String> = RUN.iter().map(|s| s.to_string()).collect();
+    args_with(out, "exact")
+}
+
+/// RUN with `kernels` (exact or fused).
+fn args_with(out: &Path, kernels: &str) -> Vec<String> {
+    let mut args: Vec<String> =
+        RUN.iter().map(|s| if *s == "exact" { kernels.to_string() } else { s.to_string() }).collect();
     args.extend(["embedded".into(), "--out".into(), out.display().to_string()]);
     args
 }
@@ -42,9 +50,13 @@ fn args(out: &Path) -> Vec<String> {
 /// The run started in the background, held at `holds` (so it cannot finish before the test
 /// stops it).
 fn spawn_held(out: &Path, holds: &Holds) -> Child {
+    spawn_held_with(out, holds, "exact")
+}
+
+fn spawn_held_with(out: &Path, holds: &Holds, kernels: &str) -> Child {
     let (key, value) = holds.env();
     Command::new(env!("CARGO_BIN_EXE_reslab"))
-        .args(args(out))
+        .args(args_with(out, kernels))
         .env(key, value)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,8 +64,8 @@ fn spawn_held(out: &Path, holds: &Holds) -> Child {
         .unwrap()
 }
 
-fn run_to_end(out: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args(out)).output().unwrap();
+fn run_to_end(out: &Path, kernels: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_reslab")).args(args_with(out, kernels)).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
@@ -73,25 +85,35 @@ fn assert_same_run(reference: &Path, resumed: &Path, what: &str) {
     assert!(!resumed.join(".lock").exists(), "{what}: lock left behind");
 }
 
-/// The uninterrupted run and how long it took, made once for every test of this file.
+/// The uninterrupted run (exact kernels) and how long it took, made once for every test of this file.
 fn reference() -> &'static (std::path::PathBuf, Duration) {
     static REFERENCE: std::sync::OnceLock<(std::path::PathBuf, Duration)> = std::sync::OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("resume-reference");
+    REFERENCE.get_or_init(|| uninterrupted("exact"))
+}
+
+/// The uninterrupted run with fused kernels.
+fn fused_reference() -> &'static (std::path::PathBuf, Duration) {
+    static REFERENCE: std::sync::OnceLock<(std::path::PathBuf, Duration)> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| uninterrupted("fused"))
+}
+
+fn uninterrupted(kernels: &str) -> (std::path::PathBuf, Duration) {
+    {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("resume-reference-{kernels}"));
         let _ = std::fs::remove_dir_all(&out);
         let started = Instant::now();
-        run_to_end(&out);
+        run_to_end(&out, kernels);
         let took = started.elapsed();
-        eprintln!("uninterrupted run: {:.1} s", took.as_secs_f64());
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("kernels = \"{kernels}\"")), "{config}");
+        eprintln!("uninterrupted run ({kernels} kernels): {:.1} s", took.as_secs_f64());
         (out, took)
-    })
+    }
 }
 
 #[test]
 fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let (reference, took) = reference();
-    let (reference, took) = (reference.as_path(), *took);
     let trials: usize = std::env::var("RESLAB_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let seed: u64 = std::env::var("RESLAB_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -104,6 +126,10 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
     let mut kills_after_a_checkpoint = 0;
     assert!(trials > 0, "RESLAB_KILL_TRIALS must be at least 1");
     for trial in 0..trials {
+        // Odd trials with the fused kernels, deterministic at a fixed thread count as well.
+        let kernels = if trial % 2 == 1 { "fused" } else { "exact" };
+        let (reference, took) = if trial % 2 == 1 { fused_reference() } else { reference() };
+        let (reference, took) = (reference.as_path(), *took);
         let name = format!("trial-{trial}");
         let out = dir.path().join(&name);
         let mut points = Vec::new();
@@ -112,7 +138,7 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
         // last kill comes once its attempt is held, after a checkpoint: resuming is always tested.
         let kills = rng.gen_range(1..=3);
         for kill in 0..kills {
-            let mut child = Children(vec![spawn_held(&out, &holds)]);
+            let mut child = Children(vec![spawn_held_with(&out, &holds, kernels)]);
             let delay = took.mul_f64(rng.gen_range(1.0 / 18.0..0.9));
             if trial == 0 && kill == kills - 1 {
                 holds.wait_held(&name, None);
@@ -127,8 +153,8 @@ fn runs_killed_at_random_moments_resume_to_the_same_weights_and_rows() {
                 kills_after_a_checkpoint += 1;
             }
         }
-        run_to_end(&out);
-        eprintln!("trial {trial} (seed {seed}): killed after {points:?} ms, resumed: identical");
+        run_to_end(&out, kernels);
+        eprintln!("trial {trial} ({kernels}, seed {seed}): killed after {points:?} ms, resumed: identical");
         assert_same_run(reference, &out, &format!("trial {trial} (RESLAB_KILL_SEED={seed}), kills at {points:?} ms"));
     }
     assert!(
@@ -279,6 +305,8 @@ fn interrupt_fig1(dir: &Path, jobs: &str) -> (std::path::PathBuf, String) {
             // (Forced: no probe of `auto` before the runs.)
             "--precision",
             "fp32",
+            "--kernels",
+            "exact",
             "--out",
             out.to_str().unwrap(),
         ])

@@ -57,7 +57,7 @@ const RUNS: [&str; 8] = [
 
 fn reproduce(file: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_reslab"));
-    command.args(["reproduce", file.to_str().unwrap(), "--seeds", "auto", "--precision", "fp32"]);
+    command.args(["reproduce", file.to_str().unwrap(), "--seeds", "auto", "--precision", "fp32", "--kernels", "exact"]);
     command.args(["--threads", "1", "--jobs", "1", "--out", out.to_str().unwrap()]);
     command
 }

@@ -45,7 +45,7 @@ fn a_study_runs_through_slurm_with_a_requeue_and_matches_the_local_backend() {
     // resnet-8 on the embedded sample: the task must still be mid-run when it is signalled.
     std::fs::write(&file, small_study("slurm-test", &["resnet-8"], 2, 200)).unwrap();
     let file = file.display().to_string();
-    let study = [file.as_str(), "--precision", "fp32"];
+    let study = [file.as_str(), "--precision", "fp32", "--kernels", "exact"];
     let with = |extra: &[&str], out: &Path| -> Vec<String> {
         let mut args: Vec<String> = study.iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));

@@ -16,7 +16,8 @@ fn trained_study(dir: &Path) -> String {
     std::fs::write(&file, text).unwrap();
     let file = file.to_str().unwrap().to_string();
     let out = dir.join("study");
-    let output = reslab(&["reproduce", &file, "--precision", "fp32", "--out", out.to_str().unwrap()]);
+    let output =
+        reslab(&["reproduce", &file, "--precision", "fp32", "--kernels", "exact", "--out", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     file
 }
@@ -62,7 +63,7 @@ fn a_study_is_addressed_by_its_folder_and_a_copy_under_another_preset_is_refused
     let copy = dir.path().join("copy");
     assert!(std::process::Command::new("cp").args(["-r"]).arg(&study).arg(&copy).status().unwrap().success());
     let before = read(&copy.join("summary.csv"));
-    let demo = ["--preset", "demo", "--precision", "fp32", "--out", copy.to_str().unwrap()];
+    let demo = ["--preset", "demo", "--precision", "fp32", "--kernels", "exact", "--out", copy.to_str().unwrap()];
     let output = reslab(&[&["aggregate", &file][..], &demo].concat());
     let err = assert_clean_error(&output, &["copy/plain-8-seed0", "schedule.iters is 4 there, expected 6"]);
     assert!(err.contains("choose another --out, or remove the directory"), "{err}");
@@ -117,7 +118,8 @@ fn a_run_changed_after_it_completed_is_never_counted_by_any_command() {
     let other = study.join("resnet-8-seed0");
     let text = read(&other.join("summary.toml"));
     std::fs::write(other.join("summary.toml"), &text[..text.len() / 2]).unwrap();
-    let output = reslab(&["status", &file, "--precision", "fp32", "--out", study.to_str().unwrap()]);
+    let output =
+        reslab(&["status", &file, "--precision", "fp32", "--kernels", "exact", "--out", study.to_str().unwrap()]);
     assert!(stdout(&output).contains("its summary.toml cannot be read"), "{}", stdout(&output));
     let output =
         reslab(&["train", "--config", other.join("config.toml").to_str().unwrap(), "--out", other.to_str().unwrap()]);
@@ -135,13 +137,14 @@ fn a_claim_no_longer_measured_leaves_no_stale_figure_and_a_failed_aggregation_le
     std::fs::write(&file, text).unwrap();
     let (file, study) = (file.to_str().unwrap(), dir.path().join("study"));
     let out = study.to_str().unwrap();
-    let output = reslab(&["reproduce", file, "--precision", "fp32", "--out", out]);
+    let output = reslab(&["reproduce", file, "--precision", "fp32", "--kernels", "exact", "--out", out]);
     assert!(output.status.success(), "{}", stderr(&output));
     let forest = study.join("claim-claims.png");
     assert!(forest.is_file() && study.join("claim-claims.svg").is_file(), "the claim is measured: its forest plot");
 
     // Only the 8-layer net: the claim is not measured, and its figure goes with the rest of the set.
-    let output = reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--out", out]);
+    let output =
+        reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--kernels", "exact", "--out", out]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!forest.exists() && !study.join("claim-claims.svg").exists(), "no stale forest plot");
     assert!(read(&study.join("claims.csv")).contains("not measured"), "{}", read(&study.join("claims.csv")));
@@ -161,7 +164,8 @@ fn a_claim_no_longer_measured_leaves_no_stale_figure_and_a_failed_aggregation_le
     std::fs::write(run.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
     let before: Vec<(String, Vec<u8>)> =
         set.iter().map(|f| (f.clone(), std::fs::read(study.join(f)).unwrap())).collect();
-    let output = reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--out", out]);
+    let output =
+        reslab(&["aggregate", file, "--depths", "8", "--precision", "fp32", "--kernels", "exact", "--out", out]);
     assert_clean_error(&output, &["model.safetensors"]);
     for (file, bytes) in &before {
         assert!(std::fs::read(study.join(file)).unwrap() == *bytes, "{file} is the previous set's");

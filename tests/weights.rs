@@ -31,6 +31,8 @@ fn plain_run() -> &'static Path {
             "8",
             "--precision",
             "fp32",
+            "--kernels",
+            "exact",
             "--out",
             out.to_str().unwrap(),
         ]);

@@ -222,9 +222,14 @@ mod tests {
         let path = dir.path().join("experiment.toml");
         write(&path, &record, &experiment).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        for line in
-            ["preset = \"smoke\"", "seeds = [0, 1]", "iters = 40", "precision = \"fp32\"", "kernels = \"fused\"", "set = [\"lr=0.05\"]"]
-        {
+        for line in [
+            "preset = \"smoke\"",
+            "seeds = [0, 1]",
+            "iters = 40",
+            "precision = \"fp32\"",
+            "kernels = \"fused\"",
+            "set = [\"lr=0.05\"]",
+        ] {
             assert!(text.contains(line), "{line}: {text}");
         }
         let (back, again) = read(dir.path(), &path).unwrap();

@@ -50,7 +50,9 @@ impl std::str::FromStr for Kernels {
 #[cfg(test)]
 mod tests {
     //! The fused operations against libtorch's, forward and backward, fp32 and bf16, with and
-    //! without the shortcut: the tolerances and why are in docs/correctness.md.
+    //! without the shortcut, on channel counts of the vector path (multiples of 8) and of the
+    //! one-channel path, and a mean far from zero: the tolerances and why are in
+    //! docs/correctness.md.
     use super::*;
     use crate::model::layers::{batch_norm, bn_relu};
     use crate::model::taps::Pass;
@@ -83,8 +85,18 @@ mod tests {
         let bn = batch_norm(vs.root() / "bn", x.size()[1]);
         tch::no_grad(|| {
             let c = x.size()[1];
-            let _ = bn.ws.as_ref().unwrap().shallow_clone().copy_(&(Tensor::arange(c, (Kind::Float, Device::Cpu)) * 0.05 + 0.6));
-            let _ = bn.bs.as_ref().unwrap().shallow_clone().copy_(&(Tensor::arange(c, (Kind::Float, Device::Cpu)) * 0.02 - 0.1));
+            let _ = bn
+                .ws
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&(Tensor::arange(c, (Kind::Float, Device::Cpu)) * 0.05 + 0.6));
+            let _ = bn
+                .bs
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&(Tensor::arange(c, (Kind::Float, Device::Cpu)) * 0.02 - 0.1));
         });
         let x = x.detach().set_requires_grad(true);
         let identity = identity.map(|i| i.detach().set_requires_grad(true));
@@ -113,7 +125,7 @@ mod tests {
     #[test]
     fn fused_bn_relu_and_the_block_tail_match_libtorch_in_fp32() {
         for with_identity in [false, true] {
-            for (shape, offset) in [([16, 16, 8, 8], 0.0), ([4, 64, 5, 3], 30.0)] {
+            for (shape, offset) in [([16, 16, 8, 8], 0.0), ([4, 64, 5, 3], 30.0), ([3, 12, 5, 5], 0.0)] {
                 let (out, grads, running) = compare(Kind::Float, with_identity, shape, offset);
                 let what = format!("fp32, identity {with_identity}, {shape:?} offset {offset}");
                 // (Shown with --nocapture: the figures in docs/correctness.md.)
@@ -128,7 +140,7 @@ mod tests {
     #[test]
     fn fused_bn_relu_and_the_block_tail_match_libtorch_in_bf16() {
         for with_identity in [false, true] {
-            for (shape, offset) in [([16, 16, 8, 8], 0.0), ([4, 64, 5, 3], 30.0)] {
+            for (shape, offset) in [([16, 16, 8, 8], 0.0), ([4, 64, 5, 3], 30.0), ([3, 12, 5, 5], 0.0)] {
                 let (out, grads, running) = compare(Kind::BFloat16, with_identity, shape, offset);
                 let what = format!("bf16, identity {with_identity}, {shape:?} offset {offset}");
                 println!("{what}: output {out:.1e}, gradients {grads:.1e}, running statistics {running:.1e}");

@@ -128,8 +128,17 @@ pub fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
 pub fn bn_relu(bn: &nn::BatchNorm, x: &Tensor, identity: Option<&Tensor>, pass: Pass) -> Tensor {
     if pass.fuses(x, identity) {
         let (weight, bias) = (bn.ws.as_ref().expect("an affine BN"), bn.bs.as_ref().expect("an affine BN"));
-        return crate::native::bn_relu(x, identity, weight, bias, &bn.running_mean, &bn.running_var, BN_MOMENTUM, BN_EPS)
-            .expect("the fused BN's inputs were checked by Pass::fuses");
+        return crate::native::bn_relu(
+            x,
+            identity,
+            weight,
+            bias,
+            &bn.running_mean,
+            &bn.running_var,
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+        .expect("the fused BN's inputs were checked by Pass::fuses");
     }
     let out = x.apply_t(bn, pass.train);
     match identity {

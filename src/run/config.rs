@@ -345,7 +345,10 @@ impl RunConfig {
             );
         }
         if self.kernels == Kernels::Fused && matches!(self.device, DeviceChoice::Cuda(_)) {
-            bail!("kernels = \"fused\" on {}: the fused kernels are the CPU's; expected kernels = \"exact\"", self.device);
+            bail!(
+                "kernels = \"fused\" on {}: the fused kernels are the CPU's; expected kernels = \"exact\"",
+                self.device
+            );
         }
         if self.world_size == 0 {
             bail!("world_size is 0; expected at least 1 process");

@@ -9,8 +9,8 @@
 //! made with, a checkpoint's own message names another world size.
 
 use super::config::{DeviceChoice, RunConfig, Undecided};
-use crate::model::Kernels;
 use crate::model::weights::{RunOrigin, WeightsMetadata};
+use crate::model::Kernels;
 use crate::model::ModelSpec;
 use sha2::{Digest, Sha256};
 
@@ -184,7 +184,8 @@ mod tests {
         let config = RunConfig::example();
         let text = config.to_toml();
         assert!(text.contains(EXACT_KERNELS_LINE), "config.toml records the kernels: {text}");
-        let before = RunConfig::from_toml(&text.replacen(EXACT_KERNELS_LINE, "", 1), std::path::Path::new("c")).unwrap();
+        let before =
+            RunConfig::from_toml(&text.replacen(EXACT_KERNELS_LINE, "", 1), std::path::Path::new("c")).unwrap();
         assert_eq!(before, config, "a configuration without the setting is exact");
         // The digest of the configuration as it was written before the setting existed.
         let old = text.replacen(EXACT_KERNELS_LINE, "", 1).replacen("threads = 2\n", "threads = 0\n", 1);

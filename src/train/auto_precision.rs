@@ -84,7 +84,9 @@ impl Measured {
         } else {
             (
                 Kernels::Exact,
-                format!("exact (auto: fused {how} {speedup:.2}x as fast in {precision} here, below {FUSED_MARGIN:.2}x)"),
+                format!(
+                    "exact (auto: fused {how} {speedup:.2}x as fast in {precision} here, below {FUSED_MARGIN:.2}x)"
+                ),
             )
         })
     }
@@ -382,7 +384,12 @@ fn decide(key: &ProbeKey, cache: &Cache, clock: &mut dyn StepClock, options: &Op
 /// `auto`'s precision for training `spec` where no probe has to measure it (the CPU has no native
 /// bf16, an ImageNet-size net on a CPU, or a choice measured earlier); `None` where a probe must.
 /// The estimates of `reslab plan` use it.
-pub fn known_precision(spec: &ModelSpec, batch_size: usize, threads: usize, device: Device) -> Result<Option<Precision>> {
+pub fn known_precision(
+    spec: &ModelSpec,
+    batch_size: usize,
+    threads: usize,
+    device: Device,
+) -> Result<Option<Precision>> {
     let options = options(PrecisionChoice::Auto, KernelsChoice::Exact, spec, true, device)?;
     if let Some(decided) = options.decided() {
         return Ok(Some(decided.precision));
@@ -515,7 +522,11 @@ mod tests {
         assert_eq!((choice.precision, choice.kernels), (Precision::Bf16, Kernels::Fused), "{choice:?}");
         assert!(choice.kernels_note.starts_with("fused (auto: measured 1.20x as fast as exact in bf16"), "{choice:?}");
         // In fp32 alone, fused at 1.03x is below its margin.
-        let fp32 = Options { precisions: vec![Precision::Fp32], precision_note: Some("fp32, as asked".into()), ..everything() };
+        let fp32 = Options {
+            precisions: vec![Precision::Fp32],
+            precision_note: Some("fp32, as asked".into()),
+            ..everything()
+        };
         let choice = decide(&key("a"), &cache, &mut clock, &fp32).unwrap();
         assert_eq!(clock.calls, 4, "the cached pairs serve");
         assert_eq!((choice.precision, choice.kernels), (Precision::Fp32, Kernels::Exact), "{choice:?}");
@@ -539,7 +550,10 @@ mod tests {
         let mut clock = fixed(1.0, 1.0);
         let choice = decide(&key("a"), &cache, &mut clock, &forced).unwrap();
         assert_eq!(clock.calls, 0);
-        assert_eq!((choice.precision_note.as_str(), choice.kernels_note.as_str()), ("bf16, as asked", "fused, as asked"));
+        assert_eq!(
+            (choice.precision_note.as_str(), choice.kernels_note.as_str()),
+            ("bf16, as asked", "fused, as asked")
+        );
         let first_layout = options(PrecisionChoice::Fp32, KernelsChoice::Auto, &spec, false, Device::Cpu).unwrap();
         let choice = first_layout.decided().expect("decided without a probe");
         assert_eq!(choice.kernels, Kernels::Exact);

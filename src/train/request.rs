@@ -255,10 +255,12 @@ impl RunRequest {
                 let auto = asked.auto();
                 // What is forced first: the run already in the directory is compared on it.
                 if let PrecisionChoice::Fp32 | PrecisionChoice::Bf16 = asked.precision {
-                    config.precision = if asked.precision == PrecisionChoice::Bf16 { Precision::Bf16 } else { Precision::Fp32 };
+                    config.precision =
+                        if asked.precision == PrecisionChoice::Bf16 { Precision::Bf16 } else { Precision::Fp32 };
                 }
                 if let KernelsChoice::Exact | KernelsChoice::Fused = asked.kernels {
-                    config.kernels = if asked.kernels == KernelsChoice::Fused { Kernels::Fused } else { Kernels::Exact };
+                    config.kernels =
+                        if asked.kernels == KernelsChoice::Fused { Kernels::Fused } else { Kernels::Exact };
                 }
                 let kept = auto.any().then(|| dir.choices_of_same_run(&config, auto)).flatten();
                 let choice = match kept {
@@ -277,7 +279,11 @@ impl RunRequest {
                         Choice {
                             precision: config.precision,
                             kernels: config.kernels,
-                            precision_note: if auto.precision { later.into() } else { note(false, config.precision, "") },
+                            precision_note: if auto.precision {
+                                later.into()
+                            } else {
+                                note(false, config.precision, "")
+                            },
                             kernels_note: if auto.kernels { later.into() } else { note(false, config.kernels, "") },
                         }
                     }
@@ -340,7 +346,8 @@ mod tests {
 
     fn request(precision: PrecisionChoice) -> RunRequest {
         // Exact kernels: a unit test measures nothing (`kernels` below asks for `auto`).
-        let options = TrainOptions { iters: 100, seed: 3, precision, kernels: KernelsChoice::Exact, ..TrainOptions::default() };
+        let options =
+            TrainOptions { iters: 100, seed: 3, precision, kernels: KernelsChoice::Exact, ..TrainOptions::default() };
         RunRequest::new("plain-20".parse().unwrap(), DataConfig::new(DataSource::Embedded), options)
     }
 
@@ -412,7 +419,11 @@ mod tests {
         // Resumed with auto: the run keeps its kernels (no probe).
         let same = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Auto).in_dir(dir.path()).resolve().unwrap();
         assert_eq!(same.config().kernels, Kernels::Fused);
-        assert!(same.kernels_note().unwrap().contains("auto: kept from the run already in"), "{:?}", same.kernels_note());
+        assert!(
+            same.kernels_note().unwrap().contains("auto: kept from the run already in"),
+            "{:?}",
+            same.kernels_note()
+        );
         // Forced exact into the fused run's directory: another run.
         let exact = with_kernels(PrecisionChoice::Fp32, KernelsChoice::Exact).in_dir(dir.path()).resolve().unwrap();
         assert_eq!(exact.config().difference(fused.config(), Leeway::NONE).unwrap().key, "kernels");
