@@ -310,7 +310,7 @@ fn a_local_study_killed_again_and_again_ends_as_the_uninterrupted_one() {
     eprintln!("kills (start, kind, ms into the start): {kills:?}");
 }
 
-const RUN: [&str; 20] = [
+const RUN: [&str; 22] = [
     "train",
     "--model",
     "plain-8",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// The test run's length (RUN's --iters).
 const ITERS: usize = 36;
 
-const RUN: [&str; 18] = [
+const RUN: [&str; 20] = [
     "train",
     "--model",
     "plain-8",

@@ -85,14 +85,12 @@ mod tests {
         let bn = batch_norm(vs.root() / "bn", x.size()[1]);
         tch::no_grad(|| {
             let c = x.size()[1];
-            let _ = bn
-                .ws
+            bn.ws
                 .as_ref()
                 .unwrap()
                 .shallow_clone()
                 .copy_(&(Tensor::arange(c, (Kind::Float, Device::Cpu)) * 0.05 + 0.6));
-            let _ = bn
-                .bs
+            bn.bs
                 .as_ref()
                 .unwrap()
                 .shallow_clone()
