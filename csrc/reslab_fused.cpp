@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
@@ -438,10 +439,12 @@ struct BnRelu : public torch::autograd::Function<BnRelu> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                                double momentum, double eps) {
+    RECORD_FUNCTION("reslab::bn_relu", std::vector<c10::IValue>());
     return {BnReluImpl::forward(ctx, x, at::Tensor(), weight, bias, running_mean, running_var, momentum, eps)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    RECORD_FUNCTION("reslab::bn_relu_backward", std::vector<c10::IValue>());
     auto g = BnReluImpl::backward(ctx, grads);
     return {g[0], g[2], g[3], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -451,10 +454,12 @@ struct BnAddRelu : public torch::autograd::Function<BnAddRelu> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& identity,
                                const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& running_mean,
                                const at::Tensor& running_var, double momentum, double eps) {
+    RECORD_FUNCTION("reslab::bn_add_relu", std::vector<c10::IValue>());
     return {BnReluImpl::forward(ctx, x, identity, weight, bias, running_mean, running_var, momentum, eps)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    RECORD_FUNCTION("reslab::bn_add_relu_backward", std::vector<c10::IValue>());
     auto g = BnReluImpl::backward(ctx, grads);
     return {g[0], g[1], g[2], g[3], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }

@@ -7,6 +7,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/core/stack.h>
+#include <ATen/record_function.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <memory>
 
 #include "reslab_guarded.h"
 
@@ -57,6 +61,7 @@ char* reslab_flatten_parameters(at::Tensor** params, int64_t count, at::Tensor**
 char* reslab_sgd_update(at::Tensor* param, at::Tensor* grad, at::Tensor* buffer, double lr, double momentum,
                         double weight_decay) {
   return guarded([&] {
+    RECORD_FUNCTION("reslab::sgd_update", std::vector<c10::IValue>());
     at::NoGradGuard no_grad;
     at::Tensor step = weight_decay != 0.0 ? grad->add(*param, weight_decay) : *grad;
     if (momentum != 0.0) {
@@ -119,6 +124,22 @@ char* reslab_conv_fused(at::Tensor* x, at::Tensor* w, at::Tensor* b, int64_t str
     }
     *out = new at::Tensor(stack.back().toTensor());
   });
+}
+
+// libtorch's profiler (the legacy one, on this thread and the work autograd runs for it): from
+// start to stop every op is recorded with its start and duration, and stop writes them to `path`
+// as a Chrome trace (JSON).
+static std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+
+char* reslab_profile_start(const char* path) {
+  return guarded([&] {
+    TORCH_CHECK(!profile, "a profile is already being recorded");
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+  });
+}
+
+char* reslab_profile_stop() {
+  return guarded([&] { profile.reset(); });
 }
 
 void reslab_free_error(char* message) { std::free(message); }

@@ -465,9 +465,12 @@ pub struct BenchArgs {
     /// The reference's precision; default reslab's.
     #[arg(long, value_enum, requires = "reference")]
     pub reference_precision: Option<PrecisionChoice>,
-    /// Print the achieved GFLOP/s as a share of this peak (e.g. 333 for 2 Zen 5 cores in fp32).
+    /// The peak the achieved GFLOP/s are a share of; default this machine's, measured once (a large matrix product in the bench's precision and threads, cached under RESLAB_CACHE_DIR).
     #[arg(long, value_parser = positive_number, allow_negative_numbers = true)]
     pub peak_gflops: Option<f64>,
+    /// --mode step: then profile --iters steps with libtorch's profiler, print where the time goes (convolutions, BN, ReLU, additions, fused BN, SGD, the rest) and write the trace (Chrome JSON) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub profile: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -280,7 +280,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
-    bench::run(&bench, reference.as_ref(), args.rounds, args.peak_gflops)
+    bench::run(&bench, reference.as_ref(), args.rounds, args.peak_gflops, args.profile.as_deref())
 }
 
 fn analyze(command: AnalyzeCommand) -> Result<()> {

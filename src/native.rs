@@ -46,6 +46,8 @@ extern "C" {
         eps: f64,
         out: *mut *mut C_tensor,
     ) -> *mut c_char;
+    fn reslab_profile_start(path: *const c_char) -> *mut c_char;
+    fn reslab_profile_stop() -> *mut c_char;
     fn reslab_free_error(message: *mut c_char);
 }
 
@@ -162,6 +164,32 @@ pub fn bn_relu(
     };
     check(error, "fused batch norm")?;
     Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// libtorch's profiler while the guard lives: every op this thread runs (and autograd runs for
+/// it) is recorded, and written to the file as a Chrome trace (JSON) when the guard is dropped.
+#[must_use = "the profile is written when the guard is dropped"]
+pub struct Profile {
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Profile {
+    /// Starts recording, to be written to `path`.
+    pub fn start(path: &std::path::Path) -> Result<Profile> {
+        let text = std::ffi::CString::new(path.display().to_string())?;
+        // SAFETY: a NUL-terminated string the shim copies.
+        check(unsafe { reslab_profile_start(text.as_ptr()) }, "starting libtorch's profiler")?;
+        Ok(Profile { _this_thread: std::marker::PhantomData })
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        // SAFETY: no arguments; writes the trace and stops the profiler.
+        if let Err(e) = check(unsafe { reslab_profile_stop() }, "writing libtorch's profile") {
+            crate::eprint_line!("warning: {e}");
+        }
+    }
 }
 
 /// libtorch's autocast to bf16 on `device`'s type while the guard lives. Autocast is a state of

@@ -13,6 +13,7 @@
 //! the rounds is reported.
 
 use super::evaluate::EVAL_BATCH;
+use super::peak::Peak;
 use super::probe::{eval_img_per_s, step_img_per_s, Bench, Mode};
 use super::request::RunRequest;
 use super::runtime;
@@ -179,9 +180,19 @@ pub fn write_reference_data(source: &DataSource, dir: &Path) -> Result<()> {
 }
 
 /// Runs `bench` (and the reference beside it) for `rounds` alternating rounds and prints each
-/// measurement, the medians, GFLOP/s (and the share of `peak_gflops`), the ratio, and last
-/// `img_per_s=<median>`.
-pub fn run(bench: &Bench, reference: Option<&Reference>, rounds: usize, peak_gflops: Option<f64>) -> Result<()> {
+/// measurement, the medians, GFLOP/s and their share of the machine's peak (`peak_gflops` where
+/// given, else [`super::peak::peak`]), the ratio, and last `img_per_s=<median>`; with `profile`,
+/// then the step's profile ([`profile`]) into that file.
+pub fn run(
+    bench: &Bench,
+    reference: Option<&Reference>,
+    rounds: usize,
+    peak_gflops: Option<f64>,
+    profile: Option<&Path>,
+) -> Result<()> {
+    if profile.is_some() && bench.mode != Mode::Step {
+        bail!("--profile with --mode {:?}; expected --mode step (the training step alone)", bench.mode);
+    }
     if rounds == 0 {
         bail!("--rounds 0; expected at least 1");
     }
@@ -201,6 +212,10 @@ pub fn run(bench: &Bench, reference: Option<&Reference>, rounds: usize, peak_gfl
             Some(dir)
         }
         _ => None,
+    };
+    let peak = match peak_gflops {
+        Some(gflops) => Peak { gflops, from: "given with --peak-gflops".into() },
+        None => super::peak::peak(bench.precision, bench.threads, bench.device)?,
     };
     let macs = Model::new(&bench.spec, tch::Device::Cpu)?.macs();
     let layout = if bench.channels_last { "channels-last" } else { "contiguous" };
@@ -229,8 +244,12 @@ pub fn run(bench: &Bench, reference: Option<&Reference>, rounds: usize, peak_gfl
     }
     let ours = median(&ours);
     let gflops = ours * flop_per_image(macs, bench.mode) / 1e9;
-    let share = peak_gflops.map_or(String::new(), |peak| format!(" = {:.0}% of {peak} GFLOP/s", 100.0 * gflops / peak));
-    println!("reslab: {ours:.1} img/s (median of {rounds}), {gflops:.1} GFLOP/s{share}");
+    let share = 100.0 * gflops / peak.gflops;
+    println!(
+        "reslab: {ours:.1} img/s (median of {rounds}), {gflops:.1} GFLOP/s = {share:.0}% of this machine's peak \
+         ({:.0} GFLOP/s: {})",
+        peak.gflops, peak.from
+    );
     if let Some(reference) = reference {
         let theirs = median(&theirs);
         let mode = if bench.mode == Mode::Train { "pipeline" } else { "step" };
@@ -241,7 +260,30 @@ pub fn run(bench: &Bench, reference: Option<&Reference>, rounds: usize, peak_gfl
         let train = step_img_per_s(&Bench { mode: Mode::Step, ..bench.clone() })?;
         println!("training step of the same model: {train:.1} img/s; eval/train={:.2}", ours / train);
     }
+    if let Some(trace) = profile {
+        self::profile(bench, trace)?;
+    }
     println!("img_per_s={ours:.1}");
+    Ok(())
+}
+
+/// Profiles `bench`'s training step (`--mode step`): its `iters` steps under libtorch's profiler,
+/// the trace written to `trace`, and prints the time per step of each group of ops
+/// ([`super::profile`]) with its share.
+pub fn profile(bench: &Bench, trace: &Path) -> Result<()> {
+    let wall_s = super::probe::profiled_steps(bench, trace)?;
+    let split = super::profile::split_per_step(trace, bench.iters)?;
+    let profiled: f64 = split.iter().map(|(_, ms)| ms).sum();
+    println!(
+        "profile of {} steps ({:.1} ms a step, {:.1} ms of it in ops; trace: {}):",
+        bench.iters,
+        1000.0 * wall_s / bench.iters as f64,
+        profiled,
+        trace.display()
+    );
+    for (group, ms) in &split {
+        println!("  {group:<40} {ms:>8.2} ms  {:>5.1}%", 100.0 * ms / profiled);
+    }
     Ok(())
 }
 

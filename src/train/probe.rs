@@ -136,6 +136,33 @@ pub fn step_img_per_s(bench: &Bench) -> Result<f64> {
     })
 }
 
+/// The training step of [`step_img_per_s`], its warm-up untimed, then its `iters` steps under
+/// libtorch's profiler, written to `trace` (a Chrome trace): their wall time in seconds.
+pub fn profiled_steps(bench: &Bench, trace: &std::path::Path) -> Result<f64> {
+    let model = fresh_model(bench)?;
+    let device = model.vs.device();
+    let mut sgd = Sgd::new(&model.vs, 0.9, 1e-4)?;
+    let x = random_images(bench, bench.batch, device);
+    let y = Tensor::randint(bench.spec.classes(), [bench.batch], (Kind::Int64, device));
+    let mut step = || -> Result<()> {
+        let (_, loss) = forward_backward(&model, &mut sgd, &x, &y, bench.precision)?;
+        sgd.step(0.1)?;
+        let _ = loss.double_value(&[]);
+        Ok(())
+    };
+    for _ in 0..bench.warmup {
+        step()?;
+    }
+    let profile = crate::native::Profile::start(trace)?;
+    let start = Instant::now();
+    for _ in 0..bench.iters {
+        step()?;
+    }
+    let wall_s = start.elapsed().as_secs_f64();
+    drop(profile);
+    Ok(wall_s)
+}
+
 /// Evaluation forward passes on one fixed random batch of the evaluation batch size.
 pub fn eval_img_per_s(bench: &Bench) -> Result<f64> {
     let model = fresh_model(bench)?;
