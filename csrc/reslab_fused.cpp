@@ -253,14 +253,7 @@ RESLAB_INLINE void backward_input_rows(const T* __restrict dy, const T* __restri
 RESLAB_KERNELS(float, f32)
 RESLAB_KERNELS(uint16_t, bf16)
 
-struct Kernels {
-  decltype(&stats_f32) stats;
-  decltype(&forward_f32) forward;
-  decltype(&backward_sums_f32) backward_sums;
-  decltype(&backward_input_f32) backward_input;
-};
-
-// The bf16 kernels take bf16's bits as uint16_t; one table of float-typed pointers serves both.
+// A tensor's elements as the kernels take them: bf16's as their bits (uint16_t).
 template <typename T>
 const T* data(const at::Tensor& t) {
   return t.defined() ? reinterpret_cast<const T*>(t.const_data_ptr()) : nullptr;

@@ -91,6 +91,7 @@ pub fn train_img_per_s(bench: &Bench) -> Result<f64> {
         threads: bench.threads,
         channels_last: bench.channels_last,
         precision: bench.precision.into(),
+        kernels: bench.kernels.into(),
         checkpoint_every: bench.warmup + bench.iters,
         // One learning rate throughout: no step inside the timed rows.
         lr_steps: Some(Vec::new()),

@@ -27,7 +27,8 @@ pub const GROUPS: [&str; 8] = [
 pub fn group(name: &str) -> &'static str {
     let name = name.to_ascii_lowercase();
     let op = name.rsplit([' ', ':']).next().unwrap_or(&name);
-    if name.contains("reslab::bn_") {
+    // (The fused operations' backward nodes are autograd's `CppNode<...BnRelu>`.)
+    if name.contains("reslab::bn_") || name.contains("bnrelu>") || name.contains("bnaddrelu>") {
         GROUPS[4]
     } else if name.contains("reslab::sgd_update") {
         GROUPS[5]
@@ -109,6 +110,8 @@ mod tests {
         assert_eq!(group("autograd::engine::evaluate_function: AddBackward0"), "additions");
         assert_eq!(group("aten::add_"), GROUPS[7], "in-place adds are the optimizer's or autograd's");
         assert_eq!(group("reslab::bn_add_relu_backward"), GROUPS[4]);
+        let node = "autograd::engine::evaluate_function: torch::autograd::CppNode<(anonymous namespace)::BnAddRelu>";
+        assert_eq!(group(node), GROUPS[4]);
         assert_eq!(group("reslab::sgd_update"), "SGD update");
         assert_eq!(group("torch::autograd::AccumulateGrad"), "gradient accumulation");
         assert_eq!(group("aten::cross_entropy_loss"), GROUPS[7]);
