@@ -132,6 +132,8 @@ fn reproduce_fig7_analyses_its_runs_and_judges_the_papers_claims() {
     let output = reslab(&[
         "reproduce",
         "fig7",
+        "--kernels",
+        "exact",
         "--iters",
         "4",
         "--eval-every",
@@ -164,7 +166,8 @@ fn rows_of(path: &Path, run: &str) -> Vec<Vec<String>> {
 fn reproduce_landscape_smoke_writes_every_file_judges_its_claims_and_repeats_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("landscape");
-    let output = reslab(&["reproduce", "landscape", "--preset", "smoke", "--out", out.to_str().unwrap()]);
+    let output =
+        reslab(&["reproduce", "landscape", "--preset", "smoke", "--kernels", "exact", "--out", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     let claim = text.lines().find(|l| l.starts_with("5. ")).unwrap_or_else(|| panic!("no claim 5 in {text}"));
@@ -197,7 +200,8 @@ fn reproduce_landscape_smoke_writes_every_file_judges_its_claims_and_repeats_bit
 
     // Drawn again, the study reads each finished surface instead of computing it again.
     let surfaces = std::fs::read(analysis.join("landscape.csv")).unwrap();
-    let again = reslab(&["reproduce", "landscape", "--preset", "smoke", "--out", out.to_str().unwrap()]);
+    let again =
+        reslab(&["reproduce", "landscape", "--preset", "smoke", "--kernels", "exact", "--out", out.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stderr(&again));
     let reused = stderr(&again).matches("not computing it again").count();
     assert_eq!(reused, 4, "every run's surface read back: {}", stderr(&again));

@@ -109,6 +109,8 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         folder.to_str().unwrap(),
         "--iters",
         "1",
+        "--kernels",
+        "exact",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -124,6 +126,8 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         folder.to_str().unwrap(),
         "--iters",
         "1",
+        "--kernels",
+        "exact",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -307,6 +311,8 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_csv() {
         "1e12",
         "--batch-size",
         "32",
+        "--kernels",
+        "exact",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -383,6 +389,8 @@ fn reproduce_abc_writes_the_ablation_table_for_the_chosen_depth() {
     let output = reslab(&[
         "reproduce",
         "abc",
+        "--kernels",
+        "exact",
         "--data",
         "embedded",
         "--depths",
@@ -418,6 +426,8 @@ fn reproduce_table6_over_two_seeds_with_two_jobs_then_skips_complete_runs() {
     let args = [
         "reproduce",
         "table6",
+        "--kernels",
+        "exact",
         "--preset",
         "smoke",
         "--depths",

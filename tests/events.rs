@@ -34,6 +34,8 @@ fn metrics_rows(dir: &Path) -> Vec<Vec<f64>> {
 fn train(out: &Path) -> std::process::Output {
     reslab(&[
         "train",
+        "--kernels",
+        "exact",
         "--model",
         "plain-8",
         "--iters",

@@ -29,6 +29,8 @@ fn reproduce_paper_reuses_shared_runs_and_its_report_renders_in_chromium() {
     let output = reslab(&[
         "reproduce",
         "paper",
+        "--kernels",
+        "exact",
         "--preset",
         "smoke",
         "--depths",

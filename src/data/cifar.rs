@@ -83,6 +83,20 @@ pub fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
+/// Checks that a batch file of `size` bytes holds whole 3,073-byte records; `name` names it.
+fn check_size(name: &str, size: u64) -> Result<()> {
+    if size == 0 {
+        bail!("{name}: the file is empty; expected 3,073-byte CIFAR-10 records");
+    }
+    if !size.is_multiple_of(RECORD_BYTES as u64) {
+        bail!(
+            "{name}: size {size} bytes is not a multiple of 3,073 (one label byte and 3,072 pixel bytes per record); \
+             the file is truncated or not a CIFAR-10 binary batch"
+        );
+    }
+    Ok(())
+}
+
 /// Images as bytes in CIFAR's channel-major order, and their labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
@@ -105,16 +119,7 @@ impl Records {
 
     /// Parses one binary batch file's bytes; `name` is used in errors.
     pub fn parse(name: &str, bytes: &[u8]) -> Result<Records> {
-        if bytes.is_empty() {
-            bail!("{name}: the file is empty; expected 3,073-byte CIFAR-10 records");
-        }
-        if !bytes.len().is_multiple_of(RECORD_BYTES) {
-            bail!(
-                "{name}: size {} bytes is not a multiple of 3,073 (one label byte and 3,072 pixel bytes \
-                 per record); the file is truncated or not a CIFAR-10 binary batch",
-                bytes.len()
-            );
-        }
+        check_size(name, bytes.len() as u64)?;
         let mut records = Records::default();
         records.append(name, bytes)?;
         Ok(records)
@@ -202,6 +207,12 @@ impl Cifar10 {
                 TRAIN_FILES.iter().chain([&TEST_FILE]).map(|name| folder.join(name)).find(|f| !f.is_file())
             {
                 bail!("CIFAR-10 data {}: {} is missing; {EXPECTED_LAYOUT}", path.display(), file.display());
+            }
+            // A truncated file is one line now, before a run probes or writes anything.
+            for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
+                let file = folder.join(name);
+                let size = std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?.len();
+                check_size(&file.display().to_string(), size)?;
             }
         }
         Ok(())

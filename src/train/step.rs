@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn twenty_fused_steps_follow_the_exact_trajectory_of_a_plain_and_a_residual_net() {
-        // The tolerances are about five times what exact kernels alone differ by when the step's
+        // The tolerances are five to ten times what exact kernels alone differ by when the step's
         // arithmetic is reordered (1 thread against 2: docs/correctness.md); at lr 0.1 the 20
         // steps amplify any difference, so a wrong gradient is far outside them.
         // bf16 on the residual net only (it has both fused operations): bf16 is emulated, slowly,
