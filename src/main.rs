@@ -11,7 +11,7 @@ use reslab::data::{Cifar10, DataConfig, Dataset};
 use reslab::experiment::study::{reproduce, StudyRequest};
 use reslab::experiment::{launch, plan, runner, seeds_on_demand, status};
 use reslab::model::weights::{self, WeightsMetadata};
-use reslab::model::{options::zoo_table, Kernels, Spelling};
+use reslab::model::{options::zoo_table, Spelling};
 use reslab::report::table;
 use reslab::run::config::PrecisionChoice;
 use reslab::run::RunDir;
@@ -235,15 +235,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
 fn bench_command(args: BenchArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let choice = match args.mode {
-        probe::Mode::Eval => {
-            let precision = args.precision.for_evaluation();
-            auto_precision::Choice {
-                precision,
-                kernels: Kernels::Exact,
-                precision_note: format!("{precision} (evaluation: fp32 unless bf16 is asked)"),
-                kernels_note: "exact (evaluation folds BN into the convolutions)".into(),
-            }
-        }
+        probe::Mode::Eval => auto_precision::Choice::evaluation(args.precision.for_evaluation()),
         probe::Mode::Step | probe::Mode::Train => auto_precision::training_choice(
             args.precision,
             args.kernels,

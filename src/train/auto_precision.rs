@@ -131,6 +131,19 @@ pub struct Choice {
     pub kernels_note: String,
 }
 
+impl Choice {
+    /// An evaluation's: `precision` as given, exact kernels (evaluation folds BN into the
+    /// convolutions; nothing is left to fuse).
+    pub fn evaluation(precision: Precision) -> Choice {
+        Choice {
+            precision,
+            kernels: Kernels::Exact,
+            precision_note: format!("{precision} (evaluation: fp32 unless bf16 is asked)"),
+            kernels_note: "exact (evaluation folds BN into the convolutions)".into(),
+        }
+    }
+}
+
 /// What is left open for a probe: the precisions and the kernels it may choose among (one of
 /// either: decided).
 #[derive(Debug, Clone, PartialEq, Eq)]
