@@ -608,8 +608,10 @@ fn auto_kernels_are_measured_recorded_and_kept_when_the_run_resumes() {
     let first = first.0.pop().unwrap().wait_with_output().unwrap();
     let said = stdout(&first);
     assert!(said.contains("kernels: measuring exact against fused kernels for plain-8"), "{said}");
-    let verdict =
-        said.lines().find(|l| l.starts_with("kernels: ") && l.contains("(auto: measured ")).unwrap_or_else(|| {
+    let verdict = said
+        .lines()
+        .find(|l| l.starts_with("kernels: ") && l.contains("(auto: ") && l.contains(" measured "))
+        .unwrap_or_else(|| {
             panic!("no measured verdict: {said}");
         });
     let chosen = if verdict.starts_with("kernels: fused") { "fused" } else { "exact" };
