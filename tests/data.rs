@@ -102,8 +102,6 @@ fn a_short_run_on_real_data_lowers_the_training_loss_and_leaves_a_complete_run_d
         archive.to_str().unwrap(),
         "--precision",
         "fp32",
-        "--kernels",
-        "exact",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
